@@ -1,0 +1,187 @@
+//! Records shared by the kernel programs (`sovereign-agent-ebpf`) and user space.
+//!
+//! Every record the kernel writes into the ring buffer is one [`FlowRecord`]: fixed-width
+//! integers and byte arrays only, explicit padding, the `u32` kind first. User space never
+//! transmutes a kernel value into an enum: it decodes with [`TryFrom`] and rejects what it
+//! does not know (feature `user`).
+#![no_std]
+
+/// Name of the ring buffer map that carries [`FlowRecord`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU `u64` array (one slot) counting records the kernel could not reserve.
+pub const LOSSES_MAP: &str = "LOSSES";
+/// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
+pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
+
+/// Default ring buffer size (bytes, a power of two and a multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Address families as the kernel numbers them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// IP protocol numbers.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// `close` flag: the TCP connection reached ESTABLISHED before it closed.
+pub const CLOSE_FLAG_WAS_ESTABLISHED: u8 = 1;
+
+/// What a [`FlowRecord`] reports. The numeric values are the wire format: never renumber.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// connect() on a TCP or UDP socket (cgroup/connect4, cgroup/connect6).
+    Connect = 1,
+    /// First datagram from an unconnected UDP socket to one destination (cgroup/sendmsg4|6).
+    Send = 2,
+    /// An outbound TCP connection became ESTABLISHED (sockops).
+    Established = 3,
+    /// An outbound TCP connection closed; carries byte counts (sockops state callback).
+    Close = 4,
+    /// A UDP socket that sent unconnected datagrams was released (cgroup/sock_release):
+    /// user space collects its folded send counts from [`UDP_SENDS_MAP`].
+    UdpRelease = 5,
+}
+
+impl TryFrom<u32> for RecordKind {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Ok(match value {
+            1 => Self::Connect,
+            2 => Self::Send,
+            3 => Self::Established,
+            4 => Self::Close,
+            5 => Self::UdpRelease,
+            other => return Err(other),
+        })
+    }
+}
+
+/// One ring-buffer record (104 bytes). Layout is part of the kernel/user contract: fields are
+/// ordered so that no implicit padding exists; `_pad` fields are always zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// A [`RecordKind`] value.
+    pub kind: u32,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub protocol: u8,
+    /// `close`: [`CLOSE_FLAG_WAS_ESTABLISHED`]; otherwise zero.
+    pub flags: u8,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Thread id (the kernel's "pid") of the task that caused the record.
+    pub pid: u32,
+    /// Process id (the kernel's "tgid").
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id (the inode number of the cgroup's directory).
+    pub cgroup_id: u64,
+    /// `bpf_get_socket_cookie()`: unique per socket for the life of the boot.
+    pub cookie: u64,
+    /// Destination address in network byte order; IPv4 uses the first 4 bytes.
+    pub dst_addr: [u8; 16],
+    /// Destination port, host byte order.
+    pub dst_port: u16,
+    /// Local port, host byte order; 0 when not known yet (connect before bind).
+    pub src_port: u16,
+    /// Datagrams folded into this record (`send`: 1).
+    pub count: u32,
+    /// `close`: bytes sent and acknowledged by the peer.
+    pub bytes_sent: u64,
+    /// `close`: bytes received.
+    pub bytes_received: u64,
+    /// `comm` of the task, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// Size of one [`FlowRecord`] on the wire.
+pub const FLOW_RECORD_SIZE: usize = core::mem::size_of::<FlowRecord>();
+const _: () = assert!(FLOW_RECORD_SIZE == 104);
+
+/// Key of [`UDP_SENDS_MAP`]: one (socket, destination) pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SendKey {
+    pub cookie: u64,
+    pub dst_addr: [u8; 16],
+    pub dst_port: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+
+/// Value of [`UDP_SENDS_MAP`]: datagrams sent on the pair so far (including the first, which
+/// was reported as a `Send` record).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendTally {
+    pub count: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: plain-old-data: only integers and byte arrays, no implicit padding.
+    unsafe impl aya::Pod for FlowRecord {}
+    unsafe impl aya::Pod for SendKey {}
+    unsafe impl aya::Pod for SendTally {}
+
+    /// Why a ring-buffer item could not be decoded.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DecodeError {
+        /// Shorter than a [`FlowRecord`].
+        Truncated { len: usize },
+        /// A kind this build does not know (a newer kernel object?).
+        UnknownKind(u32),
+    }
+
+    impl core::fmt::Display for DecodeError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                Self::Truncated { len } => {
+                    write!(f, "record of {len} bytes, expected {FLOW_RECORD_SIZE}")
+                }
+                Self::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+            }
+        }
+    }
+
+    /// A decoded record: the kind is checked, the bytes copied out of the ring buffer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Decoded {
+        pub kind: RecordKind,
+        pub record: FlowRecord,
+    }
+
+    impl TryFrom<&[u8]> for Decoded {
+        type Error = DecodeError;
+        fn try_from(bytes: &[u8]) -> Result<Self, DecodeError> {
+            if bytes.len() < FLOW_RECORD_SIZE {
+                return Err(DecodeError::Truncated { len: bytes.len() });
+            }
+            // SAFETY: length checked above; FlowRecord is Pod, any bit pattern is valid, and
+            // read_unaligned does not assume the ring buffer's alignment.
+            let record: FlowRecord =
+                unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<FlowRecord>()) };
+            let kind = RecordKind::try_from(record.kind).map_err(DecodeError::UnknownKind)?;
+            Ok(Self { kind, record })
+        }
+    }
+
+    impl FlowRecord {
+        /// The record as the bytes the kernel writes (for tests and fixtures).
+        pub fn as_bytes(&self) -> &[u8] {
+            // SAFETY: Pod, no padding; the slice borrows self.
+            unsafe {
+                core::slice::from_raw_parts((self as *const Self).cast::<u8>(), FLOW_RECORD_SIZE)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+pub use user::{DecodeError, Decoded};

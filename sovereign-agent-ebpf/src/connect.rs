@@ -1,0 +1,81 @@
+//! cgroup/connect4 and cgroup/connect6: every connect() of a TCP or UDP socket in the cgroup.
+use aya_ebpf::{
+    helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
+};
+use sovereign_agent_common::{RecordKind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::{
+    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit},
+    maps::{TcpSocket, TCP_SOCKETS},
+};
+
+const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    on_connect(&ctx, AF_INET);
+    1 // allow
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    on_connect(&ctx, AF_INET6);
+    1 // allow
+}
+
+/// TCP or UDP from the socket type; other protocols (e.g. ICMP datagram sockets) are skipped.
+#[inline(always)]
+pub fn transport(ctx: &SockAddrContext) -> Option<u8> {
+    // SAFETY: reading context fields the verifier allows for cgroup_sock_addr programs.
+    let (sock_type, protocol) = unsafe { ((*ctx.sock_addr).type_, (*ctx.sock_addr).protocol) };
+    match (sock_type, protocol as u8) {
+        (SOCK_STREAM, 0 | IPPROTO_TCP) => Some(IPPROTO_TCP),
+        (SOCK_DGRAM, 0 | IPPROTO_UDP) => Some(IPPROTO_UDP),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+pub fn destination(ctx: &SockAddrContext, family: u16) -> ([u8; 16], u16) {
+    // SAFETY: context fields of cgroup_sock_addr; ports are stored in network byte order.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let port = u16::from_be(core::ptr::read_volatile(&(*sa).user_port) as u16);
+        let addr = if family == AF_INET {
+            ipv4_bytes(core::ptr::read_volatile(&(*sa).user_ip4))
+        } else {
+            ipv6_bytes((*sa).user_ip6.as_ptr())
+        };
+        (addr, port)
+    }
+}
+
+#[inline(always)]
+fn on_connect(ctx: &SockAddrContext, family: u16) {
+    let Some(protocol) = transport(ctx) else {
+        return;
+    };
+    let owner = current_owner();
+    // SAFETY: the helper accepts a cgroup_sock_addr context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let (dst_addr, dst_port) = destination(ctx, family);
+
+    let mut rec = record(RecordKind::Connect as u32, &owner);
+    rec.family = family;
+    rec.protocol = protocol;
+    rec.cookie = cookie;
+    rec.dst_addr = dst_addr;
+    rec.dst_port = dst_port;
+    submit(&rec);
+
+    if protocol == IPPROTO_TCP {
+        // Remember who connected: established/close callbacks may run in softirq context.
+        let socket = TcpSocket {
+            owner,
+            states: 0,
+            peer_fin: 0,
+        };
+        let _ = TCP_SOCKETS.insert(cookie, socket, 0);
+    }
+}

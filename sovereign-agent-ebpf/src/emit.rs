@@ -1,0 +1,83 @@
+//! Writing records: task facts, the ring buffer reservation, and the loss counter.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+};
+use sovereign_agent_common::FlowRecord;
+
+use crate::maps::{Owner, EVENTS, LOSSES};
+
+/// The current task, as the kernel sees it.
+#[inline(always)]
+pub fn current_owner() -> Owner {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    Owner {
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        // SAFETY: helper without arguments, allowed in every program type used here.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// A record stamped with the time and the owner's facts; the caller fills the flow fields.
+#[inline(always)]
+pub fn record(kind: u32, owner: &Owner) -> FlowRecord {
+    FlowRecord {
+        kind,
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: owner.pid,
+        tgid: owner.tgid,
+        uid: owner.uid,
+        gid: owner.gid,
+        cgroup_id: owner.cgroup_id,
+        comm: owner.comm,
+        ..FlowRecord::default()
+    }
+}
+
+/// Copies `rec` into the ring buffer, or counts it as lost when the buffer is full.
+#[inline(always)]
+pub fn submit(rec: &FlowRecord) {
+    match EVENTS.reserve::<FlowRecord>(0) {
+        Some(mut entry) => {
+            entry.write(*rec);
+            entry.submit(0);
+        }
+        None => {
+            if let Some(lost) = LOSSES.get_ptr_mut(0) {
+                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+                unsafe { *lost += 1 };
+            }
+        }
+    }
+}
+
+/// IPv4 address as stored in the context (network byte order in memory) into the 16-byte slot.
+#[inline(always)]
+pub fn ipv4_bytes(addr_be: u32) -> [u8; 16] {
+    let b = addr_be.to_ne_bytes();
+    [b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// IPv6 address from four context words, each read with a 4-byte load (the verifier refuses
+/// wider loads of these fields on older kernels).
+#[inline(always)]
+pub fn ipv6_bytes(words: *const u32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        // SAFETY: `words` points at a 4-word context field.
+        let w = unsafe { core::ptr::read_volatile(words.add(i)) }.to_ne_bytes();
+        out[i * 4] = w[0];
+        out[i * 4 + 1] = w[1];
+        out[i * 4 + 2] = w[2];
+        out[i * 4 + 3] = w[3];
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,24 @@
+//! sovereign-agent kernel programs: one eBPF object, one module per hook.
+//!
+//! Every program copies facts into a [`FlowRecord`] in the `EVENTS` ring buffer and returns;
+//! nothing is parsed or matched here. Every program allows the operation it observes.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod emit;
+mod maps;
+mod release;
+mod send;
+mod tcp_state;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// GPL-compatible: the ring buffer and socket-cookie helpers are GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

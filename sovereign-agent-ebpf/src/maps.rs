@@ -1,0 +1,51 @@
+//! The maps shared by the programs. Names are the user-space contract (see the common crate).
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+};
+use sovereign_agent_common::{SendKey, SendTally, DEFAULT_RING_BYTES};
+
+/// Every record for user space. User space may resize it at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Records that could not be reserved in `EVENTS` (ring full), per CPU.
+#[map]
+pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each outbound TCP socket by cookie: who opened it (sockops callbacks often run in softirq
+/// context, where the current task is unrelated to the socket) and what its close needs.
+#[map]
+pub static TCP_SOCKETS: LruHashMap<u64, TcpSocket> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Datagrams per (socket, destination) for unconnected UDP sends. User space reads and deletes
+/// the entries of a socket when it is released.
+#[map]
+pub static UDP_SENDS: LruHashMap<SendKey, SendTally> = LruHashMap::with_max_entries(65_536, 0);
+
+/// UDP sockets that have entries in `UDP_SENDS`, so sock_release reports only those.
+#[map]
+pub static UDP_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65_536, 0);
+
+/// The task facts copied into a record (kept per socket in `SOCK_OWNERS`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Owner {
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}
+
+/// Per-socket state kept between sockops callbacks.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TcpSocket {
+    pub owner: Owner,
+    /// Bit n set: the socket has been in TCP state n (BPF_TCP_* numbering).
+    pub states: u32,
+    /// The peer's FIN was seen in an incoming header (FIN_WAIT1/FIN_WAIT2 only).
+    pub peer_fin: u32,
+}

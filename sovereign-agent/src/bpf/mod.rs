@@ -1,0 +1,267 @@
+//! Loading the kernel programs, attaching them to a cgroup, and handing out their maps.
+//!
+//! Each hook is attached on its own: a kernel that lacks one (e.g. sock_release before 5.9)
+//! loses only what that hook reports, with a warning naming it; the rest keeps working.
+//! Dropping [`Capture`] detaches every program (the links are owned, never pinned).
+use std::{fmt, fs::File, io, path::Path};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use sovereign_agent_common::{SendKey, SendTally, EVENTS_MAP, LOSSES_MAP, UDP_SENDS_MAP};
+
+/// The kernel object built by build.rs from sovereign-agent-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sovereign-agent"));
+
+/// The hooks, in attach order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Connect4,
+    Connect6,
+    Sendmsg4,
+    Sendmsg6,
+    TcpState,
+    SockRelease,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 6] = [
+        Hook::Connect4,
+        Hook::Connect6,
+        Hook::Sendmsg4,
+        Hook::Sendmsg6,
+        Hook::TcpState,
+        Hook::SockRelease,
+    ];
+
+    /// Program name in the object (the function name in sovereign-agent-ebpf).
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::Connect4 => "connect4",
+            Hook::Connect6 => "connect6",
+            Hook::Sendmsg4 => "sendmsg4",
+            Hook::Sendmsg6 => "sendmsg6",
+            Hook::TcpState => "tcp_state",
+            Hook::SockRelease => "sock_release",
+        }
+    }
+
+    /// The kernel attach point, as `bpftool cgroup show` names it.
+    pub fn attach_point(self) -> &'static str {
+        match self {
+            Hook::Connect4 => "cgroup/connect4",
+            Hook::Connect6 => "cgroup/connect6",
+            Hook::Sendmsg4 => "cgroup/sendmsg4",
+            Hook::Sendmsg6 => "cgroup/sendmsg6",
+            Hook::TcpState => "sockops",
+            Hook::SockRelease => "cgroup/sock_release",
+        }
+    }
+
+    /// What is not reported when this hook is missing.
+    pub fn loses(self) -> &'static str {
+        match self {
+            Hook::Connect4 => "IPv4 connect() calls",
+            Hook::Connect6 => "IPv6 connect() calls",
+            Hook::Sendmsg4 => "unconnected IPv4 UDP sends",
+            Hook::Sendmsg6 => "unconnected IPv6 UDP sends",
+            Hook::TcpState => "TCP established/close events and byte counts",
+            Hook::SockRelease => "UDP send totals at socket close",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.attach_point())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(
+        "permission denied loading eBPF programs: run as root, or with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE"
+    )]
+    PermissionDenied,
+    #[error("this kernel cannot load the sovereign-agent programs ({0}); Linux 5.8 or later with BPF ring buffers is required")]
+    Unsupported(String),
+    #[error("cannot open cgroup {path}: {source}")]
+    Cgroup { path: String, source: io::Error },
+    #[error("no hook could be attached to {cgroup}: {details}")]
+    NothingAttached { cgroup: String, details: String },
+    #[error("kernel object is missing {0}")]
+    MissingInObject(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The result of attaching one hook.
+#[derive(Debug)]
+pub struct HookStatus {
+    pub hook: Hook,
+    pub error: Option<String>,
+}
+
+/// The loaded kernel programs and their maps.
+pub struct Capture {
+    ebpf: Ebpf,
+    hooks: Vec<HookStatus>,
+}
+
+/// The maps user space reads, taken out of the [`Capture`].
+pub struct CaptureMaps {
+    pub events: RingBuf<MapData>,
+    pub losses: PerCpuArray<MapData, u64>,
+    pub udp_sends: HashMap<MapData, SendKey, SendTally>,
+}
+
+impl Capture {
+    /// Loads the object with a ring buffer of `ring_buffer_bytes` (a power of two, at least
+    /// one page).
+    pub fn load(ring_buffer_bytes: u32) -> Result<Self, BpfError> {
+        raise_memlock_limit();
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
+            .load(OBJECT)
+            .map_err(|e| match e {
+                ref e if is_permission(e) => BpfError::PermissionDenied,
+                EbpfError::MapError(m) => BpfError::Unsupported(m.to_string()),
+                other => BpfError::Unsupported(other.to_string()),
+            })?;
+        Ok(Self {
+            ebpf,
+            hooks: Vec::new(),
+        })
+    }
+
+    /// Loads and attaches every hook to `cgroup`. Hooks that fail are reported in
+    /// [`Capture::hooks`]; it is an error only when none attaches.
+    pub fn attach(&mut self, cgroup: &Path) -> Result<&[HookStatus], BpfError> {
+        let cgroup_file = File::open(cgroup).map_err(|source| BpfError::Cgroup {
+            path: cgroup.display().to_string(),
+            source,
+        })?;
+        let mut permission_denied = false;
+        for hook in Hook::ALL {
+            let result = self.attach_one(hook, &cgroup_file);
+            if let Err(e) = &result {
+                permission_denied |= is_permission(e);
+                tracing::warn!(hook = %hook, error = %error_chain(e),
+                    "hook unavailable on this kernel; not reported: {}", hook.loses());
+            }
+            self.hooks.push(HookStatus {
+                hook,
+                error: result.err().map(|e| error_chain(&e)),
+            });
+        }
+        if self.hooks.iter().all(|h| h.error.is_some()) {
+            if permission_denied {
+                return Err(BpfError::PermissionDenied);
+            }
+            let details = self
+                .hooks
+                .iter()
+                .map(|h| format!("{}: {}", h.hook, h.error.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(BpfError::NothingAttached {
+                cgroup: cgroup.display().to_string(),
+                details,
+            });
+        }
+        Ok(&self.hooks)
+    }
+
+    fn attach_one(&mut self, hook: Hook, cgroup: &File) -> Result<(), ProgramError> {
+        let program = self
+            .ebpf
+            .program_mut(hook.program())
+            .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
+        // Link-based attachment (kernel 5.7+) always coexists with other programs on the
+        // cgroup; `Single` is the flag value link_create accepts (see ebpf-toolchain.md).
+        let mode = CgroupAttachMode::Single;
+        match hook {
+            Hook::Connect4 | Hook::Connect6 | Hook::Sendmsg4 | Hook::Sendmsg6 => {
+                let p: &mut CgroupSockAddr = program.try_into()?;
+                p.load()?;
+                p.attach(cgroup, mode)?;
+            }
+            Hook::TcpState => {
+                let p: &mut SockOps = program.try_into()?;
+                p.load()?;
+                p.attach(cgroup, mode)?;
+            }
+            Hook::SockRelease => {
+                let p: &mut CgroupSock = program.try_into()?;
+                p.load()?;
+                p.attach(cgroup, mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn hooks(&self) -> &[HookStatus] {
+        &self.hooks
+    }
+
+    /// Takes the maps user space reads (once).
+    pub fn take_maps(&mut self) -> Result<CaptureMaps, BpfError> {
+        let mut take = |name: &'static str| {
+            self.ebpf
+                .take_map(name)
+                .ok_or(BpfError::MissingInObject(name))
+        };
+        let (events, losses, udp_sends) =
+            (take(EVENTS_MAP)?, take(LOSSES_MAP)?, take(UDP_SENDS_MAP)?);
+        let map_err = |name| move |source| BpfError::Map { name, source };
+        Ok(CaptureMaps {
+            events: RingBuf::try_from(events).map_err(map_err(EVENTS_MAP))?,
+            losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
+            udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,
+        })
+    }
+}
+
+/// "outer: inner: innermost", the way operators read errors.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones ignore it.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
+    }
+}

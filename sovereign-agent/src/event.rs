@@ -1,0 +1,277 @@
+//! The events the agent emits, one JSON object per line. Field names are a public contract
+//! (docs/events.md): later stages, the journal and external tools rely on them.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+use sovereign_agent_common::{
+    FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
+};
+
+use crate::{clock::WallClock, enrich::ProcessInfo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Connect,
+    Send,
+    Established,
+    Close,
+    Loss,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// One observed flow step: connect, send, established or close.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowEvent {
+    pub ts: String,
+    pub kind: EventKind,
+    /// Process id (what `ps` shows).
+    pub pid: u32,
+    /// The kernel's name for the process id; always equal to `pid`.
+    pub tgid: u32,
+    /// Thread that made the call.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub cmdline: Option<String>,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    pub container_id: Option<String>,
+    pub container_runtime: Option<&'static str>,
+    pub pod_uid: Option<String>,
+    pub systemd_unit: Option<String>,
+    pub cookie: u64,
+    pub proto: Proto,
+    pub family: Family,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub was_established: Option<bool>,
+}
+
+/// Records the kernel could not deliver since the previous loss event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LossEvent {
+    pub ts: String,
+    pub kind: EventKind,
+    pub lost: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    Flow(Box<FlowEvent>),
+    Loss(LossEvent),
+}
+
+impl Event {
+    pub fn as_flow(&self) -> Option<&FlowEvent> {
+        match self {
+            Event::Flow(f) => Some(f),
+            Event::Loss(_) => None,
+        }
+    }
+}
+
+/// Destination address of a record. IPv4-mapped IPv6 addresses (an IPv6 socket talking to an
+/// IPv4 host) are shown as the IPv4 address they are, so policies match them as such.
+pub fn dst_ip(rec: &FlowRecord) -> IpAddr {
+    if rec.family == AF_INET {
+        let a = rec.dst_addr;
+        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    } else {
+        let v6 = Ipv6Addr::from(rec.dst_addr);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
+pub fn comm_string(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+impl FlowEvent {
+    /// Builds the event of a decoded record. `kind` is the record's kind; `UdpRelease` records
+    /// are not flows and are expanded by the pipeline instead.
+    pub fn from_record(
+        kind: EventKind,
+        rec: &FlowRecord,
+        process: &ProcessInfo,
+        clock: &WallClock,
+    ) -> Self {
+        let tcp = rec.protocol == IPPROTO_TCP;
+        let is_close = kind == EventKind::Close;
+        FlowEvent {
+            ts: clock.rfc3339(rec.ts_ns),
+            kind,
+            pid: rec.tgid,
+            tgid: rec.tgid,
+            tid: rec.pid,
+            uid: rec.uid,
+            gid: rec.gid,
+            comm: comm_string(&rec.comm),
+            exe: process.exe.clone(),
+            cmdline: process.cmdline.clone(),
+            cgroup_id: rec.cgroup_id,
+            cgroup: process.workload.cgroup.clone(),
+            container_id: process.workload.container_id.clone(),
+            container_runtime: process.workload.container_runtime,
+            pod_uid: process.workload.pod_uid.clone(),
+            systemd_unit: process.workload.systemd_unit.clone(),
+            cookie: rec.cookie,
+            proto: if tcp { Proto::Tcp } else { Proto::Udp },
+            family: if rec.family == AF_INET {
+                Family::Ipv4
+            } else {
+                Family::Ipv6
+            },
+            dst_ip: dst_ip(rec),
+            dst_port: rec.dst_port,
+            src_port: (rec.src_port != 0).then_some(rec.src_port),
+            bytes_sent: (tcp && is_close).then_some(rec.bytes_sent),
+            bytes_received: (tcp && is_close).then_some(rec.bytes_received),
+            count: (kind == EventKind::Send).then_some(rec.count as u64),
+            was_established: (tcp && is_close)
+                .then_some(rec.flags & CLOSE_FLAG_WAS_ESTABLISHED != 0),
+        }
+    }
+}
+
+/// The event kind of a flow record kind; `None` for records that are not flow steps.
+pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
+    match kind {
+        RecordKind::Connect => Some(EventKind::Connect),
+        RecordKind::Send => Some(EventKind::Send),
+        RecordKind::Established => Some(EventKind::Established),
+        RecordKind::Close => Some(EventKind::Close),
+        RecordKind::UdpRelease => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sovereign_agent_common::{AF_INET6, IPPROTO_UDP};
+
+    use super::*;
+
+    fn clock() -> WallClock {
+        WallClock::from_offset(1_795_824_000_000_000_000)
+    }
+
+    #[test]
+    fn tcp_close_json_has_bytes_and_names() {
+        let mut rec = FlowRecord {
+            kind: RecordKind::Close as u32,
+            family: AF_INET,
+            protocol: IPPROTO_TCP,
+            flags: CLOSE_FLAG_WAS_ESTABLISHED,
+            ts_ns: 5_000_000_000,
+            pid: 101,
+            tgid: 100,
+            uid: 1000,
+            gid: 1000,
+            cgroup_id: 77,
+            cookie: 9,
+            dst_port: 443,
+            src_port: 50000,
+            bytes_sent: 1200,
+            bytes_received: 3400,
+            ..FlowRecord::default()
+        };
+        rec.dst_addr[..4].copy_from_slice(&[203, 0, 113, 7]);
+        rec.comm[..4].copy_from_slice(b"curl");
+        let info = ProcessInfo {
+            exe: Some("/usr/bin/curl".into()),
+            cmdline: Some("curl https://x".into()),
+            ..Default::default()
+        };
+        let ev = FlowEvent::from_record(EventKind::Close, &rec, &info, &clock());
+        let json: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["ts"], "2026-11-28T00:00:05Z");
+        assert_eq!(json["kind"], "close");
+        assert_eq!(json["pid"], 100);
+        assert_eq!(json["tgid"], 100);
+        assert_eq!(json["tid"], 101);
+        assert_eq!(json["comm"], "curl");
+        assert_eq!(json["exe"], "/usr/bin/curl");
+        assert_eq!(json["proto"], "tcp");
+        assert_eq!(json["family"], "ipv4");
+        assert_eq!(json["dst_ip"], "203.0.113.7");
+        assert_eq!(json["dst_port"], 443);
+        assert_eq!(json["src_port"], 50000);
+        assert_eq!(json["bytes_sent"], 1200);
+        assert_eq!(json["bytes_received"], 3400);
+        assert_eq!(json["was_established"], true);
+        assert!(json.get("count").is_none());
+        assert_eq!(json["container_id"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn udp_send_ipv6_and_mapped_addresses() {
+        let mut rec = FlowRecord {
+            kind: RecordKind::Send as u32,
+            family: AF_INET6,
+            protocol: IPPROTO_UDP,
+            count: 1,
+            dst_port: 53,
+            ..FlowRecord::default()
+        };
+        rec.dst_addr = "2001:db8::53".parse::<Ipv6Addr>().unwrap().octets();
+        let ev = FlowEvent::from_record(EventKind::Send, &rec, &ProcessInfo::default(), &clock());
+        assert_eq!(ev.dst_ip.to_string(), "2001:db8::53");
+        assert_eq!(ev.family, Family::Ipv6);
+        assert_eq!(ev.proto, Proto::Udp);
+        assert_eq!(ev.count, Some(1));
+        assert_eq!(ev.src_port, None);
+        assert_eq!(ev.bytes_sent, None);
+
+        rec.dst_addr = "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(dst_ip(&rec).to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn loss_event_json() {
+        let ev = Event::Loss(LossEvent {
+            ts: "2026-11-28T00:00:00Z".into(),
+            kind: EventKind::Loss,
+            lost: 12,
+        });
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"ts":"2026-11-28T00:00:00Z","kind":"loss","lost":12}"#
+        );
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut c = [0u8; 16];
+        c[..7].copy_from_slice(b"python3");
+        assert_eq!(comm_string(&c), "python3");
+        assert_eq!(comm_string(&[b'a'; 16]), "a".repeat(16));
+    }
+}

@@ -1,0 +1,15 @@
+//! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF
+//! and reports each flow. Modules follow the data flow: `cgroup` and `bpf` (kernel side),
+//! `pipeline` (ring buffer → events), `enrich`, `event`, `output`; `config`, `telemetry`,
+//! `shutdown` and `agent` around them.
+pub mod agent;
+pub mod bpf;
+pub mod cgroup;
+pub mod clock;
+pub mod config;
+pub mod enrich;
+pub mod event;
+pub mod output;
+pub mod pipeline;
+pub mod shutdown;
+pub mod telemetry;

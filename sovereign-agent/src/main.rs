@@ -1,0 +1,133 @@
+//! The `sovereign-agent` binary: parse the command line, load the config (exit 64 on a bad
+//! one), start tracing, run.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use sovereign_agent::{
+    agent,
+    config::{Config, LogFormat},
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "sovereign-agent",
+    version,
+    about = "Watches every outbound connection of a host with eBPF and reports each flow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach to a cgroup (default: the whole host) and write one JSON line per flow event.
+    Run(RunArgs),
+    /// Validate a configuration file and print the effective settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Exit 0 when FILE is valid; otherwise print the problem and exit 64.
+    Check { file: PathBuf },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(long, env = "SOVEREIGN_CONFIG")]
+    config: Option<PathBuf>,
+    /// cgroup v2 to watch: absolute, or relative to the cgroup v2 root. Default: the whole host.
+    #[arg(long, env = "SOVEREIGN_CGROUP")]
+    cgroup: Option<PathBuf>,
+    /// Where to write events: a file (appended) or `-` for stdout.
+    #[arg(long, env = "SOVEREIGN_OUTPUT")]
+    output: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `debug`.
+    #[arg(long, env = "SOVEREIGN_LOG")]
+    log_level: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SOVEREIGN_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+const EX_USAGE: u8 = 64;
+
+fn load_config(args: &RunArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(c) = &args.cgroup {
+        config.cgroup = Some(c.clone());
+    }
+    if let Some(o) = &args.output {
+        config.output = o.clone();
+    }
+    if let Some(l) = &args.log_level {
+        config.log.level = l.clone();
+    }
+    if let Some(f) = &args.log_format {
+        config.log.format = if f == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+    }
+    config
+        .validate("from the command line")
+        .map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok(config) => {
+                println!("{}: valid\n{config:#?}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sovereign-agent: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Run(args) => {
+            let config = match load_config(&args) {
+                Ok(c) => c,
+                Err(message) => {
+                    eprintln!("sovereign-agent: {message}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            telemetry::init(&config.log);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sovereign-agent: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(agent::run(&config)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("sovereign-agent: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+    }
+}

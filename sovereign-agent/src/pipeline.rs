@@ -1,0 +1,285 @@
+//! The user-space flow: ring buffer → decode → enrich → event → sink.
+//!
+//! One task drains everything the ring buffer holds on each wake-up, so a burst costs one
+//! wake-up, not one per record. Kernel losses are polled from the per-CPU counter and flow on
+//! as `loss` events. Unknown or truncated records are counted and skipped.
+use std::{
+    collections::HashMap as StdHashMap,
+    future::Future,
+    io,
+    num::NonZeroUsize,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use lru::LruCache;
+use sovereign_agent_common::{DecodeError, Decoded, FlowRecord, RecordKind, SendKey, SendTally};
+use tokio::io::{unix::AsyncFd, Interest};
+
+use crate::{
+    bpf::CaptureMaps,
+    clock::WallClock,
+    enrich::ProcessCache,
+    event::{flow_kind, Event, EventKind, FlowEvent, LossEvent},
+    output::EventSink,
+};
+
+/// Tunables of the pipeline (from the config file).
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub process_cache_entries: NonZeroUsize,
+    /// UDP sockets whose first sends are remembered until the socket closes.
+    pub udp_socket_entries: NonZeroUsize,
+    pub loss_poll_interval: Duration,
+    pub clock_refresh_interval: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            process_cache_entries: NonZeroUsize::new(4096).unwrap(),
+            udp_socket_entries: NonZeroUsize::new(65_536).unwrap(),
+            loss_poll_interval: Duration::from_secs(1),
+            clock_refresh_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of one run, reported at shutdown (and later as metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connect: u64,
+    pub send: u64,
+    pub established: u64,
+    pub close: u64,
+    pub kernel_losses: u64,
+    pub truncated_records: u64,
+    pub unknown_kinds: u64,
+    pub udp_release_without_sends: u64,
+}
+
+impl Stats {
+    fn count(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Connect => self.connect += 1,
+            EventKind::Send => self.send += 1,
+            EventKind::Established => self.established += 1,
+            EventKind::Close => self.close += 1,
+            EventKind::Loss => {}
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("writing events: {0}")]
+    Output(io::Error),
+    #[error("reading the ring buffer: {0}")]
+    Ring(io::Error),
+}
+
+pub struct Pipeline {
+    clock: WallClock,
+    clock_sampled: Instant,
+    options: PipelineOptions,
+    processes: ProcessCache,
+    /// First `send` event of each (socket, destination), by socket cookie, until release.
+    udp_pairs: LruCache<u64, Vec<(SendKey, FlowEvent)>>,
+    udp_sends: HashMap<MapData, SendKey, SendTally>,
+    losses: PerCpuArray<MapData, u64>,
+    losses_reported: u64,
+    sink: Box<dyn EventSink>,
+    stats: Stats,
+}
+
+impl Pipeline {
+    pub fn new(
+        maps: CaptureMaps,
+        sink: Box<dyn EventSink>,
+        options: PipelineOptions,
+    ) -> (Self, RingBuf<MapData>) {
+        let CaptureMaps {
+            events,
+            losses,
+            udp_sends,
+        } = maps;
+        let pipeline = Self {
+            clock: WallClock::sample(),
+            clock_sampled: Instant::now(),
+            processes: ProcessCache::new(options.process_cache_entries),
+            udp_pairs: LruCache::new(options.udp_socket_entries),
+            options,
+            udp_sends,
+            losses,
+            losses_reported: 0,
+            sink,
+            stats: Stats::default(),
+        };
+        (pipeline, events)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Runs until `shutdown` resolves, then drains what the ring buffer still holds.
+    pub async fn run(
+        mut self,
+        ring: RingBuf<MapData>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Stats, PipelineError> {
+        // SAFETY: the RingBuf owns its map fd and neither replaces nor closes it while the
+        // AsyncFd holds it; the fd is deregistered when `ring` is dropped at the end.
+        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| PipelineError::Ring(e.into()))?;
+        let mut loss_tick = tokio::time::interval(self.options.loss_poll_interval);
+        loss_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.map_err(PipelineError::Ring)?;
+                    self.drain(guard.get_inner_mut())?;
+                    guard.clear_ready();
+                }
+                _ = loss_tick.tick() => self.poll_losses()?,
+                _ = &mut shutdown => break,
+            }
+        }
+        self.drain(ring.get_mut())?;
+        self.poll_losses()?;
+        self.sink.flush().map_err(PipelineError::Output)?;
+        Ok(self.stats)
+    }
+
+    /// Handles every record available now.
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<(), PipelineError> {
+        if self.clock_sampled.elapsed() >= self.options.clock_refresh_interval {
+            self.clock = WallClock::sample();
+            self.clock_sampled = Instant::now();
+        }
+        let mut any = false;
+        while let Some(item) = ring.next() {
+            any = true;
+            let decoded = Decoded::try_from(&*item);
+            drop(item); // release the ring slot before doing I/O
+            match decoded {
+                Ok(d) => self.handle(d)?,
+                Err(DecodeError::Truncated { len }) => {
+                    self.stats.truncated_records += 1;
+                    tracing::warn!(len, "skipping truncated ring buffer record");
+                }
+                Err(DecodeError::UnknownKind(kind)) => {
+                    self.stats.unknown_kinds += 1;
+                    tracing::warn!(kind, "skipping record of unknown kind");
+                }
+            }
+        }
+        if any {
+            self.sink.flush().map_err(PipelineError::Output)?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, event: Event) -> Result<(), PipelineError> {
+        if let Event::Flow(f) = &event {
+            self.stats.count(f.kind);
+        }
+        self.sink.write(&event).map_err(PipelineError::Output)
+    }
+
+    fn handle(&mut self, d: Decoded) -> Result<(), PipelineError> {
+        let rec = d.record;
+        let Some(kind) = flow_kind(d.kind) else {
+            debug_assert_eq!(d.kind, RecordKind::UdpRelease);
+            return self.udp_released(&rec);
+        };
+        let process = self.processes.lookup(rec.tgid, &rec.comm);
+        let event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
+        if kind == EventKind::Send {
+            let key = SendKey {
+                cookie: rec.cookie,
+                dst_addr: rec.dst_addr,
+                dst_port: rec.dst_port,
+                family: rec.family,
+                _pad: 0,
+            };
+            match self.udp_pairs.get_mut(&rec.cookie) {
+                Some(pairs) => pairs.push((key, event.clone())),
+                None => {
+                    self.udp_pairs.put(rec.cookie, vec![(key, event.clone())]);
+                }
+            }
+        }
+        self.emit(Event::Flow(Box::new(event)))
+    }
+
+    /// A UDP socket closed: one `close` event per destination it sent to, with the number of
+    /// datagrams the kernel counted, read and removed from `UDP_SENDS`.
+    fn udp_released(&mut self, rec: &FlowRecord) -> Result<(), PipelineError> {
+        let pairs = match self.udp_pairs.pop(&rec.cookie) {
+            Some(pairs) => pairs,
+            None => {
+                // The first-send records were lost or evicted: find the pairs in the map.
+                self.stats.udp_release_without_sends += 1;
+                let keys: Vec<SendKey> = self
+                    .udp_sends
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| k.cookie == rec.cookie)
+                    .collect();
+                let process = self.processes.lookup(rec.tgid, &rec.comm);
+                keys.into_iter()
+                    .map(|key| {
+                        let mut first = *rec;
+                        first.family = key.family;
+                        first.dst_addr = key.dst_addr;
+                        first.dst_port = key.dst_port;
+                        let ev =
+                            FlowEvent::from_record(EventKind::Send, &first, &process, &self.clock);
+                        (key, ev)
+                    })
+                    .collect()
+            }
+        };
+        let mut seen = StdHashMap::new();
+        for (key, first) in pairs {
+            if seen.insert(key, ()).is_some() {
+                continue;
+            }
+            let count = self.udp_sends.get(&key, 0).map(|t| t.count).unwrap_or(0);
+            let _ = self.udp_sends.remove(&key);
+            let mut close = first;
+            close.kind = EventKind::Close;
+            close.ts = self.clock.rfc3339(rec.ts_ns);
+            close.count = Some(count);
+            self.emit(Event::Flow(Box::new(close)))?;
+        }
+        Ok(())
+    }
+
+    /// Emits a `loss` event when the kernel's loss counter grew since the last poll.
+    pub fn poll_losses(&mut self) -> Result<(), PipelineError> {
+        let total: u64 = match self.losses.get(&0, 0) {
+            Ok(per_cpu) => per_cpu.iter().sum(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the kernel loss counter");
+                return Ok(());
+            }
+        };
+        if total > self.losses_reported {
+            let lost = total - self.losses_reported;
+            self.losses_reported = total;
+            self.stats.kernel_losses += lost;
+            tracing::warn!(lost, "kernel ring buffer was full: records lost");
+            let ts = self.clock.rfc3339(WallClock::monotonic_now_ns());
+            self.emit(Event::Loss(LossEvent {
+                ts,
+                kind: EventKind::Loss,
+                lost,
+            }))?;
+            self.sink.flush().map_err(PipelineError::Output)?;
+        }
+        Ok(())
+    }
+}

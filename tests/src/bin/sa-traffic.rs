@@ -1,0 +1,106 @@
+//! Traffic generator for the integration tests. It first moves itself into the cgroup whose
+//! `cgroup.procs` is given, so the test's programs see exactly this process's traffic, then
+//! does one thing and prints `{"pid":..,"local_port":..}` on stdout.
+//!
+//! sa-traffic CGROUP_PROCS tcp ADDR SEND RECV   connect, send SEND bytes, half-close,
+//!                                              read until EOF (expects RECV bytes), close
+//! sa-traffic CGROUP_PROCS tcp-peer-closes ADDR SEND RECV
+//!                                              send, read until the peer closes, close
+//! sa-traffic CGROUP_PROCS tcp-close-first ADDR SEND RECV
+//!                                              send, read RECV bytes, close at once
+//! sa-traffic CGROUP_PROCS udp-sendto ADDR N    N datagrams from one unconnected socket
+//! sa-traffic CGROUP_PROCS udp-connected ADDR N connect a UDP socket, send N datagrams
+//! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
+//! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpStream, UdpSocket},
+    process::exit,
+};
+
+fn fail(msg: String) -> ! {
+    eprintln!("sa-traffic: {msg}");
+    exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        fail("usage: sa-traffic CGROUP_PROCS MODE ADDR [N...]".into());
+    }
+    let pid = std::process::id();
+    std::fs::write(&args[1], pid.to_string())
+        .unwrap_or_else(|e| fail(format!("joining {}: {e}", args[1])));
+    let addr: SocketAddr = args[3]
+        .parse()
+        .unwrap_or_else(|e| fail(format!("{}: {e}", args[3])));
+    let num = |i: usize| -> usize {
+        args.get(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fail(format!("argument {i} must be a number")))
+    };
+    let local_port = match args[2].as_str() {
+        mode @ ("tcp" | "tcp-peer-closes" | "tcp-close-first") => {
+            let (send, recv) = (num(4), num(5));
+            let mut s = TcpStream::connect(addr).unwrap_or_else(|e| fail(format!("connect: {e}")));
+            let port = s.local_addr().unwrap().port();
+            s.write_all(&vec![b'x'; send])
+                .unwrap_or_else(|e| fail(format!("write: {e}")));
+            if mode == "tcp" {
+                s.shutdown(Shutdown::Write).unwrap();
+            }
+            let mut got = Vec::new();
+            if mode == "tcp-close-first" {
+                got.resize(recv, 0);
+                s.read_exact(&mut got)
+                    .unwrap_or_else(|e| fail(format!("read: {e}")));
+            } else {
+                s.read_to_end(&mut got)
+                    .unwrap_or_else(|e| fail(format!("read: {e}")));
+            }
+            if got.len() != recv {
+                fail(format!("expected {recv} bytes, got {}", got.len()));
+            }
+            drop(s);
+            port
+        }
+        "udp-sendto" | "udp-connected" => {
+            let n = num(4);
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .unwrap();
+            let s = UdpSocket::bind(bind).unwrap_or_else(|e| fail(format!("bind: {e}")));
+            if args[2] == "udp-connected" {
+                s.connect(addr)
+                    .unwrap_or_else(|e| fail(format!("connect: {e}")));
+                for _ in 0..n {
+                    let _ = s.send(b"datagram");
+                }
+            } else {
+                for _ in 0..n {
+                    s.send_to(b"datagram", addr)
+                        .unwrap_or_else(|e| fail(format!("send_to: {e}")));
+                }
+            }
+            s.local_addr().unwrap().port()
+        }
+        "refused" => match TcpStream::connect(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 0,
+            other => fail(format!("expected connection refused, got {other:?}")),
+        },
+        "exit" => {
+            let s = TcpStream::connect(addr).unwrap_or_else(|e| fail(format!("connect: {e}")));
+            let port = s.local_addr().unwrap().port();
+            println!("{{\"pid\":{pid},\"local_port\":{port}}}");
+            std::io::stdout().flush().unwrap();
+            // Exit without closing: the kernel closes the socket as the process dies.
+            exit(0)
+        }
+        other => fail(format!("unknown mode {other}")),
+    };
+    println!("{{\"pid\":{pid},\"local_port\":{local_port}}}");
+}

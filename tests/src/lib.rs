@@ -1,0 +1,186 @@
+//! Helpers for the root-only integration tests: a child cgroup per test, the traffic
+//! generator, small servers, and event collection with a deadline.
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use sovereign_agent::event::{Event, FlowEvent};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Fails the test run with a clear sentence when not root: these tests load kernel programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "the integration tests load eBPF programs and need root: run `sudo cargo xtask test`"
+        );
+    }
+}
+
+/// A binary of this workspace, next to the running test executable (target/<profile>/), or
+/// from `SOVEREIGN_TEST_BIN_DIR`.
+pub fn target_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SOVEREIGN_TEST_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A child cgroup of the cgroup v2 root, removed (after its processes exit) on drop.
+pub struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> Self {
+        require_root();
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = sovereign_agent::cgroup::cgroup2_root().expect("cgroup v2 is mounted");
+        let path = root.join(format!(
+            "sa-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs the traffic generator inside this cgroup and returns its (pid, local port).
+    pub fn traffic(&self, args: &[&str]) -> (u32, u16) {
+        let out = Command::new(target_bin("sa-traffic"))
+            .arg(self.path.join("cgroup.procs"))
+            .args(args)
+            .output()
+            .expect("run sa-traffic");
+        assert!(
+            out.status.success(),
+            "sa-traffic {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sa-traffic output");
+        (
+            v["pid"].as_u64().unwrap() as u32,
+            v["local_port"].as_u64().unwrap() as u16,
+        )
+    }
+
+    /// Programs attached to this cgroup, as `bpftool cgroup show` lists them.
+    pub fn attached_programs(&self) -> String {
+        let out = Command::new("bpftool")
+            .args(["cgroup", "show"])
+            .arg(&self.path)
+            .output()
+            .expect("bpftool is installed by `cargo xtask setup`");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Processes that already exited may take a moment to leave the cgroup.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove {}", self.path.display());
+    }
+}
+
+/// What the test server does with each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Script {
+    /// Read until the client half-closes, reply, close.
+    ReadToEofThenReply { reply: usize },
+    /// Read `expect` bytes, reply, close first.
+    ReplyAndClose { expect: usize, reply: usize },
+    /// Read `expect` bytes, reply, wait for the client to close, then close.
+    ReplyAndWaitForClose { expect: usize, reply: usize },
+}
+
+/// A TCP server on `bind` running `script` for every connection. Returns its address and a
+/// receiver of the byte counts it read per connection.
+pub fn tcp_server(bind: &str, script: Script) -> (SocketAddr, std::sync::mpsc::Receiver<usize>) {
+    let listener = TcpListener::bind(bind).expect("bind test server");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let reply = match script {
+                Script::ReadToEofThenReply { reply } => {
+                    let _ = s.read_to_end(&mut buf);
+                    reply
+                }
+                Script::ReplyAndClose { expect, reply }
+                | Script::ReplyAndWaitForClose { expect, reply } => {
+                    buf.resize(expect, 0);
+                    let _ = s.read_exact(&mut buf);
+                    reply
+                }
+            };
+            let _ = s.write_all(&vec![b'y'; reply]);
+            if let Script::ReplyAndWaitForClose { .. } = script {
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+            drop(s);
+            if tx.send(buf.len()).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// A TCP port on `ip` with no listener (bound, then closed).
+pub fn closed_port(bind: &str) -> SocketAddr {
+    let l = TcpListener::bind(bind).unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// Receives events until `done` holds for the flows seen so far, or the deadline passes
+/// (then the test fails and prints what arrived).
+pub async fn collect_until(
+    rx: &mut UnboundedReceiver<Event>,
+    deadline: Duration,
+    done: impl Fn(&[FlowEvent]) -> bool,
+) -> Vec<FlowEvent> {
+    let start = Instant::now();
+    let mut flows = Vec::new();
+    while !done(&flows) {
+        let left = deadline.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(Event::Flow(f))) => flows.push(*f),
+            Ok(Some(Event::Loss(l))) => panic!("kernel lost {} records in a test", l.lost),
+            Ok(None) | Err(_) => {
+                panic!("events did not arrive within {deadline:?}; got {flows:#?}")
+            }
+        }
+    }
+    flows
+}
