@@ -185,3 +185,78 @@ mod user {
 
 #[cfg(feature = "user")]
 pub use user::{DecodeError, Decoded};
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    fn record(kind: u32) -> FlowRecord {
+        let mut r = FlowRecord {
+            kind,
+            family: AF_INET,
+            protocol: IPPROTO_TCP,
+            ts_ns: 42,
+            pid: 7,
+            tgid: 7,
+            cookie: 99,
+            dst_port: 443,
+            ..FlowRecord::default()
+        };
+        r.dst_addr[..4].copy_from_slice(&[192, 0, 2, 1]);
+        r
+    }
+
+    #[test]
+    fn decodes_every_known_kind() {
+        for (raw, kind) in [
+            (1, RecordKind::Connect),
+            (2, RecordKind::Send),
+            (3, RecordKind::Established),
+            (4, RecordKind::Close),
+            (5, RecordKind::UdpRelease),
+        ] {
+            let r = record(raw);
+            let d = Decoded::try_from(r.as_bytes()).unwrap();
+            assert_eq!(d.kind, kind);
+            assert_eq!(d.record, r);
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_rejected_not_transmuted() {
+        for raw in [0, 6, 0xdead_beef] {
+            assert_eq!(
+                Decoded::try_from(record(raw).as_bytes()),
+                Err(DecodeError::UnknownKind(raw))
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_rejected() {
+        let r = record(1);
+        for len in [0, 4, FLOW_RECORD_SIZE - 1] {
+            assert_eq!(
+                Decoded::try_from(&r.as_bytes()[..len]),
+                Err(DecodeError::Truncated { len })
+            );
+        }
+    }
+
+    #[test]
+    fn decodes_from_an_unaligned_buffer() {
+        let r = record(3);
+        let mut buf = [0u8; FLOW_RECORD_SIZE + 1];
+        buf[1..].copy_from_slice(r.as_bytes());
+        assert_eq!(Decoded::try_from(&buf[1..]).unwrap().record, r);
+    }
+
+    #[test]
+    fn layout_is_the_wire_contract() {
+        assert_eq!(core::mem::offset_of!(FlowRecord, ts_ns), 8);
+        assert_eq!(core::mem::offset_of!(FlowRecord, cgroup_id), 32);
+        assert_eq!(core::mem::offset_of!(FlowRecord, dst_addr), 48);
+        assert_eq!(core::mem::offset_of!(FlowRecord, comm), 88);
+        assert_eq!(core::mem::size_of::<SendKey>(), 32);
+    }
+}

@@ -1,0 +1,241 @@
+//! End-to-end: the real `sovereign-agent` binary on a test cgroup, real clients (curl, python)
+//! inside it, SIGTERM, then the JSON lines and the cgroup's attach list are checked.
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+use sovereign_agent_tests::{target_bin, Reaped, TestCgroup};
+
+fn agent() -> Command {
+    Command::new(target_bin("sovereign-agent"))
+}
+
+/// Starts `sovereign-agent run` and waits until it reports that it is capturing.
+fn start_agent(cgroup: &TestCgroup, output: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = agent()
+        .args(["run", "--log-format", "json", "--cgroup"])
+        .arg(cgroup.path())
+        .arg("--output")
+        .arg(output)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sovereign-agent");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("\"capturing\"") => return (child, rx),
+            Ok(_) => {}
+            Err(_) => {
+                drop(Reaped(child));
+                panic!("agent did not report `capturing` in time");
+            }
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Runs `sh -c SCRIPT` after moving the shell into the cgroup; returns the exec'd client's pid
+/// (the shell execs it, so the pid is the same).
+fn run_in_cgroup(cgroup: &TestCgroup, script: &str) -> (u32, std::process::Output) {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {script}",
+            cgroup.path().display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, out)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn agent_binary_reports_curl_and_python_flows_and_detaches_on_sigterm() {
+    let cgroup = TestCgroup::new("e2e");
+    let dir = std::env::temp_dir().join(format!("sa-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "x".repeat(5000)).unwrap();
+    let output = dir.join("events.jsonl");
+    let _ = std::fs::remove_file(&output);
+
+    // A real HTTP server (outside the watched cgroup).
+    let port = free_port();
+    let _server = Reaped(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server"),
+    );
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (mut agent, _logs) = start_agent(&cgroup, &output);
+    assert_ne!(
+        cgroup.attached_programs().trim(),
+        "",
+        "programs attached while running"
+    );
+
+    let (curl_pid, curl_out) = run_in_cgroup(
+        &cgroup,
+        &format!("curl -sS -o /dev/null -w '%{{size_download}} %{{size_request}}' {url}"),
+    );
+    let sizes = String::from_utf8(curl_out.stdout).unwrap();
+    let (downloaded, requested) = sizes.split_once(' ').unwrap();
+    let py = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(7): s.sendto(b'q',('127.0.0.1',9))\ns.close()";
+    let (py_pid, _) = run_in_cgroup(&cgroup, &format!("python3 -c \"{py}\""));
+
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&agent);
+    let status = agent.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    assert_eq!(
+        cgroup.attached_programs().trim(),
+        "",
+        "no program stays attached after exit"
+    );
+
+    let events: Vec<Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect();
+    let curl: Vec<&Value> = events.iter().filter(|e| e["pid"] == curl_pid).collect();
+    let kinds: Vec<&str> = curl.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["connect", "established", "close"], "{events:#?}");
+    for e in &curl {
+        assert_eq!(e["comm"], "curl");
+        assert_eq!(e["exe"], "/usr/bin/curl");
+        assert_eq!(e["proto"], "tcp");
+        assert_eq!(e["dst_ip"], "127.0.0.1");
+        assert_eq!(e["dst_port"], port);
+        assert!(e["cmdline"].as_str().unwrap().contains(&url));
+        assert!(e["ts"].as_str().unwrap().ends_with('Z'));
+    }
+    let close = curl[2];
+    assert_eq!(close["bytes_sent"].as_u64().unwrap().to_string(), requested);
+    // The response is the body plus the headers python writes.
+    let received = close["bytes_received"].as_u64().unwrap();
+    let body: u64 = downloaded.parse().unwrap();
+    assert!(
+        received > body && received < body + 1000,
+        "{received} vs body {body}"
+    );
+
+    let py: Vec<&Value> = events.iter().filter(|e| e["pid"] == py_pid).collect();
+    let kinds: Vec<&str> = py.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["send", "close"], "{events:#?}");
+    assert_eq!(py[0]["comm"], "python3");
+    assert_eq!(py[0]["proto"], "udp");
+    assert_eq!(py[0]["dst_port"], 9);
+    assert_eq!(py[1]["count"], 7);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn run_and_fail(args: &[&str]) -> (i32, String) {
+    let out = agent().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_bad_cgroup_path_is_one_clear_sentence_and_exit_64() {
+    let (code, stderr) = run_and_fail(&["run", "--cgroup", "/nonexistent/cgroup"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("cgroup /nonexistent/cgroup"), "{stderr}");
+    let (code, stderr) = run_and_fail(&["run", "--cgroup", "/etc"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("not a cgroup"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_key_and_exits_64() {
+    let path = std::env::temp_dir().join(format!("sa-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "ring_buffer_bytes = 1000\n").unwrap();
+    let (code, stderr) = run_and_fail(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains(path.to_str().unwrap()) && stderr.contains("ring_buffer_bytes"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_and_fail(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{stderr}");
+    std::fs::write(&path, "outptu = \"-\"\n").unwrap();
+    let (code, stderr) = run_and_fail(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("outptu"), "{stderr}");
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn without_privileges_the_agent_says_so_and_exits_77() {
+    let cgroup = TestCgroup::new("noperm");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(target_bin("sovereign-agent"))
+        .args(["run", "--output", "/dev/null", "--cgroup"])
+        .arg(cgroup.path())
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("root"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,121 @@
+//! Installs what a new machine lacks, following ../shared/ebpf-toolchain.md, and nothing else.
+//!
+//! - Debian packages: Debian's rustc/cargo 1.96 with a prebuilt `core` for bpfel-unknown-none
+//!   (no rust-src or nightly needed), LLVM 22 for bpf-linker, and the tools the tests drive
+//!   (bpftool, curl, python3, iproute2, util-linux's setpriv).
+//! - bpf-linker 0.13.0 built against that LLVM 22.
+//! - tracefs mounted (aya resolves tracepoint ids through it).
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages and why each is needed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("rustc-web", "rustc for the eBPF target"),
+    ("cargo-web", "cargo matching rustc-web"),
+    (
+        "libstd-rust-web-dev-bpf",
+        "prebuilt core for bpfel-unknown-none",
+    ),
+    ("llvm-22-dev", "LLVM for bpf-linker"),
+    ("bpftool", "tests inspect attached programs"),
+    ("curl", "end-to-end test client"),
+    ("python3", "end-to-end test client and server"),
+    ("iproute2", "network namespaces in tests"),
+    ("util-linux", "setpriv, to test running without privileges"),
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !package_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        require_root(&format!("install Debian packages {}", missing.join(" ")))?;
+        eprintln!("xtask setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    if !bpf_linker_ok() {
+        eprintln!("xtask setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22");
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    BPF_LINKER_VERSION,
+                    "--locked",
+                ])
+                .args(["--no-default-features", "--features", "llvm-22"])
+                // Without it the build finds /usr/bin/llvm-config (LLVM 14) and fails to link.
+                .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+        )?;
+    }
+
+    if !is_mountpoint("/sys/kernel/tracing") {
+        if is_root() {
+            eprintln!("xtask setup: mounting tracefs at /sys/kernel/tracing");
+            run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))?;
+        } else {
+            eprintln!("xtask setup: tracefs is not mounted (needs root); skipping");
+        }
+    }
+    Ok(())
+}
+
+fn package_installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
+        .unwrap_or(false)
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false)
+}
+
+fn is_mountpoint(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(path)))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("need root to {what}: run this command as root (e.g. with sudo)");
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
