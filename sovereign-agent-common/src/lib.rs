@@ -13,6 +13,14 @@ pub const LOSSES_MAP: &str = "LOSSES";
 /// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
 pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
 
+/// Kernel globals (`u64` in .rodata, set at load time) that pace reader wake-ups. A submit
+/// wakes the reader when `WAKEUP_BYTES` or more are waiting, or when this CPU has not woken it
+/// for `WAKEUP_INTERVAL_NS`; otherwise the record waits for the next wake-up or for user
+/// space's own drain timer. Sparse events are read at once; a busy host costs a bounded number
+/// of wake-ups instead of one per record. Both 0: wake on every record.
+pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+pub const WAKEUP_INTERVAL_NS_GLOBAL: &str = "WAKEUP_INTERVAL_NS";
+
 /// Default ring buffer size (bytes, a power of two and a multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
 };
 use sovereign_agent_common::FlowRecord;
 
-use crate::maps::{Owner, EVENTS, LOSSES};
+use crate::maps::{Owner, EVENTS, LAST_WAKEUP, LOSSES};
 
 /// The current task, as the kernel sees it.
 #[inline(always)]
@@ -40,13 +40,25 @@ pub fn record(kind: u32, owner: &Owner) -> FlowRecord {
     }
 }
 
+// Set by user space at load time (see WAKEUP_BYTES_GLOBAL in the common crate); 0 and 0:
+// wake the reader for every record.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
+#[unsafe(no_mangle)]
+static WAKEUP_INTERVAL_NS: u64 = 0;
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
 /// Copies `rec` into the ring buffer, or counts it as lost when the buffer is full.
 #[inline(always)]
 pub fn submit(rec: &FlowRecord) {
     match EVENTS.reserve::<FlowRecord>(0) {
         Some(mut entry) => {
             entry.write(*rec);
-            entry.submit(0);
+            let flags = wakeup_flags(rec.ts_ns);
+            entry.submit(flags);
         }
         None => {
             if let Some(lost) = LOSSES.get_ptr_mut(0) {
@@ -54,6 +66,32 @@ pub fn submit(rec: &FlowRecord) {
                 unsafe { *lost += 1 };
             }
         }
+    }
+}
+
+/// Whether this submit wakes the reader (see WAKEUP_BYTES_GLOBAL in the common crate).
+#[inline(always)]
+fn wakeup_flags(now_ns: u64) -> u64 {
+    // SAFETY: plain reads of load-time constants; volatile so they are not folded to 0.
+    let (bytes, interval) = unsafe {
+        (
+            core::ptr::read_volatile(&WAKEUP_BYTES),
+            core::ptr::read_volatile(&WAKEUP_INTERVAL_NS),
+        )
+    };
+    if bytes == 0 && interval == 0 {
+        return 0; // the kernel's default: wake the reader if it is waiting
+    }
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let last = unsafe { &mut *last };
+    if now_ns.wrapping_sub(*last) >= interval || EVENTS.query(BPF_RB_AVAIL_DATA) >= bytes {
+        *last = now_ns;
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
     }
 }
 

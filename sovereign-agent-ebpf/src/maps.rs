@@ -13,6 +13,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// When each CPU last woke the reader (see `emit::wakeup_flags`).
+#[map]
+pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Each outbound TCP socket by cookie: who opened it (sockops callbacks often run in softirq
 /// context, where the current task is unrelated to the socket) and what its close needs.
 #[map]

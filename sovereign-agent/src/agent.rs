@@ -43,7 +43,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let cgroup: PathBuf = cgroup::resolve(config.cgroup.as_deref())?;
     let sink = output::open(&config.output)?;
 
-    let mut capture = Capture::load(config.ring_buffer_bytes)?;
+    let mut capture = Capture::load(config.capture_options())?;
     let hooks = capture.attach(&cgroup)?;
     let attached: Vec<String> = hooks
         .iter()

@@ -10,7 +10,7 @@ use std::{
 use serde::Deserialize;
 use sovereign_agent_common::DEFAULT_RING_BYTES;
 
-use crate::pipeline::PipelineOptions;
+use crate::{bpf::CaptureOptions, pipeline::PipelineOptions};
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +25,11 @@ pub struct Config {
     pub process_cache_entries: usize,
     /// How often the kernel loss counter is polled, in milliseconds.
     pub loss_poll_interval_ms: u64,
+    /// The longest an event waits in the ring buffer before the agent reads it, in
+    /// milliseconds. The kernel wakes the agent at once for a sparse event and at most once a
+    /// millisecond per CPU during a burst; this timer drains what a burst left behind.
+    /// 0: the kernel wakes the agent for every record (most CPU under load).
+    pub max_event_delay_ms: u64,
     pub log: LogConfig,
 }
 
@@ -52,6 +57,7 @@ impl Default for Config {
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             process_cache_entries: 4096,
             loss_poll_interval_ms: 1000,
+            max_event_delay_ms: 20,
             log: LogConfig::default(),
         }
     }
@@ -118,6 +124,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.max_event_delay_ms > 60_000 {
+            return Err(invalid(
+                "max_event_delay_ms",
+                format!("{} is more than a minute", self.max_event_delay_ms),
+            ));
+        }
         if self.loss_poll_interval_ms == 0 {
             return Err(invalid(
                 "loss_poll_interval_ms",
@@ -130,11 +142,24 @@ impl Config {
         Ok(())
     }
 
+    pub fn capture_options(&self) -> CaptureOptions {
+        if self.max_event_delay_ms == 0 {
+            CaptureOptions::per_record(self.ring_buffer_bytes)
+        } else {
+            CaptureOptions::paced(self.ring_buffer_bytes)
+        }
+    }
+
     pub fn pipeline_options(&self) -> PipelineOptions {
         PipelineOptions {
             process_cache_entries: NonZeroUsize::new(self.process_cache_entries)
                 .unwrap_or(NonZeroUsize::MIN),
             loss_poll_interval: Duration::from_millis(self.loss_poll_interval_ms),
+            // With per-record wake-ups a slow timer is only a safety net.
+            max_event_delay: Duration::from_millis(match self.max_event_delay_ms {
+                0 => 1000,
+                ms => ms,
+            }),
             ..PipelineOptions::default()
         }
     }

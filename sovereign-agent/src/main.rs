@@ -48,6 +48,9 @@ struct RunArgs {
     /// Where to write events: a file (appended) or `-` for stdout.
     #[arg(long, env = "SOVEREIGN_OUTPUT")]
     output: Option<PathBuf>,
+    /// Longest delay before an event is read, in ms; 0 wakes the agent for every record.
+    #[arg(long, env = "SOVEREIGN_MAX_EVENT_DELAY_MS")]
+    max_event_delay_ms: Option<u64>,
     /// Log filter, e.g. `info` or `debug`.
     #[arg(long, env = "SOVEREIGN_LOG")]
     log_level: Option<String>,
@@ -68,6 +71,9 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     if let Some(o) = &args.output {
         config.output = o.clone();
+    }
+    if let Some(d) = args.max_event_delay_ms {
+        config.max_event_delay_ms = d;
     }
     if let Some(l) = &args.log_level {
         config.log.level = l.clone();
@@ -109,8 +115,9 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread: the pipeline is one task, and cross-thread wake-ups cost more than
+            // the work itself (measured: docs/performance.md).
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

@@ -32,6 +32,9 @@ pub struct PipelineOptions {
     pub udp_socket_entries: NonZeroUsize,
     pub loss_poll_interval: Duration,
     pub clock_refresh_interval: Duration,
+    /// Drain the ring buffer at least this often (the kernel wakes the reader only for
+    /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
+    pub max_event_delay: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -41,6 +44,7 @@ impl Default for PipelineOptions {
             udp_socket_entries: NonZeroUsize::new(65_536).unwrap(),
             loss_poll_interval: Duration::from_secs(1),
             clock_refresh_interval: Duration::from_secs(60),
+            max_event_delay: Duration::from_millis(20),
         }
     }
 }
@@ -134,6 +138,8 @@ impl Pipeline {
             .map_err(|e| PipelineError::Ring(e.into()))?;
         let mut loss_tick = tokio::time::interval(self.options.loss_poll_interval);
         loss_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_tick = tokio::time::interval(self.options.max_event_delay);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -142,6 +148,7 @@ impl Pipeline {
                     self.drain(guard.get_inner_mut())?;
                     guard.clear_ready();
                 }
+                _ = drain_tick.tick() => self.drain(ring.get_mut())?,
                 _ = loss_tick.tick() => self.poll_losses()?,
                 _ = &mut shutdown => break,
             }

@@ -66,9 +66,12 @@ impl TestCgroup {
         &self.path
     }
 
-    /// Runs the traffic generator inside this cgroup and returns its (pid, local port).
+    /// Runs the traffic generator inside this cgroup and returns its (pid, local port). It
+    /// stays alive 300 ms after its traffic, so its /proc entry is there when events are read
+    /// (except in mode `exit`, which exits at once).
     pub fn traffic(&self, args: &[&str]) -> (u32, u16) {
         let out = Command::new(target_bin("sa-traffic"))
+            .env("SA_TRAFFIC_LINGER_MS", "300")
             .arg(self.path.join("cgroup.procs"))
             .args(args)
             .output()

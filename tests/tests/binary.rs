@@ -123,7 +123,7 @@ fn agent_binary_reports_curl_and_python_flows_and_detaches_on_sigterm() {
 
     let (curl_pid, curl_out) = run_in_cgroup(
         &cgroup,
-        &format!("curl -sS -o /dev/null -w '%{{size_download}} %{{size_request}}' {url}"),
+        &format!("curl -sS --limit-rate 20k -o /dev/null -w '%{{size_download}} %{{size_request}}' {url}"),
     );
     let sizes = String::from_utf8(curl_out.stdout).unwrap();
     let (downloaded, requested) = sizes.split_once(' ').unwrap();

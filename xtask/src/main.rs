@@ -5,6 +5,8 @@
 //!   cargo xtask run     setup, build (release), run the agent on the whole host
 //!   cargo xtask test    setup, then fmt, clippy, build and every test (integration tests
 //!                       load the real programs: root)
+//!   cargo xtask bench   throughput with and without the agent attached (root)
+mod bench;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -28,6 +30,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Workload throughput with and without the agent attached, as a markdown table.
+    Bench,
     /// Check formatting and lints, then run every unit and integration test.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -63,6 +67,10 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("sovereign-agent exited with {status}");
             }
             Ok(())
+        }
+        Cmd::Bench => {
+            setup::ensure()?;
+            bench::run(&root)
         }
         Cmd::Test { args } => {
             setup::ensure()?;

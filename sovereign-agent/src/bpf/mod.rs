@@ -10,7 +10,10 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps},
     Ebpf, EbpfError, EbpfLoader,
 };
-use sovereign_agent_common::{SendKey, SendTally, EVENTS_MAP, LOSSES_MAP, UDP_SENDS_MAP};
+use sovereign_agent_common::{
+    SendKey, SendTally, EVENTS_MAP, LOSSES_MAP, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL,
+    WAKEUP_INTERVAL_NS_GLOBAL,
+};
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sovereign-agent"));
@@ -133,13 +136,46 @@ pub struct CaptureMaps {
     pub udp_sends: HashMap<MapData, SendKey, SendTally>,
 }
 
+/// How the kernel side is sized and when it wakes the reader.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureOptions {
+    /// Ring buffer size: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Wake the reader when this many bytes are waiting...
+    pub wakeup_bytes: u64,
+    /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
+    /// Otherwise the reader must also drain on a timer (the pipeline's `max_event_delay`).
+    pub wakeup_interval_ns: u64,
+}
+
+impl CaptureOptions {
+    /// At most one wake-up per millisecond per CPU (or when an eighth of the ring is full):
+    /// a sparse event is read at once, a burst in batches.
+    pub fn paced(ring_buffer_bytes: u32) -> Self {
+        Self {
+            ring_buffer_bytes,
+            wakeup_bytes: u64::from(ring_buffer_bytes / 8),
+            wakeup_interval_ns: 1_000_000,
+        }
+    }
+
+    /// A wake-up for every record (lowest latency, highest CPU cost per event).
+    pub fn per_record(ring_buffer_bytes: u32) -> Self {
+        Self {
+            ring_buffer_bytes,
+            wakeup_bytes: 0,
+            wakeup_interval_ns: 0,
+        }
+    }
+}
+
 impl Capture {
-    /// Loads the object with a ring buffer of `ring_buffer_bytes` (a power of two, at least
-    /// one page).
-    pub fn load(ring_buffer_bytes: u32) -> Result<Self, BpfError> {
+    pub fn load(options: CaptureOptions) -> Result<Self, BpfError> {
         raise_memlock_limit();
         let ebpf = EbpfLoader::new()
-            .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
+            .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
+            .override_global(WAKEUP_BYTES_GLOBAL, &options.wakeup_bytes, true)
+            .override_global(WAKEUP_INTERVAL_NS_GLOBAL, &options.wakeup_interval_ns, true)
             .load(OBJECT)
             .map_err(|e| match e {
                 ref e if is_permission(e) => BpfError::PermissionDenied,

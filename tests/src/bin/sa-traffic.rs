@@ -10,6 +10,10 @@
 //!                                              send, read RECV bytes, close at once
 //! sa-traffic CGROUP_PROCS udp-sendto ADDR N    N datagrams from one unconnected socket
 //! sa-traffic CGROUP_PROCS udp-connected ADDR N connect a UDP socket, send N datagrams
+//! sa-traffic CGROUP_PROCS udp-spray ADDR N    one datagram to each of N ports from ADDR's port on
+//! sa-traffic CGROUP_PROCS connect-loop ADDR N  N TCP connections to a listener of its own on
+//!                                              ADDR, which closes first; prints elapsed_ns
+//! sa-traffic CGROUP_PROCS udp-loop ADDR N      N datagrams to ADDR from one socket; elapsed_ns
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
 use std::{
@@ -88,6 +92,37 @@ fn main() {
             }
             s.local_addr().unwrap().port()
         }
+        "udp-spray" => {
+            let n = num(4);
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .unwrap();
+            let s = UdpSocket::bind(bind).unwrap_or_else(|e| fail(format!("bind: {e}")));
+            for i in 0..n {
+                let mut dst = addr;
+                dst.set_port(addr.port() + i as u16);
+                s.send_to(b"datagram", dst)
+                    .unwrap_or_else(|e| fail(format!("send_to {dst}: {e}")));
+            }
+            s.local_addr().unwrap().port()
+        }
+        "connect-loop" => connect_loop(pid, addr, num(4)),
+        "udp-loop" => {
+            let n = num(4);
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                s.send_to(b"datagram", addr)
+                    .unwrap_or_else(|e| fail(format!("send_to: {e}")));
+            }
+            let ns = start.elapsed().as_nanos();
+            println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":0}}");
+            exit(0)
+        }
         "refused" => match TcpStream::connect(addr) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 0,
             other => fail(format!("expected connection refused, got {other:?}")),
@@ -102,5 +137,64 @@ fn main() {
         }
         other => fail(format!("unknown mode {other}")),
     };
+    // Stay alive a little (SA_TRAFFIC_LINGER_MS), so that a test can rely on /proc still
+    // describing this process when its events are read.
+    if let Some(ms) = std::env::var("SA_TRAFFIC_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     println!("{{\"pid\":{pid},\"local_port\":{local_port}}}");
+}
+
+/// Closing `s` sends a reset instead of a FIN (SO_LINGER with a zero timeout).
+fn reset_on_close(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket fd and a pointer to a linger of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
+/// N TCP connections to a listener of this process; prints the elapsed time and how many
+/// connections took over 100 ms (a stall is a kernel-level retransmit, not the agent).
+fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
+    let listener =
+        std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(format!("listen: {e}")));
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        for mut s in listener.incoming().flatten() {
+            // Wait for the client's byte (its connect() has returned by then), then reset:
+            // no TIME_WAIT is left anywhere, so thousands of runs do not pile up state.
+            let _ = s.read(&mut byte);
+            reset_on_close(&s);
+        }
+    });
+    let mut eof = [0u8; 1];
+    let mut stalls = 0;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let mut c = TcpStream::connect(target).unwrap_or_else(|e| fail(format!("connect: {e}")));
+        let _ = c.write_all(b"x");
+        let _ = c.read(&mut eof);
+        if t.elapsed().as_millis() > 100 {
+            stalls += 1;
+        }
+    }
+    let ns = start.elapsed().as_nanos();
+    println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":{stalls}}}");
+    exit(0)
 }
