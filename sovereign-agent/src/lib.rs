@@ -11,5 +11,6 @@ pub mod enrich;
 pub mod event;
 pub mod output;
 pub mod pipeline;
+pub mod policy;
 pub mod shutdown;
 pub mod telemetry;
