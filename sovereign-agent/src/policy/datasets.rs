@@ -80,6 +80,21 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The names a region pattern is matched against. Azure's `region` property uses short
+    /// forms (`germanywc`) while its service tag names carry the ARM region name
+    /// (`Storage.GermanyWestCentral`): both count.
+    pub fn region_names(&self) -> [Option<String>; 2] {
+        let region = Some(self.region.to_ascii_lowercase());
+        let tag_region = match self.kind {
+            DatasetKind::Azure => self
+                .name
+                .split_once('.')
+                .map(|(_, r)| r.to_ascii_lowercase()),
+            _ => None,
+        };
+        [region, tag_region]
+    }
+
     /// Ranges that many unrelated customers share, or that front traffic for anywhere (CDNs,
     /// global anycast): their region says little about where data ends up.
     pub fn is_shared(&self) -> bool {

@@ -1,2 +1,1001 @@
+//! The residency policy engine: zones (CIDRs, domains, countries, ASNs, cloud regions, the AI
+//! endpoint catalogue), rules per workload, and a verdict with evidence for every flow.
+//!
+//! Compilation turns a policy and its datasets into flat tables: every address fact (a
+//! dataset entry such as AWS `eu-central-1/EC2`, a country, an ASN, a policy CIDR) sits in one
+//! [`prefix::PrefixSets`], every name fact in a domain index, and each fact carries the
+//! bitmask of the zones it belongs to. Classifying a flow is then one binary search, a few hash
+//! lookups per name, and bit operations, with no allocation.
+pub mod catalogue;
+pub mod countries;
 pub mod datasets;
+pub mod file;
 pub mod prefix;
+pub mod verdict;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use self::{
+    catalogue::Catalogue,
+    datasets::{DatasetInfo, DatasetKind, Entry, Loaded},
+    file::{PolicyFile, Selector},
+    prefix::{PrefixSets, PrefixSetsBuilder},
+    verdict::{weak, Decision, Severity, Verdict},
+};
+
+/// The most zones a policy may define (they are bits of a `u128`).
+pub const MAX_ZONES: usize = 128;
+
+/// One problem in a policy, with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub place: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.place {
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a policy (compilation does not stop at the first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+/// What the engine knows about one flow.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow<'a> {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Names learned for the destination (DNS answers, TLS SNI), any case.
+    pub names: &'a [String],
+    pub exe: Option<&'a str>,
+    pub comm: &'a str,
+    pub cgroup: Option<&'a str>,
+    pub container_id: Option<&'a str>,
+    pub uid: u32,
+}
+
+/// A fact about a destination that zones are made of.
+#[derive(Clone, Debug)]
+enum Fact {
+    Dataset {
+        dataset: u16,
+        entry: Entry,
+    },
+    Cidr {
+        net: IpNet,
+    },
+    Domain {
+        pattern: String,
+    },
+    Ai {
+        provider: String,
+        host: String,
+        region: String,
+    },
+}
+
+struct Zone {
+    name: String,
+    /// Defined (partly) by names: checking it needs the destination's name.
+    by_name: bool,
+}
+
+struct Rule {
+    name: String,
+    selector: CompiledSelector,
+    allow: u128,
+    deny: u128,
+    otherwise: Decision,
+    severity: Severity,
+    by_name: bool,
+}
+
+#[derive(Default)]
+struct CompiledSelector {
+    exe: Option<GlobSet>,
+    comm: Option<GlobSet>,
+    cgroup: Option<GlobSet>,
+    container_id: Option<GlobSet>,
+    uid: Vec<u32>,
+}
+
+impl CompiledSelector {
+    fn matches(&self, flow: &Flow<'_>) -> bool {
+        fn one(set: &Option<GlobSet>, value: Option<&str>) -> bool {
+            match set {
+                None => true,
+                Some(set) => value.is_some_and(|v| set.is_match(v)),
+            }
+        }
+        one(&self.exe, flow.exe)
+            && one(&self.comm, Some(flow.comm))
+            && one(&self.cgroup, flow.cgroup)
+            && one(&self.container_id, flow.container_id)
+            && (self.uid.is_empty() || self.uid.contains(&flow.uid))
+    }
+}
+
+const SET_SHARED: u8 = 1;
+const SET_LOCATED: u8 = 2;
+
+/// A compiled policy.
+pub struct Policy {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// `sha256:` and the hex digest of the policy file's bytes.
+    pub hash: String,
+    pub path: PathBuf,
+    pub datasets: Vec<DatasetInfo>,
+    pub catalogue_version: String,
+    default: Decision,
+    default_severity: Severity,
+    zones: Vec<Zone>,
+    rules: Vec<Rule>,
+    facts: Vec<Fact>,
+    fact_zones: Vec<u128>,
+    ips: PrefixSets,
+    set_zones: Vec<u128>,
+    set_flags: Vec<u8>,
+    names_exact: HashMap<String, Vec<u32>>,
+    names_suffix: HashMap<String, Vec<u32>>,
+}
+
+impl Policy {
+    /// Reads and compiles the policy at `path`, with the datasets it names and those in
+    /// `datasets_dir`.
+    pub fn load(path: &Path, datasets_dir: Option<&Path>) -> Result<Policy, PolicyErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                file: path.to_path_buf(),
+                place: None,
+                message: format!("cannot read the policy: {e}"),
+            }])
+        })?;
+        Self::compile(&text, path, datasets_dir)
+    }
+
+    /// Compiles policy `text` (read from `path`, which places errors and anchors relative
+    /// dataset paths).
+    pub fn compile(
+        text: &str,
+        path: &Path,
+        datasets_dir: Option<&Path>,
+    ) -> Result<Policy, PolicyErrors> {
+        let mut c = Compiler::new(text, path);
+        let parsed: PolicyFile = match toml::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                let place = e.span().map(|s| c.place(s.start));
+                return Err(PolicyErrors(vec![PolicyError {
+                    file: path.to_path_buf(),
+                    place,
+                    message: e.message().trim().to_string(),
+                }]));
+            }
+        };
+        c.datasets(&parsed, datasets_dir);
+        c.zones(&parsed);
+        let rules = c.rules(&parsed);
+        if !c.errors.is_empty() {
+            return Err(PolicyErrors(c.errors));
+        }
+        Ok(c.finish(parsed, rules, text))
+    }
+
+    /// The verdict for one flow: allocation-free, for the hot path.
+    pub fn classify(&self, flow: &Flow<'_>) -> Verdict {
+        let ip_set = self.ips.set_id(flow.ip);
+        let mut matched = self.set_zones[ip_set as usize];
+        for name in flow.names {
+            self.for_each_name_fact(name, |fact| matched |= self.fact_zones[fact as usize]);
+        }
+        let flags = self.set_flags[ip_set as usize];
+        let mut weak = 0;
+        if flags & SET_SHARED != 0 {
+            weak |= weak::SHARED_RANGE;
+        }
+        if flags & SET_LOCATED == 0 && !self.datasets.is_empty() && is_public(flow.ip) {
+            weak |= weak::UNKNOWN_LOCATION;
+        }
+        let Some((index, rule)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.selector.matches(flow))
+        else {
+            return Verdict {
+                decision: self.default,
+                severity: (self.default == Decision::Violation).then_some(self.default_severity),
+                rule: None,
+                decisive_zones: 0,
+                matched_zones: matched,
+                ip_set,
+                weak,
+            };
+        };
+        if rule.by_name && flow.names.is_empty() {
+            weak |= weak::NO_NAME;
+        }
+        let (denied, allowed) = (matched & rule.deny, matched & rule.allow);
+        let (decision, decisive) = if denied != 0 {
+            if allowed != 0 {
+                weak |= weak::CONFLICTING_ZONES;
+            }
+            (Decision::Violation, denied)
+        } else if allowed != 0 {
+            (Decision::Allow, allowed)
+        } else {
+            (rule.otherwise, 0)
+        };
+        Verdict {
+            decision,
+            severity: (decision == Decision::Violation).then_some(rule.severity),
+            rule: Some(index as u16),
+            decisive_zones: decisive,
+            matched_zones: matched,
+            ip_set,
+            weak,
+        }
+    }
+
+    /// Name facts (exact names, then `*.suffix` patterns from the longest suffix) for `name`.
+    fn for_each_name_fact(&self, name: &str, mut f: impl FnMut(u32)) {
+        let name = name.trim_end_matches('.');
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
+        if let Some(facts) = self.names_exact.get(name) {
+            facts.iter().for_each(|x| f(*x));
+        }
+        let mut rest = name;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(facts) = self.names_suffix.get(rest) {
+                facts.iter().for_each(|x| f(*x));
+            }
+        }
+    }
+
+    /// The verdict with its reasoning, for people and for the event stream.
+    pub fn explain(&self, flow: &Flow<'_>, verdict: &Verdict) -> Explanation {
+        let zone_names = |mask: u128| -> Vec<String> {
+            (0..self.zones.len())
+                .filter(|z| mask & (1u128 << z) != 0)
+                .map(|z| self.zones[z].name.clone())
+                .collect()
+        };
+        let mut facts: Vec<u32> = self.ips.set(verdict.ip_set).to_vec();
+        for name in flow.names {
+            self.for_each_name_fact(name, |x| facts.push(x));
+        }
+        facts.dedup();
+        let mut evidence = Vec::new();
+        for z in 0..self.zones.len() {
+            if verdict.matched_zones & (1u128 << z) == 0 {
+                continue;
+            }
+            for &fact in &facts {
+                if self.fact_zones[fact as usize] & (1u128 << z) != 0 {
+                    evidence.push(Evidence {
+                        zone: self.zones[z].name.clone(),
+                        decisive: verdict.decisive_zones & (1u128 << z) != 0,
+                        source: self.fact_source(fact),
+                        detail: self.fact_detail(fact),
+                    });
+                }
+            }
+        }
+        let destination = self
+            .ips
+            .set(verdict.ip_set)
+            .iter()
+            .filter(|f| matches!(self.facts[**f as usize], Fact::Dataset { .. }))
+            .map(|f| self.fact_detail(*f))
+            .collect();
+        Explanation {
+            decision: verdict.decision,
+            severity: verdict.severity,
+            rule: verdict
+                .rule
+                .map(|r| self.rules[r as usize].name.clone())
+                .unwrap_or_else(|| "(policy default)".into()),
+            zones: zone_names(verdict.decisive_zones),
+            matched_zones: zone_names(verdict.matched_zones),
+            evidence,
+            destination,
+            weak: weak::ALL
+                .iter()
+                .filter(|(bit, _)| verdict.weak & bit != 0)
+                .map(|(_, name)| *name)
+                .collect(),
+            policy: PolicyRef {
+                name: self.name.clone(),
+                version: self.version.clone(),
+                hash: self.hash.clone(),
+            },
+        }
+    }
+
+    fn fact_source(&self, fact: u32) -> &'static str {
+        match &self.facts[fact as usize] {
+            Fact::Dataset { entry, .. } => entry.kind.key(),
+            Fact::Cidr { .. } => "cidr",
+            Fact::Domain { .. } => "domain",
+            Fact::Ai { .. } => "ai",
+        }
+    }
+
+    fn fact_detail(&self, fact: u32) -> String {
+        match &self.facts[fact as usize] {
+            Fact::Dataset { dataset, entry } => {
+                let d = &self.datasets[*dataset as usize];
+                format!("{entry} [{} {}]", d.kind.label(), d.version)
+            }
+            Fact::Cidr { net } => format!("CIDR {net}"),
+            Fact::Domain { pattern } => format!("domain {pattern}"),
+            Fact::Ai {
+                provider,
+                host,
+                region,
+            } => format!(
+                "AI endpoint {host} of {provider} (region {region}) [catalogue {}]",
+                self.catalogue_version
+            ),
+        }
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Approximate heap bytes of the compiled tables (the datasets' share of memory).
+    pub fn heap_bytes(&self) -> usize {
+        self.ips.heap_bytes()
+            + self.set_zones.len() * 17
+            + self.facts.len() * 96
+            + self.fact_zones.len() * 16
+    }
+}
+
+/// Loopback, private, link-local, unique-local and unspecified addresses have no location
+/// worth flagging as unknown.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified())
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || first & 0xfe00 == 0xfc00
+                    || first & 0xffc0 == 0xfe80)
+            }
+        },
+    }
+}
+
+/// A verdict with its reasoning (JSON in events and `policy explain --json`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Explanation {
+    pub decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    pub rule: String,
+    /// The zones the decision rests on.
+    pub zones: Vec<String>,
+    /// Every zone the destination is in.
+    pub matched_zones: Vec<String>,
+    pub evidence: Vec<Evidence>,
+    /// What the datasets say about the address, whether or not a zone uses it.
+    pub destination: Vec<String>,
+    pub weak: Vec<&'static str>,
+    pub policy: PolicyRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    pub zone: String,
+    pub decisive: bool,
+    pub source: &'static str,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: String,
+    pub hash: String,
+}
+
+struct Compiler<'a> {
+    text: &'a str,
+    path: &'a Path,
+    errors: Vec<PolicyError>,
+    loaded: Vec<Loaded>,
+    /// Facts, their zones, and the address prefixes of facts.
+    facts: Vec<Fact>,
+    fact_zones: Vec<u128>,
+    prefixes: PrefixSetsBuilder,
+    /// First fact id of each loaded dataset's entries.
+    dataset_base: Vec<u32>,
+    zones: Vec<Zone>,
+    zone_index: HashMap<String, usize>,
+    names_exact: HashMap<String, Vec<u32>>,
+    names_suffix: HashMap<String, Vec<u32>>,
+    catalogue_used: bool,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(text: &'a str, path: &'a Path) -> Self {
+        Self {
+            text,
+            path,
+            errors: Vec::new(),
+            loaded: Vec::new(),
+            facts: Vec::new(),
+            fact_zones: Vec::new(),
+            prefixes: PrefixSetsBuilder::new(),
+            dataset_base: Vec::new(),
+            zones: Vec::new(),
+            zone_index: HashMap::new(),
+            names_exact: HashMap::new(),
+            names_suffix: HashMap::new(),
+            catalogue_used: false,
+        }
+    }
+
+    /// 1-based (line, column) of a byte offset.
+    fn place(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+
+    fn error_at<T>(&mut self, at: &Spanned<T>, message: String) {
+        let place = Some(self.place(at.span().start));
+        self.errors.push(PolicyError {
+            file: self.path.to_path_buf(),
+            place,
+            message,
+        });
+    }
+
+    fn error(&mut self, message: String) {
+        self.errors.push(PolicyError {
+            file: self.path.to_path_buf(),
+            place: None,
+            message,
+        });
+    }
+
+    fn datasets(&mut self, parsed: &PolicyFile, dir: Option<&Path>) {
+        let mut by_kind: HashMap<DatasetKind, Loaded> = HashMap::new();
+        if let Some(dir) = dir {
+            match datasets::load_dir(dir) {
+                Ok(all) => {
+                    for l in all {
+                        if let Some(other) = by_kind.get(&l.info.kind) {
+                            self.error(format!(
+                                "--datasets {}: two {} datasets: {} and {}",
+                                dir.display(),
+                                l.info.kind.label(),
+                                other.info.path.display(),
+                                l.info.path.display()
+                            ));
+                            continue;
+                        }
+                        by_kind.insert(l.info.kind, l);
+                    }
+                }
+                Err(e) => self.error(e.to_string()),
+            }
+        }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let d = &parsed.datasets;
+        for (kind, given) in [
+            (DatasetKind::Aws, &d.aws),
+            (DatasetKind::Azure, &d.azure),
+            (DatasetKind::Gcp, &d.gcp),
+            (DatasetKind::Oracle, &d.oracle),
+            (DatasetKind::Country, &d.country),
+            (DatasetKind::Asn, &d.asn),
+        ] {
+            let Some(given) = given else { continue };
+            // A dataset named in the policy replaces one of the same kind from --datasets.
+            let path = base.join(given.get_ref());
+            match datasets::load(&path) {
+                Ok(l) if l.info.kind != kind => self.error_at(
+                    given,
+                    format!(
+                        "datasets.{kind}: {} is a {}, not a {}",
+                        path.display(),
+                        l.info.kind.label(),
+                        kind.label()
+                    ),
+                ),
+                Ok(l) => {
+                    by_kind.insert(kind, l);
+                }
+                Err(e) => self.error_at(given, format!("datasets.{kind}: {e}")),
+            }
+        }
+        let mut loaded: Vec<Loaded> = by_kind.into_values().collect();
+        loaded.sort_by_key(|l| l.info.kind.key());
+        for (i, l) in loaded.iter().enumerate() {
+            let base = self.facts.len() as u32;
+            self.dataset_base.push(base);
+            for entry in &l.entries {
+                self.facts.push(Fact::Dataset {
+                    dataset: i as u16,
+                    entry: entry.clone(),
+                });
+                self.fact_zones.push(0);
+            }
+            for (net, local) in &l.prefixes {
+                self.prefixes.insert(*net, base + local);
+            }
+        }
+        self.loaded = loaded;
+    }
+
+    fn dataset(&self, kind: DatasetKind) -> Option<usize> {
+        self.loaded.iter().position(|l| l.info.kind == kind)
+    }
+
+    fn new_fact(&mut self, fact: Fact, zone: usize) -> u32 {
+        self.facts.push(fact);
+        self.fact_zones.push(1u128 << zone);
+        (self.facts.len() - 1) as u32
+    }
+
+    fn zones(&mut self, parsed: &PolicyFile) {
+        if parsed.zones.len() > MAX_ZONES {
+            self.error(format!(
+                "{} zones: at most {MAX_ZONES} are supported",
+                parsed.zones.len()
+            ));
+            return;
+        }
+        for (z, (name, spanned)) in parsed.zones.iter().enumerate() {
+            self.zone_index.insert(name.clone(), z);
+            let def = spanned.get_ref();
+            let by_name = !def.domains.is_empty() || !def.ai.is_empty();
+            self.zones.push(Zone {
+                name: name.clone(),
+                by_name,
+            });
+            let mut empty = true;
+            for cidr in &def.cidrs {
+                empty = false;
+                match cidr.get_ref().parse::<IpNet>() {
+                    Ok(net) => {
+                        let fact = self.new_fact(Fact::Cidr { net: net.trunc() }, z);
+                        self.prefixes.insert(net, fact);
+                    }
+                    Err(_) => self.error_at(
+                        cidr,
+                        format!("zone {name}: invalid CIDR {:?}", cidr.get_ref()),
+                    ),
+                }
+            }
+            for pattern in &def.domains {
+                empty = false;
+                match normalise_domain_pattern(pattern.get_ref()) {
+                    Ok((exact, key)) => {
+                        let fact = self.new_fact(
+                            Fact::Domain {
+                                pattern: pattern.get_ref().to_ascii_lowercase(),
+                            },
+                            z,
+                        );
+                        let index = if exact {
+                            &mut self.names_exact
+                        } else {
+                            &mut self.names_suffix
+                        };
+                        index.entry(key).or_default().push(fact);
+                    }
+                    Err(why) => self.error_at(
+                        pattern,
+                        format!("zone {name}: domain {:?}: {why}", pattern.get_ref()),
+                    ),
+                }
+            }
+            for code in &def.countries {
+                empty = false;
+                let codes: Vec<&str> = if code.get_ref() == "EU" {
+                    countries::EU.to_vec()
+                } else if countries::is_code(code.get_ref()) {
+                    vec![code.get_ref().as_str()]
+                } else {
+                    self.error_at(
+                        code,
+                        format!(
+                            "zone {name}: {:?} is not an ISO 3166-1 alpha-2 country code (or EU)",
+                            code.get_ref()
+                        ),
+                    );
+                    continue;
+                };
+                let Some(ds) = self.dataset(DatasetKind::Country) else {
+                    self.error_at(code, format!("zone {name}: countries need a GeoIP country database (datasets.country or --datasets)"));
+                    break;
+                };
+                self.mark_entries(ds, z, |e| codes.contains(&e.region.as_str()));
+            }
+            for asn in &def.asns {
+                empty = false;
+                let Some(ds) = self.dataset(DatasetKind::Asn) else {
+                    self.error_at(asn, format!("zone {name}: asns need a GeoIP ASN database (datasets.asn or --datasets)"));
+                    break;
+                };
+                let number = asn.get_ref().to_string();
+                self.mark_entries(ds, z, |e| e.region == number);
+            }
+            for (kind, regions, services) in [
+                (DatasetKind::Aws, &def.aws, &def.aws_services),
+                (DatasetKind::Azure, &def.azure, &def.azure_services),
+                (DatasetKind::Gcp, &def.gcp, &def.gcp_services),
+                (DatasetKind::Oracle, &def.oracle, &Vec::new()),
+            ] {
+                if regions.is_empty() {
+                    if let Some(s) = services.first() {
+                        self.error_at(
+                            s,
+                            format!("zone {name}: {kind}_services without {kind} regions"),
+                        );
+                    }
+                    continue;
+                }
+                empty = false;
+                let Some(ds) = self.dataset(kind) else {
+                    self.error_at(&regions[0], format!("zone {name}: {kind} regions need a {} dataset (datasets.{kind} or --datasets)", kind.label()));
+                    continue;
+                };
+                let services = match self.globs(services, name) {
+                    Some(s) => s,
+                    None => continue,
+                };
+                for region in regions {
+                    let Some(glob) = self.glob(region, name) else {
+                        continue;
+                    };
+                    let marked = self.mark_entries(ds, z, |e| {
+                        e.region_names().iter().flatten().any(|r| glob.is_match(r))
+                            && (services.is_empty()
+                                || services.is_match(e.service.to_ascii_lowercase())
+                                || services.is_match(e.name.to_ascii_lowercase()))
+                    });
+                    if marked == 0 {
+                        let version = self.loaded[ds].info.version.clone();
+                        self.error_at(
+                            region,
+                            format!(
+                                "zone {name}: no {} region matches {:?}{} (dataset {version})",
+                                kind.label(),
+                                region.get_ref(),
+                                if services.is_empty() {
+                                    ""
+                                } else {
+                                    " with those services"
+                                },
+                            ),
+                        );
+                    }
+                }
+            }
+            for reference in &def.ai {
+                empty = false;
+                self.catalogue_used = true;
+                let (provider, region) = reference
+                    .get_ref()
+                    .split_once(':')
+                    .unwrap_or((reference.get_ref(), "*"));
+                let (Some(pg), Some(rg)) = (glob_of(provider), glob_of(region)) else {
+                    self.error_at(
+                        reference,
+                        format!(
+                            "zone {name}: invalid catalogue reference {:?}",
+                            reference.get_ref()
+                        ),
+                    );
+                    continue;
+                };
+                let mut found = 0;
+                for p in &Catalogue::builtin().providers {
+                    if !pg.is_match(&p.id) {
+                        continue;
+                    }
+                    for e in p.endpoints.iter().filter(|e| rg.is_match(&e.region)) {
+                        found += 1;
+                        let fact = self.new_fact(
+                            Fact::Ai {
+                                provider: p.name.clone(),
+                                host: e.host.clone(),
+                                region: e.region.clone(),
+                            },
+                            z,
+                        );
+                        let (exact, key) = normalise_domain_pattern(&e.host)
+                            .expect("catalogue hosts are checked by tests");
+                        let index = if exact {
+                            &mut self.names_exact
+                        } else {
+                            &mut self.names_suffix
+                        };
+                        index.entry(key).or_default().push(fact);
+                    }
+                }
+                if found == 0 {
+                    self.error_at(reference, format!(
+                        "zone {name}: no AI catalogue endpoint matches {:?} (catalogue {}; providers: {})",
+                        reference.get_ref(),
+                        Catalogue::builtin().version,
+                        Catalogue::builtin().providers.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            if empty {
+                let at = spanned.span().start;
+                let place = Some(self.place(at));
+                self.errors.push(PolicyError {
+                    file: self.path.to_path_buf(),
+                    place,
+                    message: format!("zone {name} is empty: give cidrs, domains, countries, asns, cloud regions or ai"),
+                });
+            }
+        }
+    }
+
+    /// Marks the entries of dataset `ds` that `pred` selects as members of zone `z`.
+    fn mark_entries(&mut self, ds: usize, z: usize, pred: impl Fn(&Entry) -> bool) -> usize {
+        let base = self.dataset_base[ds] as usize;
+        let mut n = 0;
+        for (i, entry) in self.loaded[ds].entries.iter().enumerate() {
+            if pred(entry) {
+                self.fact_zones[base + i] |= 1u128 << z;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn glob(&mut self, pattern: &Spanned<String>, zone: &str) -> Option<globset::GlobMatcher> {
+        match glob_of(&pattern.get_ref().to_ascii_lowercase()) {
+            Some(g) => Some(g),
+            None => {
+                self.error_at(
+                    pattern,
+                    format!("zone {zone}: invalid pattern {:?}", pattern.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn globs(&mut self, patterns: &[Spanned<String>], zone: &str) -> Option<GlobSet> {
+        let mut b = GlobSetBuilder::new();
+        for p in patterns {
+            match Glob::new(&p.get_ref().to_ascii_lowercase()) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => {
+                    self.error_at(
+                        p,
+                        format!("zone {zone}: invalid pattern {:?}: {e}", p.get_ref()),
+                    );
+                    return None;
+                }
+            }
+        }
+        b.build().ok()
+    }
+
+    fn rules(&mut self, parsed: &PolicyFile) -> Vec<Rule> {
+        let mut rules = Vec::new();
+        let mut names = HashSet::new();
+        for rule in &parsed.rules {
+            let r = rule.get_ref();
+            if !names.insert(r.name.get_ref().clone()) {
+                self.error_at(
+                    &r.name,
+                    format!("duplicate rule name {:?}", r.name.get_ref()),
+                );
+            }
+            let mut by_name = false;
+            let mut mask = |refs: &[Spanned<String>], c: &mut Self| -> u128 {
+                let mut m = 0;
+                for zone in refs {
+                    match c.zone_index.get(zone.get_ref()) {
+                        Some(&z) => {
+                            m |= 1u128 << z;
+                            by_name |= c.zones[z].by_name;
+                        }
+                        None => c.error_at(
+                            zone,
+                            format!(
+                                "rule {:?}: unknown zone {:?} (zones: {})",
+                                r.name.get_ref(),
+                                zone.get_ref(),
+                                c.zones
+                                    .iter()
+                                    .map(|z| z.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ),
+                    }
+                }
+                m
+            };
+            let allow = mask(&r.allow, self);
+            let deny = mask(&r.deny, self);
+            let selector = self.selector(&r.workload, r.name.get_ref());
+            rules.push(Rule {
+                name: r.name.get_ref().clone(),
+                selector,
+                allow,
+                deny,
+                otherwise: r.otherwise,
+                severity: r.severity.unwrap_or(parsed.policy.default_severity),
+                by_name,
+            });
+        }
+        rules
+    }
+
+    fn selector(&mut self, s: &Selector, rule: &str) -> CompiledSelector {
+        let set = |patterns: &[Spanned<String>], paths: bool, c: &mut Self| -> Option<GlobSet> {
+            if patterns.is_empty() {
+                return None;
+            }
+            let mut b = GlobSetBuilder::new();
+            for p in patterns {
+                // For paths, `*` stays within one component and `**` crosses them.
+                match GlobBuilder::new(p.get_ref())
+                    .literal_separator(paths)
+                    .build()
+                {
+                    Ok(g) => {
+                        b.add(g);
+                    }
+                    Err(e) => c.error_at(
+                        p,
+                        format!("rule {rule:?}: invalid pattern {:?}: {e}", p.get_ref()),
+                    ),
+                }
+            }
+            b.build().ok()
+        };
+        CompiledSelector {
+            exe: set(&s.exe, true, self),
+            comm: set(&s.comm, false, self),
+            cgroup: set(&s.cgroup, true, self),
+            container_id: set(&s.container_id, false, self),
+            uid: s.uid.clone(),
+        }
+    }
+
+    fn finish(self, parsed: PolicyFile, rules: Vec<Rule>, text: &str) -> Policy {
+        let ips = self.prefixes.build();
+        let mut set_zones = Vec::with_capacity(ips.set_count());
+        let mut set_flags = Vec::with_capacity(ips.set_count());
+        for id in 0..ips.set_count() as u32 {
+            let (mut zones, mut flags) = (0u128, 0u8);
+            for &fact in ips.set(id) {
+                zones |= self.fact_zones[fact as usize];
+                if let Fact::Dataset { entry, .. } = &self.facts[fact as usize] {
+                    flags |= SET_LOCATED;
+                    if entry.is_shared() {
+                        flags |= SET_SHARED;
+                    }
+                }
+            }
+            set_zones.push(zones);
+            set_flags.push(flags);
+        }
+        let hash = format!("sha256:{:x}", Sha256::digest(text.as_bytes()));
+        Policy {
+            name: parsed.policy.name,
+            version: parsed.policy.version,
+            description: parsed.policy.description,
+            hash,
+            path: self.path.to_path_buf(),
+            datasets: self.loaded.iter().map(|l| l.info.clone()).collect(),
+            catalogue_version: if self.catalogue_used {
+                Catalogue::builtin().version.clone()
+            } else {
+                String::new()
+            },
+            default: parsed.policy.default,
+            default_severity: parsed.policy.default_severity,
+            zones: self.zones,
+            rules,
+            facts: self.facts,
+            fact_zones: self.fact_zones,
+            ips,
+            set_zones,
+            set_flags,
+            names_exact: self.names_exact,
+            names_suffix: self.names_suffix,
+        }
+    }
+}
+
+fn glob_of(pattern: &str) -> Option<globset::GlobMatcher> {
+    Glob::new(pattern).ok().map(|g| g.compile_matcher())
+}
+
+/// `api.example.com` → (exact, "api.example.com"); `*.example.com` → (suffix, "example.com").
+fn normalise_domain_pattern(pattern: &str) -> Result<(bool, String), &'static str> {
+    let p = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let (exact, rest) = match p.strip_prefix("*.") {
+        Some(rest) => (false, rest.to_string()),
+        None => (true, p.clone()),
+    };
+    if rest.is_empty() || rest.contains('*') {
+        return Err("use an exact name or *.suffix");
+    }
+    if rest
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return Err("not a valid domain name");
+    }
+    Ok((exact, rest))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! The policy file as written (TOML). `Spanned` values keep their byte position, so every
+//! semantic error (an unknown zone, an invalid CIDR, a region no dataset has) can name its
+//! line and column.
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::verdict::{Decision, Severity};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub policy: Header,
+    #[serde(default)]
+    pub datasets: DatasetPaths,
+    #[serde(default)]
+    pub zones: BTreeMap<String, Spanned<ZoneDef>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RuleDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// What happens to a flow whose workload no rule selects.
+    pub default: Decision,
+    #[serde(default = "Severity::default_for_violations")]
+    pub default_severity: Severity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetPaths {
+    pub aws: Option<Spanned<String>>,
+    pub azure: Option<Spanned<String>>,
+    pub gcp: Option<Spanned<String>>,
+    pub oracle: Option<Spanned<String>>,
+    pub country: Option<Spanned<String>>,
+    pub asn: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneDef {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub cidrs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub countries: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub asns: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub aws: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub aws_services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub azure: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub azure_services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub gcp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub gcp_services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub oracle: Vec<Spanned<String>>,
+    /// Entries of the built-in AI endpoint catalogue: `provider` or `provider:region`, globs.
+    #[serde(default)]
+    pub ai: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Which workloads the rule is for; empty selects every workload.
+    #[serde(default)]
+    pub workload: Selector,
+    /// Zones the workload may reach.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Zones that are violations even when an allowed zone also matches.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    /// What happens to a destination in none of the rule's zones.
+    #[serde(default = "Decision::violation")]
+    pub otherwise: Decision,
+    pub severity: Option<Severity>,
+}
+
+/// All given fields must match; within a field, any listed value may match.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Executable path globs (`/opt/llm/**`, `/usr/bin/python3*`).
+    #[serde(default)]
+    pub exe: Vec<Spanned<String>>,
+    /// Task name globs (the kernel's 15-byte comm).
+    #[serde(default)]
+    pub comm: Vec<Spanned<String>>,
+    /// cgroup v2 path globs (`/system.slice/crm-sync.service`, `/kubepods.slice/**`).
+    #[serde(default)]
+    pub cgroup: Vec<Spanned<String>>,
+    /// Container ids (full 64-hex ids, or globs such as `3f4e*`).
+    #[serde(default)]
+    pub container_id: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub uid: Vec<u32>,
+}

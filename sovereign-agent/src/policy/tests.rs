@@ -1,0 +1,456 @@
+//! Policy engine tests against the real provider files and MaxMind test databases in
+//! ../shared/data, read in place. Addresses are picked from the files themselves.
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use super::{verdict::weak, *};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// Writes `text` as a policy file next to nothing (datasets come from --datasets dirs).
+fn policy(text: &str) -> Result<Policy, PolicyErrors> {
+    let path = std::env::temp_dir().join(format!(
+        "sa-policy-{}-{:x}.toml",
+        std::process::id(),
+        text.len()
+    ));
+    Policy::compile(text, &path, Some(&shared().join("cloud-ranges"))).map(|mut p| {
+        p.path = path;
+        p
+    })
+}
+
+/// The same with the GeoIP databases named in [datasets] (the geoip folder also holds the
+/// deliberately corrupt ones, so it cannot be a --datasets directory).
+const GEO: &str = r#"
+[datasets]
+country = "GEO/GeoLite2-Country-Test.mmdb"
+asn = "GEO/GeoLite2-ASN-Test.mmdb"
+"#;
+
+fn with_geo(text: &str) -> String {
+    format!(
+        "{text}\n{}",
+        GEO.replace("GEO", shared().join("geoip").to_str().unwrap())
+    )
+}
+
+const EU_LLM: &str = r#"
+[policy]
+name = "eu-llm"
+version = "7"
+default = "allow"
+
+[zones.eu-cloud]
+aws = ["eu-*"]
+azure = ["germanywestcentral", "westeurope"]
+gcp = ["europe-west3"]
+oracle = ["eu-frankfurt-1"]
+
+[zones.eu-countries]
+countries = ["EU", "GB"]
+
+[zones.internal]
+cidrs = ["10.0.0.0/8", "fd00::/8"]
+domains = ["*.corp.example", "crm.example.eu"]
+
+[zones.external-ai]
+ai = ["*"]
+
+[zones.us-cloud]
+aws = ["us-*"]
+aws_services = ["EC2", "S3"]
+
+[[rule]]
+name = "llm"
+workload = { exe = ["/opt/llm/**"], cgroup = ["/system.slice/llm.service"] }
+allow = ["eu-cloud", "internal", "eu-countries"]
+deny = ["external-ai"]
+severity = "critical"
+
+[[rule]]
+name = "crm-sync"
+workload = { comm = ["crm-sync*"] }
+allow = ["internal"]
+otherwise = "violation"
+severity = "high"
+
+[[rule]]
+name = "inventory"
+deny = ["external-ai"]
+otherwise = "allow"
+severity = "info"
+"#;
+
+fn flow<'a>(ip: &str, names: &'a [String], exe: &'a str, comm: &'a str) -> Flow<'a> {
+    Flow {
+        ip: ip.parse().unwrap(),
+        port: 443,
+        names,
+        exe: Some(exe),
+        comm,
+        cgroup: Some("/system.slice/llm.service"),
+        container_id: None,
+        uid: 1000,
+    }
+}
+
+/// An address inside the first prefix of `file` that `pick` selects.
+fn address_from(file: &str, pick: impl Fn(&serde_json::Value) -> Option<String>) -> IpAddr {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared().join(file)).unwrap()).unwrap();
+    let prefix = walk(&v, &pick).expect("a matching prefix");
+    let net: IpNet = prefix.parse().unwrap();
+    // One past the network address (still inside unless it is a /32).
+    match net.hosts().next() {
+        Some(ip) => ip,
+        None => net.network(),
+    }
+}
+
+fn walk(
+    v: &serde_json::Value,
+    pick: &impl Fn(&serde_json::Value) -> Option<String>,
+) -> Option<String> {
+    if let Some(p) = pick(v) {
+        return Some(p);
+    }
+    match v {
+        serde_json::Value::Array(a) => a.iter().find_map(|x| walk(x, pick)),
+        serde_json::Value::Object(o) => o.values().find_map(|x| walk(x, pick)),
+        _ => None,
+    }
+}
+
+const LLM: &str = "/opt/llm/bin/server";
+
+#[test]
+fn aws_eu_address_is_allowed_with_region_service_and_sync_token() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let ip = address_from("cloud-ranges/aws-ip-ranges.json", |v| {
+        (v["region"] == "eu-central-1" && v["service"] == "EC2")
+            .then(|| v["ip_prefix"].as_str().map(String::from))?
+    });
+    let v = p.classify(&flow(&ip.to_string(), &[], LLM, "server"));
+    assert_eq!(v.decision, Decision::Allow);
+    let e = p.explain(&flow(&ip.to_string(), &[], LLM, "server"), &v);
+    assert_eq!(e.rule, "llm");
+    assert!(e.zones.contains(&"eu-cloud".to_string()), "{e:#?}");
+    assert!(
+        e.evidence.iter().any(|x| x.zone == "eu-cloud"
+            && x.detail.contains("AWS eu-central-1/EC2")
+            && x.detail.contains("syncToken 1753388594")),
+        "{e:#?}"
+    );
+    assert_eq!(e.policy.name, "eu-llm");
+    assert!(e.policy.hash.starts_with("sha256:") && e.policy.hash.len() == 71);
+}
+
+#[test]
+fn aws_us_address_is_a_violation_and_says_where_it_is() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let ip = address_from("cloud-ranges/aws-ip-ranges.json", |v| {
+        (v["region"] == "us-east-1" && v["service"] == "EC2")
+            .then(|| v["ip_prefix"].as_str().map(String::from))?
+    });
+    let f = flow(&ip.to_string(), &[], LLM, "server");
+    let v = p.classify(&f);
+    assert_eq!(v.decision, Decision::Violation);
+    assert_eq!(v.severity, Some(Severity::Critical));
+    let e = p.explain(&f, &v);
+    assert!(e.zones.is_empty(), "no zone of the rule matched: {e:#?}");
+    assert!(e.matched_zones.contains(&"us-cloud".to_string()));
+    assert!(
+        e.destination
+            .iter()
+            .any(|d| d.contains("AWS us-east-1/EC2")),
+        "{e:#?}"
+    );
+    // The rule has name-based zones and the flow has no name: stated, not guessed.
+    assert!(e.weak.contains(&"no_name"), "{e:#?}");
+}
+
+#[test]
+fn azure_gcp_and_oracle_regions_match() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let azure = address_from("cloud-ranges/microsoft-azure-ip-ranges.json", |v| {
+        (v["name"] == "Storage.GermanyWestCentral").then(|| {
+            v["properties"]["addressPrefixes"][0]
+                .as_str()
+                .map(String::from)
+        })?
+    });
+    let gcp = address_from("cloud-ranges/google-cloud-ip-ranges.json", |v| {
+        (v["scope"] == "europe-west3").then(|| v["ipv4Prefix"].as_str().map(String::from))?
+    });
+    let oracle = address_from("cloud-ranges/oracle-cloud-ip-ranges.json", |v| {
+        (v["region"] == "eu-frankfurt-1")
+            .then(|| v["cidrs"][0]["cidr"].as_str().map(String::from))?
+    });
+    for (ip, expect) in [
+        (azure, "Azure Storage.GermanyWestCentral"),
+        (gcp, "Google Cloud europe-west3"),
+        (oracle, "Oracle Cloud eu-frankfurt-1"),
+    ] {
+        let f = flow(&ip.to_string(), &[], LLM, "server");
+        let v = p.classify(&f);
+        let e = p.explain(&f, &v);
+        assert_eq!(v.decision, Decision::Allow, "{ip}: {e:#?}");
+        assert!(
+            e.evidence
+                .iter()
+                .any(|x| x.zone == "eu-cloud" && x.detail.contains(expect)),
+            "{ip}: {e:#?}"
+        );
+    }
+}
+
+#[test]
+fn countries_from_the_geoip_database() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    // From GeoLite2-Country-Test.json: 2.125.160.216/29 is GB, 50.114.0.0/22 is US.
+    let gb = flow("2.125.160.218", &[], LLM, "server");
+    let v = p.classify(&gb);
+    let e = p.explain(&gb, &v);
+    assert_eq!(v.decision, Decision::Allow, "{e:#?}");
+    assert!(
+        e.evidence
+            .iter()
+            .any(|x| x.zone == "eu-countries" && x.detail.contains("country GB")),
+        "{e:#?}"
+    );
+    assert_eq!(
+        datasets::mmdb_country(&shared().join("geoip/GeoLite2-Country-Test.mmdb"), gb.ip)
+            .as_deref(),
+        Some("GB")
+    );
+    let us = flow("50.114.0.1", &[], LLM, "server");
+    let v = p.classify(&us);
+    assert_eq!(v.decision, Decision::Violation);
+    assert!(p
+        .explain(&us, &v)
+        .destination
+        .iter()
+        .any(|d| d.contains("country US")));
+}
+
+#[test]
+fn asn_zones_use_the_asn_database() {
+    let text = with_geo(
+        "[policy]\nname = \"asn\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.google]\nasns = [15169]\n[[rule]]\nname = \"no-google\"\ndeny = [\"google\"]\notherwise = \"allow\"\n",
+    );
+    let p = policy(&text).unwrap();
+    // GeoLite2-ASN-Test.json: 1.0.0.0/24 is AS15169 Google Inc.; 1.128.0.0/11 is AS1221.
+    let f = flow("1.0.0.1", &[], LLM, "x");
+    let v = p.classify(&f);
+    assert_eq!(v.decision, Decision::Violation);
+    assert!(p
+        .explain(&f, &v)
+        .evidence
+        .iter()
+        .any(|x| x.detail.contains("AS15169 Google Inc.")));
+    assert_eq!(
+        p.classify(&flow("1.128.0.1", &[], LLM, "x")).decision,
+        Decision::Allow
+    );
+}
+
+#[test]
+fn domain_zones_and_the_ai_catalogue_match_names() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let names = vec!["API.OpenAI.com.".to_string()];
+    let f = flow("203.0.113.10", &names, LLM, "server");
+    let v = p.classify(&f);
+    let e = p.explain(&f, &v);
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert_eq!(e.zones, ["external-ai"]);
+    assert!(
+        e.evidence.iter().any(|x| x.source == "ai"
+            && x.detail.contains("api.openai.com")
+            && x.detail.contains("catalogue 2026.11.28")),
+        "{e:#?}"
+    );
+    let azure = vec!["mycompany.openai.azure.com".to_string()];
+    assert_eq!(
+        p.classify(&flow("203.0.113.10", &azure, LLM, "server"))
+            .decision,
+        Decision::Violation
+    );
+    // *.suffix matches subdomains, not the bare suffix.
+    let internal = vec!["db.corp.example".to_string()];
+    assert_eq!(
+        p.classify(&flow("203.0.113.10", &internal, LLM, "server"))
+            .decision,
+        Decision::Allow
+    );
+    let bare = vec!["corp.example".to_string()];
+    assert_eq!(
+        p.classify(&flow("203.0.113.10", &bare, LLM, "server"))
+            .decision,
+        Decision::Violation
+    );
+}
+
+#[test]
+fn first_matching_rule_wins_and_the_default_applies_to_the_rest() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let us = address_from("cloud-ranges/aws-ip-ranges.json", |v| {
+        (v["region"] == "us-east-1" && v["service"] == "S3")
+            .then(|| v["ip_prefix"].as_str().map(String::from))?
+    })
+    .to_string();
+    // The LLM server's selector needs both the exe glob and the cgroup.
+    assert_eq!(p.classify(&flow(&us, &[], LLM, "server")).rule, Some(0));
+    let mut other_cgroup = flow(&us, &[], LLM, "server");
+    other_cgroup.cgroup = Some("/system.slice/other.service");
+    // Not the LLM rule; comm is not crm-sync: the inventory rule (every workload) decides.
+    let v = p.classify(&other_cgroup);
+    assert_eq!((v.rule, v.decision), (Some(2), Decision::Allow));
+    let crm = flow(&us, &[], "/usr/bin/crm-sync", "crm-sync-job");
+    let v = p.classify(&crm);
+    assert_eq!(
+        (v.rule, v.decision, v.severity),
+        (Some(1), Decision::Violation, Some(Severity::High))
+    );
+    // The inventory rule records external AI use at severity info.
+    let names = vec!["api.anthropic.com".to_string()];
+    let v = p.classify(&flow("203.0.113.7", &names, "/usr/bin/python3", "python3"));
+    assert_eq!(
+        (v.rule, v.decision, v.severity),
+        (Some(2), Decision::Violation, Some(Severity::Info))
+    );
+}
+
+#[test]
+fn weak_ground_is_stated() {
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let cdn = address_from("cloud-ranges/aws-ip-ranges.json", |v| {
+        (v["service"] == "CLOUDFRONT").then(|| v["ip_prefix"].as_str().map(String::from))?
+    });
+    let v = p.classify(&flow(&cdn.to_string(), &[], LLM, "server"));
+    assert!(v.weak & weak::SHARED_RANGE != 0, "{v:?}");
+    // Allowed by address (internal CIDR) and denied by name (AI catalogue): both said.
+    let names = vec!["api.mistral.ai".to_string()];
+    let v = p.classify(&flow("10.1.2.3", &names, LLM, "server"));
+    assert_eq!(v.decision, Decision::Violation);
+    assert!(v.weak & weak::CONFLICTING_ZONES != 0);
+    // A public address that no dataset knows.
+    let v = p.classify(&flow("203.0.113.9", &[], LLM, "server"));
+    assert!(v.weak & weak::UNKNOWN_LOCATION != 0);
+    // Private addresses are not "unknown locations".
+    let v = p.classify(&flow("10.9.9.9", &[], LLM, "server"));
+    assert_eq!(v.weak & weak::UNKNOWN_LOCATION, 0);
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match policy(text) {
+        Ok(_) => panic!("policy compiled"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn every_error_has_its_line_and_column() {
+    let text = r#"[policy]
+name = "bad"
+version = "1"
+default = "allow"
+[zones.a]
+cidrs = ["10.0.0.0/33"]
+countries = ["XX"]
+aws = ["eu-centrl-1"]
+[zones.b]
+domains = ["api.*.example"]
+ai = ["no-such-provider"]
+[[rule]]
+name = "r"
+allow = ["a", "nope"]
+[[rule]]
+name = "r"
+"#;
+    let errs = errors(text);
+    let has = |place: &str, what: &str| errs.iter().any(|e| e.contains(place) && e.contains(what));
+    assert!(has(":6:10:", "invalid CIDR \"10.0.0.0/33\""), "{errs:#?}");
+    assert!(has(":7:14:", "\"XX\" is not an ISO 3166-1"), "{errs:#?}");
+    assert!(
+        has(
+            ":8:8:",
+            "no AWS ip-ranges.json region matches \"eu-centrl-1\""
+        ),
+        "{errs:#?}"
+    );
+    assert!(has(":10:12:", "domain \"api.*.example\""), "{errs:#?}");
+    assert!(
+        has(
+            ":11:7:",
+            "no AI catalogue endpoint matches \"no-such-provider\""
+        ),
+        "{errs:#?}"
+    );
+    assert!(has(":14:15:", "unknown zone \"nope\""), "{errs:#?}");
+    assert!(has(":16:8:", "duplicate rule name \"r\""), "{errs:#?}");
+    assert_eq!(errs.len(), 7, "{errs:#?}");
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_are_placed() {
+    let errs = errors("[policy]\nname = \"x\"\nversion = 1.2.3\n");
+    assert!(errs[0].contains(":3:"), "{errs:#?}");
+    let errs = errors("[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.a]\ncidr = [\"10.0.0.0/8\"]\n");
+    assert!(
+        errs[0].contains(":6:1:") && errs[0].contains("cidr"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn missing_datasets_are_named() {
+    let text = "[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.de]\ncountries = [\"DE\"]\n";
+    let errs = errors(text);
+    assert!(
+        errs[0].contains(":6:14:") && errs[0].contains("GeoIP country database"),
+        "{errs:#?}"
+    );
+    let text = "[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[datasets]\nasn = \"/nonexistent/asn.mmdb\"\n";
+    let errs = errors(text);
+    assert!(
+        errs[0].contains(":6:7:") && errs[0].contains("/nonexistent/asn.mmdb"),
+        "{errs:#?}"
+    );
+    let corrupt = format!(
+        "[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[datasets]\ncountry = \"{}\"\n",
+        shared().join("geoip/MaxMind-DB-test-broken-search-tree-24.mmdb").display()
+    );
+    let errs = errors(&corrupt);
+    assert!(errs[0].contains("corrupt MaxMind database"), "{errs:#?}");
+}
+
+#[test]
+fn examples_compile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            n += 1;
+            if let Err(e) = Policy::load(&path, Some(&shared().join("cloud-ranges"))) {
+                panic!("{e}");
+            }
+        }
+    }
+    assert!(n >= 3, "{n} examples");
+}
+
+#[test]
+fn all_four_provider_files_load_fast_enough_to_matter_and_fit_in_memory() {
+    // Functional check only (timings are benchmarks, see benches/classify.rs): every prefix
+    // of every provider is in the table.
+    let p = policy(&with_geo(EU_LLM)).unwrap();
+    let total: usize = p.datasets.iter().map(|d| d.prefixes).sum();
+    assert!(total > 104_000, "{total}");
+    assert!(p.heap_bytes() < 64 << 20, "{}", p.heap_bytes());
+}

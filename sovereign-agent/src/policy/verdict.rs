@@ -1,0 +1,94 @@
+//! What the engine decides for a flow, and the evidence behind it.
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Violation,
+}
+
+impl Decision {
+    pub fn violation() -> Self {
+        Decision::Violation
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Decision::Allow => "allow",
+            Decision::Violation => "violation",
+        })
+    }
+}
+
+/// How urgent a violation is. `info` is for inventory: recorded, never paged on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn default_for_violations() -> Self {
+        Severity::High
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// Reasons a decision rests on weak ground, stated instead of guessed.
+pub mod weak {
+    /// No DNS or TLS name is known for the destination, and the deciding rule has zones
+    /// defined by domain names: those could not be checked.
+    pub const NO_NAME: u8 = 1;
+    /// The address is in a shared or CDN range (e.g. AWS CLOUDFRONT, Azure Front Door): its
+    /// region says little about where the data goes.
+    pub const SHARED_RANGE: u8 = 2;
+    /// The destination matched both an allowed and a denied zone of the deciding rule.
+    pub const CONFLICTING_ZONES: u8 = 4;
+    /// The address is in no dataset at all: its region and country are unknown.
+    pub const UNKNOWN_LOCATION: u8 = 8;
+
+    pub const ALL: [(u8, &str); 4] = [
+        (NO_NAME, "no_name"),
+        (SHARED_RANGE, "shared_range"),
+        (CONFLICTING_ZONES, "conflicting_zones"),
+        (UNKNOWN_LOCATION, "unknown_location"),
+    ];
+}
+
+/// The engine's answer, compact and allocation-free; [`super::Policy::explain`] turns it
+/// into readable evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub severity: Option<Severity>,
+    /// Index of the deciding rule; `None`: the policy default (no rule selected the workload).
+    pub rule: Option<u16>,
+    /// The zones the decision rests on (denied zones for a violation, allowed for an allow).
+    pub decisive_zones: u128,
+    /// Every zone the destination is in.
+    pub matched_zones: u128,
+    /// The destination's set of address facts (see `Policy::explain`).
+    pub ip_set: u32,
+    /// Bits of [`weak`].
+    pub weak: u8,
+}
