@@ -19,6 +19,12 @@ pub struct Config {
     pub cgroup: Option<PathBuf>,
     /// Where flow events go: `-` (stdout) or a file, appended to.
     pub output: PathBuf,
+    /// Residency policy (docs/policy.md). Unset: flows are reported without verdicts.
+    pub policy: Option<PathBuf>,
+    /// Directory of datasets (provider IP-range files, .mmdb) for the policy.
+    pub datasets: Option<PathBuf>,
+    /// How often the policy file is checked for changes, in milliseconds.
+    pub policy_poll_interval_ms: u64,
     /// Size of the kernel ring buffer in bytes: a power of two, at least 4096.
     pub ring_buffer_bytes: u32,
     /// Processes whose /proc facts are cached.
@@ -54,6 +60,9 @@ impl Default for Config {
         Self {
             cgroup: None,
             output: PathBuf::from("-"),
+            policy: None,
+            datasets: None,
+            policy_poll_interval_ms: 2000,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             process_cache_entries: 4096,
             loss_poll_interval_ms: 1000,
@@ -128,6 +137,12 @@ impl Config {
             return Err(invalid(
                 "max_event_delay_ms",
                 format!("{} is more than a minute", self.max_event_delay_ms),
+            ));
+        }
+        if self.policy_poll_interval_ms == 0 {
+            return Err(invalid(
+                "policy_poll_interval_ms",
+                "must be at least 1".into(),
             ));
         }
         if self.loss_poll_interval_ms == 0 {

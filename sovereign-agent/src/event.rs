@@ -69,6 +69,9 @@ pub struct FlowEvent {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub was_established: Option<bool>,
+    /// The residency verdict, when the agent runs with a policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::policy::Explanation>,
 }
 
 /// Records the kernel could not deliver since the previous loss event.
@@ -116,6 +119,22 @@ pub fn comm_string(comm: &[u8; 16]) -> String {
 }
 
 impl FlowEvent {
+    /// Judges this flow under `policy` and records the verdict with its reasoning.
+    pub fn judge(&mut self, policy: &crate::policy::Policy) {
+        let flow = crate::policy::Flow {
+            ip: self.dst_ip,
+            port: self.dst_port,
+            names: &[],
+            exe: self.exe.as_deref(),
+            comm: &self.comm,
+            cgroup: self.cgroup.as_deref(),
+            container_id: self.container_id.as_deref(),
+            uid: self.uid,
+        };
+        let verdict = policy.classify(&flow);
+        self.verdict = Some(policy.explain(&flow, &verdict));
+    }
+
     /// Builds the event of a decoded record. `kind` is the record's kind; `UdpRelease` records
     /// are not flows and are expanded by the pipeline instead.
     pub fn from_record(
@@ -158,6 +177,7 @@ impl FlowEvent {
             count: (kind == EventKind::Send).then_some(rec.count as u64),
             was_established: (tcp && is_close)
                 .then_some(rec.flags & CLOSE_FLAG_WAS_ESTABLISHED != 0),
+            verdict: None,
         }
     }
 }

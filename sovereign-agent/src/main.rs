@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use sovereign_agent::{
-    agent,
+    agent, commands,
     config::{Config, LogFormat},
     telemetry,
 };
@@ -29,6 +29,50 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check a residency policy, or explain its verdict for one flow.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate FILE and its datasets; print every error with file, line and column (exit 1).
+    Check {
+        file: PathBuf,
+        /// A directory of datasets (provider IP-range files, .mmdb), recognised by content.
+        #[arg(long, env = "SOVEREIGN_DATASETS")]
+        datasets: Option<PathBuf>,
+    },
+    /// Print the verdict and its reasoning for one hypothetical flow (exit 0 allow, 2 violation).
+    Explain {
+        file: PathBuf,
+        #[arg(long, env = "SOVEREIGN_DATASETS")]
+        datasets: Option<PathBuf>,
+        /// Destination: IP or IP:PORT ([IPv6]:PORT).
+        #[arg(long)]
+        dst: String,
+        /// A name the destination is known by (DNS or TLS SNI); repeatable.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Executable path of the process.
+        #[arg(long)]
+        exe: Option<String>,
+        /// Task name (comm) of the process.
+        #[arg(long, default_value = "")]
+        comm: String,
+        /// cgroup v2 path of the process.
+        #[arg(long)]
+        cgroup: Option<String>,
+        #[arg(long)]
+        container_id: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        uid: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -48,6 +92,12 @@ struct RunArgs {
     /// Where to write events: a file (appended) or `-` for stdout.
     #[arg(long, env = "SOVEREIGN_OUTPUT")]
     output: Option<PathBuf>,
+    /// Residency policy: every flow event gets a verdict. Reloaded on SIGHUP and on change.
+    #[arg(long, env = "SOVEREIGN_POLICY")]
+    policy: Option<PathBuf>,
+    /// Directory of datasets for the policy (provider IP-range files, .mmdb databases).
+    #[arg(long, env = "SOVEREIGN_DATASETS")]
+    datasets: Option<PathBuf>,
     /// Longest delay before an event is read, in ms; 0 wakes the agent for every record.
     #[arg(long, env = "SOVEREIGN_MAX_EVENT_DELAY_MS")]
     max_event_delay_ms: Option<u64>,
@@ -71,6 +121,12 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     if let Some(o) = &args.output {
         config.output = o.clone();
+    }
+    if let Some(p) = &args.policy {
+        config.policy = Some(p.clone());
+    }
+    if let Some(d) = &args.datasets {
+        config.datasets = Some(d.clone());
     }
     if let Some(d) = args.max_event_delay_ms {
         config.max_event_delay_ms = d;
@@ -106,6 +162,34 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Policy { command } => ExitCode::from(match command {
+            PolicyCommand::Check { file, datasets } => {
+                commands::policy::check(&file, datasets.as_deref())
+            }
+            PolicyCommand::Explain {
+                file,
+                datasets,
+                dst,
+                names,
+                exe,
+                comm,
+                cgroup,
+                container_id,
+                uid,
+                json,
+            } => commands::policy::explain(&commands::policy::ExplainArgs {
+                file: &file,
+                datasets: datasets.as_deref(),
+                dst: &dst,
+                names: &names,
+                exe: exe.as_deref(),
+                comm: &comm,
+                cgroup: cgroup.as_deref(),
+                container_id: container_id.as_deref(),
+                uid,
+                json,
+            }),
+        }),
         Command::Run(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,

@@ -22,6 +22,7 @@ use crate::{
     enrich::ProcessCache,
     event::{flow_kind, Event, EventKind, FlowEvent, LossEvent},
     output::EventSink,
+    policy_watch::PolicyReceiver,
 };
 
 /// Tunables of the pipeline (from the config file).
@@ -94,6 +95,7 @@ pub struct Pipeline {
     losses_reported: u64,
     sink: Box<dyn EventSink>,
     stats: Stats,
+    policy: Option<PolicyReceiver>,
 }
 
 impl Pipeline {
@@ -118,8 +120,16 @@ impl Pipeline {
             losses_reported: 0,
             sink,
             stats: Stats::default(),
+            policy: None,
         };
         (pipeline, events)
+    }
+
+    /// Judges every flow under the policy this receiver publishes (it may change while the
+    /// pipeline runs: each flow is judged under the policy in force when it is processed).
+    pub fn with_policy(mut self, policy: PolicyReceiver) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     pub fn stats(&self) -> &Stats {
@@ -202,7 +212,10 @@ impl Pipeline {
             return self.udp_released(&rec);
         };
         let process = self.processes.lookup(rec.tgid, &rec.comm);
-        let event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
+        let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
+        if let Some(policy) = self.policy.as_ref().and_then(|rx| rx.borrow().clone()) {
+            event.judge(&policy);
+        }
         if kind == EventKind::Send {
             let key = SendKey {
                 cookie: rec.cookie,
@@ -242,8 +255,13 @@ impl Pipeline {
                         first.family = key.family;
                         first.dst_addr = key.dst_addr;
                         first.dst_port = key.dst_port;
-                        let ev =
+                        let mut ev =
                             FlowEvent::from_record(EventKind::Send, &first, &process, &self.clock);
+                        if let Some(policy) =
+                            self.policy.as_ref().and_then(|rx| rx.borrow().clone())
+                        {
+                            ev.judge(&policy);
+                        }
                         (key, ev)
                     })
                     .collect()

@@ -17,11 +17,20 @@ fn agent() -> Command {
 
 /// Starts `sovereign-agent run` and waits until it reports that it is capturing.
 fn start_agent(cgroup: &TestCgroup, output: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
+    start_agent_with(cgroup, output, &[])
+}
+
+fn start_agent_with(
+    cgroup: &TestCgroup,
+    output: &std::path::Path,
+    extra: &[&str],
+) -> (Child, mpsc::Receiver<String>) {
     let mut child = agent()
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
         .arg("--output")
         .arg(output)
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sovereign-agent");
@@ -238,4 +247,172 @@ fn without_privileges_the_agent_says_so_and_exits_77() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn events_of(output: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(output)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect()
+}
+
+/// Waits until an event satisfies `pred` (the agent flushes within max_event_delay_ms).
+fn wait_for_event(output: &std::path::Path, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        if let Some(e) = events_of(output).into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no matching event in {:#?}", events_of(output));
+}
+
+const E2E_POLICY: &str = r#"
+[policy]
+name = "e2e"
+version = "VERSION"
+default = "allow"
+
+[zones.loopback]
+cidrs = ["127.0.0.0/8", "::1/128"]
+
+[[rule]]
+name = "curl-local-only"
+workload = { comm = ["curl"] }
+allow = ["loopback"]
+
+[[rule]]
+name = "python-may-not-talk"
+workload = { comm = ["python3"] }
+allow = []
+otherwise = "violation"
+severity = "high"
+"#;
+
+#[test]
+fn every_flow_carries_its_verdict_and_the_policy_reloads_safely() {
+    let cgroup = TestCgroup::new("e2e-policy");
+    let dir = std::env::temp_dir().join(format!("sa-e2e-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, E2E_POLICY.replace("VERSION", "1")).unwrap();
+    let output = dir.join("events.jsonl");
+    let _ = std::fs::remove_file(&output);
+    let (listener, port) = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        (l, p)
+    };
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in listener.incoming().flatten() {
+            let mut request = [0u8; 1024];
+            let _ = s.read(&mut request);
+            let _ = s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n");
+        }
+    });
+    let (agent, logs) = start_agent_with(
+        &cgroup,
+        &output,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--max-event-delay-ms",
+            "0",
+        ],
+    );
+    let agent = Reaped(agent);
+
+    let (curl_pid, _) = run_in_cgroup(
+        &cgroup,
+        &format!("curl -s -o /dev/null http://127.0.0.1:{port}/"),
+    );
+    let curl = wait_for_event(&output, |e| e["pid"] == curl_pid && e["kind"] == "connect");
+    let v = &curl["verdict"];
+    assert_eq!(v["decision"], "allow", "{curl:#}");
+    assert_eq!(v["rule"], "curl-local-only");
+    assert_eq!(v["zones"], serde_json::json!(["loopback"]));
+    assert_eq!(v["evidence"][0]["detail"], "CIDR 127.0.0.0/8");
+    assert_eq!(v["policy"]["name"], "e2e");
+    assert_eq!(v["policy"]["version"], "1");
+    assert!(v["policy"]["hash"].as_str().unwrap().starts_with("sha256:"));
+
+    let py = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.sendto(b'q',('127.0.0.1',9))";
+    let (py_pid, _) = run_in_cgroup(&cgroup, &format!("python3 -c \"{py}\""));
+    let send = wait_for_event(&output, |e| e["pid"] == py_pid && e["kind"] == "send");
+    assert_eq!(send["verdict"]["decision"], "violation");
+    assert_eq!(send["verdict"]["severity"], "high");
+    assert_eq!(send["verdict"]["rule"], "python-may-not-talk");
+
+    // A changed file is picked up (polled every 2 s by default).
+    std::fs::write(&policy, E2E_POLICY.replace("VERSION", "2")).unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if let Ok(line) = logs.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("policy reloaded") && line.contains("\"version\":\"2\"") {
+                reloaded = true;
+                break;
+            }
+        }
+    }
+    assert!(reloaded, "the changed policy was not reloaded");
+    let (pid2, _) = run_in_cgroup(
+        &cgroup,
+        &format!("curl -s -o /dev/null http://127.0.0.1:{port}/"),
+    );
+    let e = wait_for_event(&output, |e| e["pid"] == pid2 && e["kind"] == "connect");
+    assert_eq!(e["verdict"]["policy"]["version"], "2");
+
+    // A broken policy and SIGHUP: reported, and version 2 stays in force.
+    std::fs::write(&policy, "[policy]\nname = \"broken\"\nversion = \"3\"\ndefault = \"allow\"\n[[rule]]\nname = \"r\"\nallow = [\"nowhere\"]\n").unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGHUP) };
+    let mut failed = false;
+    for _ in 0..100 {
+        if let Ok(line) = logs.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("policy reload failed") && line.contains("unknown zone") {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "the broken policy was not reported");
+    let (pid3, _) = run_in_cgroup(
+        &cgroup,
+        &format!("curl -s -o /dev/null http://127.0.0.1:{port}/"),
+    );
+    let e = wait_for_event(&output, |e| e["pid"] == pid3 && e["kind"] == "connect");
+    assert_eq!(
+        e["verdict"]["policy"]["version"], "2",
+        "the last good policy stays in force"
+    );
+
+    sigterm(&agent.0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_policy_stops_the_start_with_its_errors() {
+    let path = std::env::temp_dir().join(format!("sa-badpolicy-{}.toml", std::process::id()));
+    std::fs::write(&path, "[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.a]\ncidrs = [\"300.0.0.0/8\"]\n").unwrap();
+    let (code, stderr) = run_and_fail(&[
+        "run",
+        "--output",
+        "/dev/null",
+        "--policy",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:6:10: zone a: invalid CIDR", path.display())),
+        "{stderr}"
+    );
+    let out = agent()
+        .args(["policy", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":6:10:"));
+    std::fs::remove_file(&path).ok();
 }

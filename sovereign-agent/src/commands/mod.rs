@@ -1,0 +1,2 @@
+//! The CLI's subcommands other than `run`, as functions that print and return an exit code.
+pub mod policy;

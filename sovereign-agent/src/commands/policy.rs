@@ -1,0 +1,171 @@
+//! `sovereign-agent policy check|explain`.
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Instant,
+};
+
+use crate::policy::{Flow, Policy};
+
+/// Validates a policy and its datasets. Prints a summary (exit 0) or every error with its
+/// file, line and column (exit 1).
+pub fn check(file: &Path, datasets: Option<&Path>) -> u8 {
+    let started = Instant::now();
+    match Policy::load(file, datasets) {
+        Ok(p) => {
+            println!("{}: valid", file.display());
+            println!("policy   {} version {} ({})", p.name, p.version, p.hash);
+            println!("zones    {}    rules {}", p.zone_count(), p.rule_count());
+            for d in &p.datasets {
+                println!(
+                    "dataset  {:<7} {} ({} prefixes) {}",
+                    d.kind.key(),
+                    d.version,
+                    d.prefixes,
+                    d.path.display()
+                );
+            }
+            if !p.catalogue_version.is_empty() {
+                println!("ai catalogue version {}", p.catalogue_version);
+            }
+            println!(
+                "compiled in {:.0} ms, tables {:.1} MiB",
+                started.elapsed().as_secs_f64() * 1000.0,
+                p.heap_bytes() as f64 / (1 << 20) as f64
+            );
+            0
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+            1
+        }
+    }
+}
+
+/// A hypothetical flow to explain.
+pub struct ExplainArgs<'a> {
+    pub file: &'a Path,
+    pub datasets: Option<&'a Path>,
+    pub dst: &'a str,
+    pub names: &'a [String],
+    pub exe: Option<&'a str>,
+    pub comm: &'a str,
+    pub cgroup: Option<&'a str>,
+    pub container_id: Option<&'a str>,
+    pub uid: u32,
+    pub json: bool,
+}
+
+/// Prints the verdict for one flow and every reason behind it. Exit 0 for allow, 2 for a
+/// violation (so scripts can test a destination), 1 for a bad policy or argument.
+pub fn explain(a: &ExplainArgs<'_>) -> u8 {
+    let (ip, port) = match parse_dst(a.dst) {
+        Some(d) => d,
+        None => {
+            eprintln!(
+                "sovereign-agent: --dst {:?}: expected IP or IP:PORT ([IPv6]:PORT)",
+                a.dst
+            );
+            return 1;
+        }
+    };
+    let policy = match Policy::load(a.file, a.datasets) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return 1;
+        }
+    };
+    let flow = Flow {
+        ip,
+        port,
+        names: a.names,
+        exe: a.exe,
+        comm: a.comm,
+        cgroup: a.cgroup,
+        container_id: a.container_id,
+        uid: a.uid,
+    };
+    let verdict = policy.classify(&flow);
+    let e = policy.explain(&flow, &verdict);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e).expect("serialisable")
+        );
+    } else {
+        let names = if a.names.is_empty() {
+            "no name known".to_string()
+        } else {
+            a.names.join(", ")
+        };
+        println!(
+            "flow      {ip} port {port} ({names}) from {}",
+            a.exe.unwrap_or(a.comm)
+        );
+        match e.severity {
+            Some(s) => println!("verdict   {} (severity {s})", e.decision),
+            None => println!("verdict   {}", e.decision),
+        }
+        println!("rule      {}", e.rule);
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!("decided by zones   {}", list(&e.zones));
+        println!("in zones           {}", list(&e.matched_zones));
+        for ev in &e.evidence {
+            println!(
+                "  {} {:<16} {:<7} {}",
+                if ev.decisive { "*" } else { " " },
+                ev.zone,
+                ev.source,
+                ev.detail
+            );
+        }
+        println!("the datasets say");
+        if e.destination.is_empty() {
+            println!("  nothing: the address is in no loaded dataset");
+        }
+        for d in &e.destination {
+            println!("  {d}");
+        }
+        if !e.weak.is_empty() {
+            println!("weak ground");
+            for w in &e.weak {
+                println!("  {w}: {}", weak_text(w));
+            }
+        }
+        println!(
+            "policy    {} version {} ({})",
+            e.policy.name, e.policy.version, e.policy.hash
+        );
+    }
+    match e.decision {
+        crate::policy::verdict::Decision::Allow => 0,
+        crate::policy::verdict::Decision::Violation => 2,
+    }
+}
+
+fn weak_text(w: &str) -> &'static str {
+    match w {
+        "no_name" => "no DNS or TLS name is known for the destination; the rule's domain zones could not be checked",
+        "shared_range" => "the address is in a shared or CDN range; its region says little about where data goes",
+        "conflicting_zones" => "the destination is in both an allowed and a denied zone of the rule",
+        "unknown_location" => "the address is in no dataset: region and country are unknown",
+        _ => "",
+    }
+}
+
+fn parse_dst(dst: &str) -> Option<(IpAddr, u16)> {
+    if let Ok(sa) = dst.parse::<SocketAddr>() {
+        return Some((sa.ip(), sa.port()));
+    }
+    dst.parse::<IpAddr>().ok().map(|ip| (ip, 0))
+}

@@ -1,0 +1,109 @@
+//! Keeps the running agent's policy current: reloads on SIGHUP and when the policy file
+//! changes (polled), compiles off the event loop, and publishes the new policy only when it
+//! compiled. A policy that fails to load is reported and the previous one stays in force.
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
+
+use crate::policy::{Policy, PolicyErrors};
+
+/// Where the pipeline reads the policy in force.
+pub type PolicyReceiver = watch::Receiver<Option<Arc<Policy>>>;
+
+#[derive(Clone, Debug)]
+pub struct PolicySource {
+    pub path: PathBuf,
+    pub datasets: Option<PathBuf>,
+    pub poll_interval: Duration,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Loads the policy once (an error here stops the agent: it never starts without the policy
+/// it was given), then watches it in a background task.
+pub async fn start(source: PolicySource) -> Result<PolicyReceiver, PolicyErrors> {
+    let first = load(&source).await?;
+    log_loaded(&first, "policy loaded");
+    let (tx, rx) = watch::channel(Some(Arc::new(first)));
+    tokio::spawn(watch_loop(source, tx));
+    Ok(rx)
+}
+
+async fn load(source: &PolicySource) -> Result<Policy, PolicyErrors> {
+    let (path, datasets) = (source.path.clone(), source.datasets.clone());
+    tokio::task::spawn_blocking(move || Policy::load(&path, datasets.as_deref()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PolicyErrors(vec![crate::policy::PolicyError {
+                file: source.path.clone(),
+                place: None,
+                message: format!("policy compilation failed: {e}"),
+            }]))
+        })
+}
+
+fn log_loaded(p: &Policy, what: &str) {
+    tracing::info!(
+        policy = %p.name, version = %p.version, hash = %p.hash,
+        zones = p.zone_count(), rules = p.rule_count(), "{what}"
+    );
+}
+
+async fn watch_loop(source: PolicySource, tx: watch::Sender<Option<Arc<Policy>>>) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; the policy reloads on file changes only");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(source.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = modified(&source.path);
+    loop {
+        let reason = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&source.path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "policy file changed"
+            }
+            _ = tx.closed() => return,
+        };
+        match load(&source).await {
+            Ok(p) => {
+                log_loaded(&p, &format!("policy reloaded ({reason})"));
+                if tx.send(Some(Arc::new(p))).is_err() {
+                    return;
+                }
+            }
+            Err(errors) => {
+                let current = tx
+                    .borrow()
+                    .as_ref()
+                    .map(|p| format!("{} version {} ({})", p.name, p.version, p.hash));
+                for e in &errors.0 {
+                    tracing::error!(reason, "policy reload failed: {e}");
+                }
+                tracing::error!(
+                    reason,
+                    "policy reload failed with {} error(s); still enforcing {}",
+                    errors.0.len(),
+                    current.unwrap_or_default()
+                );
+            }
+        }
+    }
+}
