@@ -1,1 +1,180 @@
-fn main() {}
+//! Residency classification speed with all four provider files and the GeoIP databases
+//! loaded (about 105,000 prefixes), and how long loading them takes.
+//!
+//!     cargo bench -p sovereign-agent --bench classify
+//!
+//! Figures are recorded in docs/performance.md.
+use std::{
+    hint::black_box,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ipnet::IpNet;
+use sovereign_agent::policy::{Flow, Policy};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+fn policy_text() -> String {
+    let geo = shared().join("geoip");
+    format!(
+        r#"
+[policy]
+name = "bench"
+version = "1"
+default = "allow"
+
+[datasets]
+country = "{geo}/GeoLite2-Country-Test.mmdb"
+asn = "{geo}/GeoLite2-ASN-Test.mmdb"
+
+[zones.eu-cloud]
+aws = ["eu-*"]
+azure = ["germanywestcentral", "westeurope", "northeurope"]
+gcp = ["europe-*"]
+oracle = ["eu-*"]
+
+[zones.eu-countries]
+countries = ["EU"]
+
+[zones.company]
+cidrs = ["10.0.0.0/8", "fd00::/8"]
+domains = ["*.corp.example"]
+
+[zones.external-ai]
+ai = ["*"]
+
+[[rule]]
+name = "crm"
+workload = {{ comm = ["crm-sync*"] }}
+allow = ["company"]
+
+[[rule]]
+name = "llm"
+workload = {{ exe = ["/opt/llm/**"] }}
+allow = ["eu-cloud", "eu-countries", "company"]
+deny = ["external-ai"]
+severity = "critical"
+"#,
+        geo = geo.display()
+    )
+}
+
+fn load() -> Policy {
+    let path = std::env::temp_dir().join("sovereign-bench-policy.toml");
+    std::fs::write(&path, policy_text()).unwrap();
+    Policy::load(&path, Some(&shared().join("cloud-ranges"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Addresses spread over the provider files' prefixes (one per prefix, in file order), so
+/// lookups hit every part of the table, plus addresses in no dataset.
+fn addresses() -> Vec<IpAddr> {
+    let text = std::fs::read_to_string(shared().join("cloud-ranges/aws-ip-ranges.json")).unwrap();
+    let mut out = Vec::new();
+    for part in text.split('"') {
+        if let Ok(net) = part.parse::<IpNet>() {
+            out.push(net.hosts().next().unwrap_or(net.network()));
+        }
+    }
+    let azure =
+        std::fs::read_to_string(shared().join("cloud-ranges/microsoft-azure-ip-ranges.json"))
+            .unwrap();
+    for part in azure.split('"').step_by(7) {
+        if let Ok(net) = part.parse::<IpNet>() {
+            out.push(net.network());
+        }
+    }
+    for i in 0..2000u32 {
+        out.push(IpAddr::V4(std::net::Ipv4Addr::from(
+            0xC633_6400u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+        )));
+    }
+    out
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn bench(c: &mut Criterion) {
+    let before = rss_kib();
+    let policy = load();
+    let after = rss_kib();
+    let prefixes: usize = policy.datasets.iter().map(|d| d.prefixes).sum();
+    eprintln!(
+        "loaded {prefixes} prefixes; tables {:.1} MiB; resident memory grew by {:.1} MiB",
+        policy.heap_bytes() as f64 / 1048576.0,
+        (after.saturating_sub(before)) as f64 / 1024.0
+    );
+    let ips = addresses();
+    let names_pool: Vec<Vec<String>> = [
+        "api.openai.com",
+        "eu12.crm4.dynamics.com",
+        "db.corp.example",
+        "bedrock-runtime.eu-central-1.amazonaws.com",
+        "www.example.org",
+        "mycompany.openai.azure.com",
+    ]
+    .iter()
+    .map(|n| vec![n.to_string()])
+    .collect();
+
+    let mut g = c.benchmark_group("classify");
+    g.throughput(Throughput::Elements(ips.len() as u64));
+    g.bench_function("ip_only", |b| {
+        b.iter(|| {
+            for ip in &ips {
+                let flow = Flow {
+                    ip: *ip,
+                    port: 443,
+                    names: &[],
+                    exe: Some("/opt/llm/bin/server"),
+                    comm: "server",
+                    cgroup: None,
+                    container_id: None,
+                    uid: 1000,
+                };
+                black_box(policy.classify(black_box(&flow)));
+            }
+        })
+    });
+    g.bench_function("with_name", |b| {
+        b.iter(|| {
+            for (i, ip) in ips.iter().enumerate() {
+                let flow = Flow {
+                    ip: *ip,
+                    port: 443,
+                    names: &names_pool[i % names_pool.len()],
+                    exe: Some("/opt/llm/bin/server"),
+                    comm: "server",
+                    cgroup: None,
+                    container_id: None,
+                    uid: 1000,
+                };
+                black_box(policy.classify(black_box(&flow)));
+            }
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("four_provider_files_and_geoip", |b| {
+        b.iter(|| black_box(load()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -125,21 +125,75 @@ struct Rule {
     by_name: bool,
 }
 
+/// One selector pattern. The common shapes are plain string tests; the rest goes to globset.
+enum Matcher {
+    Exact(String),
+    /// `prefix*`: the rest may not contain `sep` (for paths, `*` stays in one component).
+    Prefix {
+        prefix: String,
+        sep: Option<char>,
+    },
+    /// `dir/**`: anything below `dir/`.
+    Below(String),
+    Glob(globset::GlobMatcher),
+}
+
+impl Matcher {
+    fn new(pattern: &str, paths: bool) -> Result<Matcher, globset::Error> {
+        const META: &[char] = &['*', '?', '[', ']', '{', '}', '\\', '!'];
+        if !pattern.contains(META) {
+            return Ok(Matcher::Exact(pattern.to_string()));
+        }
+        if let Some(dir) = pattern.strip_suffix("/**") {
+            if !dir.contains(META) {
+                return Ok(Matcher::Below(format!("{dir}/")));
+            }
+        }
+        if let Some(prefix) = pattern.strip_suffix('*') {
+            if !prefix.contains(META) {
+                return Ok(Matcher::Prefix {
+                    prefix: prefix.to_string(),
+                    sep: paths.then_some('/'),
+                });
+            }
+        }
+        Ok(Matcher::Glob(
+            GlobBuilder::new(pattern)
+                .literal_separator(paths)
+                .build()?
+                .compile_matcher(),
+        ))
+    }
+
+    #[inline]
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => value == s,
+            Matcher::Prefix { prefix, sep } => value
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| sep.is_none_or(|c| !rest.contains(c))),
+            Matcher::Below(dir) => value.starts_with(dir.as_str()),
+            Matcher::Glob(g) => g.is_match(value),
+        }
+    }
+}
+
 #[derive(Default)]
 struct CompiledSelector {
-    exe: Option<GlobSet>,
-    comm: Option<GlobSet>,
-    cgroup: Option<GlobSet>,
-    container_id: Option<GlobSet>,
+    exe: Option<Vec<Matcher>>,
+    comm: Option<Vec<Matcher>>,
+    cgroup: Option<Vec<Matcher>>,
+    container_id: Option<Vec<Matcher>>,
     uid: Vec<u32>,
 }
 
 impl CompiledSelector {
+    #[inline]
     fn matches(&self, flow: &Flow<'_>) -> bool {
-        fn one(set: &Option<GlobSet>, value: Option<&str>) -> bool {
+        fn one(set: &Option<Vec<Matcher>>, value: Option<&str>) -> bool {
             match set {
                 None => true,
-                Some(set) => value.is_some_and(|v| set.is_match(v)),
+                Some(set) => value.is_some_and(|v| set.iter().any(|m| m.is_match(v))),
             }
         }
         one(&self.exe, flow.exe)
@@ -894,28 +948,24 @@ impl<'a> Compiler<'a> {
     }
 
     fn selector(&mut self, s: &Selector, rule: &str) -> CompiledSelector {
-        let set = |patterns: &[Spanned<String>], paths: bool, c: &mut Self| -> Option<GlobSet> {
-            if patterns.is_empty() {
-                return None;
-            }
-            let mut b = GlobSetBuilder::new();
-            for p in patterns {
-                // For paths, `*` stays within one component and `**` crosses them.
-                match GlobBuilder::new(p.get_ref())
-                    .literal_separator(paths)
-                    .build()
-                {
-                    Ok(g) => {
-                        b.add(g);
-                    }
-                    Err(e) => c.error_at(
-                        p,
-                        format!("rule {rule:?}: invalid pattern {:?}: {e}", p.get_ref()),
-                    ),
+        let set =
+            |patterns: &[Spanned<String>], paths: bool, c: &mut Self| -> Option<Vec<Matcher>> {
+                if patterns.is_empty() {
+                    return None;
                 }
-            }
-            b.build().ok()
-        };
+                let mut matchers = Vec::new();
+                for p in patterns {
+                    // For paths, `*` stays within one component and `**` crosses them.
+                    match Matcher::new(p.get_ref(), paths) {
+                        Ok(m) => matchers.push(m),
+                        Err(e) => c.error_at(
+                            p,
+                            format!("rule {rule:?}: invalid pattern {:?}: {e}", p.get_ref()),
+                        ),
+                    }
+                }
+                Some(matchers)
+            };
         CompiledSelector {
             exe: set(&s.exe, true, self),
             comm: set(&s.comm, false, self),

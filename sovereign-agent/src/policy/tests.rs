@@ -454,3 +454,40 @@ fn all_four_provider_files_load_fast_enough_to_matter_and_fit_in_memory() {
     assert!(total > 104_000, "{total}");
     assert!(p.heap_bytes() < 64 << 20, "{}", p.heap_bytes());
 }
+
+#[test]
+fn selector_patterns_follow_glob_semantics() {
+    for (pattern, paths, value, expect) in [
+        ("/opt/llm/**", true, "/opt/llm/bin/server", true),
+        ("/opt/llm/**", true, "/opt/llmx/server", false),
+        ("/usr/bin/python3*", true, "/usr/bin/python3.11", true),
+        ("/usr/bin/python3*", true, "/usr/bin/python3/x", false),
+        ("crm-sync*", false, "crm-sync-job", true),
+        ("crm-sync*", false, "crm", false),
+        (
+            "/system.slice/llm-*.service",
+            true,
+            "/system.slice/llm-gpu.service",
+            true,
+        ),
+        (
+            "/system.slice/llm-*.service",
+            true,
+            "/system.slice/llm-a/b.service",
+            false,
+        ),
+        ("python3", false, "python3", true),
+        ("python3", false, "python", false),
+        ("/kubepods.slice/**", true, "/kubepods.slice/a/b/c", true),
+    ] {
+        let m = Matcher::new(pattern, paths).unwrap();
+        assert_eq!(m.is_match(value), expect, "{pattern} vs {value}");
+        // The fast paths agree with globset itself.
+        let g = GlobBuilder::new(pattern)
+            .literal_separator(paths)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        assert_eq!(g.is_match(value), expect, "globset: {pattern} vs {value}");
+    }
+}
