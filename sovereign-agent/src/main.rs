@@ -29,10 +29,34 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Keep the cloud providers' IP-range files current.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
     /// Check a residency policy, or explain its verdict for one flow.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Download each provider file, validate it, replace the old one atomically, print what
+    /// changed per region. Exit 1 if any provider failed (its old file is kept).
+    Update {
+        dir: PathBuf,
+        /// Providers to update (aws, azure, gcp, oracle); default: those already in DIR, or all.
+        #[arg(long = "provider", value_parser = ["aws", "azure", "gcp", "oracle"])]
+        providers: Vec<String>,
+        /// Where to download a provider's file from instead of its publisher: PROVIDER=URL
+        /// (e.g. an internal mirror); repeatable.
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        /// Give up on a download after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
     },
 }
 
@@ -162,6 +186,42 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Datasets {
+            command:
+                DatasetsCommand::Update {
+                    dir,
+                    providers,
+                    urls,
+                    timeout_secs,
+                },
+        } => {
+            let mut overrides = std::collections::HashMap::new();
+            for u in &urls {
+                let parsed = u
+                    .split_once('=')
+                    .and_then(|(p, url)| Some((commands::datasets::parse_provider(p)?, url)));
+                match parsed {
+                    Some((kind, url)) => {
+                        overrides.insert(kind, url.to_string());
+                    }
+                    None => {
+                        eprintln!("sovereign-agent: --url {u:?}: expected PROVIDER=URL with PROVIDER one of aws, azure, gcp, oracle");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                }
+            }
+            ExitCode::from(commands::datasets::update(
+                &commands::datasets::UpdateArgs {
+                    dir: &dir,
+                    providers: providers
+                        .iter()
+                        .filter_map(|p| commands::datasets::parse_provider(p))
+                        .collect(),
+                    urls: overrides,
+                    timeout: std::time::Duration::from_secs(timeout_secs),
+                },
+            ))
+        }
         Command::Policy { command } => ExitCode::from(match command {
             PolicyCommand::Check { file, datasets } => {
                 commands::policy::check(&file, datasets.as_deref())

@@ -1,2 +1,3 @@
 //! The CLI's subcommands other than `run`, as functions that print and return an exit code.
+pub mod datasets;
 pub mod policy;

@@ -181,18 +181,7 @@ pub fn load(path: &Path) -> Result<Loaded, DatasetError> {
     if is_mmdb(&bytes) {
         return load_mmdb(path, bytes);
     }
-    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
-    let kind = if head.contains("\"createDate\"") && head.contains("\"syncToken\"") {
-        DatasetKind::Aws
-    } else if head.contains("\"changeNumber\"") && head.contains("\"values\"") {
-        DatasetKind::Azure
-    } else if head.contains("\"creationTime\"") && head.contains("\"syncToken\"") {
-        DatasetKind::Gcp
-    } else if head.contains("\"last_updated_timestamp\"")
-        || head.contains("\"regions\"") && head.contains("\"cidrs\"")
-    {
-        DatasetKind::Oracle
-    } else {
+    let Some(kind) = json_kind(path, &bytes)? else {
         return Err(DatasetError::Unrecognised {
             path: path.to_path_buf(),
         });
@@ -293,6 +282,44 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Loaded>, DatasetError> {
         }
     }
     Ok(out)
+}
+
+/// Which provider file this is, from its top-level keys: first from the head of the file
+/// (publishers put the version keys first), else from the whole document (a mirror may have
+/// reordered them). `None`: not a provider file.
+fn json_kind(path: &Path, bytes: &[u8]) -> Result<Option<DatasetKind>, DatasetError> {
+    fn decide(has: impl Fn(&str) -> bool) -> Option<DatasetKind> {
+        if has("createDate") && has("syncToken") {
+            Some(DatasetKind::Aws)
+        } else if has("changeNumber") && has("values") {
+            Some(DatasetKind::Azure)
+        } else if has("creationTime") && has("syncToken") {
+            Some(DatasetKind::Gcp)
+        } else if has("last_updated_timestamp") || has("regions") && has("cidrs") {
+            Some(DatasetKind::Oracle)
+        } else {
+            None
+        }
+    }
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    if let Some(kind) = decide(|k| head.contains(&format!("\"{k}\""))) {
+        return Ok(Some(kind));
+    }
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Ok(None);
+    }
+    let keys: HashMap<String, serde::de::IgnoredAny> =
+        serde_json::from_slice(bytes).map_err(|e| DatasetError::Json {
+            path: path.to_path_buf(),
+            kind: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+    // Oracle's "cidrs" key sits inside "regions"; the top level has "regions" only.
+    Ok(decide(|k| {
+        keys.contains_key(k) || k == "cidrs" && keys.contains_key("regions")
+    }))
 }
 
 struct EntriesBuilder<'a> {
