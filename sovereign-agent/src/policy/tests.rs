@@ -491,3 +491,31 @@ fn selector_patterns_follow_glob_semantics() {
         assert_eq!(g.is_match(value), expect, "globset: {pattern} vs {value}");
     }
 }
+
+#[test]
+fn dataset_paths_are_relative_to_the_policy_file() {
+    let dir = std::env::temp_dir().join(format!("sa-policy-rel-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(
+        shared().join("geoip/GeoLite2-Country-Test.mmdb"),
+        dir.join("data/countries.mmdb"),
+    )
+    .unwrap();
+    let path = dir.join("policy.toml");
+    std::fs::write(
+        &path,
+        "[policy]\nname = \"rel\"\nversion = \"1\"\ndefault = \"allow\"\n[datasets]\ncountry = \"data/countries.mmdb\"\n[zones.gb]\ncountries = [\"GB\"]\n[[rule]]\nname = \"gb-only\"\nallow = [\"gb\"]\n",
+    )
+    .unwrap();
+    let p = Policy::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.datasets[0].path, dir.join("data/countries.mmdb"));
+    assert_eq!(
+        p.classify(&flow("2.125.160.217", &[], LLM, "x")).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        p.classify(&flow("50.114.0.1", &[], LLM, "x")).decision,
+        Decision::Violation
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
