@@ -198,6 +198,13 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Adds the verdict of the policy in force, if the agent runs with one.
+    fn judge(&self, event: &mut FlowEvent) {
+        if let Some(policy) = self.policy.as_ref().and_then(|rx| rx.borrow().clone()) {
+            event.judge(&policy);
+        }
+    }
+
     fn emit(&mut self, event: Event) -> Result<(), PipelineError> {
         if let Event::Flow(f) = &event {
             self.stats.count(f.kind);
@@ -213,9 +220,7 @@ impl Pipeline {
         };
         let process = self.processes.lookup(rec.tgid, &rec.comm);
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
-        if let Some(policy) = self.policy.as_ref().and_then(|rx| rx.borrow().clone()) {
-            event.judge(&policy);
-        }
+        self.judge(&mut event);
         if kind == EventKind::Send {
             let key = SendKey {
                 cookie: rec.cookie,
@@ -257,11 +262,7 @@ impl Pipeline {
                         first.dst_port = key.dst_port;
                         let mut ev =
                             FlowEvent::from_record(EventKind::Send, &first, &process, &self.clock);
-                        if let Some(policy) =
-                            self.policy.as_ref().and_then(|rx| rx.borrow().clone())
-                        {
-                            ev.judge(&policy);
-                        }
+                        self.judge(&mut ev);
                         (key, ev)
                     })
                     .collect()

@@ -43,6 +43,23 @@ pub fn target_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs this workspace's `sovereign-agent` binary; returns (exit code, stdout, stderr).
+pub fn run_agent<I, S>(args: I) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(target_bin("sovereign-agent"))
+        .args(args)
+        .output()
+        .expect("run sovereign-agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A child cgroup of the cgroup v2 root, removed (after its processes exit) on drop.
 pub struct TestCgroup {
     path: PathBuf,

@@ -5,12 +5,11 @@ use std::{
     io::{Read, Write},
     net::TcpListener,
     path::{Path, PathBuf},
-    process::Command,
     sync::{Arc, Mutex},
 };
 
 use serde_json::Value;
-use sovereign_agent_tests::target_bin;
+use sovereign_agent_tests::run_agent;
 
 fn shared(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,17 +55,9 @@ fn http_server() -> (String, Routes) {
 }
 
 fn update(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(target_bin("sovereign-agent"))
-        .args(["datasets", "update"])
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["datasets".as_ref(), "update".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    run_agent(all)
 }
 
 #[test]

@@ -1,28 +1,18 @@
 //! `sovereign-agent policy check|explain` on the shipped example policies and the real
 //! provider files.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
-use sovereign_agent_tests::target_bin;
+use sovereign_agent_tests::run_agent;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
 }
 
 fn agent(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(target_bin("sovereign-agent"))
-        .args(args)
-        .arg("--datasets")
-        .arg(repo("../shared/data/cloud-ranges"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let datasets = repo("../shared/data/cloud-ranges");
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend(["--datasets".as_ref(), datasets.as_os_str()]);
+    run_agent(all)
 }
 
 #[test]

@@ -70,14 +70,7 @@ fn main() {
         }
         "udp-sendto" | "udp-connected" => {
             let n = num(4);
-            let bind: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .unwrap();
-            let s = UdpSocket::bind(bind).unwrap_or_else(|e| fail(format!("bind: {e}")));
+            let s = udp_socket_for(addr);
             if args[2] == "udp-connected" {
                 s.connect(addr)
                     .unwrap_or_else(|e| fail(format!("connect: {e}")));
@@ -94,14 +87,7 @@ fn main() {
         }
         "udp-spray" => {
             let n = num(4);
-            let bind: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .unwrap();
-            let s = UdpSocket::bind(bind).unwrap_or_else(|e| fail(format!("bind: {e}")));
+            let s = udp_socket_for(addr);
             for i in 0..n {
                 let mut dst = addr;
                 dst.set_port(addr.port() + i as u16);
@@ -197,4 +183,16 @@ fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
     let ns = start.elapsed().as_nanos();
     println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":{stalls}}}");
     exit(0)
+}
+
+/// An unbound-port UDP socket of `addr`'s family.
+fn udp_socket_for(addr: SocketAddr) -> UdpSocket {
+    let any: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("valid");
+    UdpSocket::bind(any).unwrap_or_else(|e| fail(format!("bind: {e}")))
 }
