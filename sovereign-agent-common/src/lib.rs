@@ -49,6 +49,12 @@ pub enum RecordKind {
     /// A UDP socket that sent unconnected datagrams was released (cgroup/sock_release):
     /// user space collects its folded send counts from [`UDP_SENDS_MAP`].
     UdpRelease = 5,
+    /// A DNS response (UDP or TCP, source port 53) arrived for a watched socket: a
+    /// [`PacketRecord`] (cgroup_skb/ingress).
+    DnsResponse = 6,
+    /// The first payload of a watched TCP connection looks like a TLS ClientHello: a
+    /// [`PacketRecord`] (cgroup_skb/egress).
+    TlsClientHello = 7,
 }
 
 impl TryFrom<u32> for RecordKind {
@@ -60,6 +66,8 @@ impl TryFrom<u32> for RecordKind {
             3 => Self::Established,
             4 => Self::Close,
             5 => Self::UdpRelease,
+            6 => Self::DnsResponse,
+            7 => Self::TlsClientHello,
             other => return Err(other),
         })
     }
@@ -110,6 +118,44 @@ pub struct FlowRecord {
 pub const FLOW_RECORD_SIZE: usize = core::mem::size_of::<FlowRecord>();
 const _: () = assert!(FLOW_RECORD_SIZE == 104);
 
+/// Payload bytes a [`PacketRecord`] carries at most (a DNS response or the start of a
+/// ClientHello; longer payloads are cut and `packet_len` says so).
+pub const PACKET_DATA_LEN: usize = 2048;
+
+/// A packet's payload for user space to parse (DNS responses, TLS ClientHellos): a 64-byte
+/// header and up to [`PACKET_DATA_LEN`] bytes. Only the first `data_len` bytes of `data` are
+/// meaningful; the rest of the reservation is not cleared.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketRecord {
+    /// [`RecordKind::DnsResponse`] or [`RecordKind::TlsClientHello`].
+    pub kind: u32,
+    pub family: u16,
+    pub protocol: u8,
+    pub _pad0: u8,
+    pub ts_ns: u64,
+    /// cgroup v2 id of the socket's cgroup.
+    pub cgroup_id: u64,
+    pub cookie: u64,
+    /// DNS: the server that answered; TLS: the destination. Network byte order.
+    pub peer_addr: [u8; 16],
+    pub peer_port: u16,
+    pub local_port: u16,
+    /// Bytes of payload copied into `data`.
+    pub data_len: u32,
+    /// Bytes of payload the packet had.
+    pub packet_len: u32,
+    pub _pad1: u32,
+    pub data: [u8; PACKET_DATA_LEN],
+}
+
+/// Size of a [`PacketRecord`]'s header (everything before `data`).
+pub const PACKET_HEADER_SIZE: usize = 64;
+const _: () = assert!(core::mem::offset_of!(PacketRecord, data) == PACKET_HEADER_SIZE);
+
+/// Name of the LRU map of TCP connections whose first payload was already examined.
+pub const TLS_SEEN_MAP: &str = "TLS_SEEN";
+
 /// Key of [`UDP_SENDS_MAP`]: one (socket, destination) pair.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -158,7 +204,7 @@ mod user {
         }
     }
 
-    /// A decoded record: the kind is checked, the bytes copied out of the ring buffer.
+    /// A decoded flow record: the kind is checked, the bytes copied out of the ring buffer.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Decoded {
         pub kind: RecordKind,
@@ -180,6 +226,70 @@ mod user {
         }
     }
 
+    /// A packet record's header fields and its payload bytes (borrowed from the ring buffer).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PacketView<'a> {
+        pub kind: RecordKind,
+        pub family: u16,
+        pub protocol: u8,
+        pub ts_ns: u64,
+        pub cgroup_id: u64,
+        pub cookie: u64,
+        pub peer_addr: [u8; 16],
+        pub peer_port: u16,
+        pub local_port: u16,
+        /// Payload length of the packet (more than `data.len()` when it was cut).
+        pub packet_len: u32,
+        pub data: &'a [u8],
+    }
+
+    /// Any ring-buffer record.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Record<'a> {
+        Flow(Decoded),
+        Packet(PacketView<'a>),
+    }
+
+    impl<'a> TryFrom<&'a [u8]> for Record<'a> {
+        type Error = DecodeError;
+        fn try_from(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+            let Some(raw_kind) = bytes.get(..4) else {
+                return Err(DecodeError::Truncated { len: bytes.len() });
+            };
+            let raw_kind = u32::from_ne_bytes([raw_kind[0], raw_kind[1], raw_kind[2], raw_kind[3]]);
+            let kind = RecordKind::try_from(raw_kind).map_err(DecodeError::UnknownKind)?;
+            if !matches!(kind, RecordKind::DnsResponse | RecordKind::TlsClientHello) {
+                return Decoded::try_from(bytes).map(Record::Flow);
+            }
+            if bytes.len() < PACKET_HEADER_SIZE {
+                return Err(DecodeError::Truncated { len: bytes.len() });
+            }
+            let u16_at = |o: usize| u16::from_ne_bytes([bytes[o], bytes[o + 1]]);
+            let u32_at =
+                |o: usize| u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+            let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
+            let mut peer_addr = [0u8; 16];
+            peer_addr.copy_from_slice(&bytes[32..48]);
+            let data_len = (u32_at(52) as usize).min(PACKET_DATA_LEN);
+            let data = bytes
+                .get(PACKET_HEADER_SIZE..PACKET_HEADER_SIZE + data_len)
+                .ok_or(DecodeError::Truncated { len: bytes.len() })?;
+            Ok(Record::Packet(PacketView {
+                kind,
+                family: u16_at(4),
+                protocol: bytes[6],
+                ts_ns: u64_at(8),
+                cgroup_id: u64_at(16),
+                cookie: u64_at(24),
+                peer_addr,
+                peer_port: u16_at(48),
+                local_port: u16_at(50),
+                packet_len: u32_at(56),
+                data,
+            }))
+        }
+    }
+
     impl FlowRecord {
         /// The record as the bytes the kernel writes (for tests and fixtures).
         pub fn as_bytes(&self) -> &[u8] {
@@ -192,7 +302,7 @@ mod user {
 }
 
 #[cfg(feature = "user")]
-pub use user::{DecodeError, Decoded};
+pub use user::{DecodeError, Decoded, PacketView, Record};
 
 #[cfg(all(test, feature = "user"))]
 mod tests {
@@ -231,8 +341,45 @@ mod tests {
     }
 
     #[test]
+    fn packet_records_decode_with_their_payload() {
+        let mut bytes = [0u8; PACKET_HEADER_SIZE + 300];
+        bytes[..4].copy_from_slice(&6u32.to_ne_bytes());
+        bytes[4..6].copy_from_slice(&AF_INET.to_ne_bytes());
+        bytes[6] = IPPROTO_UDP;
+        bytes[16..24].copy_from_slice(&77u64.to_ne_bytes());
+        bytes[32..36].copy_from_slice(&[192, 0, 2, 53]);
+        bytes[48..50].copy_from_slice(&53u16.to_ne_bytes());
+        bytes[52..56].copy_from_slice(&3u32.to_ne_bytes());
+        bytes[56..60].copy_from_slice(&3u32.to_ne_bytes());
+        bytes[64..67].copy_from_slice(b"abc");
+        let Record::Packet(p) = Record::try_from(&bytes[..]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.kind, p.cgroup_id, p.peer_port, p.data),
+            (RecordKind::DnsResponse, 77, 53, &b"abc"[..])
+        );
+        // A data_len beyond what the record holds is truncation, not an overread.
+        bytes[52..56].copy_from_slice(&1000u32.to_ne_bytes());
+        assert_eq!(
+            Record::try_from(&bytes[..]),
+            Err(DecodeError::Truncated { len: bytes.len() })
+        );
+        assert_eq!(
+            Record::try_from(&bytes[..10]),
+            Err(DecodeError::Truncated { len: 10 })
+        );
+        // Flow kinds still decode as flows.
+        let flow = record(1);
+        assert!(matches!(
+            Record::try_from(flow.as_bytes()),
+            Ok(Record::Flow(_))
+        ));
+    }
+
+    #[test]
     fn unknown_kinds_are_rejected_not_transmuted() {
-        for raw in [0, 6, 0xdead_beef] {
+        for raw in [0, 8, 0xdead_beef] {
             assert_eq!(
                 Decoded::try_from(record(raw).as_bytes()),
                 Err(DecodeError::UnknownKind(raw))

@@ -60,18 +60,29 @@ pub fn submit(rec: &FlowRecord) {
             let flags = wakeup_flags(rec.ts_ns);
             entry.submit(flags);
         }
-        None => {
-            if let Some(lost) = LOSSES.get_ptr_mut(0) {
-                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-                unsafe { *lost += 1 };
-            }
-        }
+        None => count_loss(),
     }
+}
+
+/// One record could not be reserved.
+#[inline(always)]
+pub fn count_loss() {
+    if let Some(lost) = LOSSES.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *lost += 1 };
+    }
+}
+
+/// The submit flags for a record stamped now.
+#[inline(always)]
+pub fn wakeup_flags_now() -> u64 {
+    // SAFETY: helper without arguments.
+    wakeup_flags(unsafe { bpf_ktime_get_ns() })
 }
 
 /// Whether this submit wakes the reader (see WAKEUP_BYTES_GLOBAL in the common crate).
 #[inline(always)]
-fn wakeup_flags(now_ns: u64) -> u64 {
+pub fn wakeup_flags(now_ns: u64) -> u64 {
     // SAFETY: plain reads of load-time constants; volatile so they are not folded to 0.
     let (bytes, interval) = unsafe {
         (

@@ -6,11 +6,14 @@
 #![no_main]
 
 mod connect;
+mod dns;
 mod emit;
 mod maps;
+mod packet;
 mod release;
 mod send;
 mod tcp_state;
+mod tls;
 
 #[cfg(not(test))]
 #[panic_handler]

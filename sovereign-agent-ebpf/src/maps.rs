@@ -53,3 +53,7 @@ pub struct TcpSocket {
     /// The peer's FIN was seen in an incoming header (FIN_WAIT1/FIN_WAIT2 only).
     pub peer_fin: u32,
 }
+
+/// TCP connections whose first payload the egress program has examined, by socket cookie.
+#[map]
+pub static TLS_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65_536, 0);

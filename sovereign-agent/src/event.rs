@@ -69,6 +69,13 @@ pub struct FlowEvent {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub was_established: Option<bool>,
+    /// Names of the destination: DNS (the CNAME chain in order), then TLS SNI.
+    pub names: Vec<String>,
+    /// `dns`, `sni`, `dns+sni` or `none`.
+    pub name_source: &'static str,
+    /// DNS and SNI disagree (both are in `names`): worth an alert.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub name_conflict: bool,
     /// The residency verdict, when the agent runs with a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::policy::Explanation>,
@@ -98,19 +105,24 @@ impl Event {
     }
 }
 
-/// Destination address of a record. IPv4-mapped IPv6 addresses (an IPv6 socket talking to an
-/// IPv4 host) are shown as the IPv4 address they are, so policies match them as such.
-pub fn dst_ip(rec: &FlowRecord) -> IpAddr {
-    if rec.family == AF_INET {
-        let a = rec.dst_addr;
-        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+/// An address as records carry it (network order, IPv4 in the first 4 bytes); IPv4-mapped
+/// IPv6 addresses are shown as IPv4.
+pub fn ip_of(family: u16, addr: &[u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     } else {
-        let v6 = Ipv6Addr::from(rec.dst_addr);
+        let v6 = Ipv6Addr::from(*addr);
         match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6(v6),
         }
     }
+}
+
+/// Destination address of a record. IPv4-mapped IPv6 addresses (an IPv6 socket talking to an
+/// IPv4 host) are shown as the IPv4 address they are, so policies match them as such.
+pub fn dst_ip(rec: &FlowRecord) -> IpAddr {
+    ip_of(rec.family, &rec.dst_addr)
 }
 
 pub fn comm_string(comm: &[u8; 16]) -> String {
@@ -119,12 +131,19 @@ pub fn comm_string(comm: &[u8; 16]) -> String {
 }
 
 impl FlowEvent {
+    /// Records what the destination is called and how that was learned.
+    pub fn name(&mut self, naming: crate::names::Naming) {
+        self.names = naming.names;
+        self.name_source = naming.source;
+        self.name_conflict = naming.conflict;
+    }
+
     /// Judges this flow under `policy` and records the verdict with its reasoning.
     pub fn judge(&mut self, policy: &crate::policy::Policy) {
         let flow = crate::policy::Flow {
             ip: self.dst_ip,
             port: self.dst_port,
-            names: &[],
+            names: &self.names,
             exe: self.exe.as_deref(),
             comm: &self.comm,
             cgroup: self.cgroup.as_deref(),
@@ -177,6 +196,9 @@ impl FlowEvent {
             count: (kind == EventKind::Send).then_some(rec.count as u64),
             was_established: (tcp && is_close)
                 .then_some(rec.flags & CLOSE_FLAG_WAS_ESTABLISHED != 0),
+            names: Vec::new(),
+            name_source: "none",
+            name_conflict: false,
             verdict: None,
         }
     }
@@ -189,7 +211,7 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         RecordKind::Send => Some(EventKind::Send),
         RecordKind::Established => Some(EventKind::Established),
         RecordKind::Close => Some(EventKind::Close),
-        RecordKind::UdpRelease => None,
+        RecordKind::UdpRelease | RecordKind::DnsResponse | RecordKind::TlsClientHello => None,
     }
 }
 

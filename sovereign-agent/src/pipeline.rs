@@ -13,7 +13,10 @@ use std::{
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use lru::LruCache;
-use sovereign_agent_common::{DecodeError, Decoded, FlowRecord, RecordKind, SendKey, SendTally};
+use sovereign_agent_common::{
+    DecodeError, Decoded, FlowRecord, PacketView, Record, RecordKind, SendKey, SendTally,
+    IPPROTO_TCP,
+};
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
@@ -21,6 +24,7 @@ use crate::{
     clock::WallClock,
     enrich::ProcessCache,
     event::{flow_kind, Event, EventKind, FlowEvent, LossEvent},
+    names::{dns, sni, NameMap},
     output::EventSink,
     policy_watch::PolicyReceiver,
 };
@@ -33,6 +37,10 @@ pub struct PipelineOptions {
     pub udp_socket_entries: NonZeroUsize,
     pub loss_poll_interval: Duration,
     pub clock_refresh_interval: Duration,
+    /// (cgroup, address) → names entries kept (DNS and SNI each).
+    pub name_map_entries: NonZeroUsize,
+    /// DNS answers are kept at least this long, whatever their TTL.
+    pub name_ttl_floor: Duration,
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
     /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
@@ -45,6 +53,8 @@ impl Default for PipelineOptions {
             udp_socket_entries: NonZeroUsize::new(65_536).unwrap(),
             loss_poll_interval: Duration::from_secs(1),
             clock_refresh_interval: Duration::from_secs(60),
+            name_map_entries: NonZeroUsize::new(65_536).unwrap(),
+            name_ttl_floor: Duration::from_secs(60),
             max_event_delay: Duration::from_millis(20),
         }
     }
@@ -61,6 +71,13 @@ pub struct Stats {
     pub truncated_records: u64,
     pub unknown_kinds: u64,
     pub udp_release_without_sends: u64,
+    pub dns_responses: u64,
+    /// DNS responses that could not be parsed (counted and skipped).
+    pub dns_malformed: u64,
+    pub tls_client_hellos: u64,
+    pub sni_names: u64,
+    /// ClientHellos that could not be read (malformed, or cut before the name).
+    pub tls_unreadable: u64,
 }
 
 impl Stats {
@@ -96,6 +113,7 @@ pub struct Pipeline {
     sink: Box<dyn EventSink>,
     stats: Stats,
     policy: Option<PolicyReceiver>,
+    names: NameMap,
 }
 
 impl Pipeline {
@@ -114,6 +132,7 @@ impl Pipeline {
             clock_sampled: Instant::now(),
             processes: ProcessCache::new(options.process_cache_entries),
             udp_pairs: LruCache::new(options.udp_socket_entries),
+            names: NameMap::new(options.name_map_entries, options.name_ttl_floor),
             options,
             udp_sends,
             losses,
@@ -178,9 +197,18 @@ impl Pipeline {
         let mut any = false;
         while let Some(item) = ring.next() {
             any = true;
-            let decoded = Decoded::try_from(&*item);
-            drop(item); // release the ring slot before doing I/O
-            match decoded {
+            // Packets are parsed in place (CPU only); flow records are copied out so the ring
+            // slot is released before /proc is read.
+            let flow = match Record::try_from(&*item) {
+                Ok(Record::Flow(d)) => Ok(d),
+                Ok(Record::Packet(p)) => {
+                    self.handle_packet(&p);
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            drop(item);
+            match flow {
                 Ok(d) => self.handle(d)?,
                 Err(DecodeError::Truncated { len }) => {
                     self.stats.truncated_records += 1;
@@ -196,6 +224,43 @@ impl Pipeline {
             self.sink.flush().map_err(PipelineError::Output)?;
         }
         Ok(())
+    }
+
+    /// A DNS response or a ClientHello: learn names. Malformed packets are counted and skipped.
+    fn handle_packet(&mut self, p: &PacketView<'_>) {
+        let now = Instant::now();
+        match p.kind {
+            RecordKind::DnsResponse => match dns::parse_response(p.data, p.protocol == IPPROTO_TCP)
+            {
+                Ok(answers) => {
+                    self.stats.dns_responses += 1;
+                    for a in answers {
+                        self.names
+                            .insert_dns(p.cgroup_id, a.ip, a.names, a.ttl, now);
+                    }
+                }
+                Err(e) => {
+                    self.stats.dns_malformed += 1;
+                    tracing::debug!(error = %e, len = p.data.len(), "skipping DNS response");
+                }
+            },
+            RecordKind::TlsClientHello => {
+                self.stats.tls_client_hellos += 1;
+                match sni::server_name(p.data) {
+                    Ok(Some(name)) => {
+                        self.stats.sni_names += 1;
+                        let ip = crate::event::ip_of(p.family, &p.peer_addr);
+                        self.names.insert_sni(p.cgroup_id, ip, p.cookie, name, now);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.stats.tls_unreadable += 1;
+                        tracing::debug!(error = %e, "skipping ClientHello");
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Adds the verdict of the policy in force, if the agent runs with one.
@@ -220,6 +285,10 @@ impl Pipeline {
         };
         let process = self.processes.lookup(rec.tgid, &rec.comm);
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
+        event.name(
+            self.names
+                .lookup(rec.cgroup_id, event.dst_ip, rec.cookie, Instant::now()),
+        );
         self.judge(&mut event);
         if kind == EventKind::Send {
             let key = SendKey {

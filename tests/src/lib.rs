@@ -214,3 +214,100 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Starts `sovereign-agent run` on `cgroup` writing to `output` (plus `extra` arguments) and
+/// waits until it reports that it is capturing; returns it and its stderr lines.
+pub fn start_agent_with(
+    cgroup: &TestCgroup,
+    output: &Path,
+    extra: &[&str],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(target_bin("sovereign-agent"))
+        .args(["run", "--log-format", "json", "--cgroup"])
+        .arg(cgroup.path())
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sovereign-agent");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("\"capturing\"") => return (child, rx),
+            Ok(_) => {}
+            Err(_) => {
+                drop(Reaped(child));
+                panic!("agent did not report `capturing` in time");
+            }
+        }
+    }
+}
+
+pub fn start_agent(
+    cgroup: &TestCgroup,
+    output: &Path,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    start_agent_with(cgroup, output, &[])
+}
+
+pub fn sigterm(child: &Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Runs `sh -c SCRIPT` after moving the shell into the cgroup; with `exec` in front of the
+/// last command its pid is the shell's. Returns the shell's pid and output.
+pub fn run_in_cgroup(cgroup: &TestCgroup, script: &str) -> (u32, std::process::Output) {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {script}",
+            cgroup.path().display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, out)
+}
+
+/// Every JSON line written so far.
+pub fn events_of(output: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(output)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect()
+}
+
+/// Waits (up to 10 s) until an event satisfies `pred`.
+pub fn wait_for_event(
+    output: &Path,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(e) = events_of(output).into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no matching event in {:#?}", events_of(output));
+}

@@ -1,84 +1,19 @@
 //! End-to-end: the real `sovereign-agent` binary on a test cgroup, real clients (curl, python)
 //! inside it, SIGTERM, then the JSON lines and the cgroup's attach list are checked.
 use std::{
-    io::{BufRead, BufReader},
     net::TcpListener,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::Value;
-use sovereign_agent_tests::{target_bin, Reaped, TestCgroup};
+use sovereign_agent_tests::{
+    run_in_cgroup, sigterm, start_agent, start_agent_with, target_bin, wait_for_event, Reaped,
+    TestCgroup,
+};
 
 fn agent() -> Command {
     Command::new(target_bin("sovereign-agent"))
-}
-
-/// Starts `sovereign-agent run` and waits until it reports that it is capturing.
-fn start_agent(cgroup: &TestCgroup, output: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
-    start_agent_with(cgroup, output, &[])
-}
-
-fn start_agent_with(
-    cgroup: &TestCgroup,
-    output: &std::path::Path,
-    extra: &[&str],
-) -> (Child, mpsc::Receiver<String>) {
-    let mut child = agent()
-        .args(["run", "--log-format", "json", "--cgroup"])
-        .arg(cgroup.path())
-        .arg("--output")
-        .arg(output)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sovereign-agent");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("\"capturing\"") => return (child, rx),
-            Ok(_) => {}
-            Err(_) => {
-                drop(Reaped(child));
-                panic!("agent did not report `capturing` in time");
-            }
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-}
-
-/// Runs `sh -c SCRIPT` after moving the shell into the cgroup; returns the exec'd client's pid
-/// (the shell execs it, so the pid is the same).
-fn run_in_cgroup(cgroup: &TestCgroup, script: &str) -> (u32, std::process::Output) {
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec {script}",
-            cgroup.path().display()
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sh");
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (pid, out)
 }
 
 fn free_port() -> u16 {
@@ -247,25 +182,6 @@ fn without_privileges_the_agent_says_so_and_exits_77() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-fn events_of(output: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(output)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
-        .collect()
-}
-
-/// Waits until an event satisfies `pred` (the agent flushes within max_event_delay_ms).
-fn wait_for_event(output: &std::path::Path, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        if let Some(e) = events_of(output).into_iter().find(|e| pred(e)) {
-            return e;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no matching event in {:#?}", events_of(output));
 }
 
 const E2E_POLICY: &str = r#"

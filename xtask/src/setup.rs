@@ -2,7 +2,7 @@
 //!
 //! - Debian packages: Debian's rustc/cargo 1.96 with a prebuilt `core` for bpfel-unknown-none
 //!   (no rust-src or nightly needed), LLVM 22 for bpf-linker, and the tools the tests drive
-//!   (bpftool, curl, python3, iproute2, util-linux's setpriv).
+//!   (bpftool, curl, python3, iproute2, util-linux's setpriv, dnsmasq, dig, openssl).
 //! - bpf-linker 0.13.0 built against that LLVM 22.
 //! - tracefs mounted (aya resolves tracepoint ids through it).
 use std::process::{Command, Stdio};
@@ -23,6 +23,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("python3", "end-to-end test client and server"),
     ("iproute2", "network namespaces in tests"),
     ("util-linux", "setpriv, to test running without privileges"),
+    ("dnsmasq-base", "a real DNS server for the naming tests"),
+    (
+        "bind9-dnsutils",
+        "dig, a real DNS client for the naming tests",
+    ),
+    ("openssl", "TLS client and server for the SNI tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

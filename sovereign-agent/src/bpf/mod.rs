@@ -7,7 +7,10 @@ use std::{fmt, fs::File, io, path::Path};
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        SockOps,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 use sovereign_agent_common::{
@@ -27,16 +30,20 @@ pub enum Hook {
     Sendmsg6,
     TcpState,
     SockRelease,
+    DnsIngress,
+    TlsEgress,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 6] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect4,
         Hook::Connect6,
         Hook::Sendmsg4,
         Hook::Sendmsg6,
         Hook::TcpState,
         Hook::SockRelease,
+        Hook::DnsIngress,
+        Hook::TlsEgress,
     ];
 
     /// Program name in the object (the function name in sovereign-agent-ebpf).
@@ -48,6 +55,8 @@ impl Hook {
             Hook::Sendmsg6 => "sendmsg6",
             Hook::TcpState => "tcp_state",
             Hook::SockRelease => "sock_release",
+            Hook::DnsIngress => "dns_ingress",
+            Hook::TlsEgress => "tls_egress",
         }
     }
 
@@ -60,6 +69,8 @@ impl Hook {
             Hook::Sendmsg6 => "cgroup/sendmsg6",
             Hook::TcpState => "sockops",
             Hook::SockRelease => "cgroup/sock_release",
+            Hook::DnsIngress => "cgroup_skb/ingress",
+            Hook::TlsEgress => "cgroup_skb/egress",
         }
     }
 
@@ -72,6 +83,8 @@ impl Hook {
             Hook::Sendmsg6 => "unconnected IPv6 UDP sends",
             Hook::TcpState => "TCP established/close events and byte counts",
             Hook::SockRelease => "UDP send totals at socket close",
+            Hook::DnsIngress => "destination names from DNS answers",
+            Hook::TlsEgress => "destination names from TLS SNI",
         }
     }
 }
@@ -249,6 +262,16 @@ impl Capture {
                 let p: &mut CgroupSock = program.try_into()?;
                 p.load()?;
                 p.attach(cgroup, mode)?;
+            }
+            Hook::DnsIngress | Hook::TlsEgress => {
+                let p: &mut CgroupSkb = program.try_into()?;
+                p.load()?;
+                let direction = if hook == Hook::DnsIngress {
+                    CgroupSkbAttachType::Ingress
+                } else {
+                    CgroupSkbAttachType::Egress
+                };
+                p.attach(cgroup, direction, mode)?;
             }
         }
         Ok(())

@@ -1,0 +1,155 @@
+//! Reading IP and TCP/UDP headers in cgroup_skb programs (the skb starts at the IP header)
+//! and copying a payload into a [`PacketRecord`] in the ring buffer.
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_cgroup_id, bpf_skb_load_bytes,
+    },
+    programs::SkBuffContext,
+};
+use sovereign_agent_common::{
+    PacketRecord, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, PACKET_DATA_LEN,
+};
+
+use crate::{emit::count_loss, maps::EVENTS};
+
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_IPV6: u32 = 0x86DD;
+
+/// What the headers say.
+pub struct Headers {
+    pub family: u16,
+    pub protocol: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Offset of the transport payload from the start of the skb.
+    pub payload_off: u32,
+    pub payload_len: u32,
+}
+
+#[inline(always)]
+fn load<const N: usize>(ctx: &SkBuffContext, offset: u32) -> Option<[u8; N]> {
+    let mut buf = [0u8; N];
+    // SAFETY: buf is N writable bytes.
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            offset,
+            buf.as_mut_ptr().cast(),
+            N as u32,
+        )
+    };
+    (r == 0).then_some(buf)
+}
+
+/// Parses IPv4 (with options) or IPv6 (no extension headers) and then TCP or UDP.
+#[inline(always)]
+pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
+    // SAFETY: context fields of __sk_buff.
+    let (proto, len) = unsafe { ((*ctx.skb.skb).protocol, (*ctx.skb.skb).len) };
+    let (family, protocol, l4, src, dst) = match u16::from_be(proto as u16) as u32 {
+        ETH_P_IP => {
+            let h: [u8; 20] = load(ctx, 0)?;
+            let ihl = ((h[0] & 0x0f) as u32) * 4;
+            let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+            s[..4].copy_from_slice(&h[12..16]);
+            d[..4].copy_from_slice(&h[16..20]);
+            (AF_INET, h[9], ihl, s, d)
+        }
+        ETH_P_IPV6 => {
+            let h: [u8; 40] = load(ctx, 0)?;
+            let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+            s.copy_from_slice(&h[8..24]);
+            d.copy_from_slice(&h[24..40]);
+            (AF_INET6, h[6], 40, s, d)
+        }
+        _ => return None,
+    };
+    if l4 < 20 {
+        return None;
+    }
+    let (src_port, dst_port, header_len) = match protocol {
+        IPPROTO_UDP => {
+            let u: [u8; 8] = load(ctx, l4)?;
+            (
+                u16::from_be_bytes([u[0], u[1]]),
+                u16::from_be_bytes([u[2], u[3]]),
+                8,
+            )
+        }
+        IPPROTO_TCP => {
+            let t: [u8; 20] = load(ctx, l4)?;
+            let doff = ((t[12] >> 4) as u32) * 4;
+            (
+                u16::from_be_bytes([t[0], t[1]]),
+                u16::from_be_bytes([t[2], t[3]]),
+                doff,
+            )
+        }
+        _ => return None,
+    };
+    let payload_off = l4 + header_len;
+    let payload_len = len.checked_sub(payload_off)?;
+    Some(Headers {
+        family,
+        protocol,
+        src,
+        dst,
+        src_port,
+        dst_port,
+        payload_off,
+        payload_len,
+    })
+}
+
+/// Copies up to [`PACKET_DATA_LEN`] payload bytes into a new ring-buffer record, or counts a
+/// loss when the ring is full.
+#[inline(always)]
+pub fn submit_payload(
+    ctx: &SkBuffContext,
+    kind: u32,
+    h: &Headers,
+    peer: &[u8; 16],
+    peer_port: u16,
+    local_port: u16,
+) {
+    let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
+        count_loss();
+        return;
+    };
+    let skb = ctx.skb.skb as *mut __sk_buff;
+    let mut n = h.payload_len;
+    if n > PACKET_DATA_LEN as u32 {
+        n = PACKET_DATA_LEN as u32;
+    }
+    // Callers pass a non-empty payload. Written so the verifier can see 1 <= n <= 2048
+    // (PACKET_DATA_LEN is a power of two): a plain `n > 0` test is folded away by the compiler.
+    let n = (n.wrapping_sub(1) & (PACKET_DATA_LEN as u32 - 1)) + 1;
+    let p = entry.as_mut_ptr();
+    // SAFETY: p points at a reserved PacketRecord; every header field is written, and `n`
+    // bytes (1..=PACKET_DATA_LEN) of `data`.
+    unsafe {
+        (*p).kind = kind;
+        (*p).family = h.family;
+        (*p).protocol = h.protocol;
+        (*p)._pad0 = 0;
+        (*p).ts_ns = bpf_ktime_get_ns();
+        (*p).cgroup_id = bpf_skb_cgroup_id(skb);
+        (*p).cookie = bpf_get_socket_cookie(skb.cast());
+        (*p).peer_addr = *peer;
+        (*p).peer_port = peer_port;
+        (*p).local_port = local_port;
+        (*p).packet_len = h.payload_len;
+        (*p)._pad1 = 0;
+        let copied = bpf_skb_load_bytes(
+            skb as *const _,
+            h.payload_off,
+            (*p).data.as_mut_ptr().cast(),
+            n,
+        ) == 0;
+        (*p).data_len = if copied { n } else { 0 };
+    }
+    entry.submit(crate::emit::wakeup_flags_now());
+}
