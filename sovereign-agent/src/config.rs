@@ -25,6 +25,10 @@ pub struct Config {
     pub datasets: Option<PathBuf>,
     /// How often the policy file is checked for changes, in milliseconds.
     pub policy_poll_interval_ms: u64,
+    /// (cgroup, address) → names entries kept for DNS answers (and as many for TLS SNI).
+    pub name_map_entries: usize,
+    /// DNS answers are kept at least this long, whatever their TTL, in seconds.
+    pub name_ttl_floor_secs: u64,
     /// Size of the kernel ring buffer in bytes: a power of two, at least 4096.
     pub ring_buffer_bytes: u32,
     /// Processes whose /proc facts are cached.
@@ -63,6 +67,8 @@ impl Default for Config {
             policy: None,
             datasets: None,
             policy_poll_interval_ms: 2000,
+            name_map_entries: 65_536,
+            name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             process_cache_entries: 4096,
             loss_poll_interval_ms: 1000,
@@ -139,6 +145,9 @@ impl Config {
                 format!("{} is more than a minute", self.max_event_delay_ms),
             ));
         }
+        if self.name_map_entries == 0 {
+            return Err(invalid("name_map_entries", "must be at least 1".into()));
+        }
         if self.policy_poll_interval_ms == 0 {
             return Err(invalid(
                 "policy_poll_interval_ms",
@@ -170,6 +179,8 @@ impl Config {
             process_cache_entries: NonZeroUsize::new(self.process_cache_entries)
                 .unwrap_or(NonZeroUsize::MIN),
             loss_poll_interval: Duration::from_millis(self.loss_poll_interval_ms),
+            name_map_entries: NonZeroUsize::new(self.name_map_entries).unwrap_or(NonZeroUsize::MIN),
+            name_ttl_floor: Duration::from_secs(self.name_ttl_floor_secs),
             // With per-record wake-ups a slow timer is only a safety net.
             max_event_delay: Duration::from_millis(match self.max_event_delay_ms {
                 0 => 1000,

@@ -32,6 +32,12 @@ enum Cmd {
     },
     /// Workload throughput with and without the agent attached, as a markdown table.
     Bench,
+    /// Run every fuzz target (cargo fuzz, nightly) for a bounded time; fail on any crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Check formatting and lints, then run every unit and integration test.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -72,6 +78,11 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure()?;
             bench::run(&root)
         }
+        Cmd::Fuzz { seconds } => {
+            setup::ensure()?;
+            setup::ensure_fuzz()?;
+            fuzz(&root, seconds)
+        }
         Cmd::Test { args } => {
             setup::ensure()?;
             cargo(&["fmt", "--all", "--check"])?;
@@ -84,9 +95,43 @@ fn run(cli: Cli) -> Result<()> {
                 test.push("--");
                 test.extend(args.iter().map(String::as_str));
             }
-            cargo_test_with_summary(&test)
+            cargo_test_with_summary(&test)?;
+            // The parsers of untrusted packets, fuzzed for a bounded time on every run.
+            let seconds = std::env::var("SOVEREIGN_FUZZ_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60);
+            if seconds > 0 {
+                setup::ensure_fuzz()?;
+                fuzz(&root, seconds)?;
+            }
+            Ok(())
         }
     }
+}
+
+/// The fuzz targets, each run for `seconds` from the recorded packets as seed corpus.
+const FUZZ_TARGETS: [&str; 2] = ["dns_response", "tls_client_hello"];
+
+fn fuzz(root: &std::path::Path, seconds: u64) -> Result<()> {
+    for target in FUZZ_TARGETS {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let status = Command::new("cargo")
+            .current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
+            // The agent's build script builds the eBPF object with Debian's toolchain; the
+            // fuzz build must not hand it nightly's sanitizer flags.
+            .env_remove("RUSTFLAGS")
+            .status()
+            .with_context(|| format!("cargo fuzz run {target}"))?;
+        if !status.success() {
+            bail!("fuzz target {target} failed ({status}): see fuzz/artifacts/{target}/");
+        }
+        println!("fuzz: {target}: 0 crashes in {seconds} s");
+    }
+    Ok(())
 }
 
 fn workspace_root() -> std::path::PathBuf {

@@ -120,6 +120,42 @@ pub(crate) mod tests {
         )
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn real_dnsmasq_responses() {
+        let a = parse_response(&fixture("dns-cname-chain.bin"), false).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].ip.to_string(), "203.0.113.20");
+        assert_eq!(
+            a[0].names,
+            ["llm.sovereign.example", "edge.sovereign.example"]
+        );
+        let aaaa = parse_response(&fixture("dns-aaaa.bin"), false).unwrap();
+        assert_eq!(
+            (aaaa[0].ip.to_string(), aaaa[0].names.clone()),
+            (
+                "2001:db8::20".into(),
+                vec!["edge.sovereign.example".to_string()]
+            )
+        );
+        let tcp = parse_response(&fixture("dns-tcp.bin"), true).unwrap();
+        assert_eq!(
+            (tcp[0].ip.to_string(), tcp[0].names.clone()),
+            ("203.0.113.10".into(), vec!["api.openai.com".to_string()])
+        );
+        assert!(parse_response(&fixture("dns-refused.bin"), false)
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn cname_chain_in_order_and_several_answers() {
         let bytes = response(|p| {

@@ -148,6 +148,35 @@ pub(crate) mod tests {
         rec
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn real_client_hellos() {
+        assert_eq!(
+            server_name(&fixture("clienthello-openssl.bin")),
+            Ok(Some("llm.sovereign.example".into()))
+        );
+        assert_eq!(
+            server_name(&fixture("clienthello-curl.bin")),
+            Ok(Some("api.openai.com".into()))
+        );
+        assert_eq!(server_name(&fixture("clienthello-no-sni.bin")), Ok(None));
+        // Every cut of a real hello is an error or no name, never a panic or a wrong name.
+        let real = fixture("clienthello-curl.bin");
+        for cut in 0..real.len() {
+            if let Ok(Some(name)) = server_name(&real[..cut]) {
+                assert_eq!(name, "api.openai.com");
+            }
+        }
+    }
+
     #[test]
     fn reads_the_server_name_wherever_the_extension_is() {
         for before in [0, 1, 5] {
