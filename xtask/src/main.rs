@@ -114,7 +114,27 @@ fn run(cli: Cli) -> Result<()> {
 const FUZZ_TARGETS: [&str; 2] = ["dns_response", "tls_client_hello"];
 
 fn fuzz(root: &std::path::Path, seconds: u64) -> Result<()> {
+    let fixtures = root.join("sovereign-agent/tests/fixtures");
     for target in FUZZ_TARGETS {
+        // Seed the corpus with the packets recorded from real tools.
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let prefix = if target == "dns_response" {
+            "dns-"
+        } else {
+            "clienthello-"
+        };
+        for entry in std::fs::read_dir(&fixtures)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.starts_with(prefix) && name.ends_with(".bin") {
+                std::fs::copy(&path, corpus.join(&name))?;
+            }
+        }
         eprintln!("xtask: fuzzing {target} for {seconds} s");
         let status = Command::new("cargo")
             .current_dir(root.join("fuzz"))
