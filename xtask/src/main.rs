@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<()> {
                 test.push("--");
                 test.extend(args.iter().map(String::as_str));
             }
-            cargo_test_with_summary(&test)?;
+            let summary = cargo_test_with_summary(&test)?;
             // The parsers of untrusted packets, fuzzed for a bounded time on every run.
             let seconds = std::env::var("SOVEREIGN_FUZZ_SECONDS")
                 .ok()
@@ -105,6 +105,8 @@ fn run(cli: Cli) -> Result<()> {
                 setup::ensure_fuzz()?;
                 fuzz(&root, seconds)?;
             }
+            // The totals once more, as the last line.
+            println!("{summary}");
             Ok(())
         }
     }
@@ -164,7 +166,7 @@ fn workspace_root() -> std::path::PathBuf {
 /// Runs `cargo test`, passing its output through, and ends with one line that totals every
 /// test binary ("tests: N passed, N failed"): cargo's own last lines are those of the doc-test
 /// binaries, which say "0 passed" and would hide the total.
-fn cargo_test_with_summary(args: &[&str]) -> Result<()> {
+fn cargo_test_with_summary(args: &[&str]) -> Result<String> {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
@@ -194,14 +196,15 @@ fn cargo_test_with_summary(args: &[&str]) -> Result<()> {
         }
     }
     let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed");
+    let summary = format!("tests: {passed} passed, {failed} failed");
+    println!("{summary}");
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     if passed == 0 {
         bail!("no test ran");
     }
-    Ok(())
+    Ok(summary)
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<()> {
