@@ -86,6 +86,7 @@ pub(crate) mod tests {
     use simple_dns::{rdata, Name, Question, ResourceRecord, CLASS, TYPE};
 
     use super::*;
+    use crate::names::fixture;
 
     /// A response built with simple-dns itself (real wire format, compression included).
     pub fn response(build: impl FnOnce(&mut Packet<'static>)) -> Vec<u8> {
@@ -118,15 +119,6 @@ pub(crate) mod tests {
             300,
             RData::CNAME(rdata::CNAME(Name::new_unchecked(target))),
         )
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
-        .unwrap()
     }
 
     #[test]

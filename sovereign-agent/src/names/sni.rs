@@ -113,6 +113,7 @@ fn valid_host(name: &[u8]) -> Result<String, SniError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::names::fixture;
 
     /// A ClientHello as clients send it: TLS 1.2 record, session id, suites, compression,
     /// extensions with SNI somewhere among them.
@@ -146,15 +147,6 @@ pub(crate) mod tests {
         rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
         rec.extend_from_slice(&hs);
         rec
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name),
-        )
-        .unwrap()
     }
 
     #[test]
