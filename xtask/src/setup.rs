@@ -126,15 +126,19 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// cargo-fuzz and a nightly toolchain (rustup's, which ships the sanitizer runtimes).
-pub fn ensure_fuzz() -> Result<()> {
-    let nightly = Command::new("rustup")
+/// Whether rustup has a nightly toolchain (it ships the sanitizer runtimes cargo-fuzz needs).
+pub fn has_nightly() -> bool {
+    Command::new("rustup")
         .args(["run", "nightly", "rustc", "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !nightly {
+        .is_ok_and(|s| s.success())
+}
+
+/// cargo-fuzz and a nightly toolchain.
+pub fn ensure_fuzz() -> Result<()> {
+    if !has_nightly() {
         bail!("fuzzing needs rustup's nightly toolchain (`rustup toolchain install nightly`)");
     }
     let has_fuzz = Command::new("cargo")
