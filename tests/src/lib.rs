@@ -311,3 +311,16 @@ pub fn wait_for_event(
     }
     panic!("no matching event in {:#?}", events_of(output));
 }
+
+/// Waits (up to 10 s) for a stderr line of the agent that satisfies `pred`.
+pub fn wait_for_log(logs: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match logs.recv_timeout(left) {
+            Ok(line) if pred(&line) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}

@@ -8,8 +8,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    run_in_cgroup, sigterm, start_agent, start_agent_with, target_bin, wait_for_event, Reaped,
-    TestCgroup,
+    run_in_cgroup, sigterm, start_agent, start_agent_with, target_bin, wait_for_event,
+    wait_for_log, Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -263,15 +263,9 @@ fn every_flow_carries_its_verdict_and_the_policy_reloads_safely() {
 
     // A changed file is picked up (polled every 2 s by default).
     std::fs::write(&policy, E2E_POLICY.replace("VERSION", "2")).unwrap();
-    let mut reloaded = false;
-    for _ in 0..100 {
-        if let Ok(line) = logs.recv_timeout(Duration::from_millis(100)) {
-            if line.contains("policy reloaded") && line.contains("\"version\":\"2\"") {
-                reloaded = true;
-                break;
-            }
-        }
-    }
+    let reloaded = wait_for_log(&logs, |l| {
+        l.contains("policy reloaded") && l.contains("\"version\":\"2\"")
+    });
     assert!(reloaded, "the changed policy was not reloaded");
     let (pid2, _) = run_in_cgroup(
         &cgroup,
@@ -284,15 +278,9 @@ fn every_flow_carries_its_verdict_and_the_policy_reloads_safely() {
     std::fs::write(&policy, "[policy]\nname = \"broken\"\nversion = \"3\"\ndefault = \"allow\"\n[[rule]]\nname = \"r\"\nallow = [\"nowhere\"]\n").unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGHUP) };
-    let mut failed = false;
-    for _ in 0..100 {
-        if let Ok(line) = logs.recv_timeout(Duration::from_millis(100)) {
-            if line.contains("policy reload failed") && line.contains("unknown zone") {
-                failed = true;
-                break;
-            }
-        }
-    }
+    let failed = wait_for_log(&logs, |l| {
+        l.contains("policy reload failed") && l.contains("unknown zone")
+    });
     assert!(failed, "the broken policy was not reported");
     let (pid3, _) = run_in_cgroup(
         &cgroup,

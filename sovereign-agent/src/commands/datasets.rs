@@ -85,16 +85,16 @@ pub fn update(a: &UpdateArgs<'_>) -> u8 {
         .into();
     let mut failed = 0;
     for kind in providers {
-        let target = existing
-            .get(&kind)
-            .cloned()
-            .unwrap_or_else(|| a.dir.join(default_file(kind)));
+        let (target, old) = match existing.get(&kind) {
+            Some((path, loaded)) => (path.clone(), Some(loaded)),
+            None => (a.dir.join(default_file(kind)), None),
+        };
         let url = a
             .urls
             .get(&kind)
             .cloned()
             .unwrap_or_else(|| default_url(kind).to_string());
-        match update_one(&agent, kind, &url, &target) {
+        match update_one(&agent, kind, &url, &target, old) {
             Ok(report) => print!("{report}"),
             Err(e) => {
                 failed += 1;
@@ -105,8 +105,9 @@ pub fn update(a: &UpdateArgs<'_>) -> u8 {
     u8::from(failed > 0)
 }
 
-/// Provider files already in DIR, by kind (recognised by content).
-fn existing_files(dir: &Path) -> HashMap<DatasetKind, PathBuf> {
+/// Provider files already in DIR, by kind (recognised by content), kept loaded: they are
+/// what each download is compared with.
+fn existing_files(dir: &Path) -> HashMap<DatasetKind, (PathBuf, Loaded)> {
     let mut out = HashMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -117,7 +118,7 @@ fn existing_files(dir: &Path) -> HashMap<DatasetKind, PathBuf> {
         }
         if let Ok(l) = datasets::load(&path) {
             if PROVIDERS.contains(&l.info.kind) {
-                out.insert(l.info.kind, path);
+                out.insert(l.info.kind, (path, l));
             }
         }
     }
@@ -153,6 +154,7 @@ fn update_one(
     kind: DatasetKind,
     url: &str,
     target: &Path,
+    old: Option<&Loaded>,
 ) -> Result<String, String> {
     let mut body = fetch(agent, url)?;
     if kind == DatasetKind::Azure && !body.trim_ascii_start().starts_with(b"{") {
@@ -176,13 +178,12 @@ fn update_one(
                 kind.label()
             ));
         }
-        let old = datasets::load(target).ok();
         std::fs::rename(&tmp, target)
             .map_err(|e| format!("replacing {}: {e}", target.display()))?;
         if let Some(dir) = target.parent().and_then(|d| std::fs::File::open(d).ok()) {
             let _ = dir.sync_all(); // make the rename durable
         }
-        Ok(report(kind, target, old.as_ref(), &new))
+        Ok(report(kind, target, old, &new))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -4,7 +4,6 @@
 use std::{
     collections::HashMap,
     fmt,
-    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -567,9 +566,10 @@ fn load_mmdb(path: &Path, bytes: Vec<u8>) -> Result<Loaded, DatasetError> {
     Ok(b.finish())
 }
 
-/// Looks an address up directly in a MaxMind database (for tests and `policy explain`
-/// cross-checks).
-pub fn mmdb_country(path: &Path, ip: IpAddr) -> Option<String> {
+/// Looks an address up directly in a MaxMind database: tests cross-check the flattened
+/// table against the crate's own lookup.
+#[cfg(test)]
+pub fn mmdb_country(path: &Path, ip: std::net::IpAddr) -> Option<String> {
     let reader = maxminddb::Reader::open_readfile(path).ok()?;
     let c: maxminddb::geoip2::Country = reader.lookup(ip).ok()?.decode().ok()??;
     c.country
