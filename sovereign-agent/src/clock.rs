@@ -49,6 +49,11 @@ impl WallClock {
     }
 }
 
+/// The current Unix time in nanoseconds.
+pub fn unix_now_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME) as i64
+}
+
 pub fn rfc3339_from_unix_ns(unix_ns: i128) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(unix_ns)
         .ok()

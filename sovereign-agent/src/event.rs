@@ -37,6 +37,9 @@ pub enum Family {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlowEvent {
     pub ts: String,
+    /// `ts` as Unix nanoseconds (what the journal stores; not in the JSON).
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
     pub kind: EventKind,
     /// Process id (what `ps` shows).
     pub pid: u32,
@@ -85,6 +88,8 @@ pub struct FlowEvent {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LossEvent {
     pub ts: String,
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
     pub kind: EventKind,
     pub lost: u64,
 }
@@ -94,15 +99,118 @@ pub struct LossEvent {
 pub enum Event {
     Flow(Box<FlowEvent>),
     Loss(LossEvent),
+    Lifecycle(Box<LifecycleEvent>),
 }
 
 impl Event {
     pub fn as_flow(&self) -> Option<&FlowEvent> {
         match self {
             Event::Flow(f) => Some(f),
-            Event::Loss(_) => None,
+            _ => None,
         }
     }
+
+    /// Unix nanoseconds of the event.
+    pub fn ts_unix_ns(&self) -> i64 {
+        match self {
+            Event::Flow(f) => f.ts_unix_ns,
+            Event::Loss(l) => l.ts_unix_ns,
+            Event::Lifecycle(l) => l.ts_unix_ns,
+        }
+    }
+}
+
+/// The agent's own history (start, stop, policy in force, journal maintenance), so a gap in
+/// coverage is itself on record. JSON: `ts`, `kind` and the fields of the kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LifecycleEvent {
+    pub ts: String,
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
+    #[serde(flatten)]
+    pub body: Lifecycle,
+}
+
+impl LifecycleEvent {
+    /// A lifecycle event stamped now.
+    pub fn now(body: Lifecycle) -> Self {
+        let ts_unix_ns = crate::clock::unix_now_ns();
+        Self {
+            ts: crate::clock::rfc3339_from_unix_ns(ts_unix_ns as i128),
+            ts_unix_ns,
+            body,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// The agent started capturing.
+    AgentStart {
+        version: String,
+        /// `sha256:` digest of the running executable.
+        binary_hash: String,
+        /// `sha256:` digest of the configuration file (of the empty string without one).
+        config_hash: String,
+        config_path: Option<String>,
+        hostname: String,
+        cgroup: String,
+        hooks: Vec<String>,
+        hooks_failed: Vec<String>,
+        pid: u32,
+    },
+    /// The agent stopped.
+    AgentStop {
+        reason: String,
+        flows: u64,
+        kernel_losses: u64,
+        not_journaled: u64,
+    },
+    /// Flows are judged under this policy from here on (at start and on every reload).
+    Policy {
+        name: String,
+        version: String,
+        hash: String,
+        path: String,
+        datasets: Vec<DatasetVersion>,
+        catalogue_version: Option<String>,
+    },
+    /// Journal retention deleted the oldest sealed segments.
+    JournalRetention {
+        first_segment: u64,
+        last_segment: u64,
+        last_seq: u64,
+        /// Hex of the hash chain head at the end of the last deleted segment.
+        last_head: String,
+        bytes: u64,
+        reason: String,
+    },
+    /// The journal was reopened after a crash and its torn tail cut.
+    JournalRecovered {
+        segment: u64,
+        offset: u64,
+        bytes_cut: u64,
+        reason: String,
+    },
+    /// Events observed but not journaled (e.g. the disk was full).
+    JournalGap {
+        events: u64,
+        reason: String,
+        from: String,
+        until: String,
+        #[serde(skip)]
+        from_unix_ns: i64,
+        #[serde(skip)]
+        until_unix_ns: i64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DatasetVersion {
+    pub kind: String,
+    pub version: String,
+    pub path: String,
 }
 
 /// An address as records carry it (network order, IPv4 in the first 4 bytes); IPv4-mapped
@@ -166,6 +274,7 @@ impl FlowEvent {
         let is_close = kind == EventKind::Close;
         FlowEvent {
             ts: clock.rfc3339(rec.ts_ns),
+            ts_unix_ns: clock.unix_ns(rec.ts_ns) as i64,
             kind,
             pid: rec.tgid,
             tgid: rec.tgid,
@@ -300,6 +409,7 @@ mod tests {
     fn loss_event_json() {
         let ev = Event::Loss(LossEvent {
             ts: "2026-11-28T00:00:00Z".into(),
+            ts_unix_ns: 1_795_824_000_000_000_000,
             kind: EventKind::Loss,
             lost: 12,
         });

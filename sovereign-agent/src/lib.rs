@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod enrich;
 pub mod event;
+pub mod journal;
 pub mod names;
 pub mod output;
 pub mod pipeline;

@@ -347,6 +347,7 @@ impl Pipeline {
             let mut close = first;
             close.kind = EventKind::Close;
             close.ts = self.clock.rfc3339(rec.ts_ns);
+            close.ts_unix_ns = self.clock.unix_ns(rec.ts_ns) as i64;
             close.count = Some(count);
             self.emit(Event::Flow(Box::new(close)))?;
         }
@@ -367,9 +368,10 @@ impl Pipeline {
             self.losses_reported = total;
             self.stats.kernel_losses += lost;
             tracing::warn!(lost, "kernel ring buffer was full: records lost");
-            let ts = self.clock.rfc3339(WallClock::monotonic_now_ns());
+            let now = WallClock::monotonic_now_ns();
             self.emit(Event::Loss(LossEvent {
-                ts,
+                ts: self.clock.rfc3339(now),
+                ts_unix_ns: self.clock.unix_ns(now) as i64,
                 kind: EventKind::Loss,
                 lost,
             }))?;

@@ -31,8 +31,9 @@ use self::{
     datasets::{DatasetInfo, DatasetKind, Entry, Loaded},
     file::{PolicyFile, Selector},
     prefix::{PrefixSets, PrefixSetsBuilder},
-    verdict::{weak, Decision, Severity, Verdict},
+    verdict::Verdict,
 };
+pub use verdict::{weak, Decision, Severity};
 
 /// The most zones a policy may define (they are bits of a `u128`).
 pub const MAX_ZONES: usize = 128;

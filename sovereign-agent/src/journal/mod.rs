@@ -1,0 +1,14 @@
+//! The forensic journal (docs/journal.md): every event, appended to hash-chained segment
+//! files that are sealed into their successors; verified, exported and replayed later.
+pub mod convert;
+pub mod format;
+pub mod reader;
+pub mod verify;
+pub mod writer;
+
+pub use writer::{
+    FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! Reads a journal's records in order (export, replay), checking each frame's checksum and
+//! sequence number on the way. Hash links and signatures are `verify`'s job.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    convert,
+    format::{self, SegmentHeader, HEADER_LEN},
+    writer::{list_segments, JournalError},
+};
+use crate::event::Event;
+
+/// The segment files of a journal; an error naming `dir` when it is not one.
+pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    if !dir.is_dir() {
+        return Err(JournalError::Dir {
+            dir: dir.to_path_buf(),
+            message: "no such directory".into(),
+        });
+    }
+    let segments = list_segments(dir)?;
+    if segments.is_empty() {
+        return Err(JournalError::Dir {
+            dir: dir.to_path_buf(),
+            message: "not a journal: no segment files (NNNNNNNNNNNN.journal)".into(),
+        });
+    }
+    Ok(segments)
+}
+
+/// Total size of the segment files, for progress reporting.
+pub fn total_bytes(segments: &[(u64, PathBuf)]) -> u64 {
+    segments
+        .iter()
+        .filter_map(|(_, p)| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Calls `f(seq, payload)` for every record, in order. Stops with an error naming the segment
+/// and offset at the first damaged frame or sequence break, except that an incomplete last
+/// frame of the last segment (a crash while writing, not yet recovered) ends the walk quietly
+/// when `tolerate_torn_tail` is set. `progress` gets each segment's size once it is read.
+pub fn for_each_payload(
+    dir: &Path,
+    tolerate_torn_tail: bool,
+    mut progress: impl FnMut(u64),
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let segments = segments(dir)?;
+    let mut expected: Option<u64> = None;
+    let last = segments.len() - 1;
+    for (i, (index, path)) in segments.iter().enumerate() {
+        let bytes = fs::read(path).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let damaged = |offset: usize, message: String| JournalError::Segment {
+            path: path.clone(),
+            offset: offset as u64,
+            message,
+        };
+        let header = SegmentHeader::decode(&bytes).map_err(|e| damaged(0, e.to_string()))?;
+        if header.segment != *index {
+            return Err(damaged(
+                16,
+                format!("header says segment {}", header.segment),
+            ));
+        }
+        if let Some(exp) = expected {
+            if header.first_seq != exp {
+                return Err(damaged(
+                    24,
+                    format!(
+                        "segment starts at sequence {}, the previous one ended before {exp}",
+                        header.first_seq
+                    ),
+                ));
+            }
+        }
+        let mut seq = header.first_seq;
+        let mut off = HEADER_LEN;
+        while off < bytes.len() {
+            match format::decode_frame(&bytes[off..]) {
+                Ok(frame) if frame.seq == seq => {
+                    f(seq, frame.payload)?;
+                    seq += 1;
+                    off += frame.bytes.len();
+                }
+                Ok(frame) => {
+                    return Err(damaged(
+                        off,
+                        format!("sequence {} where {seq} was expected", frame.seq),
+                    ))
+                }
+                Err(
+                    e @ (format::FrameError::ShortHeader(_)
+                    | format::FrameError::ShortPayload { .. }),
+                ) if tolerate_torn_tail && i == last => {
+                    tracing::warn!(
+                        segment = index,
+                        offset = off,
+                        "journal ends with an incomplete record ({e}); ignored"
+                    );
+                    break;
+                }
+                Err(e) => return Err(damaged(off, e.to_string())),
+            }
+        }
+        expected = Some(seq);
+        progress(bytes.len() as u64);
+    }
+    Ok(())
+}
+
+/// Like [`for_each_payload`], decoding each record into the event it was written from.
+pub fn for_each_event(
+    dir: &Path,
+    progress: impl FnMut(u64),
+    mut f: impl FnMut(u64, Event) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let mut decode_error = None;
+    let result = for_each_payload(dir, true, progress, |seq, payload| {
+        match convert::decode(payload) {
+            Ok(event) => f(seq, event),
+            Err(e) => {
+                decode_error = Some((seq, e));
+                Err(JournalError::Dir {
+                    dir: dir.to_path_buf(),
+                    message: String::new(),
+                })
+            }
+        }
+    });
+    if let Some((seq, e)) = decode_error {
+        return Err(JournalError::Dir {
+            dir: dir.to_path_buf(),
+            message: format!("record {seq}: {e}"),
+        });
+    }
+    result
+}
