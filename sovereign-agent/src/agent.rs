@@ -6,7 +6,9 @@ use crate::{
     bpf::{BpfError, Capture},
     cgroup::{self, CgroupError},
     config::Config,
-    output::{self, OutputError},
+    event::{Event, Lifecycle, LifecycleEvent},
+    journal::{sink as journal_sink, JournalError},
+    output::{self, EventSink, OutputError},
     pipeline::{Pipeline, PipelineError, Stats},
     policy_watch::{self, PolicySource},
     shutdown,
@@ -26,6 +28,10 @@ pub enum AgentError {
     Signals(std::io::Error),
     #[error("{0}")]
     Policy(#[from] crate::policy::PolicyErrors),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 impl AgentError {
@@ -33,9 +39,15 @@ impl AgentError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AgentError::Bpf(BpfError::PermissionDenied) => 77, // EX_NOPERM
-            AgentError::Cgroup(CgroupError::BadPath { .. }) | AgentError::Policy(_) => 64, // EX_USAGE
-            AgentError::Cgroup(_) | AgentError::Bpf(_) => 69, // EX_UNAVAILABLE
-            AgentError::Output(_) => 73,                      // EX_CANTCREAT
+            AgentError::Cgroup(CgroupError::BadPath { .. })
+            | AgentError::Policy(_)
+            | AgentError::Config(_) => 64, // EX_USAGE
+            // A damaged journal or one of a newer format: the operator must look at it.
+            AgentError::Journal(JournalError::Segment { .. } | JournalError::Record { .. }) => 65, // EX_DATAERR
+            AgentError::Journal(JournalError::Locked { .. }) => 75, // EX_TEMPFAIL
+            AgentError::Journal(_) => 73,                           // EX_CANTCREAT
+            AgentError::Cgroup(_) | AgentError::Bpf(_) => 69,       // EX_UNAVAILABLE
+            AgentError::Output(_) => 73,                            // EX_CANTCREAT
             AgentError::Pipeline(_) | AgentError::Signals(_) => 74, // EX_IOERR
         }
     }
@@ -44,7 +56,8 @@ impl AgentError {
 pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let shutdown = shutdown::signalled().map_err(AgentError::Signals)?;
     let cgroup: PathBuf = cgroup::resolve(config.cgroup.as_deref())?;
-    let sink = output::open(&config.output)?;
+    let output = output::open(&config.output)?;
+    let journal_options = config.journal_options()?;
     // The policy is compiled before anything is attached: a bad one stops the start.
     let policy = match &config.policy {
         Some(path) => Some(
@@ -59,6 +72,18 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     };
 
     let mut capture = Capture::load(config.capture_options())?;
+    // The journal opens (and recovers) before anything is attached: a journal that cannot be
+    // written stops the start rather than running unrecorded. (After loading the programs,
+    // so that an unprivileged start is reported as such.)
+    let journal = match journal_options {
+        Some(opts) => {
+            let dir = opts.dir.clone();
+            let (handle, sink, _recovery) = journal_sink::start(opts)?;
+            tracing::info!(dir = %dir.display(), "journaling every event");
+            Some((handle, sink))
+        }
+        None => None,
+    };
     let hooks = capture.attach(&cgroup)?;
     let attached: Vec<String> = hooks
         .iter()
@@ -66,6 +91,24 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .map(|h| h.hook.to_string())
         .collect();
     tracing::info!(cgroup = %cgroup.display(), hooks = %attached.join(","), "capturing");
+
+    let failed: Vec<String> = hooks
+        .iter()
+        .filter(|h| h.error.is_some())
+        .map(|h| h.hook.to_string())
+        .collect();
+
+    let (mut sink, journal): (Box<dyn EventSink>, _) = match journal {
+        Some((handle, jsink)) => (
+            Box::new(output::Tee(vec![output, Box::new(jsink)])),
+            Some(handle),
+        ),
+        None => (output, None),
+    };
+    let start = start_record(config, &cgroup, attached.clone(), failed);
+    sink.write(&Event::Lifecycle(Box::new(start)))
+        .and_then(|_| sink.flush())
+        .map_err(|e| PipelineError::Output(e))?;
 
     let maps = capture.take_maps()?;
     let (mut pipeline, ring) = Pipeline::new(maps, sink, config.pipeline_options());
@@ -75,7 +118,60 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let result = pipeline.run(ring, shutdown).await;
     drop(capture); // closes every link: the programs are detached
     tracing::info!(cgroup = %cgroup.display(), "programs detached");
+    if let Some(journal) = journal {
+        let (reason, flows, losses) = match &result {
+            Ok(s) => (
+                "signal".to_string(),
+                s.connect + s.send + s.established + s.close,
+                s.kernel_losses,
+            ),
+            Err(e) => (format!("error: {e}"), 0, 0),
+        };
+        match journal.stop(&reason, flows, losses) {
+            Ok(j) => tracing::info!(
+                records = j.records,
+                bytes = j.bytes,
+                not_journaled = j.not_journaled,
+                "journal closed"
+            ),
+            Err(e) => tracing::error!("journal close failed: {e}"),
+        }
+    }
     let stats = result?;
     tracing::info!(?stats, "stopped");
     Ok(stats)
+}
+
+/// The journal's record of this start: what ran, with which configuration, on what.
+fn start_record(
+    config: &Config,
+    cgroup: &std::path::Path,
+    hooks: Vec<String>,
+    hooks_failed: Vec<String>,
+) -> LifecycleEvent {
+    use sha2::{Digest, Sha256};
+    let digest = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
+    let binary_hash = std::fs::read("/proc/self/exe")
+        .map(|b| digest(&b))
+        .unwrap_or_else(|e| format!("unreadable: {e}"));
+    let config_hash = match &config.source {
+        Some(p) => std::fs::read(p)
+            .map(|b| digest(&b))
+            .unwrap_or_else(|e| format!("unreadable: {e}")),
+        None => digest(b""),
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    LifecycleEvent::now(Lifecycle::AgentStart {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        binary_hash,
+        config_hash,
+        config_path: config.source.as_ref().map(|p| p.display().to_string()),
+        hostname,
+        cgroup: cgroup.display().to_string(),
+        hooks,
+        hooks_failed,
+        pid: std::process::id(),
+    })
 }

@@ -10,7 +10,37 @@ use std::{
 use serde::Deserialize;
 use sovereign_agent_common::DEFAULT_RING_BYTES;
 
-use crate::{bpf::CaptureOptions, pipeline::PipelineOptions};
+use crate::{
+    bpf::CaptureOptions,
+    journal::{FsyncPolicy, JournalOptions},
+    pipeline::PipelineOptions,
+};
+
+/// Reads an Ed25519 private key in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
+pub fn read_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        format!(
+            "{}: not an Ed25519 private key in PKCS#8 PEM ({e}); create one with \
+             `openssl genpkey -algorithm ed25519 -out KEY.pem`",
+            path.display()
+        )
+    })
+}
+
+/// Reads an Ed25519 public key in SPKI PEM (`openssl pkey -in KEY.pem -pubout`).
+pub fn read_verifying_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ed25519_dalek::VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+        format!(
+            "{}: not an Ed25519 public key in PEM ({e}); derive it with \
+             `openssl pkey -in KEY.pem -pubout -out KEY.pub.pem`",
+            path.display()
+        )
+    })
+}
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +71,61 @@ pub struct Config {
     /// 0: the kernel wakes the agent for every record (most CPU under load).
     pub max_event_delay_ms: u64,
     pub log: LogConfig,
+    /// The forensic journal (docs/journal.md).
+    pub journal: JournalConfig,
+    /// The file this configuration was read from (for the journal's start record).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Write every event to the journal.
+    pub enabled: bool,
+    pub dir: PathBuf,
+    /// A segment is sealed and a new one started when it reaches this size ...
+    pub segment_max_bytes: u64,
+    /// ... or this age, in seconds.
+    pub segment_max_age_secs: u64,
+    /// Sealed segments older than this are deleted; 0 keeps them forever.
+    pub retention_max_age_days: u64,
+    /// The oldest sealed segments are deleted while the journal is larger; 0: no limit.
+    pub retention_max_bytes: u64,
+    /// `batch` (every batch is synced before the next is read), `interval`, or `never`.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: the longest time between syncs, in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// How often the `HEAD` checkpoint is rewritten, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Ed25519 private key (PKCS#8 PEM) that signs every seal and checkpoint.
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    #[default]
+    Batch,
+    Interval,
+    Never,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("/var/lib/sovereign-agent/journal"),
+            segment_max_bytes: 64 << 20,
+            segment_max_age_secs: 3600,
+            retention_max_age_days: 90,
+            retention_max_bytes: 10 << 30,
+            fsync: FsyncMode::Batch,
+            fsync_interval_ms: 1000,
+            checkpoint_interval_ms: 1000,
+            signing_key: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -74,6 +159,8 @@ impl Default for Config {
             loss_poll_interval_ms: 1000,
             max_event_delay_ms: 20,
             log: LogConfig::default(),
+            journal: JournalConfig::default(),
+            source: None,
         }
     }
 }
@@ -111,10 +198,11 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        config.source = Some(path.to_path_buf());
         config.validate(&path.display().to_string())?;
         Ok(config)
     }
@@ -160,6 +248,25 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        let j = &self.journal;
+        if !(4096..=(1 << 32)).contains(&j.segment_max_bytes) {
+            return Err(invalid(
+                "journal.segment_max_bytes",
+                format!("{} is not between 4096 and 4 GiB", j.segment_max_bytes),
+            ));
+        }
+        for (key, value) in [
+            ("journal.segment_max_age_secs", j.segment_max_age_secs),
+            ("journal.fsync_interval_ms", j.fsync_interval_ms),
+            ("journal.checkpoint_interval_ms", j.checkpoint_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if j.enabled && j.dir.as_os_str().is_empty() {
+            return Err(invalid("journal.dir", "is empty".into()));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("{:?}: {e}", self.log.level)));
         }
@@ -171,6 +278,49 @@ impl Config {
             CaptureOptions::per_record(self.ring_buffer_bytes)
         } else {
             CaptureOptions::paced(self.ring_buffer_bytes)
+        }
+    }
+
+    /// The journal's settings, with its signing key read; `None` when the journal is off.
+    pub fn journal_options(&self) -> Result<Option<JournalOptions>, ConfigError> {
+        let j = &self.journal;
+        if !j.enabled {
+            return Ok(None);
+        }
+        let signing_key = match &j.signing_key {
+            None => None,
+            Some(path) => Some(
+                read_signing_key(path).map_err(|message| ConfigError::Invalid {
+                    origin: self.origin(),
+                    key: "journal.signing_key",
+                    message,
+                })?,
+            ),
+        };
+        let nonzero = |v: u64| (v > 0).then_some(v);
+        Ok(Some(JournalOptions {
+            dir: j.dir.clone(),
+            segment_max_bytes: j.segment_max_bytes,
+            segment_max_age: Duration::from_secs(j.segment_max_age_secs),
+            retention_max_age: nonzero(j.retention_max_age_days)
+                .map(|d| Duration::from_secs(d * 86_400)),
+            retention_max_bytes: nonzero(j.retention_max_bytes),
+            fsync: match j.fsync {
+                FsyncMode::Batch => FsyncPolicy::Batch,
+                FsyncMode::Interval => {
+                    FsyncPolicy::Interval(Duration::from_millis(j.fsync_interval_ms))
+                }
+                FsyncMode::Never => FsyncPolicy::Never,
+            },
+            checkpoint_interval: Duration::from_millis(j.checkpoint_interval_ms),
+            signing_key,
+        }))
+    }
+
+    fn origin(&self) -> String {
+        match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "from the command line".into(),
         }
     }
 
@@ -208,7 +358,8 @@ mod tests {
 
     #[test]
     fn empty_file_is_the_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
+        let c = parse("").unwrap();
+        assert_eq!(Config { source: None, ..c }, Config::default());
     }
 
     #[test]
@@ -248,6 +399,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("process_cache_entries"), "{err}");
+    }
+
+    #[test]
+    fn journal_section() {
+        let c = parse(
+            "[journal]\ndir = \"/srv/journal\"\nfsync = \"interval\"\nfsync_interval_ms = 250\n\
+             retention_max_bytes = 0\n",
+        )
+        .unwrap();
+        let o = c.journal_options().unwrap().unwrap();
+        assert_eq!(o.dir, Path::new("/srv/journal"));
+        assert_eq!(o.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
+        assert_eq!(o.retention_max_bytes, None);
+        assert_eq!(o.retention_max_age, Some(Duration::from_secs(90 * 86_400)));
+        let err = parse("[journal]\nsegment_max_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("journal.segment_max_bytes"), "{err}");
+        let err = parse("[journal]\nfsync = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sometimes"), "{err}");
+        let c = parse("[journal]\nsigning_key = \"/nonexistent/key.pem\"\n").unwrap();
+        let err = c.journal_options().unwrap_err().to_string();
+        assert!(
+            err.contains("journal.signing_key") && err.contains("/nonexistent/key.pem"),
+            "{err}"
+        );
+        assert!(parse("[journal]\nenabled = false\n")
+            .unwrap()
+            .journal_options()
+            .unwrap()
+            .is_none());
     }
 
     #[test]

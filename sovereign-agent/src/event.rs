@@ -206,6 +206,28 @@ pub enum Lifecycle {
     },
 }
 
+impl Lifecycle {
+    pub fn policy_in_force(p: &crate::policy::Policy) -> Self {
+        Lifecycle::Policy {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            hash: p.hash.clone(),
+            path: p.path.display().to_string(),
+            datasets: p
+                .datasets
+                .iter()
+                .map(|d| DatasetVersion {
+                    kind: d.kind.key().to_string(),
+                    version: d.version.clone(),
+                    path: d.path.display().to_string(),
+                })
+                .collect(),
+            catalogue_version: (!p.catalogue_version.is_empty())
+                .then(|| p.catalogue_version.clone()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatasetVersion {
     pub kind: String,

@@ -39,6 +39,91 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Verify or export the forensic journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Judge every flow of a journal again under a new policy and report what changes
+    /// (exit 0: no new violations, 2: new violations).
+    Replay {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The policy to replay under.
+        #[arg(long)]
+        policy: PathBuf,
+        /// A directory of datasets for the policy.
+        #[arg(long, env = "SOVEREIGN_DATASETS")]
+        datasets: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// Print the full report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Rows of the change table to print.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Check every frame, checksum, sequence number, hash link, seal and the HEAD checkpoint
+    /// (and signatures with --public-key). Exit 0 valid, 1 at the first problem.
+    Verify {
+        dir: PathBuf,
+        /// Ed25519 public key (PEM) that must have signed every seal and the checkpoint.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as JSON lines (the live output's fields plus `seq`) or CSV.
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        filter: FilterFlags,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
+}
+
+/// Record filters of `journal export` and `replay`.
+#[derive(Args)]
+struct FilterFlags {
+    /// Records at or after this time (RFC 3339, a date, or Unix seconds).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Flows of this process id; repeatable.
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// Flows whose executable matches this glob, e.g. `/usr/bin/python*`.
+    #[arg(long)]
+    exe: Option<String>,
+    /// Flows to this address, CIDR, or name glob (`*.openai.com`).
+    #[arg(long)]
+    dst: Option<String>,
+    /// Flows with this recorded verdict: allow, violation, none.
+    #[arg(long)]
+    verdict: Option<String>,
+}
+
+impl FilterFlags {
+    fn compile(self) -> Result<commands::journal::Filter, String> {
+        commands::journal::FilterArgs {
+            since: self.since,
+            until: self.until,
+            pids: self.pids,
+            exe: self.exe,
+            dst: self.dst,
+            verdict: self.verdict,
+        }
+        .compile()
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,6 +210,12 @@ struct RunArgs {
     /// Longest delay before an event is read, in ms; 0 wakes the agent for every record.
     #[arg(long, env = "SOVEREIGN_MAX_EVENT_DELAY_MS")]
     max_event_delay_ms: Option<u64>,
+    /// Journal directory (default /var/lib/sovereign-agent/journal).
+    #[arg(long, env = "SOVEREIGN_JOURNAL_DIR")]
+    journal: Option<PathBuf>,
+    /// Do not journal (events still go to --output).
+    #[arg(long, conflicts_with = "journal")]
+    no_journal: bool,
     /// Log filter, e.g. `info` or `debug`.
     #[arg(long, env = "SOVEREIGN_LOG")]
     log_level: Option<String>,
@@ -151,6 +242,13 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     if let Some(d) = &args.datasets {
         config.datasets = Some(d.clone());
+    }
+    if let Some(j) = &args.journal {
+        config.journal.dir = j.clone();
+        config.journal.enabled = true;
+    }
+    if args.no_journal {
+        config.journal.enabled = false;
     }
     if let Some(d) = args.max_event_delay_ms {
         config.max_event_delay_ms = d;
@@ -250,6 +348,57 @@ fn main() -> ExitCode {
                 json,
             }),
         }),
+        Command::Journal {
+            command:
+                JournalCommand::Verify {
+                    dir,
+                    public_key,
+                    json,
+                },
+        } => ExitCode::from(commands::journal::verify(&dir, public_key.as_deref(), json)),
+        Command::Journal {
+            command:
+                JournalCommand::Export {
+                    dir,
+                    filter,
+                    format,
+                },
+        } => match filter.compile() {
+            Ok(filter) => ExitCode::from(commands::journal::export(
+                &dir,
+                &filter,
+                if format == "csv" {
+                    commands::journal::ExportFormat::Csv
+                } else {
+                    commands::journal::ExportFormat::Jsonl
+                },
+            )),
+            Err(e) => {
+                eprintln!("sovereign-agent: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Replay {
+            dir,
+            policy,
+            datasets,
+            filter,
+            json,
+            limit,
+        } => match filter.compile() {
+            Ok(filter) => ExitCode::from(commands::replay::run(&commands::replay::ReplayArgs {
+                dir: &dir,
+                policy: &policy,
+                datasets: datasets.as_deref(),
+                filter,
+                json,
+                limit,
+            })),
+            Err(e) => {
+                eprintln!("sovereign-agent: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
         Command::Run(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,

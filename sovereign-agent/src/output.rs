@@ -73,3 +73,15 @@ impl EventSink for ChannelSink {
         Ok(())
     }
 }
+
+/// Every event to each of several sinks (the JSON output and the journal).
+pub struct Tee(pub Vec<Box<dyn EventSink>>);
+
+impl EventSink for Tee {
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.write(event))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.flush())
+    }
+}

@@ -23,7 +23,7 @@ use crate::{
     bpf::CaptureMaps,
     clock::WallClock,
     enrich::ProcessCache,
-    event::{flow_kind, Event, EventKind, FlowEvent, LossEvent},
+    event::{flow_kind, Event, EventKind, FlowEvent, Lifecycle, LifecycleEvent, LossEvent},
     names::{dns, sni, NameMap},
     output::EventSink,
     policy_watch::PolicyReceiver,
@@ -113,6 +113,8 @@ pub struct Pipeline {
     sink: Box<dyn EventSink>,
     stats: Stats,
     policy: Option<PolicyReceiver>,
+    /// Whether the policy in force has been recorded (a `policy` lifecycle event).
+    policy_recorded: bool,
     names: NameMap,
 }
 
@@ -140,6 +142,7 @@ impl Pipeline {
             sink,
             stats: Stats::default(),
             policy: None,
+            policy_recorded: false,
         };
         (pipeline, events)
     }
@@ -170,6 +173,7 @@ impl Pipeline {
         let mut drain_tick = tokio::time::interval(self.options.max_event_delay);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        self.record_policy()?;
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
@@ -188,8 +192,28 @@ impl Pipeline {
         Ok(self.stats)
     }
 
+    /// Emits a `policy` lifecycle event when the policy in force is new (at start and after
+    /// each reload), ahead of the first flow judged under it.
+    fn record_policy(&mut self) -> Result<(), PipelineError> {
+        let Some(rx) = self.policy.as_mut() else {
+            return Ok(());
+        };
+        if self.policy_recorded && !rx.has_changed().unwrap_or(false) {
+            return Ok(());
+        }
+        let current = rx.borrow_and_update().clone();
+        self.policy_recorded = true;
+        if let Some(policy) = current {
+            self.emit(Event::Lifecycle(Box::new(LifecycleEvent::now(
+                Lifecycle::policy_in_force(&policy),
+            ))))?;
+        }
+        Ok(())
+    }
+
     /// Handles every record available now.
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<(), PipelineError> {
+        self.record_policy()?;
         if self.clock_sampled.elapsed() >= self.options.clock_refresh_interval {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();

@@ -197,6 +197,7 @@ pub async fn collect_until(
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(Event::Flow(f))) => flows.push(*f),
             Ok(Some(Event::Loss(l))) => panic!("kernel lost {} records in a test", l.lost),
+            Ok(Some(Event::Lifecycle(_))) => {}
             Ok(None) | Err(_) => {
                 panic!("events did not arrive within {deadline:?}; got {flows:#?}")
             }
@@ -223,11 +224,22 @@ pub fn start_agent_with(
     extra: &[&str],
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
+    // Each agent journals next to its output (never to the system default, shared by tests
+    // that run at the same time), unless the test chose.
+    let mut journal = Vec::new();
+    if !extra
+        .iter()
+        .any(|a| *a == "--journal" || *a == "--no-journal")
+    {
+        journal.push("--journal".into());
+        journal.push(journal_dir_of(output).into_os_string());
+    }
     let mut child = Command::new(target_bin("sovereign-agent"))
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
         .arg("--output")
         .arg(output)
+        .args(&journal)
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -252,6 +264,13 @@ pub fn start_agent_with(
             }
         }
     }
+}
+
+/// The journal directory `start_agent` gives an agent writing to `output`.
+pub fn journal_dir_of(output: &Path) -> std::path::PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".journal");
+    output.with_file_name(name)
 }
 
 pub fn start_agent(

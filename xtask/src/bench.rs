@@ -66,6 +66,7 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             }
             let out = std::env::temp_dir().join("sovereign-bench.jsonl");
             let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_dir_all(out.with_extension("journal"));
             let agent = start_agent(bin, cgroup, &out)?;
             let cpu_before = cpu_seconds(agent.id())?;
             with.push(rate(bin, cgroup, w)?);
@@ -166,6 +167,9 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
         .arg(cgroup)
         .arg("--output")
         .arg(out)
+        // The agent as deployed: journaling every event (fsync per batch) next to the output.
+        .arg("--journal")
+        .arg(out.with_extension("journal"))
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().unwrap();

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod format;
 pub mod reader;
+pub mod sink;
 pub mod verify;
 pub mod writer;
 

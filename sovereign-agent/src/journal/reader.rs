@@ -135,9 +135,9 @@ pub fn for_each_event(
         }
     });
     if let Some((seq, e)) = decode_error {
-        return Err(JournalError::Dir {
-            dir: dir.to_path_buf(),
-            message: format!("record {seq}: {e}"),
+        return Err(JournalError::Record {
+            seq,
+            message: e.to_string(),
         });
     }
     result

@@ -70,6 +70,8 @@ pub enum JournalError {
         offset: u64,
         message: String,
     },
+    #[error("journal record {seq}: {message}")]
+    Record { seq: u64, message: String },
     #[error("journal {} is in use by another process (lock {} is held)", dir.display(), dir.join(format::LOCK_FILE).display())]
     Locked { dir: PathBuf },
 }

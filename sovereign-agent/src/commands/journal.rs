@@ -1,0 +1,402 @@
+//! `sovereign-agent journal verify|export`, and the record filters `replay` shares.
+use std::{
+    io::{self, Write},
+    net::IpAddr,
+    path::Path,
+};
+
+use ipnet::IpNet;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{
+    event::{Event, FlowEvent},
+    journal::{reader, verify},
+    policy::Decision,
+};
+
+/// Which records a command looks at. Time bounds apply to every record; the flow filters
+/// (pid, exe, dst, verdict) keep only flows that match all of them.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    pub pids: Vec<u32>,
+    pub exe: Option<globset::GlobMatcher>,
+    pub dst: Option<DstFilter>,
+    pub verdict: Option<VerdictFilter>,
+}
+
+#[derive(Clone, Debug)]
+pub enum DstFilter {
+    Net(IpNet),
+    /// A name (exact, or `*.suffix`) among the flow's names.
+    Name(globset::GlobMatcher),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictFilter {
+    Allow,
+    Violation,
+    /// Flows recorded without a verdict.
+    None,
+}
+
+/// The raw filter arguments of the command line.
+#[derive(Clone, Debug, Default)]
+pub struct FilterArgs {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub pids: Vec<u32>,
+    pub exe: Option<String>,
+    pub dst: Option<String>,
+    pub verdict: Option<String>,
+}
+
+/// RFC 3339 (`2026-11-28T09:00:00Z`), a date (`2026-11-28`, midnight UTC), or Unix seconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.unix_timestamp_nanos() as i64);
+    }
+    if let Ok(t) = OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
+        return Ok(t.unix_timestamp_nanos() as i64);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28) or Unix seconds"
+    ))
+}
+
+fn glob(pattern: &str, what: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{what} {pattern:?}: {e}"))
+}
+
+impl FilterArgs {
+    pub fn compile(&self) -> Result<Filter, String> {
+        Ok(Filter {
+            since_ns: self
+                .since
+                .as_deref()
+                .map(|s| parse_time(s).map_err(|e| format!("--since: {e}")))
+                .transpose()?,
+            until_ns: self
+                .until
+                .as_deref()
+                .map(|s| parse_time(s).map_err(|e| format!("--until: {e}")))
+                .transpose()?,
+            pids: self.pids.clone(),
+            exe: self.exe.as_deref().map(|e| glob(e, "--exe")).transpose()?,
+            dst: self
+                .dst
+                .as_deref()
+                .map(|d| {
+                    if let Ok(net) = d.parse::<IpNet>() {
+                        Ok(DstFilter::Net(net))
+                    } else if let Ok(ip) = d.parse::<IpAddr>() {
+                        Ok(DstFilter::Net(IpNet::from(ip)))
+                    } else {
+                        glob(&d.to_ascii_lowercase(), "--dst").map(DstFilter::Name)
+                    }
+                })
+                .transpose()?,
+            verdict: match self.verdict.as_deref() {
+                None => None,
+                Some("allow") => Some(VerdictFilter::Allow),
+                Some("violation") => Some(VerdictFilter::Violation),
+                Some("none") => Some(VerdictFilter::None),
+                Some(v) => {
+                    return Err(format!(
+                        "--verdict {v:?}: expected allow, violation or none"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl Filter {
+    fn flow_filters(&self) -> bool {
+        !self.pids.is_empty() || self.exe.is_some() || self.dst.is_some() || self.verdict.is_some()
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        let ts = event.ts_unix_ns();
+        if self.since_ns.is_some_and(|s| ts < s) || self.until_ns.is_some_and(|u| ts >= u) {
+            return false;
+        }
+        match event.as_flow() {
+            Some(f) => self.matches_flow(f),
+            None => !self.flow_filters(),
+        }
+    }
+
+    fn matches_flow(&self, f: &FlowEvent) -> bool {
+        if !self.pids.is_empty() && !self.pids.contains(&f.pid) {
+            return false;
+        }
+        if let Some(exe) = &self.exe {
+            if !f.exe.as_deref().is_some_and(|e| exe.is_match(e)) {
+                return false;
+            }
+        }
+        match &self.dst {
+            Some(DstFilter::Net(net)) if !net.contains(&f.dst_ip) => return false,
+            Some(DstFilter::Name(g)) if !f.names.iter().any(|n| g.is_match(n)) => return false,
+            _ => {}
+        }
+        match (self.verdict, &f.verdict) {
+            (None, _) => true,
+            (Some(VerdictFilter::None), v) => v.is_none(),
+            (Some(VerdictFilter::Allow), Some(v)) => v.decision == Decision::Allow,
+            (Some(VerdictFilter::Violation), Some(v)) => v.decision == Decision::Violation,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// Checks everything; prints a summary or the first problem. Exit 0 valid, 1 a problem,
+/// 64 bad arguments (key), 66 not a journal.
+pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
+    let key = match public_key
+        .map(crate::config::read_verifying_key)
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("sovereign-agent: --public-key {e}");
+            return 64;
+        }
+    };
+    let started = std::time::Instant::now();
+    let report = match verify::verify(dir, key.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sovereign-agent: {e}");
+            return 66;
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain struct")
+        );
+    } else if let Some(p) = &report.problem {
+        println!(
+            "{}: INVALID after {} good records",
+            dir.display(),
+            report.records
+        );
+        println!(
+            "  {} at offset {}: {}",
+            p.file.display(),
+            p.offset,
+            p.message
+        );
+    } else {
+        println!(
+            "{}: OK: {} records (seq {}..{}) in {} segments ({} to {}), {:.1} MiB, verified in {:.2} s",
+            dir.display(),
+            report.records,
+            report.first_seq,
+            report.next_seq.saturating_sub(1),
+            report.segments,
+            report.first_segment,
+            report.first_segment + report.segments.saturating_sub(1),
+            report.bytes as f64 / (1 << 20) as f64,
+            secs
+        );
+        println!("  chain head {}", report.head);
+        match (report.signed, key.is_some()) {
+            (true, true) => println!("  {} signatures verified", report.signatures_checked),
+            (true, false) => println!("  signed; signatures NOT checked (give --public-key)"),
+            (false, _) => println!("  not signed"),
+        }
+    }
+    if report.problem.is_some() {
+        1
+    } else {
+        0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "seq",
+    "ts",
+    "kind",
+    "pid",
+    "tid",
+    "uid",
+    "comm",
+    "exe",
+    "cmdline",
+    "cgroup",
+    "container_id",
+    "pod_uid",
+    "systemd_unit",
+    "cookie",
+    "proto",
+    "family",
+    "dst_ip",
+    "dst_port",
+    "src_port",
+    "names",
+    "name_source",
+    "bytes_sent",
+    "bytes_received",
+    "count",
+    "was_established",
+    "decision",
+    "severity",
+    "rule",
+    "zones",
+    "policy_hash",
+    "detail",
+];
+
+/// Prints the matching records: JSON lines with the live output's field names plus `seq`,
+/// or CSV. Exit 0, 1 when the journal is damaged (what was printed before stays valid), 66
+/// not a journal.
+pub fn export(dir: &Path, filter: &Filter, format: ExportFormat) -> u8 {
+    let out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut json_out = None;
+    let mut csv_out = None;
+    match format {
+        ExportFormat::Jsonl => json_out = Some(out),
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let _ = w.write_record(CSV_COLUMNS);
+            csv_out = Some(w);
+        }
+    }
+    let mut line = Vec::with_capacity(1024);
+    let result = reader::for_each_event(
+        dir,
+        |_| {},
+        |seq, event| {
+            if !filter.matches(&event) {
+                return Ok(());
+            }
+            let written = if let Some(out) = &mut json_out {
+                // `{"seq":N,` and then the event's own object without its opening brace.
+                line.clear();
+                line.extend_from_slice(format!("{{\"seq\":{seq},").as_bytes());
+                let prefix = line.len();
+                serde_json::to_writer(&mut line, &event).expect("serializable");
+                line.remove(prefix);
+                line.push(b'\n');
+                out.write_all(&line)
+            } else if let Some(w) = &mut csv_out {
+                w.write_record(csv_row(seq, &event))
+                    .map_err(|e| match e.into_kind() {
+                        csv::ErrorKind::Io(e) => e,
+                        other => io::Error::other(format!("{other:?}")),
+                    })
+            } else {
+                Ok(())
+            };
+            written.map_err(|source| crate::journal::JournalError::Io {
+                path: "standard output".into(),
+                source,
+            })
+        },
+    );
+    let flushed = match (json_out, csv_out) {
+        (Some(mut o), _) => o.flush(),
+        (_, Some(mut w)) => w.flush(),
+        _ => Ok(()),
+    };
+    match result {
+        Err(crate::journal::JournalError::Io { source, .. })
+            if source.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            0
+        }
+        Err(e) => {
+            eprintln!("sovereign-agent: {e}");
+            if matches!(e, crate::journal::JournalError::Dir { .. }) {
+                66
+            } else {
+                1
+            }
+        }
+        Ok(()) if flushed.is_err() => 1,
+        Ok(()) => 0,
+    }
+}
+
+fn csv_row(seq: u64, event: &Event) -> Vec<String> {
+    let mut row = vec![String::new(); CSV_COLUMNS.len()];
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    row[0] = seq.to_string();
+    match event {
+        Event::Flow(f) => {
+            let json = serde_json::to_value(f.kind).expect("enum");
+            row[1] = f.ts.clone();
+            row[2] = json.as_str().unwrap_or_default().to_string();
+            row[3] = f.pid.to_string();
+            row[4] = f.tid.to_string();
+            row[5] = f.uid.to_string();
+            row[6] = f.comm.clone();
+            row[7] = opt(f.exe.clone());
+            row[8] = opt(f.cmdline.clone());
+            row[9] = opt(f.cgroup.clone());
+            row[10] = opt(f.container_id.clone());
+            row[11] = opt(f.pod_uid.clone());
+            row[12] = opt(f.systemd_unit.clone());
+            row[13] = f.cookie.to_string();
+            row[14] = serde_json::to_value(f.proto)
+                .expect("enum")
+                .as_str()
+                .unwrap_or_default()
+                .into();
+            row[15] = serde_json::to_value(f.family)
+                .expect("enum")
+                .as_str()
+                .unwrap_or_default()
+                .into();
+            row[16] = f.dst_ip.to_string();
+            row[17] = f.dst_port.to_string();
+            row[18] = opt(f.src_port.map(|p| p.to_string()));
+            row[19] = f.names.join(" ");
+            row[20] = f.name_source.to_string();
+            row[21] = opt(f.bytes_sent.map(|b| b.to_string()));
+            row[22] = opt(f.bytes_received.map(|b| b.to_string()));
+            row[23] = opt(f.count.map(|b| b.to_string()));
+            row[24] = opt(f.was_established.map(|b| b.to_string()));
+            if let Some(v) = &f.verdict {
+                row[25] = v.decision.to_string();
+                row[26] = opt(v.severity.map(|s| s.to_string()));
+                row[27] = v.rule.clone();
+                row[28] = v.zones.join(" ");
+                row[29] = v.policy.hash.clone();
+            }
+        }
+        Event::Loss(l) => {
+            row[1] = l.ts.clone();
+            row[2] = "loss".into();
+            row[30] = format!("lost={}", l.lost);
+        }
+        Event::Lifecycle(l) => {
+            let mut json = serde_json::to_value(&l.body).expect("serializable");
+            row[1] = l.ts.clone();
+            row[2] = json["kind"].as_str().unwrap_or_default().to_string();
+            if let Some(obj) = json.as_object_mut() {
+                obj.remove("kind");
+            }
+            row[30] = json.to_string();
+        }
+    }
+    row
+}

@@ -1,0 +1,400 @@
+//! `sovereign-agent replay DIR --policy NEW.toml`: every flow of the journal judged again under
+//! a new policy, with the names it was recorded with, and the difference reported. Exit 2 when
+//! the new policy produces violations the recorded verdicts did not have, so a policy change
+//! or a deployment can be gated on "would yesterday's traffic pass under tomorrow's policy?".
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::IsTerminal,
+    path::Path,
+    time::Instant,
+};
+
+use serde::Serialize;
+
+use super::journal::Filter;
+use crate::{
+    event::{DatasetVersion, Event, FlowEvent, Lifecycle},
+    journal::reader,
+    policy::{Decision, Explanation, Policy},
+};
+
+pub struct ReplayArgs<'a> {
+    pub dir: &'a Path,
+    pub policy: &'a Path,
+    pub datasets: Option<&'a Path>,
+    pub filter: Filter,
+    pub json: bool,
+    /// Rows of the change table printed (all go to JSON).
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A violation now, allowed (or unjudged) when recorded.
+    NewViolation,
+    /// Allowed now, a violation when recorded.
+    NewlyAllowed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GroupKey {
+    pub change: Change,
+    pub workload: String,
+    pub destination: String,
+    /// Recorded decision: allow, violation, or none (no policy then).
+    pub was: String,
+    pub was_rule: String,
+    pub now_rule: String,
+    pub now_severity: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    #[serde(flatten)]
+    pub key: GroupKey,
+    pub events: u64,
+    pub first_seq: u64,
+    pub first_ts: String,
+    pub last_ts: String,
+    pub now_zones: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplayReport {
+    pub journal: String,
+    pub policy: PolicyId,
+    pub records: u64,
+    /// Flow events judged again (after filters).
+    pub flow_events: u64,
+    pub unchanged: u64,
+    pub unchanged_violations: u64,
+    pub new_violations: u64,
+    pub newly_allowed: u64,
+    /// Policies the flows were recorded under (hash → events), and events with no verdict.
+    pub recorded_under: Vec<RecordedPolicy>,
+    pub recorded_without_policy: u64,
+    /// Dataset versions recorded with the flows versus those of the new policy.
+    pub recorded_datasets: Vec<DatasetVersion>,
+    pub replay_datasets: Vec<DatasetVersion>,
+    pub changes: Vec<Group>,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PolicyId {
+    pub name: String,
+    pub version: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedPolicy {
+    pub name: String,
+    pub version: String,
+    pub hash: String,
+    pub events: u64,
+}
+
+/// Who made the flow, in the terms an operator uses: the systemd unit, the container, the
+/// executable, or at least the task name.
+pub fn workload(f: &FlowEvent) -> String {
+    if let Some(u) = &f.systemd_unit {
+        return u.clone();
+    }
+    if let Some(id) = &f.container_id {
+        return format!(
+            "{} {}",
+            f.container_runtime.unwrap_or("container"),
+            &id[..id.len().min(12)]
+        );
+    }
+    f.exe.clone().unwrap_or_else(|| f.comm.clone())
+}
+
+pub fn destination(f: &FlowEvent) -> String {
+    let host = match f.names.first() {
+        Some(n) => n.clone(),
+        None if f.dst_ip.is_ipv6() => format!("[{}]", f.dst_ip),
+        None => f.dst_ip.to_string(),
+    };
+    format!("{host}:{}", f.dst_port)
+}
+
+fn rule_of(v: &Option<Explanation>) -> String {
+    v.as_ref().map(|v| v.rule.clone()).unwrap_or_default()
+}
+
+/// Judges every flow again; the report, or a message for the user (exit 64/66/1).
+pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
+    let started = Instant::now();
+    let policy = Policy::load(args.policy, args.datasets).map_err(|errors| {
+        let text: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        (64, text.join("\n"))
+    })?;
+    let segments = reader::segments(args.dir).map_err(|e| (66, e.to_string()))?;
+    let total = reader::total_bytes(&segments);
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "replaying {bar:40} {bytes}/{total_bytes} ({eta})",
+            )
+            .expect("valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let mut report = ReplayReport {
+        journal: args.dir.display().to_string(),
+        policy: PolicyId {
+            name: policy.name.clone(),
+            version: policy.version.clone(),
+            hash: policy.hash.clone(),
+        },
+        replay_datasets: match Lifecycle::policy_in_force(&policy) {
+            Lifecycle::Policy { datasets, .. } => datasets,
+            _ => Vec::new(),
+        },
+        ..Default::default()
+    };
+    let mut groups: HashMap<GroupKey, Group> = HashMap::new();
+    let mut recorded: BTreeMap<String, RecordedPolicy> = BTreeMap::new();
+    let mut recorded_datasets: BTreeMap<(String, String), DatasetVersion> = BTreeMap::new();
+    let result = reader::for_each_event(
+        args.dir,
+        |bytes| {
+            if let Some(b) = &bar {
+                b.inc(bytes)
+            }
+        },
+        |seq, event| {
+            report.records += 1;
+            if let Event::Lifecycle(l) = &event {
+                if let Lifecycle::Policy { datasets, .. } = &l.body {
+                    for d in datasets {
+                        recorded_datasets
+                            .entry((d.kind.clone(), d.version.clone()))
+                            .or_insert_with(|| d.clone());
+                    }
+                }
+            }
+            if !args.filter.matches(&event) {
+                return Ok(());
+            }
+            let Event::Flow(mut flow) = event else {
+                return Ok(());
+            };
+            report.flow_events += 1;
+            let old = flow.verdict.take();
+            match &old {
+                Some(v) => {
+                    recorded
+                        .entry(v.policy.hash.clone())
+                        .or_insert_with(|| RecordedPolicy {
+                            name: v.policy.name.clone(),
+                            version: v.policy.version.clone(),
+                            hash: v.policy.hash.clone(),
+                            events: 0,
+                        })
+                        .events += 1
+                }
+                None => report.recorded_without_policy += 1,
+            }
+            flow.judge(&policy);
+            let new = flow.verdict.as_ref().expect("judged");
+            let was = old.as_ref().map(|v| v.decision);
+            let change = match (was, new.decision) {
+                (Some(Decision::Violation), Decision::Violation) => {
+                    report.unchanged += 1;
+                    report.unchanged_violations += 1;
+                    return Ok(());
+                }
+                (Some(Decision::Violation), Decision::Allow) => Change::NewlyAllowed,
+                (_, Decision::Violation) => Change::NewViolation,
+                (_, Decision::Allow) => {
+                    report.unchanged += 1;
+                    return Ok(());
+                }
+            };
+            match change {
+                Change::NewViolation => report.new_violations += 1,
+                Change::NewlyAllowed => report.newly_allowed += 1,
+            }
+            let key = GroupKey {
+                change,
+                workload: workload(&flow),
+                destination: destination(&flow),
+                was: was.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
+                was_rule: rule_of(&old),
+                now_rule: new.rule.clone(),
+                now_severity: new.severity.map(|s| s.to_string()).unwrap_or_default(),
+            };
+            let g = groups.entry(key).or_insert_with_key(|k| Group {
+                key: k.clone(),
+                events: 0,
+                first_seq: seq,
+                first_ts: flow.ts.clone(),
+                last_ts: String::new(),
+                now_zones: new.zones.clone(),
+            });
+            g.events += 1;
+            g.last_ts = flow.ts.clone();
+            Ok(())
+        },
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.map_err(|e| (1, e.to_string()))?;
+    let mut changes: Vec<Group> = groups.into_values().collect();
+    changes.sort_by(|a, b| {
+        (a.key.change, std::cmp::Reverse(a.events), &a.key).cmp(&(
+            b.key.change,
+            std::cmp::Reverse(b.events),
+            &b.key,
+        ))
+    });
+    report.changes = changes;
+    report.recorded_under = recorded.into_values().collect();
+    report.recorded_datasets = recorded_datasets.into_values().collect();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Runs the replay and prints it. Exit 0: no new violations; 2: new violations; 1: the
+/// journal is damaged; 64: bad policy or arguments; 66: not a journal.
+pub fn run(args: &ReplayArgs<'_>) -> u8 {
+    let report = match replay(args) {
+        Ok(r) => r,
+        Err((code, message)) => {
+            eprintln!("sovereign-agent: {message}");
+            return code;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain structs")
+        );
+    } else {
+        print_table(&report, args.limit);
+    }
+    if report.new_violations > 0 {
+        2
+    } else {
+        0
+    }
+}
+
+fn print_table(r: &ReplayReport, limit: usize) {
+    println!(
+        "Replayed {} flow events ({} records) of {} under policy {} version {} ({}) in {:.2} s",
+        r.flow_events,
+        r.records,
+        r.journal,
+        r.policy.name,
+        r.policy.version,
+        r.policy.hash,
+        r.seconds
+    );
+    for p in &r.recorded_under {
+        println!(
+            "  recorded under {} version {} ({}): {} events",
+            p.name, p.version, p.hash, p.events
+        );
+    }
+    if r.recorded_without_policy > 0 {
+        println!(
+            "  recorded without a policy: {} events",
+            r.recorded_without_policy
+        );
+    }
+    let rec: Vec<String> = r
+        .recorded_datasets
+        .iter()
+        .map(|d| format!("{} {}", d.kind, d.version))
+        .collect();
+    let now: Vec<String> = r
+        .replay_datasets
+        .iter()
+        .map(|d| format!("{} {}", d.kind, d.version))
+        .collect();
+    if rec != now {
+        println!(
+            "  datasets recorded: [{}]; replayed with: [{}] (addresses are located with the replay's datasets)",
+            rec.join(", "),
+            now.join(", ")
+        );
+    }
+    println!();
+    println!("  new violations   {}", r.new_violations);
+    println!("  newly allowed    {}", r.newly_allowed);
+    println!(
+        "  unchanged        {} ({} of them violations)",
+        r.unchanged, r.unchanged_violations
+    );
+    if r.changes.is_empty() {
+        return;
+    }
+    println!();
+    let rows: Vec<[String; 6]> = r
+        .changes
+        .iter()
+        .take(limit)
+        .map(|g| {
+            [
+                match g.key.change {
+                    Change::NewViolation => "NEW VIOLATION".to_string(),
+                    Change::NewlyAllowed => "newly allowed".to_string(),
+                },
+                g.events.to_string(),
+                g.key.workload.clone(),
+                g.key.destination.clone(),
+                if g.key.was_rule.is_empty() {
+                    g.key.was.clone()
+                } else {
+                    format!("{} ({})", g.key.was, g.key.was_rule)
+                },
+                match g.key.change {
+                    Change::NewViolation => format!(
+                        "violation {} ({}; {})",
+                        g.key.now_severity,
+                        g.key.now_rule,
+                        g.now_zones.join(",")
+                    ),
+                    Change::NewlyAllowed => format!("allow ({})", g.key.now_rule),
+                },
+            ]
+        })
+        .collect();
+    let header = ["CHANGE", "EVENTS", "WORKLOAD", "DESTINATION", "WAS", "NOW"];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    if r.changes.len() > limit {
+        println!(
+            "... {} more groups (--limit, or --json for all)",
+            r.changes.len() - limit
+        );
+    }
+}

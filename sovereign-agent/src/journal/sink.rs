@@ -1,0 +1,170 @@
+//! The journal as an event sink of the running agent. Encoding, writing and fsync happen on a
+//! thread of their own, so a slow disk never stalls the event loop; batches are handed over
+//! through a bounded channel. When the channel is full the pipeline waits for the disk (the
+//! kernel ring buffer absorbs the delay, and whatever it cannot hold is counted as loss):
+//! nothing is dropped silently.
+use std::{
+    io,
+    sync::mpsc::{self, RecvTimeoutError, SyncSender},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use super::{JournalError, JournalOptions, JournalStats, JournalWriter, Recovery};
+use crate::{
+    event::{Event, Lifecycle, LifecycleEvent},
+    output::EventSink,
+};
+
+/// Batches queued for the writer thread before the pipeline waits.
+const QUEUE_BATCHES: usize = 256;
+
+enum Message {
+    Batch(Vec<Event>),
+    Stop {
+        reason: String,
+        flows: u64,
+        kernel_losses: u64,
+    },
+}
+
+/// Owns the writer thread; [`JournalHandle::stop`] writes the stop record and closes.
+pub struct JournalHandle {
+    tx: SyncSender<Message>,
+    thread: JoinHandle<Result<JournalStats, JournalError>>,
+}
+
+/// What the pipeline writes to.
+pub struct JournalSink {
+    batch: Vec<Event>,
+    tx: SyncSender<Message>,
+    dead: bool,
+}
+
+/// Opens the journal (errors here stop the agent's start) and starts its writer thread.
+pub fn start(
+    opts: JournalOptions,
+) -> Result<(JournalHandle, JournalSink, Option<Recovery>), JournalError> {
+    let idle_tick = opts.checkpoint_interval.min(match opts.fsync {
+        super::FsyncPolicy::Interval(d) => d,
+        _ => Duration::from_secs(3600),
+    });
+    let (writer, recovery) = JournalWriter::open(opts)?;
+    tracing::info!(
+        segment = writer.segment(),
+        next_seq = writer.next_seq(),
+        "journal open"
+    );
+    let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE_BATCHES);
+    let thread = std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || run(writer, rx, idle_tick))
+        .map_err(|source| JournalError::Io {
+            path: "journal writer thread".into(),
+            source,
+        })?;
+    Ok((
+        JournalHandle {
+            tx: tx.clone(),
+            thread,
+        },
+        JournalSink {
+            batch: Vec::with_capacity(1024),
+            tx,
+            dead: false,
+        },
+        recovery,
+    ))
+}
+
+fn run(
+    mut w: JournalWriter,
+    rx: mpsc::Receiver<Message>,
+    idle_tick: Duration,
+) -> Result<JournalStats, JournalError> {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(idle_tick) {
+            Ok(Message::Batch(events)) => {
+                if let Err(e) = w.append(&events) {
+                    // A full disk fails every batch: say so at most every 10 s.
+                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::error!(
+                            not_journaled = w.stats().not_journaled,
+                            "journal write failed: {e}; events are counted and the gap will be recorded"
+                        );
+                        last_error_log = Some(Instant::now());
+                    }
+                }
+            }
+            Ok(Message::Stop {
+                reason,
+                flows,
+                kernel_losses,
+            }) => {
+                let not_journaled = w.stats().not_journaled;
+                let stop = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::AgentStop {
+                    reason,
+                    flows,
+                    kernel_losses,
+                    not_journaled,
+                })));
+                if let Err(e) = w.append(&[stop]) {
+                    tracing::error!("journal: cannot write the stop record: {e}");
+                }
+                return w.close();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = w.checkpoint() {
+                    tracing::error!("journal checkpoint failed: {e}");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return w.close(),
+        }
+    }
+}
+
+impl JournalHandle {
+    /// Writes the stop record, syncs, checkpoints and joins the writer thread.
+    pub fn stop(
+        self,
+        reason: &str,
+        flows: u64,
+        kernel_losses: u64,
+    ) -> Result<JournalStats, JournalError> {
+        let _ = self.tx.send(Message::Stop {
+            reason: reason.to_string(),
+            flows,
+            kernel_losses,
+        });
+        drop(self.tx);
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(JournalError::Io {
+                path: "journal writer thread".into(),
+                source: io::Error::other("the journal writer thread panicked"),
+            }),
+        }
+    }
+}
+
+impl EventSink for JournalSink {
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        self.batch.push(event.clone());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() || self.dead {
+            self.batch.clear();
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(1024));
+        if self.tx.send(Message::Batch(batch)).is_err() {
+            // Only after the writer stopped (shutdown, or a panic already reported).
+            self.dead = true;
+            tracing::error!("journal writer is gone: events are no longer journaled");
+        }
+        Ok(())
+    }
+}
