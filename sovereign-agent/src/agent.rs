@@ -71,6 +71,8 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         None => None,
     };
 
+    // Hashing the executable takes a moment: done before attaching, so no event waits on it.
+    let identity = Identity::collect(config);
     let mut capture = Capture::load(config.capture_options())?;
     // The journal opens (and recovers) before anything is attached: a journal that cannot be
     // written stops the start rather than running unrecorded. (After loading the programs,
@@ -105,10 +107,10 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         ),
         None => (output, None),
     };
-    let start = start_record(config, &cgroup, attached.clone(), failed);
+    let start = identity.start_record(&cgroup, attached.clone(), failed);
     sink.write(&Event::Lifecycle(Box::new(start)))
         .and_then(|_| sink.flush())
-        .map_err(|e| PipelineError::Output(e))?;
+        .map_err(PipelineError::Output)?;
 
     let maps = capture.take_maps()?;
     let (mut pipeline, ring) = Pipeline::new(maps, sink, config.pipeline_options());
@@ -142,36 +144,55 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     Ok(stats)
 }
 
-/// The journal's record of this start: what ran, with which configuration, on what.
-fn start_record(
-    config: &Config,
-    cgroup: &std::path::Path,
-    hooks: Vec<String>,
-    hooks_failed: Vec<String>,
-) -> LifecycleEvent {
-    use sha2::{Digest, Sha256};
-    let digest = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
-    let binary_hash = std::fs::read("/proc/self/exe")
-        .map(|b| digest(&b))
-        .unwrap_or_else(|e| format!("unreadable: {e}"));
-    let config_hash = match &config.source {
-        Some(p) => std::fs::read(p)
+/// What the journal's start record says about this agent.
+struct Identity {
+    binary_hash: String,
+    config_hash: String,
+    config_path: Option<String>,
+    hostname: String,
+}
+
+impl Identity {
+    fn collect(config: &Config) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
+        let binary_hash = std::fs::read("/proc/self/exe")
             .map(|b| digest(&b))
-            .unwrap_or_else(|e| format!("unreadable: {e}")),
-        None => digest(b""),
-    };
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    LifecycleEvent::now(Lifecycle::AgentStart {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        binary_hash,
-        config_hash,
-        config_path: config.source.as_ref().map(|p| p.display().to_string()),
-        hostname,
-        cgroup: cgroup.display().to_string(),
-        hooks,
-        hooks_failed,
-        pid: std::process::id(),
-    })
+            .unwrap_or_else(|e| format!("unreadable: {e}"));
+        let config_hash = match &config.source {
+            Some(p) => std::fs::read(p)
+                .map(|b| digest(&b))
+                .unwrap_or_else(|e| format!("unreadable: {e}")),
+            None => digest(b""),
+        };
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        Identity {
+            binary_hash,
+            config_hash,
+            config_path: config.source.as_ref().map(|p| p.display().to_string()),
+            hostname,
+        }
+    }
+
+    /// The journal's record of this start: what ran, with which configuration, on what.
+    fn start_record(
+        self,
+        cgroup: &std::path::Path,
+        hooks: Vec<String>,
+        hooks_failed: Vec<String>,
+    ) -> LifecycleEvent {
+        LifecycleEvent::now(Lifecycle::AgentStart {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            binary_hash: self.binary_hash,
+            config_hash: self.config_hash,
+            config_path: self.config_path,
+            hostname: self.hostname,
+            cgroup: cgroup.display().to_string(),
+            hooks,
+            hooks_failed,
+            pid: std::process::id(),
+        })
+    }
 }

@@ -1,0 +1,616 @@
+//! The forensic journal end to end: the real agent journals real flows; `journal verify`,
+//! `journal export` and `replay` read it back; a writer killed with SIGKILL loses nothing it
+//! reported durable; a full disk leaves a valid journal with the gap on record.
+use std::{
+    collections::HashSet,
+    io::BufRead,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use sovereign_agent::{
+    event::{Event, Lifecycle},
+    journal::{reader, JournalOptions, JournalWriter},
+};
+use sovereign_agent_tests::{
+    closed_port, events_of, journal_dir_of, require_root, sigterm, start_agent_with, target_bin,
+    wait_for_event, TestCgroup,
+};
+
+fn agent() -> Command {
+    Command::new(target_bin("sovereign-agent"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sa-journal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run sovereign-agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+const ALLOW_LOOPBACK: &str = r#"
+[policy]
+name = "loopback-ok"
+version = "1"
+default = "allow"
+
+[zones.loopback]
+cidrs = ["127.0.0.0/8"]
+
+[[rule]]
+name = "generator"
+workload = { comm = ["sa-traffic"] }
+allow = ["loopback"]
+otherwise = "violation"
+"#;
+
+const DENY_LOOPBACK: &str = r#"
+[policy]
+name = "loopback-denied"
+version = "2"
+default = "allow"
+
+[zones.loopback]
+cidrs = ["127.0.0.0/8"]
+
+[[rule]]
+name = "generator"
+workload = { comm = ["sa-traffic"] }
+deny = ["loopback"]
+severity = "critical"
+"#;
+
+/// Runs the agent with `policy` on a fresh cgroup, makes two refused connections from the
+/// generator, stops the agent; returns (live events, journal dir, generator pid, ports).
+fn journal_of_a_run(name: &str, policy: &Path) -> (Vec<Value>, PathBuf, u32, [u16; 2]) {
+    let cgroup = TestCgroup::new(name);
+    let dir = tmpdir(name);
+    let output = dir.join("events.jsonl");
+    let (mut child, _logs) =
+        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
+    let a = closed_port("127.0.0.1:0");
+    let b = closed_port("127.0.0.1:0");
+    let (pid, _) = cgroup.traffic(&["refused", &a.to_string()]);
+    let (pid2, _) = cgroup.traffic(&["refused", &b.to_string()]);
+    for (p, port) in [(pid, a.port()), (pid2, b.port())] {
+        wait_for_event(&output, |e| {
+            e["kind"] == "close" && e["pid"] == p && e["dst_port"] == port
+        });
+    }
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    (
+        events_of(&output),
+        journal_dir_of(&output),
+        pid,
+        [a.port(), b.port()],
+    )
+}
+
+#[test]
+fn the_agent_journals_every_event_and_export_reproduces_the_live_output() {
+    require_root();
+    let dir = tmpdir("e2e-policies");
+    let allow = dir.join("allow.toml");
+    let deny = dir.join("deny.toml");
+    std::fs::write(&allow, ALLOW_LOOPBACK).unwrap();
+    std::fs::write(&deny, DENY_LOOPBACK).unwrap();
+    let (live, journal, pid, ports) = journal_of_a_run("jrun", &allow);
+
+    let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": OK: "), "{out}");
+
+    // Export gives back exactly the live output, in order, with gap-free sequence numbers.
+    let (code, out, err) = run(agent().args(["journal", "export"]).arg(&journal));
+    assert_eq!(code, 0, "{err}");
+    let exported = lines(&out);
+    // Every live event, and the stop record (written by the journal when it closes).
+    assert_eq!(exported.len(), live.len() + 1);
+    for (i, (e, l)) in exported.iter().zip(&live).enumerate() {
+        assert_eq!(e["seq"], i as u64);
+        let mut without_seq = e.clone();
+        without_seq.as_object_mut().unwrap().remove("seq");
+        assert_eq!(&without_seq, l, "record {i}");
+    }
+    assert_eq!(exported[0]["kind"], "agent_start");
+    assert!(exported[0]["binary_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(exported[1]["kind"], "policy");
+    assert_eq!(exported[1]["name"], "loopback-ok");
+    let last = exported.last().unwrap();
+    assert_eq!(last["kind"], "agent_stop");
+    let flows: Vec<&Value> = exported
+        .iter()
+        .filter(|e| e["dst_port"].is_number())
+        .collect();
+    assert_eq!(last["flows"], flows.len() as u64);
+    for port in ports {
+        let connect = flows
+            .iter()
+            .find(|e| e["kind"] == "connect" && e["dst_port"] == port)
+            .expect("connect journaled");
+        assert_eq!(connect["dst_ip"], "127.0.0.1");
+        assert_eq!(connect["comm"], "sa-traffic");
+        assert_eq!(connect["verdict"]["decision"], "allow");
+    }
+
+    // Filters.
+    let (_, out, _) = run(agent()
+        .args(["journal", "export", "--pid", &pid.to_string()])
+        .arg(&journal));
+    let by_pid = lines(&out);
+    assert_eq!(
+        by_pid.len(),
+        2,
+        "connect + close of the first generator: {out}"
+    );
+    assert!(by_pid
+        .iter()
+        .all(|e| e["pid"] == pid && e["dst_port"] == ports[0]));
+    let (_, out, _) = run(agent()
+        .args([
+            "journal",
+            "export",
+            "--dst",
+            "127.0.0.0/8",
+            "--verdict",
+            "allow",
+        ])
+        .arg(&journal));
+    assert_eq!(lines(&out).len(), flows.len());
+    let (_, out, _) = run(agent()
+        .args(["journal", "export", "--verdict", "violation"])
+        .arg(&journal));
+    assert_eq!(out, "");
+    let (code, _, err) = run(agent()
+        .args(["journal", "export", "--since", "yesterday"])
+        .arg(&journal));
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("--since") && err.contains("yesterday"),
+        "{err}"
+    );
+    let (_, out, _) = run(agent()
+        .args(["journal", "export", "--format", "csv"])
+        .arg(&journal));
+    let mut rows = out.lines();
+    assert!(rows.next().unwrap().starts_with("seq,ts,kind,pid,"));
+    assert_eq!(rows.count(), live.len() + 1);
+
+    // Replay under the policy it ran with: nothing changes, exit 0.
+    let (code, out, err) = run(agent()
+        .arg("replay")
+        .arg(&journal)
+        .arg("--policy")
+        .arg(&allow)
+        .arg("--json"));
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["flow_events"], flows.len() as u64);
+    assert_eq!(
+        (r["new_violations"].as_u64(), r["unchanged"].as_u64()),
+        (Some(0), Some(flows.len() as u64))
+    );
+
+    // Under a policy that denies loopback to the generator: every one of its flow events is
+    // a new violation, grouped by destination; exit 2.
+    let (code, out, err) = run(agent()
+        .arg("replay")
+        .arg(&journal)
+        .arg("--policy")
+        .arg(&deny)
+        .arg("--json"));
+    assert_eq!(code, 2, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["new_violations"], flows.len() as u64);
+    assert_eq!(r["newly_allowed"], 0);
+    let changes = r["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{changes:#?}");
+    for port in ports {
+        let g = changes
+            .iter()
+            .find(|g| g["destination"] == format!("127.0.0.1:{port}"))
+            .expect("group per destination");
+        assert_eq!(g["events"], 2);
+        assert_eq!(
+            (
+                g["was"].as_str(),
+                g["now_rule"].as_str(),
+                g["now_severity"].as_str()
+            ),
+            (Some("allow"), Some("generator"), Some("critical"))
+        );
+        assert!(
+            g["workload"].as_str().unwrap().ends_with("sa-traffic"),
+            "{g}"
+        );
+    }
+    // The table names the change.
+    let (code, out, _) = run(agent()
+        .arg("replay")
+        .arg(&journal)
+        .arg("--policy")
+        .arg(&deny));
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("new violations   4") && out.contains("NEW VIOLATION"),
+        "{out}"
+    );
+    // Filtered to one destination.
+    let (_, out, _) = run(agent()
+        .arg("replay")
+        .arg(&journal)
+        .arg("--policy")
+        .arg(&deny)
+        .args(["--json", "--dst"])
+        .arg("127.0.0.1/32")
+        .args(["--pid", &pid.to_string()]));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["new_violations"], 2);
+}
+
+#[test]
+fn verify_names_the_segment_and_offset_of_tampering() {
+    require_root();
+    let dir = tmpdir("tamper-policy");
+    let allow = dir.join("allow.toml");
+    std::fs::write(&allow, ALLOW_LOOPBACK).unwrap();
+    let (_, journal, _, _) = journal_of_a_run("jtamper", &allow);
+    let segment = journal.join("000000000000.journal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() - 30;
+    bytes[at] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    let (code, out, _) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("INVALID") && out.contains("000000000000.journal at offset"),
+        "{out}"
+    );
+    assert!(out.contains("checksum"), "{out}");
+
+    let (code, _, err) = run(agent().args(["journal", "verify", "/etc"]));
+    assert_eq!(code, 66);
+    assert!(
+        err.contains("/etc") && err.contains("not a journal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signed_journal_verifies_only_with_its_key() {
+    require_root();
+    let dir = tmpdir("signed");
+    let openssl = |args: &[&str]| {
+        let s = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .expect("openssl");
+        assert!(s.success(), "openssl {args:?}");
+    };
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "key.pem"]);
+    openssl(&["pkey", "-in", "key.pem", "-pubout", "-out", "key.pub.pem"]);
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "other.pem"]);
+    openssl(&[
+        "pkey",
+        "-in",
+        "other.pem",
+        "-pubout",
+        "-out",
+        "other.pub.pem",
+    ]);
+    let journal = dir.join("journal");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[journal]\ndir = \"{}\"\nsigning_key = \"{}\"\nsegment_max_bytes = 4096\n",
+            journal.display(),
+            dir.join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let cgroup = TestCgroup::new("jsigned");
+    let output = dir.join("events.jsonl");
+    let (mut child, _logs) = start_agent_with(
+        &cgroup,
+        &output,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    );
+    for _ in 0..12 {
+        let port = closed_port("127.0.0.1:0");
+        cgroup.traffic(&["refused", &port.to_string()]);
+    }
+    wait_for_event(&output, |e| e["kind"] == "close");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let segments = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".journal")
+        })
+        .count();
+    assert!(segments >= 2, "4 KiB segments rotate: {segments}");
+    let (code, out, _) = run(agent()
+        .args(["journal", "verify", "--public-key"])
+        .arg(dir.join("key.pub.pem"))
+        .arg(&journal));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{} signatures verified", segments)),
+        "{out}"
+    );
+    let (code, out, _) = run(agent()
+        .args(["journal", "verify", "--public-key"])
+        .arg(dir.join("other.pub.pem"))
+        .arg(&journal));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("does not verify with the given public key"),
+        "{out}"
+    );
+    let (code, out, _) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 0);
+    assert!(out.contains("signatures NOT checked"), "{out}");
+    // A bad key is one clear error at start.
+    std::fs::write(dir.join("bad.pem"), "not a key").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[journal]\ndir = \"{}\"\nsigning_key = \"{}\"\n",
+            journal.display(),
+            dir.join("bad.pem").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(agent()
+        .args(["run", "--output", "/dev/null", "--config"])
+        .arg(&config));
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("journal.signing_key")
+            && err.contains("bad.pem")
+            && err.contains("openssl genpkey"),
+        "{err}"
+    );
+}
+
+/// A small deterministic generator, so a failure can be reproduced from its seed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_reported_durable() {
+    let dir = tmpdir("crash");
+    let journal = dir.join("journal");
+    let seed = std::process::id() as u64;
+    let mut rng = Lcg(seed);
+    let mut durable: Vec<(u64, u64)> = Vec::new();
+    let mut recovered = 0;
+    for i in 0..40u64 {
+        let first = i * 1_000_000;
+        let mut child = Command::new(target_bin("sa-journal-writer"))
+            .arg(&journal)
+            .arg(first.to_string())
+            .arg("16384")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut last = None;
+            let mut recovered = false;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(n) = line.strip_prefix("durable ") {
+                    last = Some(n.parse::<u64>().unwrap());
+                } else if line.starts_with("recovered ") {
+                    recovered = true;
+                }
+            }
+            (last, recovered)
+        });
+        std::thread::sleep(Duration::from_millis(20 + rng.next(150)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (last, was_recovered) = reader.join().unwrap();
+        recovered += was_recovered as u32;
+        if let Some(last) = last {
+            durable.push((first, last));
+        }
+    }
+    assert!(
+        durable.len() >= 30,
+        "the writer got going in most rounds: {durable:?}"
+    );
+    // Reopening recovers the last torn tail (if any); then the journal verifies.
+    let (w, _) = JournalWriter::open(JournalOptions::new(&journal)).unwrap();
+    w.close().unwrap();
+    let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 0, "seed {seed}: {out}{err}");
+    let mut cookies = HashSet::new();
+    reader::for_each_event(
+        &journal,
+        |_| {},
+        |_, e| {
+            if let Event::Flow(f) = e {
+                cookies.insert(f.cookie);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    for (first, last) in &durable {
+        for c in *first..=*last {
+            assert!(
+                cookies.contains(&c),
+                "seed {seed}: record {c} was reported durable and is gone"
+            );
+        }
+    }
+    eprintln!(
+        "crash test: {} kills, {} records durable, {} reopenings cut a torn tail",
+        durable.len(),
+        durable.iter().map(|(f, l)| l - f + 1).sum::<u64>(),
+        recovered
+    );
+}
+
+/// Unmounts on drop.
+struct Tmpfs(PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_journal_valid_and_records_the_gap() {
+    require_root();
+    let mnt = tmpdir("fulldisk");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _guard = Tmpfs(mnt.clone());
+    // Leave about 160 KiB for the journal.
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 860 * 1024]).unwrap();
+    let journal = mnt.join("journal");
+    let opts = JournalOptions {
+        segment_max_bytes: 64 * 1024,
+        retention_max_age: None,
+        retention_max_bytes: None,
+        ..JournalOptions::new(&journal)
+    };
+    let (mut w, _) = JournalWriter::open(opts).unwrap();
+    let mut written = 0u64;
+    let mut failed = 0u64;
+    let mut error = String::new();
+    let batch = |from: u64| -> Vec<Event> {
+        (from..from + 50)
+            .map(|c| Event::Flow(Box::new(flow(c))))
+            .collect()
+    };
+    for i in 0..200u64 {
+        match w.append(&batch(i * 50)) {
+            Ok(()) if failed == 0 => written += 50,
+            Ok(()) => panic!("writes resumed without freeing space"),
+            Err(e) => {
+                failed += 50;
+                error = e.to_string();
+                if failed >= 150 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        written > 0 && failed == 150,
+        "written {written} failed {failed}"
+    );
+    assert!(error.contains("No space left"), "{error}");
+    assert_eq!(w.stats().not_journaled, 150);
+    // Space comes back: the next batch goes in behind a record of the gap.
+    std::fs::remove_file(&filler).unwrap();
+    w.append(&batch(1_000_000)).unwrap();
+    w.close().unwrap();
+    let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 0, "{out}{err}");
+    let mut cookies = Vec::new();
+    let mut gap = None;
+    reader::for_each_event(
+        &journal,
+        |_| {},
+        |_, e| {
+            match e {
+                Event::Flow(f) => cookies.push(f.cookie),
+                Event::Lifecycle(l) => {
+                    if let Lifecycle::JournalGap { events, reason, .. } = l.body {
+                        gap = Some((events, reason));
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    let expected: Vec<u64> = (0..written).chain(1_000_000..1_000_050).collect();
+    assert_eq!(
+        cookies, expected,
+        "everything written before the disk filled is intact"
+    );
+    let (events, reason) = gap.expect("gap recorded");
+    assert_eq!(events, 150);
+    assert!(reason.contains("No space left"), "{reason}");
+}
+
+fn flow(cookie: u64) -> sovereign_agent::event::FlowEvent {
+    use sovereign_agent::{
+        clock::WallClock,
+        enrich::ProcessInfo,
+        event::{EventKind, FlowEvent},
+    };
+    use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
+    let mut rec = FlowRecord {
+        kind: RecordKind::Connect as u32,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+        tgid: 7,
+        pid: 7,
+        cookie,
+        dst_port: 443,
+        ..FlowRecord::default()
+    };
+    rec.dst_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
+    FlowEvent::from_record(
+        EventKind::Connect,
+        &rec,
+        &ProcessInfo::default(),
+        &WallClock::sample(),
+    )
+}
