@@ -614,3 +614,68 @@ fn flow(cookie: u64) -> sovereign_agent::event::FlowEvent {
         &WallClock::sample(),
     )
 }
+
+#[test]
+fn an_agent_killed_with_sigkill_reopens_its_journal_and_the_gap_is_visible() {
+    require_root();
+    let dir = tmpdir("agent-kill");
+    let cgroup = TestCgroup::new("jkill");
+    let journal = dir.join("journal");
+    let j = journal.to_str().unwrap();
+    let first_out = dir.join("first.jsonl");
+    let (mut first, _logs) = start_agent_with(&cgroup, &first_out, &["--journal", j]);
+    let a = closed_port("127.0.0.1:0");
+    let (pid_a, _) = cgroup.traffic(&["refused", &a.to_string()]);
+    wait_for_event(&first_out, |e| e["kind"] == "close" && e["pid"] == pid_a);
+    // Batches reach the disk within milliseconds of being read; give it a moment, then crash.
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let second_out = dir.join("second.jsonl");
+    let (mut second, _logs) = start_agent_with(&cgroup, &second_out, &["--journal", j]);
+    let b = closed_port("127.0.0.1:0");
+    let (pid_b, _) = cgroup.traffic(&["refused", &b.to_string()]);
+    wait_for_event(&second_out, |e| e["kind"] == "close" && e["pid"] == pid_b);
+    sigterm(&second);
+    assert!(second.wait().unwrap().success());
+
+    let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = run(agent().args(["journal", "export"]).arg(&journal));
+    let records = lines(&out);
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "agent_start").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "agent_stop").count(),
+        1,
+        "{kinds:?}"
+    );
+    // The first run's events are all there, and it has no stop record: the second start
+    // follows them directly, so the crash is visible.
+    for e in events_of(&first_out) {
+        if e["dst_port"].is_number() {
+            assert!(
+                records
+                    .iter()
+                    .any(|r| r["cookie"] == e["cookie"] && r["kind"] == e["kind"]),
+                "{e} was lost"
+            );
+        }
+    }
+    let second_start = records
+        .iter()
+        .rposition(|r| r["kind"] == "agent_start")
+        .unwrap();
+    assert_ne!(records[second_start - 1]["kind"], "agent_stop");
+    assert!(records[second_start..]
+        .iter()
+        .any(|r| r["pid"] == pid_b && r["kind"] == "connect"));
+}

@@ -135,6 +135,36 @@ impl Filter {
         }
     }
 
+    /// [`Filter::matches`] for a flow read as a view (replay's fast path).
+    pub fn matches_view(&self, f: &crate::journal::convert::FlowView<'_>) -> bool {
+        let ts = f.ts_unix_ns;
+        if self.since_ns.is_some_and(|s| ts < s) || self.until_ns.is_some_and(|u| ts >= u) {
+            return false;
+        }
+        if !self.pids.is_empty() && !self.pids.contains(&f.pid) {
+            return false;
+        }
+        if let Some(exe) = &self.exe {
+            if !f.exe.is_some_and(|e| exe.is_match(e)) {
+                return false;
+            }
+        }
+        match (&self.dst, f.dst_ip) {
+            (Some(DstFilter::Net(net)), Some(ip)) if !net.contains(&ip) => return false,
+            (Some(DstFilter::Name(g)), _) if !f.names.iter().any(|n| g.is_match(n)) => {
+                return false
+            }
+            _ => {}
+        }
+        match (self.verdict, &f.verdict) {
+            (None, _) => true,
+            (Some(VerdictFilter::None), v) => v.is_none(),
+            (Some(VerdictFilter::Allow), Some(v)) => !v.violation,
+            (Some(VerdictFilter::Violation), Some(v)) => v.violation,
+            (Some(_), None) => false,
+        }
+    }
+
     fn matches_flow(&self, f: &FlowEvent) -> bool {
         if !self.pids.is_empty() && !self.pids.contains(&f.pid) {
             return false;

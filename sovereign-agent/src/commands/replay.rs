@@ -13,9 +13,13 @@ use serde::Serialize;
 
 use super::journal::Filter;
 use crate::{
-    event::{DatasetVersion, Event, FlowEvent, Lifecycle},
-    journal::reader,
-    policy::{Decision, Explanation, Policy},
+    clock::rfc3339_from_unix_ns,
+    event::{DatasetVersion, Event, Lifecycle},
+    journal::{
+        convert::{self, FlowView},
+        reader,
+    },
+    policy::{Decision, Flow, Policy},
 };
 
 pub struct ReplayArgs<'a> {
@@ -57,6 +61,8 @@ pub struct Group {
     pub first_seq: u64,
     pub first_ts: String,
     pub last_ts: String,
+    #[serde(skip)]
+    last_ts_ns: i64,
     pub now_zones: Vec<String>,
 }
 
@@ -98,31 +104,28 @@ pub struct RecordedPolicy {
 
 /// Who made the flow, in the terms an operator uses: the systemd unit, the container, the
 /// executable, or at least the task name.
-pub fn workload(f: &FlowEvent) -> String {
-    if let Some(u) = &f.systemd_unit {
-        return u.clone();
+pub fn workload(f: &FlowView<'_>) -> String {
+    if let Some(u) = f.systemd_unit {
+        return u.to_string();
     }
-    if let Some(id) = &f.container_id {
+    if let Some(id) = f.container_id {
         return format!(
             "{} {}",
             f.container_runtime.unwrap_or("container"),
             &id[..id.len().min(12)]
         );
     }
-    f.exe.clone().unwrap_or_else(|| f.comm.clone())
+    f.exe.unwrap_or(f.comm).to_string()
 }
 
-pub fn destination(f: &FlowEvent) -> String {
+pub fn destination(f: &FlowView<'_>) -> String {
+    let ip = f.dst_ip.expect("views have an address");
     let host = match f.names.first() {
         Some(n) => n.clone(),
-        None if f.dst_ip.is_ipv6() => format!("[{}]", f.dst_ip),
-        None => f.dst_ip.to_string(),
+        None if ip.is_ipv6() => format!("[{ip}]"),
+        None => ip.to_string(),
     };
     format!("{host}:{}", f.dst_port)
-}
-
-fn rule_of(v: &Option<Explanation>) -> String {
-    v.as_ref().map(|v| v.rule.clone()).unwrap_or_default()
 }
 
 /// Judges every flow again; the report, or a message for the user (exit 64/66/1).
@@ -162,56 +165,82 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
     let mut recorded: BTreeMap<String, RecordedPolicy> = BTreeMap::new();
     let mut recorded_datasets: BTreeMap<(String, String), DatasetVersion> = BTreeMap::new();
-    let result = reader::for_each_event(
+    let mut decode_error = None;
+    let result = reader::for_each_payload(
         args.dir,
+        true,
         |bytes| {
             if let Some(b) = &bar {
                 b.inc(bytes)
             }
         },
-        |seq, event| {
+        |seq, payload| {
             report.records += 1;
-            if let Event::Lifecycle(l) = &event {
-                if let Lifecycle::Policy { datasets, .. } = &l.body {
-                    for d in datasets {
-                        recorded_datasets
-                            .entry((d.kind.clone(), d.version.clone()))
-                            .or_insert_with(|| d.clone());
+            let view = match convert::flow_view(payload) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    // Loss or lifecycle: only policy records matter here (their datasets).
+                    if convert::is_lifecycle(payload) {
+                        if let Ok(Event::Lifecycle(l)) = convert::decode(payload) {
+                            if let Lifecycle::Policy { datasets, .. } = &l.body {
+                                for d in datasets {
+                                    recorded_datasets
+                                        .entry((d.kind.clone(), d.version.clone()))
+                                        .or_insert_with(|| d.clone());
+                                }
+                            }
+                        }
                     }
+                    return Ok(());
                 }
-            }
-            if !args.filter.matches(&event) {
-                return Ok(());
-            }
-            let Event::Flow(mut flow) = event else {
-                return Ok(());
+                Err(e) => {
+                    decode_error = Some(format!("record {seq}: {e}"));
+                    return Err(crate::journal::JournalError::Record {
+                        seq,
+                        message: e.to_string(),
+                    });
+                }
             };
+            if !args.filter.matches_view(&view) {
+                return Ok(());
+            }
             report.flow_events += 1;
-            let old = flow.verdict.take();
-            match &old {
+            match &view.verdict {
                 Some(v) => {
-                    recorded
-                        .entry(v.policy.hash.clone())
-                        .or_insert_with(|| RecordedPolicy {
-                            name: v.policy.name.clone(),
-                            version: v.policy.version.clone(),
-                            hash: v.policy.hash.clone(),
-                            events: 0,
-                        })
-                        .events += 1
+                    let entry = match recorded.get_mut(v.policy_hash) {
+                        Some(e) => e,
+                        None => recorded
+                            .entry(v.policy_hash.to_string())
+                            .or_insert_with(|| RecordedPolicy {
+                                name: v.policy_name.to_string(),
+                                version: v.policy_version.to_string(),
+                                hash: v.policy_hash.to_string(),
+                                events: 0,
+                            }),
+                    };
+                    entry.events += 1;
                 }
                 None => report.recorded_without_policy += 1,
             }
-            flow.judge(&policy);
-            let new = flow.verdict.as_ref().expect("judged");
-            let was = old.as_ref().map(|v| v.decision);
-            let change = match (was, new.decision) {
-                (Some(Decision::Violation), Decision::Violation) => {
+            let flow = Flow {
+                ip: view.dst_ip.expect("views have an address"),
+                port: view.dst_port,
+                names: &view.names,
+                exe: view.exe,
+                comm: view.comm,
+                cgroup: view.cgroup,
+                container_id: view.container_id,
+                uid: view.uid,
+            };
+            let verdict = policy.classify(&flow);
+            let was_violation = view.verdict.as_ref().map(|v| v.violation);
+            let change = match (was_violation, verdict.decision) {
+                (Some(true), Decision::Violation) => {
                     report.unchanged += 1;
                     report.unchanged_violations += 1;
                     return Ok(());
                 }
-                (Some(Decision::Violation), Decision::Allow) => Change::NewlyAllowed,
+                (Some(true), Decision::Allow) => Change::NewlyAllowed,
                 (_, Decision::Violation) => Change::NewViolation,
                 (_, Decision::Allow) => {
                     report.unchanged += 1;
@@ -224,31 +253,50 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
             }
             let key = GroupKey {
                 change,
-                workload: workload(&flow),
-                destination: destination(&flow),
-                was: was.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
-                was_rule: rule_of(&old),
-                now_rule: new.rule.clone(),
-                now_severity: new.severity.map(|s| s.to_string()).unwrap_or_default(),
+                workload: workload(&view),
+                destination: destination(&view),
+                was: match was_violation {
+                    Some(true) => "violation",
+                    Some(false) => "allow",
+                    None => "none",
+                }
+                .to_string(),
+                was_rule: view
+                    .verdict
+                    .as_ref()
+                    .map(|v| v.rule.to_string())
+                    .unwrap_or_default(),
+                now_rule: policy.rule_name(&verdict).to_string(),
+                now_severity: verdict.severity.map(|s| s.to_string()).unwrap_or_default(),
             };
             let g = groups.entry(key).or_insert_with_key(|k| Group {
                 key: k.clone(),
                 events: 0,
                 first_seq: seq,
-                first_ts: flow.ts.clone(),
+                first_ts: rfc3339_from_unix_ns(view.ts_unix_ns as i128),
                 last_ts: String::new(),
-                now_zones: new.zones.clone(),
+                last_ts_ns: 0,
+                now_zones: policy.explain(&flow, &verdict).zones,
             });
             g.events += 1;
-            g.last_ts = flow.ts.clone();
+            g.last_ts_ns = view.ts_unix_ns;
             Ok(())
         },
     );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    if let Some(message) = decode_error {
+        return Err((1, message));
+    }
     result.map_err(|e| (1, e.to_string()))?;
-    let mut changes: Vec<Group> = groups.into_values().collect();
+    let mut changes: Vec<Group> = groups
+        .into_values()
+        .map(|mut g| {
+            g.last_ts = rfc3339_from_unix_ns(g.last_ts_ns as i128);
+            g
+        })
+        .collect();
     changes.sort_by(|a, b| {
         (a.key.change, std::cmp::Reverse(a.events), &a.key).cmp(&(
             b.key.change,

@@ -3,8 +3,13 @@
 //! ```text
 //! segment = header (160 bytes) frame*
 //! frame   = len:u32le crc32c:u32le seq:u64le payload[len]     crc32c over seq and payload
-//! chain   = h0 = BLAKE3(header[0..160]);  h(n) = BLAKE3(h(n-1) || frame(n))
+//! chain   = head(n) = BLAKE3(header || frame(first) || ... || frame(n))
 //! ```
+//!
+//! The chain value after a record is the BLAKE3 hash of the segment's bytes up to and
+//! including it: any edit, removal or reordering before that point changes it. Hashing the
+//! bytes as one stream (instead of re-hashing per record) lets BLAKE3 use its SIMD paths:
+//! writing and verifying stay far from being bound by the hash.
 //!
 //! The header of segment N+1 carries the chain head of segment N (and optionally an Ed25519
 //! signature of it), so every segment is sealed by the next one; the open segment is sealed
@@ -112,17 +117,15 @@ impl SegmentHeader {
     }
 }
 
-/// The first chain value of a segment: the hash of its header.
-pub fn chain_start(header: &[u8; HEADER_LEN]) -> Hash {
-    *blake3::hash(header).as_bytes()
+/// The chain value at the end of `prefix`: a segment's bytes from its header up to the end
+/// of a record.
+pub fn chain_of(prefix: &[u8]) -> Hash {
+    *blake3::hash(prefix).as_bytes()
 }
 
-/// The chain value after one more frame (its full bytes, header included).
-pub fn chain_next(head: &Hash, frame: &[u8]) -> Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(head);
-    h.update(frame);
-    *h.finalize().as_bytes()
+/// The chain value of a running hasher.
+pub fn head_of(chain: &blake3::Hasher) -> Hash {
+    *chain.finalize().as_bytes()
 }
 
 /// Appends one frame for `payload` with sequence number `seq` to `out`; returns its range.

@@ -12,4 +12,4 @@ pub use writer::{
 };
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -181,10 +181,10 @@ impl Walk<'_> {
                     (None, None) => {}
                 }
             }
-            let mut head = format::chain_start(bytes[..HEADER_LEN].try_into().unwrap());
             let mut seq = header.first_seq;
             let mut off = HEADER_LEN;
-            self.at_position(*index, seq, &head, path)?;
+            // Where the HEAD checkpoint points into this segment, if it does.
+            let mut checkpoint_at = self.checkpoint_offset(*index, seq, off);
             while off < bytes.len() {
                 let frame = format::decode_frame(&bytes[off..]).map_err(|e| {
                     let hint = match e {
@@ -225,12 +225,24 @@ impl Walk<'_> {
                         Err(e) => return Err(problem(path, off, format!("record {seq}: {e}"))),
                     }
                 }
-                head = format::chain_next(&head, frame.bytes);
                 seq += 1;
                 off += frame.bytes.len();
                 self.report.records += 1;
-                self.at_position(*index, seq, &head, path)?;
+                if checkpoint_at.is_none() {
+                    checkpoint_at = self.checkpoint_offset(*index, seq, off);
+                }
             }
+            if let Some((cp_off, cp_seq)) = checkpoint_at {
+                let c = self.checkpoint.as_ref().expect("offset implies checkpoint");
+                if c.head != format::hex(&format::chain_of(&bytes[..cp_off])) {
+                    return Err(problem(
+                        path,
+                        0,
+                        format!("the chain head before record {cp_seq} does not match the HEAD checkpoint: records of segment {index} were modified"),
+                    ));
+                }
+            }
+            let head = format::chain_of(&bytes);
             self.report.segments += 1;
             self.report.next_seq = seq;
             self.report.head = format::hex(&head);
@@ -239,28 +251,19 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Compares the chain with the checkpoint when the walk reaches the point it names.
-    fn at_position(
+    /// The offset (and sequence number) the checkpoint names, when the walk is there.
+    fn checkpoint_offset(
         &mut self,
         segment: u64,
         next_seq: u64,
-        head: &Hash,
-        path: &Path,
-    ) -> Result<(), Problem> {
-        let Some(c) = &self.checkpoint else {
-            return Ok(());
-        };
+        off: usize,
+    ) -> Option<(usize, u64)> {
+        let c = self.checkpoint.as_ref()?;
         if c.segment == segment && c.next_seq == next_seq && !self.checkpoint_seen {
             self.checkpoint_seen = true;
-            if c.head != format::hex(head) {
-                return Err(problem(
-                    path,
-                    0,
-                    format!("the chain head before record {next_seq} does not match the HEAD checkpoint: records of segment {segment} were modified"),
-                ));
-            }
+            return Some((off, next_seq));
         }
-        Ok(())
+        None
     }
 
     fn finish(

@@ -125,7 +125,8 @@ pub struct JournalWriter {
     segment_created: SystemTime,
     offset: u64,
     next_seq: u64,
-    head: Hash,
+    /// BLAKE3 over the open segment's bytes so far (format.rs).
+    chain: blake3::Hasher,
     buf: Vec<u8>,
     payload: Vec<u8>,
     synced: bool,
@@ -193,7 +194,7 @@ struct Scan {
     header: SegmentHeader,
     end: u64,
     next_seq: u64,
-    head: Hash,
+    chain: blake3::Hasher,
     /// What was wrong at `end`, if the file goes on past it.
     torn: Option<String>,
 }
@@ -204,14 +205,12 @@ fn scan_segment(path: &Path, bytes: &[u8]) -> Result<Scan, JournalError> {
         offset: 0,
         message: e.to_string(),
     })?;
-    let mut head = format::chain_start(bytes[..HEADER_LEN].try_into().unwrap());
     let mut off = HEADER_LEN;
     let mut seq = header.first_seq;
     let mut torn = None;
     while off < bytes.len() {
         match format::decode_frame(&bytes[off..]) {
             Ok(f) if f.seq == seq => {
-                head = format::chain_next(&head, f.bytes);
                 seq += 1;
                 off += f.bytes.len();
             }
@@ -225,11 +224,13 @@ fn scan_segment(path: &Path, bytes: &[u8]) -> Result<Scan, JournalError> {
             }
         }
     }
+    let mut chain = blake3::Hasher::new();
+    chain.update(&bytes[..off]);
     Ok(Scan {
         header,
         end: off as u64,
         next_seq: seq,
-        head,
+        chain,
         torn,
     })
 }
@@ -253,10 +254,10 @@ impl JournalWriter {
         let segments = list_segments(&dir)?;
         let lock = lock(&dir)?;
         let mut recovery = None;
-        let (path, segment, created, offset, next_seq, head) = match segments.last() {
+        let (path, segment, created, offset, next_seq, chain) = match segments.last() {
             None => {
-                let (path, head) = create_segment(&dir, &opts, 0, 0, [0; 32], None)?;
-                (path, 0, SystemTime::now(), HEADER_LEN as u64, 0, head)
+                let (path, chain) = create_segment(&dir, &opts, 0, 0, [0; 32], None)?;
+                (path, 0, SystemTime::now(), HEADER_LEN as u64, 0, chain)
             }
             Some((index, path)) => {
                 let bytes = fs::read(path).map_err(io_err(path))?;
@@ -271,7 +272,7 @@ impl JournalWriter {
                             let (_, prev) = &segments[n - 2];
                             let pbytes = fs::read(prev).map_err(io_err(prev))?;
                             let s = scan_segment(prev, &pbytes)?;
-                            (s.next_seq, s.head)
+                            (s.next_seq, format::head_of(&s.chain))
                         }
                     };
                     let signature = opts.signing_key.as_ref().filter(|_| *index > 0).map(|k| {
@@ -279,7 +280,7 @@ impl JournalWriter {
                             .to_bytes()
                     });
                     fs::remove_file(path).map_err(io_err(path))?;
-                    let (path, head) =
+                    let (path, chain) =
                         create_segment(&dir, &opts, *index, first_seq, prev_head, signature)?;
                     recovery = Some(Recovery {
                         segment: *index,
@@ -297,7 +298,7 @@ impl JournalWriter {
                         SystemTime::now(),
                         HEADER_LEN as u64,
                         first_seq,
-                        head,
+                        chain,
                     )
                 } else {
                     let scan = scan_segment(path, &bytes)?;
@@ -341,7 +342,7 @@ impl JournalWriter {
                         created,
                         scan.end,
                         scan.next_seq,
-                        scan.head,
+                        scan.chain,
                     )
                 }
             }
@@ -359,7 +360,7 @@ impl JournalWriter {
             segment_created: created,
             offset,
             next_seq,
-            head,
+            chain,
             buf: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(4096),
             synced: true,
@@ -422,7 +423,7 @@ impl JournalWriter {
         if let Err(e) = self.maybe_rotate() {
             tracing::error!("journal rotation failed: {e}");
         }
-        let (start_seq, start_head) = (self.next_seq, self.head);
+        let start_seq = self.next_seq;
         self.buf.clear();
         let gap_record = self.gap.as_ref().map(|g| {
             Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::JournalGap {
@@ -443,15 +444,13 @@ impl JournalWriter {
                 self.stats.not_journaled += 1;
                 continue;
             }
-            let range = format::encode_frame(&mut self.buf, self.next_seq, &self.payload);
-            self.head = format::chain_next(&self.head, &self.buf[range]);
+            format::encode_frame(&mut self.buf, self.next_seq, &self.payload);
             self.next_seq += 1;
         }
         if let Err(source) = self.file.write_all_at(&self.buf, self.offset) {
             // Nothing of this batch may stay half-written: cut back to the last record.
             let _ = self.file.set_len(self.offset);
             self.next_seq = start_seq;
-            self.head = start_head;
             self.stats.write_errors += 1;
             self.stats.not_journaled += events.len() as u64;
             let (first, last) = (
@@ -476,6 +475,7 @@ impl JournalWriter {
             return Err(io_err(&self.path)(source));
         }
         self.gap = None;
+        self.chain.update(&self.buf);
         self.offset += self.buf.len() as u64;
         self.stats.records += self.next_seq - start_seq;
         self.stats.bytes += self.buf.len() as u64;
@@ -511,17 +511,18 @@ impl JournalWriter {
     pub fn checkpoint(&mut self) -> Result<(), JournalError> {
         self.sync()?;
         let dir = &self.opts.dir;
+        let head = format::head_of(&self.chain);
         let ckpt = Checkpoint {
             format: FORMAT_VERSION,
             segment: self.segment,
             next_seq: self.next_seq,
-            head: format::hex(&self.head),
+            head: format::hex(&head),
             signature: self.opts.signing_key.as_ref().map(|k| {
                 format::hex(
                     &k.sign(&format::checkpoint_message(
                         self.segment,
                         self.next_seq,
-                        &self.head,
+                        &head,
                     ))
                     .to_bytes(),
                 )
@@ -563,20 +564,17 @@ impl JournalWriter {
     /// Seals the open segment into the header of a new one, then applies retention.
     pub fn rotate(&mut self) -> Result<(), JournalError> {
         self.sync()?;
+        let head = format::head_of(&self.chain);
         let signature = self.opts.signing_key.as_ref().map(|k| {
-            k.sign(&format::seal_message(
-                self.segment,
-                self.next_seq,
-                &self.head,
-            ))
-            .to_bytes()
+            k.sign(&format::seal_message(self.segment, self.next_seq, &head))
+                .to_bytes()
         });
-        let (path, head) = create_segment(
+        let (path, chain) = create_segment(
             &self.opts.dir,
             &self.opts,
             self.segment + 1,
             self.next_seq,
-            self.head,
+            head,
             signature,
         )?;
         self.file = OpenOptions::new()
@@ -587,7 +585,7 @@ impl JournalWriter {
         self.segment += 1;
         self.segment_created = SystemTime::now();
         self.offset = HEADER_LEN as u64;
-        self.head = head;
+        self.chain = chain;
         self.stats.rotations += 1;
         self.checkpoint()?;
         self.apply_retention()
@@ -695,7 +693,7 @@ fn lock(dir: &Path) -> Result<File, JournalError> {
 }
 
 /// Creates segment `index` with its header (synced, directory entry synced); returns its path
-/// and the chain value its records start from.
+/// and the chain, which has hashed the header.
 fn create_segment(
     dir: &Path,
     _opts: &JournalOptions,
@@ -703,7 +701,7 @@ fn create_segment(
     first_seq: u64,
     prev_head: Hash,
     prev_signature: Option<[u8; 64]>,
-) -> Result<(PathBuf, Hash), JournalError> {
+) -> Result<(PathBuf, blake3::Hasher), JournalError> {
     let header = SegmentHeader {
         segment: index,
         first_seq,
@@ -724,5 +722,7 @@ fn create_segment(
         return Err(io_err(&path)(e));
     }
     fsync_dir(dir)?;
-    Ok((path, format::chain_start(&header)))
+    let mut chain = blake3::Hasher::new();
+    chain.update(&header);
+    Ok((path, chain))
 }

@@ -352,6 +352,14 @@ impl Policy {
     }
 
     /// The verdict with its reasoning, for people and for the event stream.
+    /// The name of the rule that decided, as `explain` reports it.
+    pub fn rule_name(&self, verdict: &Verdict) -> &str {
+        match verdict.rule {
+            Some(r) => &self.rules[r as usize].name,
+            None => "(policy default)",
+        }
+    }
+
     pub fn explain(&self, flow: &Flow<'_>, verdict: &Verdict) -> Explanation {
         let zone_names = |mask: u128| -> Vec<String> {
             (0..self.zones.len())

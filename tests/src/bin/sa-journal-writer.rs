@@ -3,7 +3,10 @@
 //! events up to cookie N are synced. The crash-safety test kills it with SIGKILL at random
 //! moments and checks that everything it reported as durable survived.
 //!
-//! Usage: sa-journal-writer DIR FIRST_COOKIE [SEGMENT_BYTES]
+//! Usage: sa-journal-writer DIR FIRST_COOKIE [SEGMENT_BYTES [COUNT]]
+//!
+//! With COUNT, it writes COUNT events in batches of 1024 and exits (to build large journals
+//! for the replay figures in docs/performance.md).
 use std::io::Write;
 
 use sovereign_agent::{
@@ -22,6 +25,8 @@ fn main() {
         .get(3)
         .map(|s| s.parse().expect("SEGMENT_BYTES"))
         .unwrap_or(64 << 10);
+    let count: Option<u64> = args.get(4).map(|s| s.parse().expect("COUNT"));
+    let first = cookie;
     let opts = JournalOptions {
         segment_max_bytes,
         retention_max_age: None,
@@ -43,8 +48,15 @@ fn main() {
         ..Default::default()
     };
     let mut batch = Vec::new();
-    let mut size = 1;
+    let mut size = if count.is_some() { 1024 } else { 1 };
     loop {
+        if let Some(n) = count {
+            if cookie - first >= n {
+                w.close().expect("close");
+                return;
+            }
+            size = size.min((n - (cookie - first)) as usize);
+        }
         batch.clear();
         for _ in 0..size {
             let mut rec = FlowRecord {
@@ -72,6 +84,8 @@ fn main() {
         // Batch fsync: append returned, so everything up to cookie-1 is on disk.
         let _ = writeln!(out, "durable {}", cookie - 1);
         let _ = out.flush();
-        size = size % 97 + 1;
+        if count.is_none() {
+            size = size % 97 + 1;
+        }
     }
 }

@@ -1,0 +1,223 @@
+//! Journal speed: appending with fsync per batch, verifying, exporting-style decoding and
+//! replaying under a policy with the real provider datasets (about 105,000 prefixes).
+//!
+//!     cargo bench -p sovereign-agent --bench journal
+//!
+//! The journal lives in the system temp directory (on disk here, not tmpfs), so fsync is
+//! real. Figures are recorded in docs/performance.md.
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sovereign_agent::{
+    clock::WallClock,
+    commands::{journal::Filter, replay},
+    enrich::ProcessInfo,
+    event::{Event, EventKind, FlowEvent},
+    journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
+    policy::Policy,
+};
+use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
+
+const BATCH: usize = 1024;
+const REPLAY_RECORDS: u64 = 1_000_000;
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+fn policy_path(name: &str, deny_ai: bool) -> PathBuf {
+    let geo = shared().join("geoip");
+    let text = format!(
+        r#"
+[policy]
+name = "{name}"
+version = "1"
+default = "allow"
+
+[datasets]
+country = "{geo}/GeoLite2-Country-Test.mmdb"
+
+[zones.eu-cloud]
+aws = ["eu-*"]
+azure = ["germanywestcentral", "westeurope", "northeurope"]
+gcp = ["europe-*"]
+
+[zones.eu-countries]
+countries = ["EU"]
+
+[zones.company]
+cidrs = ["10.0.0.0/8"]
+domains = ["*.corp.example"]
+
+[zones.external-ai]
+ai = ["*"]
+
+[[rule]]
+name = "crm"
+workload = {{ comm = ["crm-sync*"] }}
+allow = ["company", "eu-cloud"{extra}]
+"#,
+        geo = geo.display(),
+        extra = if deny_ai { "" } else { ", \"external-ai\"" },
+    );
+    let path = std::env::temp_dir().join(format!("sovereign-bench-{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Realistic events: a CRM-sync process talking to cloud, company and AI destinations, each
+/// judged under `policy` so it carries a full verdict (~400-500 bytes per record).
+fn events(policy: &Policy, n: usize) -> Vec<Event> {
+    let clock = WallClock::sample();
+    let info = ProcessInfo {
+        exe: Some("/usr/local/bin/crm-sync".into()),
+        cmdline: Some("crm-sync --tenant eu-west --batch 500".into()),
+        ..Default::default()
+    };
+    let dests: [(IpAddr, &str); 4] = [
+        (
+            "3.5.140.2".parse().unwrap(),
+            "s3.eu-central-1.amazonaws.com",
+        ),
+        ("10.20.1.5".parse().unwrap(), "db.corp.example"),
+        ("162.159.140.245".parse().unwrap(), "api.openai.com"),
+        ("20.50.2.1".parse().unwrap(), "tenant.crm4.dynamics.com"),
+    ];
+    (0..n)
+        .map(|i| {
+            let (ip, name) = dests[i % dests.len()];
+            let mut rec = FlowRecord {
+                kind: RecordKind::Connect as u32,
+                family: AF_INET,
+                protocol: IPPROTO_TCP,
+                ts_ns: 1_000_000_000 + i as u64 * 1000,
+                tgid: 4242,
+                pid: 4243,
+                cookie: i as u64,
+                dst_port: 443,
+                ..FlowRecord::default()
+            };
+            if let IpAddr::V4(v4) = ip {
+                rec.dst_addr[..4].copy_from_slice(&v4.octets());
+            }
+            rec.comm[..8].copy_from_slice(b"crm-sync");
+            let mut ev = FlowEvent::from_record(EventKind::Connect, &rec, &info, &clock);
+            ev.names = vec![name.to_string()];
+            ev.name_source = "dns";
+            ev.judge(policy);
+            Event::Flow(Box::new(ev))
+        })
+        .collect()
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sovereign-bench-journal-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn options(dir: &Path, fsync: FsyncPolicy) -> JournalOptions {
+    JournalOptions {
+        fsync,
+        retention_max_age: None,
+        retention_max_bytes: None,
+        ..JournalOptions::new(dir)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let old = Policy::load(
+        &policy_path("old", false),
+        Some(&shared().join("cloud-ranges")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let batch = events(&old, BATCH);
+    let mut size = 0;
+    for e in &batch {
+        let mut b = Vec::new();
+        sovereign_agent::journal::convert::encode(e, &mut b);
+        size += b.len() + 16;
+    }
+    eprintln!("average record: {} bytes", size / BATCH);
+
+    let mut g = c.benchmark_group("journal_append");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for (label, fsync) in [
+        ("fsync_every_batch", FsyncPolicy::Batch),
+        ("no_fsync", FsyncPolicy::Never),
+    ] {
+        let dir = fresh_dir(label);
+        let (mut w, _) = JournalWriter::open(options(&dir, fsync)).unwrap();
+        g.bench_function(label, |b| b.iter(|| w.append(&batch).unwrap()));
+        w.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    g.finish();
+
+    // A journal of a million records for verify and replay.
+    let dir = fresh_dir("replay");
+    let started = Instant::now();
+    {
+        let (mut w, _) = JournalWriter::open(options(&dir, FsyncPolicy::Batch)).unwrap();
+        for _ in 0..REPLAY_RECORDS / BATCH as u64 {
+            w.append(&batch).unwrap();
+        }
+        w.close().unwrap();
+    }
+    let records = (REPLAY_RECORDS / BATCH as u64) * BATCH as u64;
+    eprintln!(
+        "wrote {records} records in {:.2} s ({:.0} records/s, fsync every {BATCH})",
+        started.elapsed().as_secs_f64(),
+        records as f64 / started.elapsed().as_secs_f64()
+    );
+
+    let mut g = c.benchmark_group("journal_read");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(records));
+    g.bench_function("verify", |b| {
+        b.iter(|| {
+            let r = verify::verify(&dir, None).unwrap();
+            assert!(r.problem.is_none() && r.records == records);
+        })
+    });
+    g.bench_function("decode_all", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            reader::for_each_event(
+                &dir,
+                |_| {},
+                |_, _| {
+                    n += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(n, records);
+        })
+    });
+    let new_policy = policy_path("new", true);
+    g.bench_function("replay_with_datasets", |b| {
+        b.iter(|| {
+            let r = replay::replay(&replay::ReplayArgs {
+                dir: &dir,
+                policy: &new_policy,
+                datasets: Some(&shared().join("cloud-ranges")),
+                filter: Filter::default(),
+                json: true,
+                limit: 0,
+            })
+            .unwrap_or_else(|(_, e)| panic!("{e}"));
+            // A quarter of the flows go to api.openai.com, which the new policy denies.
+            assert_eq!(r.new_violations, records / 4);
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
