@@ -238,7 +238,7 @@ fn every_flow_carries_its_verdict_and_the_policy_reloads_safely() {
             "0",
         ],
     );
-    let agent = Reaped(agent);
+    let mut agent = Reaped(agent);
 
     let (curl_pid, _) = run_in_cgroup(
         &cgroup,
@@ -293,7 +293,44 @@ fn every_flow_carries_its_verdict_and_the_policy_reloads_safely() {
     );
 
     sigterm(&agent.0);
+    let _ = agent.0.wait();
+    // The live output and the journal record which policy was in force from where: version 1
+    // at start, version 2 after the reload, nothing for the broken one; each before its flows.
+    let events = sovereign_agent_tests::events_of(&output);
+    let policies: Vec<(usize, &Value)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["kind"] == "policy")
+        .collect();
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    assert_eq!(policies[0].1["version"], "1");
+    assert_eq!(policies[1].1["version"], "2");
+    let first_v2_flow = events
+        .iter()
+        .position(|e| e["verdict"]["policy"]["version"] == "2")
+        .unwrap();
+    assert!(policies[1].0 < first_v2_flow);
+    let journal = sovereign_agent_tests::journal_dir_of(&output);
+    let out = agent_cmd()
+        .args(["journal", "export"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let journaled: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let versions: Vec<&Value> = journaled
+        .iter()
+        .filter(|e| e["kind"] == "policy")
+        .map(|e| &e["version"])
+        .collect();
+    assert_eq!(versions, ["1", "2"]);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn agent_cmd() -> Command {
+    Command::new(target_bin("sovereign-agent"))
 }
 
 #[test]

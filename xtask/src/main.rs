@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// The fuzz targets, each run for `seconds` from the recorded packets as seed corpus.
-const FUZZ_TARGETS: [&str; 2] = ["dns_response", "tls_client_hello"];
+const FUZZ_TARGETS: [&str; 3] = ["dns_response", "tls_client_hello", "journal_record"];
 
 fn fuzz(root: &std::path::Path, seconds: u64) -> Result<()> {
     let fixtures = root.join("sovereign-agent/tests/fixtures");
@@ -130,10 +130,10 @@ fn fuzz(root: &std::path::Path, seconds: u64) -> Result<()> {
         // Seed the corpus with the packets recorded from real tools.
         let corpus = root.join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
-        let prefix = if target == "dns_response" {
-            "dns-"
-        } else {
-            "clienthello-"
+        let prefix = match target {
+            "dns_response" => "dns-",
+            "tls_client_hello" => "clienthello-",
+            _ => "journal-record-",
         };
         for entry in std::fs::read_dir(&fixtures)? {
             let path = entry?.path();

@@ -858,3 +858,33 @@ mod tests {
         assert!(flow_view(&[0x52, 0x7f]).is_err(), "length past the end");
     }
 }
+
+#[cfg(test)]
+mod recorded {
+    use super::*;
+
+    /// Records written by an earlier build of the agent still decode, to the same bytes.
+    #[test]
+    fn records_written_by_the_agent_decode_and_round_trip() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut kinds = Vec::new();
+        for name in [
+            "agent-start",
+            "policy",
+            "connect-verdict",
+            "close",
+            "agent-stop",
+        ] {
+            let bytes = std::fs::read(dir.join(format!("journal-record-{name}.bin"))).unwrap();
+            let event = decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut again = Vec::new();
+            encode(&event, &mut again);
+            assert_eq!(again, bytes, "{name} re-encodes identically");
+            kinds.push(serde_json::to_value(&event).unwrap()["kind"].clone());
+        }
+        assert_eq!(
+            kinds,
+            ["agent_start", "policy", "connect", "close", "agent_stop"]
+        );
+    }
+}

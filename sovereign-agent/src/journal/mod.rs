@@ -8,7 +8,7 @@ pub mod verify;
 pub mod writer;
 
 pub use writer::{
-    FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery,
+    EncodedBatch, FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery,
 };
 
 #[cfg(test)]

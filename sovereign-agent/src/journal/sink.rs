@@ -1,6 +1,7 @@
-//! The journal as an event sink of the running agent. Encoding, writing and fsync happen on a
-//! thread of their own, so a slow disk never stalls the event loop; batches are handed over
-//! through a bounded channel. When the channel is full the pipeline waits for the disk (the
+//! The journal as an event sink of the running agent. Events are encoded where they are
+//! produced (cheaper than copying them); writing and fsync happen on a thread of their own, so
+//! a slow disk never stalls the event loop; batches are handed over through a bounded channel
+//! and merged when they queue up (group commit). When the channel is full the pipeline waits for the disk (the
 //! kernel ring buffer absorbs the delay, and whatever it cannot hold is counted as loss):
 //! nothing is dropped silently.
 use std::{
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{JournalError, JournalOptions, JournalStats, JournalWriter, Recovery};
+use super::{EncodedBatch, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery};
 use crate::{
     event::{Event, Lifecycle, LifecycleEvent},
     output::EventSink,
@@ -19,8 +20,11 @@ use crate::{
 /// Batches queued for the writer thread before the pipeline waits.
 const QUEUE_BATCHES: usize = 256;
 
+/// Bytes of batches merged into one write when the disk is behind (group commit).
+const GROUP_COMMIT_BYTES: usize = 4 << 20;
+
 enum Message {
-    Batch(Vec<Event>),
+    Batch(EncodedBatch),
     Stop {
         reason: String,
         flows: u64,
@@ -36,7 +40,7 @@ pub struct JournalHandle {
 
 /// What the pipeline writes to.
 pub struct JournalSink {
-    batch: Vec<Event>,
+    batch: EncodedBatch,
     tx: SyncSender<Message>,
     dead: bool,
 }
@@ -69,7 +73,7 @@ pub fn start(
             thread,
         },
         JournalSink {
-            batch: Vec::with_capacity(1024),
+            batch: EncodedBatch::default(),
             tx,
             dead: false,
         },
@@ -85,8 +89,21 @@ fn run(
     let mut last_error_log: Option<Instant> = None;
     loop {
         match rx.recv_timeout(idle_tick) {
-            Ok(Message::Batch(events)) => {
-                if let Err(e) = w.append(&events) {
+            Ok(Message::Batch(mut batch)) => {
+                // Whatever else is queued goes into the same write and the same fsync: when
+                // the disk is slower than the traffic, batches grow instead of syncs multiplying.
+                let mut stop = None;
+                while batch.bytes.len() < GROUP_COMMIT_BYTES {
+                    match rx.try_recv() {
+                        Ok(Message::Batch(more)) => batch.extend(&more),
+                        Ok(other) => {
+                            stop = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = w.append_encoded(&batch) {
                     // A full disk fails every batch: say so at most every 10 s.
                     if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                         tracing::error!(
@@ -96,24 +113,20 @@ fn run(
                         last_error_log = Some(Instant::now());
                     }
                 }
+                if let Some(Message::Stop {
+                    reason,
+                    flows,
+                    kernel_losses,
+                }) = stop
+                {
+                    return stop_and_close(w, reason, flows, kernel_losses);
+                }
             }
             Ok(Message::Stop {
                 reason,
                 flows,
                 kernel_losses,
-            }) => {
-                let not_journaled = w.stats().not_journaled;
-                let stop = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::AgentStop {
-                    reason,
-                    flows,
-                    kernel_losses,
-                    not_journaled,
-                })));
-                if let Err(e) = w.append(&[stop]) {
-                    tracing::error!("journal: cannot write the stop record: {e}");
-                }
-                return w.close();
-            }
+            }) => return stop_and_close(w, reason, flows, kernel_losses),
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = w.checkpoint() {
                     tracing::error!("journal checkpoint failed: {e}");
@@ -122,6 +135,25 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => return w.close(),
         }
     }
+}
+
+fn stop_and_close(
+    mut w: JournalWriter,
+    reason: String,
+    flows: u64,
+    kernel_losses: u64,
+) -> Result<JournalStats, JournalError> {
+    let not_journaled = w.stats().not_journaled;
+    let stop = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::AgentStop {
+        reason,
+        flows,
+        kernel_losses,
+        not_journaled,
+    })));
+    if let Err(e) = w.append(&[stop]) {
+        tracing::error!("journal: cannot write the stop record: {e}");
+    }
+    w.close()
 }
 
 impl JournalHandle {
@@ -150,7 +182,7 @@ impl JournalHandle {
 
 impl EventSink for JournalSink {
     fn write(&mut self, event: &Event) -> io::Result<()> {
-        self.batch.push(event.clone());
+        self.batch.push(event);
         Ok(())
     }
 
@@ -159,7 +191,7 @@ impl EventSink for JournalSink {
             self.batch.clear();
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(1024));
+        let batch = std::mem::take(&mut self.batch);
         if self.tx.send(Message::Batch(batch)).is_err() {
             // Only after the writer stopped (shutdown, or a panic already reported).
             self.dead = true;

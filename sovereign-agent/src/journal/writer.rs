@@ -109,6 +109,56 @@ pub struct JournalStats {
     pub durable_seq: u64,
 }
 
+/// Events encoded as journal payloads, back to back: what the pipeline hands to the writer
+/// thread (encoding there is cheaper than copying every event's strings).
+#[derive(Clone, Debug, Default)]
+pub struct EncodedBatch {
+    pub bytes: Vec<u8>,
+    /// End offset of each payload in `bytes`.
+    pub ends: Vec<u32>,
+    pub first_ts: i64,
+    pub last_ts: i64,
+}
+
+impl EncodedBatch {
+    pub fn push(&mut self, event: &Event) {
+        let ts = event.ts_unix_ns();
+        if self.ends.is_empty() {
+            self.first_ts = ts;
+        }
+        self.last_ts = ts;
+        convert::encode(event, &mut self.bytes);
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// Appends another batch (group commit of queued batches).
+    pub fn extend(&mut self, other: &EncodedBatch) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.first_ts = other.first_ts;
+        }
+        self.last_ts = other.last_ts;
+        let base = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 struct Gap {
     events: u64,
     reason: String,
@@ -417,7 +467,16 @@ impl JournalWriter {
     /// the events are counted as not journaled, and a `journal_gap` record is written ahead
     /// of the next batch that succeeds: the journal stays valid and the gap is on record.
     pub fn append(&mut self, events: &[Event]) -> Result<(), JournalError> {
-        if events.is_empty() {
+        let mut batch = EncodedBatch::default();
+        for e in events {
+            batch.push(e);
+        }
+        self.append_encoded(&batch)
+    }
+
+    /// Appends events already encoded (by the pipeline thread, see [`EncodedBatch`]).
+    pub fn append_encoded(&mut self, batch: &EncodedBatch) -> Result<(), JournalError> {
+        if batch.is_empty() {
             return Ok(());
         }
         if let Err(e) = self.maybe_rotate() {
@@ -425,47 +484,50 @@ impl JournalWriter {
         }
         let start_seq = self.next_seq;
         self.buf.clear();
-        let gap_record = self.gap.as_ref().map(|g| {
-            Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::JournalGap {
+        if let Some(g) = &self.gap {
+            let record = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::JournalGap {
                 events: g.events,
                 reason: g.reason.clone(),
                 from: crate::clock::rfc3339_from_unix_ns(g.from_unix_ns as i128),
                 until: crate::clock::rfc3339_from_unix_ns(g.until_unix_ns as i128),
                 from_unix_ns: g.from_unix_ns,
                 until_unix_ns: g.until_unix_ns,
-            })))
-        });
-        for event in gap_record.iter().chain(events) {
+            })));
             self.payload.clear();
-            convert::encode(event, &mut self.payload);
-            if self.payload.len() > MAX_PAYLOAD as usize {
+            convert::encode(&record, &mut self.payload);
+            format::encode_frame(&mut self.buf, self.next_seq, &self.payload);
+            self.next_seq += 1;
+        }
+        let mut start = 0;
+        for &end in &batch.ends {
+            let payload = &batch.bytes[start..end as usize];
+            start = end as usize;
+            if payload.len() > MAX_PAYLOAD as usize {
                 // Cannot happen with the agent's events (they are a few hundred bytes);
                 // counted rather than written as a frame readers would reject.
                 self.stats.not_journaled += 1;
                 continue;
             }
-            format::encode_frame(&mut self.buf, self.next_seq, &self.payload);
+            format::encode_frame(&mut self.buf, self.next_seq, payload);
             self.next_seq += 1;
         }
+        let events = batch.len() as u64;
         if let Err(source) = self.file.write_all_at(&self.buf, self.offset) {
             // Nothing of this batch may stay half-written: cut back to the last record.
             let _ = self.file.set_len(self.offset);
             self.next_seq = start_seq;
             self.stats.write_errors += 1;
-            self.stats.not_journaled += events.len() as u64;
-            let (first, last) = (
-                events[0].ts_unix_ns(),
-                events[events.len() - 1].ts_unix_ns(),
-            );
+            self.stats.not_journaled += events;
+            let (first, last) = (batch.first_ts, batch.last_ts);
             match &mut self.gap {
                 Some(g) => {
-                    g.events += events.len() as u64;
+                    g.events += events;
                     g.until_unix_ns = last;
                     g.reason = source.to_string();
                 }
                 None => {
                     self.gap = Some(Gap {
-                        events: events.len() as u64,
+                        events,
                         reason: source.to_string(),
                         from_unix_ns: first,
                         until_unix_ns: last,
