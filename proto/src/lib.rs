@@ -1,7 +1,11 @@
-//! Protobuf messages of sovereign-agent (`proto/sovereign/...`), generated at build time
-//! by prost from protox-compiled descriptors.
+//! Protobuf messages and gRPC services of sovereign-agent (`proto/sovereign/...`), generated at
+//! build time by prost and tonic from protox-compiled descriptors.
 pub mod agent {
     pub mod v1 {
-        include!(concat!(env!("OUT_DIR"), "/sovereign.agent.v1.rs"));
+        tonic::include_proto!("sovereign.agent.v1");
     }
 }
+
+/// The encoded `FileDescriptorSet` of every package, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sovereign_descriptor.bin"));

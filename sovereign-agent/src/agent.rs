@@ -2,7 +2,10 @@
 //! until SIGINT/SIGTERM, then drain and detach.
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use crate::{
+    api,
     bpf::{BpfError, Capture},
     cgroup::{self, CgroupError},
     config::Config,
@@ -32,6 +35,8 @@ pub enum AgentError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
 }
 
 impl AgentError {
@@ -47,7 +52,7 @@ impl AgentError {
             AgentError::Journal(JournalError::Locked { .. }) => 75, // EX_TEMPFAIL
             AgentError::Journal(_) => 73,                           // EX_CANTCREAT
             AgentError::Cgroup(_) | AgentError::Bpf(_) => 69,       // EX_UNAVAILABLE
-            AgentError::Output(_) => 73,                            // EX_CANTCREAT
+            AgentError::Output(_) | AgentError::Api(_) => 73,       // EX_CANTCREAT
             AgentError::Pipeline(_) | AgentError::Signals(_) => 74, // EX_IOERR
         }
     }
@@ -80,10 +85,26 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let journal = match journal_options {
         Some(opts) => {
             let dir = opts.dir.clone();
-            let (handle, sink, _recovery) = journal_sink::start(opts)?;
+            let (handle, sink, _recovery, shared) = journal_sink::start(opts)?;
             tracing::info!(dir = %dir.display(), "journaling every event");
-            Some((handle, sink))
+            Some((handle, sink, shared))
         }
+        None => None,
+    };
+    let counters = Arc::new(api::Counters::default());
+    let api = Arc::new(api::Api::new(
+        counters.clone(),
+        journal.as_ref().map(|j| j.2.clone()),
+        policy.clone(),
+    ));
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = match &config.api_socket() {
+        Some(socket) => Some(
+            api::serve(socket, api.clone(), async {
+                let _ = api_stopped.await;
+            })
+            .await?,
+        ),
         None => None,
     };
     let hooks = capture.attach(&cgroup)?;
@@ -92,16 +113,22 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .filter(|h| h.error.is_none())
         .map(|h| h.hook.to_string())
         .collect();
-    tracing::info!(cgroup = %cgroup.display(), hooks = %attached.join(","), "capturing");
-
     let failed: Vec<String> = hooks
         .iter()
         .filter(|h| h.error.is_some())
         .map(|h| h.hook.to_string())
         .collect();
+    api.set_identity(api::Identity {
+        hostname: identity.hostname.clone(),
+        cgroup: cgroup.display().to_string(),
+        hooks: attached.clone(),
+        hooks_failed: failed.clone(),
+        started_unix_ns: crate::clock::unix_now_ns(),
+    });
+    tracing::info!(cgroup = %cgroup.display(), hooks = %attached.join(","), "capturing");
 
     let (mut sink, journal): (Box<dyn EventSink>, _) = match journal {
-        Some((handle, jsink)) => (
+        Some((handle, jsink, _)) => (
             Box::new(output::Tee(vec![output, Box::new(jsink)])),
             Some(handle),
         ),
@@ -117,6 +144,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     if let Some(policy) = policy {
         pipeline = pipeline.with_policy(policy);
     }
+    pipeline = pipeline.with_counters(counters);
     let result = pipeline.run(ring, shutdown).await;
     drop(capture); // closes every link: the programs are detached
     tracing::info!(cgroup = %cgroup.display(), "programs detached");
@@ -137,6 +165,19 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
                 "journal closed"
             ),
             Err(e) => tracing::error!("journal close failed: {e}"),
+        }
+    }
+    // Subscribers' streams never end by themselves: give the API a moment, then stop it.
+    let _ = api_stop.send(());
+    if let Some(mut task) = api_task {
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+        if let Some(socket) = config.api_socket() {
+            let _ = std::fs::remove_file(socket);
         }
     }
     let stats = result?;

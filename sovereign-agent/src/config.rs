@@ -73,6 +73,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The forensic journal (docs/journal.md).
     pub journal: JournalConfig,
+    /// The gRPC API (docs/api.md).
+    pub api: ApiConfig,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -100,6 +102,24 @@ pub struct JournalConfig {
     pub checkpoint_interval_ms: u64,
     /// Ed25519 private key (PKCS#8 PEM) that signs every seal and checkpoint.
     pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the gRPC API.
+    pub enabled: bool,
+    /// Unix socket (created 0600: root only).
+    pub socket: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: PathBuf::from("/run/sovereign-agent/agent.sock"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
@@ -160,6 +180,7 @@ impl Default for Config {
             max_event_delay_ms: 20,
             log: LogConfig::default(),
             journal: JournalConfig::default(),
+            api: ApiConfig::default(),
             source: None,
         }
     }
@@ -315,6 +336,11 @@ impl Config {
             checkpoint_interval: Duration::from_millis(j.checkpoint_interval_ms),
             signing_key,
         }))
+    }
+
+    /// The API's socket, when the API is on.
+    pub fn api_socket(&self) -> Option<PathBuf> {
+        self.api.enabled.then(|| self.api.socket.clone())
     }
 
     fn origin(&self) -> String {

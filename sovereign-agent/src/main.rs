@@ -44,6 +44,52 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Print the running agent's events as they happen (from its gRPC API): coloured lines on a
+    /// terminal, JSON lines otherwise.
+    Tail {
+        /// The agent's API socket.
+        #[arg(
+            long,
+            env = "SOVEREIGN_API_SOCKET",
+            default_value = "/run/sovereign-agent/agent.sock"
+        )]
+        socket: PathBuf,
+        /// Start from this journal sequence number (history first, then live).
+        #[arg(long)]
+        since_seq: Option<u64>,
+        /// Only these kinds (connect, send, close, policy, ...); repeatable.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only flows with this verdict: allow or violation.
+        #[arg(long)]
+        verdict: Option<String>,
+        /// Only violations at least this severe: info, low, medium, high, critical.
+        #[arg(long, value_parser = ["info", "low", "medium", "high", "critical"])]
+        min_severity: Option<String>,
+        /// Only flows whose workload (unit, container, executable) matches this glob.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Only flows to this address, CIDR or name glob.
+        #[arg(long)]
+        dst: Option<String>,
+        /// JSON lines even on a terminal.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Print the running agent's status (from its gRPC API).
+    Status {
+        #[arg(
+            long,
+            env = "SOVEREIGN_API_SOCKET",
+            default_value = "/run/sovereign-agent/agent.sock"
+        )]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Judge every flow of a journal again under a new policy and report what changes
     /// (exit 0: no new violations, 2: new violations).
     Replay {
@@ -216,6 +262,12 @@ struct RunArgs {
     /// Do not journal (events still go to --output).
     #[arg(long, conflicts_with = "journal")]
     no_journal: bool,
+    /// Unix socket of the gRPC API (default /run/sovereign-agent/agent.sock).
+    #[arg(long, env = "SOVEREIGN_API_SOCKET")]
+    api_socket: Option<PathBuf>,
+    /// Do not serve the gRPC API.
+    #[arg(long, conflicts_with = "api_socket")]
+    no_api: bool,
     /// Log filter, e.g. `info` or `debug`.
     #[arg(long, env = "SOVEREIGN_LOG")]
     log_level: Option<String>,
@@ -225,6 +277,14 @@ struct RunArgs {
 }
 
 const EX_USAGE: u8 = 64;
+
+/// A small runtime for the API clients (`tail`, `status`).
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
 
 fn load_config(args: &RunArgs) -> Result<Config, String> {
     let mut config = match &args.config {
@@ -249,6 +309,13 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     }
     if args.no_journal {
         config.journal.enabled = false;
+    }
+    if let Some(s) = &args.api_socket {
+        config.api.socket = s.clone();
+        config.api.enabled = true;
+    }
+    if args.no_api {
+        config.api.enabled = false;
     }
     if let Some(d) = args.max_event_delay_ms {
         config.max_event_delay_ms = d;
@@ -399,6 +466,43 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Tail {
+            socket,
+            since_seq,
+            kinds,
+            verdict,
+            min_severity,
+            workload,
+            dst,
+            json,
+            count,
+        } => {
+            use sovereign_agent_proto::agent::v1 as pb;
+            let filter = pb::EventFilter {
+                kinds,
+                verdict: verdict.unwrap_or_default(),
+                min_severity: min_severity
+                    .and_then(|s| {
+                        pb::Severity::from_str_name(&format!("SEVERITY_{}", s.to_uppercase()))
+                    })
+                    .map(|s| s as i32)
+                    .unwrap_or(0),
+                workload: workload.unwrap_or_default(),
+                destination: dst.unwrap_or_default(),
+            };
+            ExitCode::from(client_runtime().block_on(commands::tail::tail(
+                commands::tail::TailArgs {
+                    socket,
+                    since_seq,
+                    filter,
+                    json,
+                    count,
+                },
+            )))
+        }
+        Command::Status { socket, json } => {
+            ExitCode::from(client_runtime().block_on(commands::tail::status(&socket, json)))
+        }
         Command::Run(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,

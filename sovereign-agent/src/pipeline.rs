@@ -115,6 +115,8 @@ pub struct Pipeline {
     policy: Option<PolicyReceiver>,
     /// Whether the policy in force has been recorded (a `policy` lifecycle event).
     policy_recorded: bool,
+    /// Shared with the API's `GetStatus`.
+    counters: Option<std::sync::Arc<crate::api::Counters>>,
     names: NameMap,
 }
 
@@ -143,6 +145,7 @@ impl Pipeline {
             stats: Stats::default(),
             policy: None,
             policy_recorded: false,
+            counters: None,
         };
         (pipeline, events)
     }
@@ -151,6 +154,12 @@ impl Pipeline {
     /// pipeline runs: each flow is judged under the policy in force when it is processed).
     pub fn with_policy(mut self, policy: PolicyReceiver) -> Self {
         self.policy = Some(policy);
+        self
+    }
+
+    /// Keeps `counters` current (events, kernel losses, decode errors) for the API.
+    pub fn with_counters(mut self, counters: std::sync::Arc<crate::api::Counters>) -> Self {
+        self.counters = Some(counters);
         self
     }
 
@@ -236,10 +245,12 @@ impl Pipeline {
                 Ok(d) => self.handle(d)?,
                 Err(DecodeError::Truncated { len }) => {
                     self.stats.truncated_records += 1;
+                    self.count_decode_error();
                     tracing::warn!(len, "skipping truncated ring buffer record");
                 }
                 Err(DecodeError::UnknownKind(kind)) => {
                     self.stats.unknown_kinds += 1;
+                    self.count_decode_error();
                     tracing::warn!(kind, "skipping record of unknown kind");
                 }
             }
@@ -248,6 +259,13 @@ impl Pipeline {
             self.sink.flush().map_err(PipelineError::Output)?;
         }
         Ok(())
+    }
+
+    fn count_decode_error(&self) {
+        if let Some(c) = &self.counters {
+            c.decode_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// A DNS response or a ClientHello: learn names. Malformed packets are counted and skipped.
@@ -295,8 +313,20 @@ impl Pipeline {
     }
 
     fn emit(&mut self, event: Event) -> Result<(), PipelineError> {
-        if let Event::Flow(f) = &event {
-            self.stats.count(f.kind);
+        use std::sync::atomic::Ordering::Relaxed;
+        match &event {
+            Event::Flow(f) => {
+                self.stats.count(f.kind);
+                if let Some(c) = &self.counters {
+                    c.events.fetch_add(1, Relaxed);
+                }
+            }
+            Event::Loss(l) => {
+                if let Some(c) = &self.counters {
+                    c.kernel_losses.fetch_add(l.lost, Relaxed);
+                }
+            }
+            Event::Lifecycle(_) => {}
         }
         self.sink.write(&event).map_err(PipelineError::Output)
     }

@@ -234,6 +234,14 @@ pub fn start_agent_with(
         journal.push("--journal".into());
         journal.push(journal_dir_of(output).into_os_string());
     }
+    // Likewise its API socket.
+    if !extra
+        .iter()
+        .any(|a| *a == "--api-socket" || *a == "--no-api")
+    {
+        journal.push("--api-socket".into());
+        journal.push(api_socket_of(output).into_os_string());
+    }
     let mut child = Command::new(target_bin("sovereign-agent"))
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
@@ -264,6 +272,13 @@ pub fn start_agent_with(
             }
         }
     }
+}
+
+/// The API socket `start_agent` gives an agent writing to `output`.
+pub fn api_socket_of(output: &Path) -> std::path::PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".sock");
+    output.with_file_name(name)
 }
 
 /// The journal directory `start_agent` gives an agent writing to `output`.

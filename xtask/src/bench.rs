@@ -170,6 +170,8 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
         // The agent as deployed: journaling every event (fsync per batch) next to the output.
         .arg("--journal")
         .arg(out.with_extension("journal"))
+        .arg("--api-socket")
+        .arg(out.with_extension("sock"))
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().unwrap();

@@ -21,6 +21,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "tests inspect attached programs"),
     ("curl", "end-to-end test client"),
     ("python3", "end-to-end test client and server"),
+    (
+        "python3-venv",
+        "a virtualenv for the gRPC test client (grpcio)",
+    ),
     ("iproute2", "network namespaces in tests"),
     ("util-linux", "setpriv, to test running without privileges"),
     ("dnsmasq-base", "a real DNS server for the naming tests"),
@@ -66,6 +70,8 @@ pub fn ensure() -> Result<()> {
         )?;
     }
 
+    ensure_python_grpc()?;
+
     if !is_mountpoint("/sys/kernel/tracing") {
         if is_root() {
             eprintln!("xtask setup: mounting tracefs at /sys/kernel/tracing");
@@ -74,6 +80,47 @@ pub fn ensure() -> Result<()> {
             eprintln!("xtask setup: tracefs is not mounted (needs root); skipping");
         }
     }
+    Ok(())
+}
+
+/// The Python gRPC client the API tests use (an independent implementation of gRPC), in a
+/// virtualenv under target/: grpcio, its code generator, reflection and health clients.
+pub const PYTHON_GRPC_PACKAGES: &[&str] = &[
+    "grpcio>=1.60",
+    "grpcio-tools>=1.60",
+    "grpcio-reflection>=1.60",
+    "grpcio-health-checking>=1.60",
+];
+
+fn ensure_python_grpc() -> Result<()> {
+    let venv = crate::workspace_root().join("target/python-grpc");
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_reflection, grpc_health",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask setup: installing the Python gRPC test client in {}",
+        venv.display()
+    );
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(PYTHON_GRPC_PACKAGES))?;
     Ok(())
 }
 

@@ -3,3 +3,4 @@ pub mod datasets;
 pub mod journal;
 pub mod policy;
 pub mod replay;
+pub mod tail;

@@ -8,7 +8,8 @@ pub mod verify;
 pub mod writer;
 
 pub use writer::{
-    EncodedBatch, FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery,
+    EncodedBatch, FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter,
+    LiveFrames, Recovery,
 };
 
 #[cfg(test)]

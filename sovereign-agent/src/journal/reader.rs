@@ -46,10 +46,57 @@ pub fn total_bytes(segments: &[(u64, PathBuf)]) -> u64 {
 pub fn for_each_payload(
     dir: &Path,
     tolerate_torn_tail: bool,
+    progress: impl FnMut(u64),
+    f: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    for_each_payload_from(dir, 0, tolerate_torn_tail, progress, f)
+}
+
+/// The first sequence number a journal still has (older segments may have been deleted by
+/// retention), from the first segment's header.
+pub fn first_seq(dir: &Path) -> Result<u64, JournalError> {
+    let segments = segments(dir)?;
+    Ok(header_of(&segments[0].1)?.first_seq)
+}
+
+fn header_of(path: &Path) -> Result<SegmentHeader, JournalError> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; HEADER_LEN];
+    fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut b, 0))
+        .map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    SegmentHeader::decode(&b).map_err(|e| JournalError::Segment {
+        path: path.to_path_buf(),
+        offset: 0,
+        message: e.to_string(),
+    })
+}
+
+/// [`for_each_payload`] for the records from sequence number `from` on: segments that end
+/// before it are skipped by their headers, not read.
+pub fn for_each_payload_from(
+    dir: &Path,
+    from: u64,
+    tolerate_torn_tail: bool,
     mut progress: impl FnMut(u64),
     mut f: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<(), JournalError> {
-    let segments = segments(dir)?;
+    let mut segments = segments(dir)?;
+    if from > 0 {
+        // Keep the last segment whose first record is at or before `from`, and what follows.
+        let mut keep_from = 0;
+        for (i, (_, path)) in segments.iter().enumerate().skip(1) {
+            if header_of(path)?.first_seq <= from {
+                keep_from = i;
+            } else {
+                break;
+            }
+        }
+        segments.drain(..keep_from);
+    }
     let mut expected: Option<u64> = None;
     let last = segments.len() - 1;
     for (i, (index, path)) in segments.iter().enumerate() {
@@ -85,7 +132,9 @@ pub fn for_each_payload(
         while off < bytes.len() {
             match format::decode_frame(&bytes[off..]) {
                 Ok(frame) if frame.seq == seq => {
-                    f(seq, frame.payload)?;
+                    if seq >= from {
+                        f(seq, frame.payload)?;
+                    }
                     seq += 1;
                     off += frame.bytes.len();
                 }

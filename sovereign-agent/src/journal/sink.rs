@@ -7,6 +7,10 @@
 use std::{
     io,
     sync::mpsc::{self, RecvTimeoutError, SyncSender},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -46,14 +50,44 @@ pub struct JournalSink {
 }
 
 /// Opens the journal (errors here stop the agent's start) and starts its writer thread.
+/// What the rest of the agent can see of the journal while it runs (status, API).
+#[derive(Debug)]
+pub struct JournalShared {
+    pub dir: std::path::PathBuf,
+    pub next_seq: AtomicU64,
+    pub not_journaled: AtomicU64,
+    /// Every written batch, for live subscribers.
+    pub live: tokio::sync::broadcast::Sender<super::LiveFrames>,
+}
+
+/// Batches kept for live subscribers that are behind; beyond, they catch up from the journal.
+const LIVE_BATCHES: usize = 1024;
+
 pub fn start(
     opts: JournalOptions,
-) -> Result<(JournalHandle, JournalSink, Option<Recovery>), JournalError> {
+) -> Result<
+    (
+        JournalHandle,
+        JournalSink,
+        Option<Recovery>,
+        Arc<JournalShared>,
+    ),
+    JournalError,
+> {
     let idle_tick = opts.checkpoint_interval.min(match opts.fsync {
         super::FsyncPolicy::Interval(d) => d,
         _ => Duration::from_secs(3600),
     });
-    let (writer, recovery) = JournalWriter::open(opts)?;
+    let (mut writer, recovery) = JournalWriter::open(opts)?;
+    let (live, _) = tokio::sync::broadcast::channel(LIVE_BATCHES);
+    writer.publish_to(live.clone());
+    let shared = Arc::new(JournalShared {
+        dir: writer.dir().to_path_buf(),
+        next_seq: AtomicU64::new(writer.next_seq()),
+        not_journaled: AtomicU64::new(0),
+        live,
+    });
+    let thread_shared = shared.clone();
     tracing::info!(
         segment = writer.segment(),
         next_seq = writer.next_seq(),
@@ -62,7 +96,7 @@ pub fn start(
     let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE_BATCHES);
     let thread = std::thread::Builder::new()
         .name("journal".into())
-        .spawn(move || run(writer, rx, idle_tick))
+        .spawn(move || run(writer, rx, idle_tick, thread_shared))
         .map_err(|source| JournalError::Io {
             path: "journal writer thread".into(),
             source,
@@ -78,6 +112,7 @@ pub fn start(
             dead: false,
         },
         recovery,
+        shared,
     ))
 }
 
@@ -85,6 +120,7 @@ fn run(
     mut w: JournalWriter,
     rx: mpsc::Receiver<Message>,
     idle_tick: Duration,
+    shared: Arc<JournalShared>,
 ) -> Result<JournalStats, JournalError> {
     let mut last_error_log: Option<Instant> = None;
     loop {
@@ -103,7 +139,12 @@ fn run(
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = w.append_encoded(&batch) {
+                let result = w.append_encoded(&batch);
+                shared.next_seq.store(w.next_seq(), Ordering::Relaxed);
+                shared
+                    .not_journaled
+                    .store(w.stats().not_journaled, Ordering::Relaxed);
+                if let Err(e) = result {
                     // A full disk fails every batch: say so at most every 10 s.
                     if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                         tracing::error!(

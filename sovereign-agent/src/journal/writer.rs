@@ -184,6 +184,16 @@ pub struct JournalWriter {
     last_checkpoint: Instant,
     gap: Option<Gap>,
     stats: JournalStats,
+    /// Where written frames are published for live subscribers (the gRPC API).
+    live: Option<tokio::sync::broadcast::Sender<LiveFrames>>,
+}
+
+/// Frames just written (and readable from the segment file), for live subscribers: the
+/// records' bytes exactly as in the journal, seq `first_seq` onwards.
+#[derive(Clone, Debug)]
+pub struct LiveFrames {
+    pub first_seq: u64,
+    pub frames: bytes::Bytes,
 }
 
 /// The names a journal directory may contain; anything else means it is not a journal.
@@ -417,6 +427,7 @@ impl JournalWriter {
             last_sync: Instant::now(),
             last_checkpoint: Instant::now(),
             gap: None,
+            live: None,
             stats: JournalStats {
                 durable_seq: next_seq,
                 ..Default::default()
@@ -448,6 +459,15 @@ impl JournalWriter {
         }
         writer.checkpoint()?;
         Ok((writer, recovery))
+    }
+
+    /// Publishes every batch, once written, to `live` (when it has receivers).
+    pub fn publish_to(&mut self, live: tokio::sync::broadcast::Sender<LiveFrames>) {
+        self.live = Some(live);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.opts.dir
     }
 
     pub fn stats(&self) -> &JournalStats {
@@ -538,6 +558,14 @@ impl JournalWriter {
         }
         self.gap = None;
         self.chain.update(&self.buf);
+        if let Some(live) = &self.live {
+            if live.receiver_count() > 0 {
+                let _ = live.send(LiveFrames {
+                    first_seq: start_seq,
+                    frames: bytes::Bytes::copy_from_slice(&self.buf),
+                });
+            }
+        }
         self.offset += self.buf.len() as u64;
         self.stats.records += self.next_seq - start_seq;
         self.stats.bytes += self.buf.len() as u64;

@@ -1,0 +1,219 @@
+//! The agent's gRPC API (docs/api.md): `StreamEvents` (journal + live) and `GetStatus`, with
+//! the standard health and reflection services, on a Unix socket only root can use.
+pub mod filter;
+pub mod stream;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use sovereign_agent_proto::agent::v1::{
+    self as pb,
+    agent_service_server::{AgentService, AgentServiceServer},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::{Request, Response, Status};
+
+use crate::{journal::sink::JournalShared, policy_watch::PolicyReceiver};
+
+/// Counters the pipeline keeps for `GetStatus` (and, later, metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub events: AtomicU64,
+    pub kernel_losses: AtomicU64,
+    pub decode_errors: AtomicU64,
+}
+
+/// What `GetStatus` reports that is fixed at start.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub hostname: String,
+    pub cgroup: String,
+    pub hooks: Vec<String>,
+    pub hooks_failed: Vec<String>,
+    pub started_unix_ns: i64,
+}
+
+pub struct Api {
+    identity: Mutex<Identity>,
+    counters: Arc<Counters>,
+    journal: Option<Arc<JournalShared>>,
+    policy: Option<PolicyReceiver>,
+    subscribers: Arc<AtomicU64>,
+}
+
+impl Api {
+    pub fn new(
+        counters: Arc<Counters>,
+        journal: Option<Arc<JournalShared>>,
+        policy: Option<PolicyReceiver>,
+    ) -> Self {
+        Api {
+            identity: Mutex::new(Identity::default()),
+            counters,
+            journal,
+            policy,
+            subscribers: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = identity;
+    }
+}
+
+/// Decrements the subscriber count when a subscription ends, however it ends.
+struct Subscribed(Arc<AtomicU64>);
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for Api {
+    type StreamEventsStream = ReceiverStream<stream::Item>;
+
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let req = request.into_inner();
+        let filter = filter::EventFilter::compile(&req.filter.unwrap_or_default())
+            .map_err(Status::invalid_argument)?;
+        let Some(journal) = self.journal.clone() else {
+            return Err(Status::failed_precondition(
+                "the agent runs without a journal (--no-journal): there is no event stream",
+            ));
+        };
+        let (tx, rx) = mpsc::channel(stream::SUBSCRIBER_BUFFER);
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        let guard = Subscribed(self.subscribers.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            stream::run(journal, req.since_seq, filter, tx).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::Status>, Status> {
+        let id = self
+            .identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let policy = self
+            .policy
+            .as_ref()
+            .and_then(|rx| rx.borrow().clone())
+            .map(|p| pb::PolicyRef {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                hash: p.hash.clone(),
+            });
+        let c = &self.counters;
+        Ok(Response::new(pb::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            hostname: id.hostname,
+            cgroup: id.cgroup,
+            hooks: id.hooks,
+            hooks_failed: id.hooks_failed,
+            policy,
+            started_unix_ns: id.started_unix_ns,
+            events: c.events.load(Ordering::Relaxed),
+            kernel_losses: c.kernel_losses.load(Ordering::Relaxed),
+            decode_errors: c.decode_errors.load(Ordering::Relaxed),
+            subscribers: self.subscribers.load(Ordering::Relaxed),
+            journal_next_seq: self
+                .journal
+                .as_ref()
+                .map(|j| j.next_seq.load(Ordering::Relaxed))
+                .unwrap_or(0),
+            journal_dir: self
+                .journal
+                .as_ref()
+                .map(|j| j.dir.display().to_string())
+                .unwrap_or_default(),
+            not_journaled: self
+                .journal
+                .as_ref()
+                .map(|j| j.not_journaled.load(Ordering::Relaxed))
+                .unwrap_or(0),
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("API socket {}: {message}", path.display())]
+pub struct ApiError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Binds the Unix socket (its directory created 0755 if missing, the socket itself 0600: only
+/// root can connect) and serves until `shutdown` resolves. A stale socket file is replaced;
+/// a live one (another agent) is an error.
+pub async fn serve(
+    path: &Path,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |message: String| ApiError {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err("another process is serving on it".into()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(format!("cannot make it 0600: {e}")))?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<Api>>().await;
+    // Both reflection versions: grpcurl and newer clients ask for v1, grpcio's still v1alpha.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| err(format!("reflection: {e}")))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| err(format!("reflection: {e}")))?;
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(AgentServiceServer::from_arc(api));
+    let incoming = UnixListenerStream::new(listener);
+    let socket = path.to_path_buf();
+    tracing::info!(socket = %socket.display(), "gRPC API listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(socket = %socket.display(), "gRPC API stopped: {e}");
+        }
+        let _ = std::fs::remove_file(&socket);
+    }))
+}

@@ -1,0 +1,235 @@
+//! `sovereign-agent tail` and `sovereign-agent status`: clients of the agent's gRPC API on its
+//! Unix socket. `tail` prints the event stream as readable, coloured lines on a terminal and
+//! as JSON lines (the live output's fields plus `seq`) otherwise.
+use std::{
+    io::{IsTerminal, Write},
+    path::{Path, PathBuf},
+};
+
+use hyper_util::rt::TokioIo;
+use sovereign_agent_proto::agent::v1::{
+    self as pb, agent_service_client::AgentServiceClient, stream_events_response::Item,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::{api::filter, event::Event, journal::convert};
+
+/// Connects to the agent's API on `socket`.
+pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, String> {
+    let path: PathBuf = socket.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    let channel = Endpoint::from_static("http://agent.local")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to the agent's API at {}: {} (is the agent running, and are you root?)",
+                socket.display(),
+                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
+            )
+        })?;
+    Ok(AgentServiceClient::new(channel))
+}
+
+pub struct TailArgs {
+    pub socket: PathBuf,
+    pub since_seq: Option<u64>,
+    pub filter: pb::EventFilter,
+    /// Force JSON lines even on a terminal.
+    pub json: bool,
+    /// Stop after this many events.
+    pub count: Option<u64>,
+}
+
+/// Exit 0 when `count` events were printed or the agent ended the stream; 1 when the stream
+/// broke; 64 for a bad filter; 69 when the agent cannot be reached.
+pub async fn tail(args: TailArgs) -> u8 {
+    let mut client = match connect(&args.socket).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sovereign-agent: {e}");
+            return 69;
+        }
+    };
+    let request = pb::StreamEventsRequest {
+        since_seq: args.since_seq,
+        filter: Some(args.filter),
+    };
+    let mut stream = match client.stream_events(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            eprintln!("sovereign-agent: {}", s.message());
+            return 64;
+        }
+        Err(s) => {
+            eprintln!(
+                "sovereign-agent: the agent refused the stream: {}",
+                s.message()
+            );
+            return 1;
+        }
+    };
+    let pretty = std::io::stdout().is_terminal() && !args.json;
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0u64;
+    loop {
+        let message = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return 0,
+            Err(s) => {
+                eprintln!("sovereign-agent: the stream broke: {}", s.message());
+                return 1;
+            }
+        };
+        let line = match message.item {
+            Some(Item::Event(e)) => {
+                let seq = e.seq;
+                let text = if pretty {
+                    pretty_line(&e)
+                } else {
+                    match convert::from_proto(e) {
+                        Ok(event) => json_line(seq, &event),
+                        Err(err) => format!("{{\"seq\":{seq},\"error\":{:?}}}", err.to_string()),
+                    }
+                };
+                printed += 1;
+                text
+            }
+            Some(Item::Missed(m)) => {
+                if pretty {
+                    format!("\x1b[33m--- missed {} events (no longer in the journal); resuming at {}\x1b[0m", m.events, m.resumed_at_seq)
+                } else {
+                    format!(
+                        "{{\"kind\":\"missed\",\"events\":{},\"resumed_at_seq\":{}}}",
+                        m.events, m.resumed_at_seq
+                    )
+                }
+            }
+            None => continue,
+        };
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            return 0; // stdout closed (e.g. `| head`)
+        }
+        if args.count.is_some_and(|n| printed >= n) {
+            return 0;
+        }
+    }
+}
+
+fn json_line(seq: u64, event: &Event) -> String {
+    let mut json = serde_json::to_string(event).expect("serializable");
+    json.replace_range(..1, &format!("{{\"seq\":{seq},"));
+    json
+}
+
+fn pretty_line(e: &pb::Event) -> String {
+    let ts = crate::clock::rfc3339_from_unix_ns(e.ts_unix_ns as i128);
+    let kind = filter::kind_of(e);
+    match &e.body {
+        Some(pb::event::Body::Flow(f)) => {
+            let ip = filter::dst_ip_of(f)
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let dest = match f.names.first() {
+                Some(n) => format!("{n} ({ip}):{}", f.dst_port),
+                None => format!("{ip}:{}", f.dst_port),
+            };
+            let verdict = match &f.verdict {
+                Some(v) if v.decision == pb::Decision::Violation as i32 => format!(
+                    "\x1b[1;31mVIOLATION {} rule {} zones {}\x1b[0m",
+                    pb::Severity::try_from(v.severity)
+                        .map(|s| s
+                            .as_str_name()
+                            .trim_start_matches("SEVERITY_")
+                            .to_lowercase())
+                        .unwrap_or_default(),
+                    v.rule,
+                    v.zones.join(",")
+                ),
+                Some(v) => format!("\x1b[32mallow\x1b[0m ({})", v.rule),
+                None => String::new(),
+            };
+            format!(
+                "\x1b[2m{} #{}\x1b[0m {:<11} {:<20} pid {:<7} \x1b[1m→ {}\x1b[0m {}",
+                ts,
+                e.seq,
+                kind,
+                filter::workload_of(f),
+                f.pid,
+                dest,
+                verdict
+            )
+        }
+        Some(pb::event::Body::Loss(l)) => {
+            format!(
+                "\x1b[2m{ts} #{}\x1b[0m \x1b[33mloss: the kernel dropped {} records\x1b[0m",
+                e.seq, l.lost
+            )
+        }
+        _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),
+    }
+}
+
+/// `sovereign-agent status`: the agent's `GetStatus`, as text or JSON.
+pub async fn status(socket: &Path, json: bool) -> u8 {
+    let mut client = match connect(socket).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sovereign-agent: {e}");
+            return 69;
+        }
+    };
+    let s = match client.get_status(pb::GetStatusRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            eprintln!("sovereign-agent: GetStatus failed: {}", e.message());
+            return 1;
+        }
+    };
+    if json {
+        let policy = s
+            .policy
+            .as_ref()
+            .map(|p| serde_json::json!({"name": p.name, "version": p.version, "hash": p.hash}));
+        let v = serde_json::json!({
+            "version": s.version, "hostname": s.hostname, "cgroup": s.cgroup,
+            "hooks": s.hooks, "hooks_failed": s.hooks_failed, "policy": policy,
+            "started": crate::clock::rfc3339_from_unix_ns(s.started_unix_ns as i128),
+            "events": s.events, "kernel_losses": s.kernel_losses,
+            "decode_errors": s.decode_errors, "subscribers": s.subscribers,
+            "journal_dir": s.journal_dir, "journal_next_seq": s.journal_next_seq,
+            "not_journaled": s.not_journaled,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        println!("sovereign-agent {} on {}", s.version, s.hostname);
+        println!("  watching      {}", s.cgroup);
+        println!("  hooks         {}", s.hooks.join(", "));
+        if !s.hooks_failed.is_empty() {
+            println!("  NOT attached  {}", s.hooks_failed.join(", "));
+        }
+        match &s.policy {
+            Some(p) => println!(
+                "  policy        {} version {} ({})",
+                p.name, p.version, p.hash
+            ),
+            None => println!("  policy        none"),
+        }
+        println!(
+            "  events        {} (kernel losses {}, decode errors {})",
+            s.events, s.kernel_losses, s.decode_errors
+        );
+        println!(
+            "  journal       {} next seq {} (not journaled {})",
+            s.journal_dir, s.journal_next_seq, s.not_journaled
+        );
+        println!("  subscribers   {}", s.subscribers);
+    }
+    0
+}

@@ -1,0 +1,241 @@
+//! The agent's gRPC API with real clients: Python grpcio (health, reflection, status, stream),
+//! the `tail` and `status` commands; history-then-live without gap or duplicate; a subscriber
+//! that reads nothing; the socket's permissions.
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use sovereign_agent_tests::{
+    api_socket_of, closed_port, journal_dir_of, require_root, sigterm, start_agent_with,
+    target_bin, wait_for_event, Reaped, TestCgroup,
+};
+
+fn agent() -> Command {
+    Command::new(target_bin("sovereign-agent"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sa-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const DENY_LOOPBACK: &str = r#"
+[policy]
+name = "no-loopback"
+version = "7"
+default = "allow"
+
+[zones.loopback]
+cidrs = ["127.0.0.0/8"]
+
+[[rule]]
+name = "generator"
+workload = { comm = ["sa-traffic"] }
+deny = ["loopback"]
+severity = "critical"
+"#;
+
+#[test]
+fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
+    require_root();
+    let python = root().join("target/python-grpc/bin/python");
+    assert!(
+        python.exists(),
+        "run `cargo xtask setup` (installs the Python gRPC client)"
+    );
+    let dir = tmpdir("python");
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, DENY_LOOPBACK).unwrap();
+    let cgroup = TestCgroup::new("api-py");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) =
+        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
+    let agent_child = Reaped(agent_child);
+    let ports = [closed_port("127.0.0.1:0"), closed_port("127.0.0.1:0")];
+    let mut pids = Vec::new();
+    for p in &ports {
+        pids.push(cgroup.traffic(&["refused", &p.to_string()]).0);
+    }
+    wait_for_event(&output, |e| e["kind"] == "close" && e["pid"] == pids[1]);
+
+    let out = Command::new(&python)
+        .arg(root().join("tests/python/agent_client.py"))
+        .arg(root().join("proto"))
+        .arg(api_socket_of(&output))
+        .args(["0", "2", "connect"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["health"], "SERVING");
+    let services = lines[1]["services"].as_array().unwrap();
+    for s in ["sovereign.agent.v1.AgentService", "grpc.health.v1.Health"] {
+        assert!(services.iter().any(|x| x == s), "{services:?}");
+    }
+    let status = &lines[2]["status"];
+    assert_eq!(status["hooks"].as_array().unwrap().len(), 8);
+    assert_eq!(status["policy"], "no-loopback");
+    assert_eq!(status["cgroup"], cgroup.path().display().to_string());
+    let events = &lines[3..];
+    assert_eq!(events.len(), 2, "{stdout}");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["kind"], "FLOW_KIND_CONNECT");
+        assert_eq!(e["pid"], pids[i]);
+        assert_eq!(e["dst_port"], ports[i].port());
+        assert_eq!(e["decision"], "DECISION_VIOLATION");
+        assert_eq!(e["severity"], "SEVERITY_CRITICAL");
+        assert_eq!(e["rule"], "generator");
+    }
+    assert!(events[0]["seq"].as_u64() < events[1]["seq"].as_u64());
+    sigterm(&agent_child.0);
+}
+
+/// Runs `sovereign-agent tail --json` with `args`; returns the child.
+fn tail(socket: &Path, args: &[&str]) -> std::process::Child {
+    agent()
+        .args(["tail", "--json", "--socket"])
+        .arg(socket)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn seqs(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn history_then_live_without_gap_or_duplicate_and_a_stalled_subscriber_loses_nothing() {
+    require_root();
+    let dir = tmpdir("stream");
+    let cgroup = TestCgroup::new("api-stream");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) = start_agent_with(&cgroup, &output, &[]);
+    let mut agent_child = Reaped(agent_child);
+    let socket = api_socket_of(&output);
+    // Some history first.
+    let first = closed_port("127.0.0.1:0");
+    let (pid, _) = cgroup.traffic(&["refused", &first.to_string()]);
+    wait_for_event(&output, |e| e["kind"] == "close" && e["pid"] == pid);
+
+    // History: agent_start, connect, close. Live: 3 events per connection of the loop.
+    const TOTAL: usize = 3 + 3 * 3000;
+    let count = TOTAL.to_string();
+    // A subscriber that reads everything from seq 0 while traffic runs ...
+    let reader = tail(&socket, &["--since-seq", "0", "--count", &count]);
+    // ... and one that reads nothing until the end (its pipe and gRPC window fill up).
+    let stalled = tail(&socket, &["--since-seq", "0", "--count", &count]);
+    std::thread::sleep(Duration::from_millis(300));
+    cgroup.traffic(&["connect-loop", "127.0.0.1:0", "3000"]);
+    let status = agent()
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["subscribers"], 2);
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", agent_child.0.id()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 200 * 1024,
+        "agent RSS {rss_kib} KiB with a stalled subscriber"
+    );
+
+    for mut child in [reader, stalled] {
+        let mut text = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let got = seqs(&text);
+        assert_eq!(got.len(), TOTAL, "events received");
+        assert!(
+            got.iter().enumerate().all(|(i, s)| *s == i as u64),
+            "sequence numbers 0..{TOTAL} in order, no gap, no duplicate"
+        );
+    }
+    sigterm(&agent_child.0);
+    assert!(agent_child.0.wait().unwrap().success());
+    // What the stream said is what the journal has.
+    let out = agent()
+        .args(["journal", "export"])
+        .arg(journal_dir_of(&output))
+        .output()
+        .unwrap();
+    let journal = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(journal.lines().count(), TOTAL + 1, "and the stop record");
+}
+
+#[test]
+fn the_socket_is_for_root_only() {
+    require_root();
+    let dir = tmpdir("perm");
+    let cgroup = TestCgroup::new("api-perm");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) = start_agent_with(&cgroup, &output, &["--no-journal"]);
+    let agent_child = Reaped(agent_child);
+    let socket = api_socket_of(&output);
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // The temp dir is world-readable; the socket itself refuses other users.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(target_bin("sovereign-agent"))
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("ermission denied"), "{stderr}");
+    // Root gets the status; without a journal, streaming is refused with a reason.
+    let out = agent()
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = agent()
+        .args(["tail", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a journal"));
+    sigterm(&agent_child.0);
+}
