@@ -20,7 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(&descriptor_path)
         .skip_protoc_run()
         // A flow is much larger than the other bodies; boxing it keeps every Event small.
-        .boxed(".sovereign.agent.v1.Event.body.flow");
+        .boxed(".sovereign.agent.v1.Event.body.flow")
+        .boxed(".sovereign.agent.v1.Event.body.alert");
     tonic_prost_build::configure().compile_with_config(config, &files, &["."])?;
     Ok(())
 }

@@ -142,7 +142,9 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let maps = capture.take_maps()?;
     let (mut pipeline, ring) = Pipeline::new(maps, sink, config.pipeline_options());
     if let Some(policy) = policy {
-        pipeline = pipeline.with_policy(policy);
+        pipeline = pipeline
+            .with_policy(policy)
+            .with_alerts(config.alert_folder());
     }
     pipeline = pipeline.with_counters(counters);
     let result = pipeline.run(ring, shutdown).await;

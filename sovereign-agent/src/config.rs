@@ -75,6 +75,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// The gRPC API (docs/api.md).
     pub api: ApiConfig,
+    /// Alerts: violations folded per (workload, destination, rule) (docs/api.md).
+    pub alerts: AlertsConfig,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -102,6 +104,25 @@ pub struct JournalConfig {
     pub checkpoint_interval_ms: u64,
     /// Ed25519 private key (PKCS#8 PEM) that signs every seal and checkpoint.
     pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Repeats of a (workload, destination, rule) within this many seconds of its alert are
+    /// folded into one alert with a count; 0 alerts on every violating flow.
+    pub window_secs: u64,
+    /// (workload, destination, rule) keys remembered (least recently seen forgotten first).
+    pub max_keys: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 60,
+            max_keys: 65_536,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -181,6 +202,7 @@ impl Default for Config {
             log: LogConfig::default(),
             journal: JournalConfig::default(),
             api: ApiConfig::default(),
+            alerts: AlertsConfig::default(),
             source: None,
         }
     }
@@ -253,6 +275,9 @@ impl Config {
                 "max_event_delay_ms",
                 format!("{} is more than a minute", self.max_event_delay_ms),
             ));
+        }
+        if self.alerts.max_keys == 0 {
+            return Err(invalid("alerts.max_keys", "must be at least 1".into()));
         }
         if self.name_map_entries == 0 {
             return Err(invalid("name_map_entries", "must be at least 1".into()));
@@ -336,6 +361,13 @@ impl Config {
             checkpoint_interval: Duration::from_millis(j.checkpoint_interval_ms),
             signing_key,
         }))
+    }
+
+    pub fn alert_folder(&self) -> crate::alerts::AlertFolder {
+        crate::alerts::AlertFolder::new(
+            Duration::from_secs(self.alerts.window_secs),
+            NonZeroUsize::new(self.alerts.max_keys).unwrap_or(NonZeroUsize::MIN),
+        )
     }
 
     /// The API's socket, when the API is on.

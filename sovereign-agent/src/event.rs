@@ -100,6 +100,7 @@ pub enum Event {
     Flow(Box<FlowEvent>),
     Loss(LossEvent),
     Lifecycle(Box<LifecycleEvent>),
+    Alert(Box<crate::alerts::AlertEvent>),
 }
 
 impl Event {
@@ -116,6 +117,7 @@ impl Event {
             Event::Flow(f) => f.ts_unix_ns,
             Event::Loss(l) => l.ts_unix_ns,
             Event::Lifecycle(l) => l.ts_unix_ns,
+            Event::Alert(a) => a.ts_unix_ns,
         }
     }
 }

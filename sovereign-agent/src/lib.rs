@@ -3,6 +3,7 @@
 //! `pipeline` (ring buffer → events), `enrich`, `event`, `output`; `config`, `telemetry`,
 //! `shutdown` and `agent` around them.
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod bpf;
 pub mod cgroup;

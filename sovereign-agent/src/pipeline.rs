@@ -117,6 +117,8 @@ pub struct Pipeline {
     policy_recorded: bool,
     /// Shared with the API's `GetStatus`.
     counters: Option<std::sync::Arc<crate::api::Counters>>,
+    /// Violations → alerts, folded per (workload, destination, rule).
+    alerts: Option<crate::alerts::AlertFolder>,
     names: NameMap,
 }
 
@@ -146,6 +148,7 @@ impl Pipeline {
             policy: None,
             policy_recorded: false,
             counters: None,
+            alerts: None,
         };
         (pipeline, events)
     }
@@ -155,6 +158,28 @@ impl Pipeline {
     pub fn with_policy(mut self, policy: PolicyReceiver) -> Self {
         self.policy = Some(policy);
         self
+    }
+
+    /// Raises alerts for violations (folded by `folder`).
+    pub fn with_alerts(mut self, folder: crate::alerts::AlertFolder) -> Self {
+        self.alerts = Some(folder);
+        self
+    }
+
+    /// Emits the alerts whose folding window ended by `now_ns`.
+    fn expire_alerts(&mut self, now_ns: i64) -> Result<(), PipelineError> {
+        let due = match self.alerts.as_mut() {
+            Some(a) => a.expire(now_ns),
+            None => return Ok(()),
+        };
+        let any = !due.is_empty();
+        for alert in due {
+            self.emit(Event::Alert(Box::new(alert)))?;
+        }
+        if any {
+            self.sink.flush().map_err(PipelineError::Output)?;
+        }
+        Ok(())
     }
 
     /// Keeps `counters` current (events, kernel losses, decode errors) for the API.
@@ -191,12 +216,17 @@ impl Pipeline {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.drain(ring.get_mut())?,
-                _ = loss_tick.tick() => self.poll_losses()?,
+                _ = loss_tick.tick() => {
+                    self.poll_losses()?;
+                    self.expire_alerts(crate::clock::unix_now_ns())?;
+                }
                 _ = &mut shutdown => break,
             }
         }
         self.drain(ring.get_mut())?;
         self.poll_losses()?;
+        // Folded repeats are reported now rather than lost with the process.
+        self.expire_alerts(i64::MAX)?;
         self.sink.flush().map_err(PipelineError::Output)?;
         Ok(self.stats)
     }
@@ -326,7 +356,7 @@ impl Pipeline {
                     c.kernel_losses.fetch_add(l.lost, Relaxed);
                 }
             }
-            Event::Lifecycle(_) => {}
+            Event::Lifecycle(_) | Event::Alert(_) => {}
         }
         self.sink.write(&event).map_err(PipelineError::Output)
     }
@@ -344,6 +374,7 @@ impl Pipeline {
                 .lookup(rec.cgroup_id, event.dst_ip, rec.cookie, Instant::now()),
         );
         self.judge(&mut event);
+        let alert = self.alerts.as_mut().and_then(|a| a.observe(&event));
         if kind == EventKind::Send {
             let key = SendKey {
                 cookie: rec.cookie,
@@ -359,7 +390,11 @@ impl Pipeline {
                 }
             }
         }
-        self.emit(Event::Flow(Box::new(event)))
+        self.emit(Event::Flow(Box::new(event)))?;
+        if let Some(alert) = alert {
+            self.emit(Event::Alert(Box::new(alert)))?;
+        }
+        Ok(())
     }
 
     /// A UDP socket closed: one `close` event per destination it sent to, with the number of

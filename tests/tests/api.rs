@@ -239,3 +239,70 @@ fn the_socket_is_for_root_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a journal"));
     sigterm(&agent_child.0);
 }
+
+#[test]
+fn violations_become_alerts_and_repeats_fold_into_one() {
+    require_root();
+    let dir = tmpdir("alerts");
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, DENY_LOOPBACK).unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "[alerts]\nwindow_secs = 2\n").unwrap();
+    let cgroup = TestCgroup::new("api-alerts");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) = start_agent_with(
+        &cgroup,
+        &output,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let agent_child = Reaped(agent_child);
+    let port = closed_port("127.0.0.1:0");
+    // A retry loop: five refused connections to the same place from the same program.
+    let mut pids = Vec::new();
+    for _ in 0..5 {
+        pids.push(cgroup.traffic(&["refused", &port.to_string()]).0);
+    }
+    let first = wait_for_event(&output, |e| e["kind"] == "alert");
+    assert_eq!(first["count"], 1);
+    assert_eq!(first["rule"], "generator");
+    assert_eq!(first["severity"], "critical");
+    assert_eq!(first["destination"], format!("127.0.0.1:{}", port.port()));
+    assert!(first["workload"].as_str().unwrap().ends_with("sa-traffic"));
+    assert_eq!(first["flow"]["pid"], pids[0]);
+    // When the window ends, one alert for the four repeats.
+    let folded = wait_for_event(&output, |e| e["kind"] == "alert" && e["count"] != 1);
+    assert_eq!(folded["count"], 4);
+    assert_eq!(folded["flow"]["pid"], pids[4]);
+    // Subscribers can ask for alerts only.
+    let out = agent()
+        .args([
+            "tail",
+            "--json",
+            "--since-seq",
+            "0",
+            "--kind",
+            "alert",
+            "--count",
+            "2",
+            "--socket",
+        ])
+        .arg(api_socket_of(&output))
+        .output()
+        .unwrap();
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let counts: Vec<u64> = alerts
+        .iter()
+        .map(|a| a["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [1, 4]);
+    assert!(alerts.iter().all(|a| a["kind"] == "alert"));
+    sigterm(&agent_child.0);
+}

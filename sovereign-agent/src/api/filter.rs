@@ -39,6 +39,7 @@ pub fn kind_of(e: &pb::Event) -> &'static str {
             _ => "close",
         },
         Some(Body::Loss(_)) => "loss",
+        Some(Body::Alert(_)) => "alert",
         Some(Body::Lifecycle(l)) => match &l.kind {
             Some(Kind::Start(_)) => "agent_start",
             Some(Kind::Stop(_)) => "agent_stop",
@@ -76,6 +77,7 @@ impl EventFilter {
             "send",
             "established",
             "close",
+            "alert",
             "loss",
             "agent_start",
             "agent_stop",
@@ -130,8 +132,14 @@ impl EventFilter {
         if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == kind_of(e)) {
             return false;
         }
-        let Some(pb::event::Body::Flow(f)) = &e.body else {
-            return !self.flow_conditions();
+        // Flow conditions apply to flows and to the flow of an alert.
+        let f = match &e.body {
+            Some(pb::event::Body::Flow(f)) => f.as_ref(),
+            Some(pb::event::Body::Alert(a)) => match &a.flow {
+                Some(f) => f,
+                None => return false,
+            },
+            _ => return !self.flow_conditions(),
         };
         if let Some(want) = self.verdict {
             if f.verdict.as_ref().map(|v| v.decision) != Some(want as i32) {

@@ -418,6 +418,23 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[2] = "loss".into();
             row[30] = format!("lost={}", l.lost);
         }
+        Event::Alert(a) => {
+            row[1] = a.ts.clone();
+            row[2] = "alert".into();
+            row[3] = a.flow.pid.to_string();
+            row[6] = a.flow.comm.clone();
+            row[7] = opt(a.flow.exe.clone());
+            row[16] = a.flow.dst_ip.to_string();
+            row[17] = a.flow.dst_port.to_string();
+            row[19] = a.flow.names.join(" ");
+            row[25] = "violation".into();
+            row[26] = opt(a.severity.map(|s| s.to_string()));
+            row[27] = a.rule.clone();
+            row[30] = format!(
+                "count={} first={} last={} workload={} destination={}",
+                a.count, a.first, a.last, a.workload, a.destination
+            );
+        }
         Event::Lifecycle(l) => {
             let mut json = serde_json::to_value(&l.body).expect("serializable");
             row[1] = l.ts.clone();

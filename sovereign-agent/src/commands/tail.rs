@@ -166,6 +166,19 @@ fn pretty_line(e: &pb::Event) -> String {
                 verdict
             )
         }
+        Some(pb::event::Body::Alert(a)) => {
+            format!(
+            "\x1b[2m{ts} #{}\x1b[0m \x1b[1;41;37m ALERT \x1b[0m \x1b[1;31m{} {}\x1b[0m {} → {} ×{}",
+            e.seq,
+            pb::Severity::try_from(a.severity)
+                .map(|s| s.as_str_name().trim_start_matches("SEVERITY_").to_lowercase())
+                .unwrap_or_default(),
+            a.rule,
+            a.workload,
+            a.destination,
+            a.count
+        )
+        }
         Some(pb::event::Body::Loss(l)) => {
             format!(
                 "\x1b[2m{ts} #{}\x1b[0m \x1b[33mloss: the kernel dropped {} records\x1b[0m",

@@ -93,6 +93,19 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
             l.ts_unix_ns,
             pb::event::Body::Lifecycle(lifecycle_to_proto(&l.body)),
         ),
+        Event::Alert(a) => (
+            a.ts_unix_ns,
+            pb::event::Body::Alert(Box::new(pb::Alert {
+                flow: Some(flow_to_proto(&a.flow)),
+                count: a.count,
+                first_unix_ns: a.first_unix_ns,
+                last_unix_ns: a.last_unix_ns,
+                workload: a.workload.clone(),
+                destination: a.destination.clone(),
+                rule: a.rule.clone(),
+                severity: severity_to_proto(a.severity) as i32,
+            })),
+        ),
     };
     pb::Event {
         seq,
@@ -154,14 +167,7 @@ fn verdict_to_proto(v: &Explanation) -> pb::Verdict {
             Decision::Allow => pb::Decision::Allow,
             Decision::Violation => pb::Decision::Violation,
         } as i32,
-        severity: match v.severity {
-            None => pb::Severity::Unspecified,
-            Some(Severity::Info) => pb::Severity::Info,
-            Some(Severity::Low) => pb::Severity::Low,
-            Some(Severity::Medium) => pb::Severity::Medium,
-            Some(Severity::High) => pb::Severity::High,
-            Some(Severity::Critical) => pb::Severity::Critical,
-        } as i32,
+        severity: severity_to_proto(v.severity) as i32,
         rule: v.rule.clone(),
         zones: v.zones.clone(),
         matched_zones: v.matched_zones.clone(),
@@ -182,6 +188,28 @@ fn verdict_to_proto(v: &Explanation) -> pb::Verdict {
             version: v.policy.version.clone(),
             hash: v.policy.hash.clone(),
         }),
+    }
+}
+
+fn severity_to_proto(s: Option<Severity>) -> pb::Severity {
+    match s {
+        None => pb::Severity::Unspecified,
+        Some(Severity::Info) => pb::Severity::Info,
+        Some(Severity::Low) => pb::Severity::Low,
+        Some(Severity::Medium) => pb::Severity::Medium,
+        Some(Severity::High) => pb::Severity::High,
+        Some(Severity::Critical) => pb::Severity::Critical,
+    }
+}
+
+fn severity_from_proto(s: i32) -> Option<Severity> {
+    match pb::Severity::try_from(s) {
+        Ok(pb::Severity::Info) => Some(Severity::Info),
+        Ok(pb::Severity::Low) => Some(Severity::Low),
+        Ok(pb::Severity::Medium) => Some(Severity::Medium),
+        Ok(pb::Severity::High) => Some(Severity::High),
+        Ok(pb::Severity::Critical) => Some(Severity::Critical),
+        _ => None,
     }
 }
 
@@ -323,6 +351,28 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
             ts_unix_ns,
             body: lifecycle_from_proto(l)?,
         })),
+        pb::event::Body::Alert(a) => {
+            let a = *a;
+            let flow = a
+                .flow
+                .ok_or(ConvertError::Invalid("alert without its flow"))?;
+            let flow_ts = rfc3339_from_unix_ns(a.last_unix_ns as i128);
+            Event::Alert(Box::new(crate::alerts::AlertEvent {
+                ts,
+                ts_unix_ns,
+                kind: "alert",
+                severity: severity_from_proto(a.severity),
+                rule: a.rule,
+                workload: a.workload,
+                destination: a.destination,
+                count: a.count,
+                first: rfc3339_from_unix_ns(a.first_unix_ns as i128),
+                last: flow_ts.clone(),
+                first_unix_ns: a.first_unix_ns,
+                last_unix_ns: a.last_unix_ns,
+                flow: Box::new(flow_from_proto(flow, flow_ts, a.last_unix_ns)?),
+            }))
+        }
     })
 }
 
