@@ -97,16 +97,20 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         journal.as_ref().map(|j| j.2.clone()),
         policy.clone(),
     ));
-    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = match &config.api_socket() {
-        Some(socket) => Some(
-            api::serve(socket, api.clone(), async {
-                let _ = api_stopped.await;
-            })
-            .await?,
-        ),
-        None => None,
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = api_stopped.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
     };
+    let mut api_tasks = Vec::new();
+    if let Some(socket) = &config.api_socket() {
+        api_tasks.push(api::serve(socket, api.clone(), stopped()).await?);
+    }
+    if let Some(tls) = config.api_tcp() {
+        api_tasks.push(api::serve_tcp(&tls, api.clone(), stopped()).await?);
+    }
     let hooks = capture.attach(&cgroup)?;
     let attached: Vec<String> = hooks
         .iter()
@@ -170,17 +174,17 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         }
     }
     // Subscribers' streams never end by themselves: give the API a moment, then stop it.
-    let _ = api_stop.send(());
-    if let Some(mut task) = api_task {
+    let _ = api_stop.send(true);
+    for mut task in api_tasks {
         if tokio::time::timeout(std::time::Duration::from_secs(1), &mut task)
             .await
             .is_err()
         {
             task.abort();
         }
-        if let Some(socket) = config.api_socket() {
-            let _ = std::fs::remove_file(socket);
-        }
+    }
+    if let Some(socket) = config.api_socket() {
+        let _ = std::fs::remove_file(socket);
     }
     let stats = result?;
     tracing::info!(?stats, "stopped");

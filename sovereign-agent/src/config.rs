@@ -132,6 +132,13 @@ pub struct ApiConfig {
     pub enabled: bool,
     /// Unix socket (created 0600: root only).
     pub socket: PathBuf,
+    /// Also serve on TCP (e.g. "0.0.0.0:7443"), with TLS and mandatory client certificates.
+    pub tcp_listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain and private key of the server (required with `tcp_listen`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that client certificates must chain to (required with `tcp_listen`).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -139,6 +146,10 @@ impl Default for ApiConfig {
         Self {
             enabled: true,
             socket: PathBuf::from("/run/sovereign-agent/agent.sock"),
+            tcp_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
     }
 }
@@ -276,6 +287,20 @@ impl Config {
                 format!("{} is more than a minute", self.max_event_delay_ms),
             ));
         }
+        if self.api.tcp_listen.is_some() {
+            for (key, value) in [
+                ("api.tls_cert", &self.api.tls_cert),
+                ("api.tls_key", &self.api.tls_key),
+                ("api.client_ca", &self.api.client_ca),
+            ] {
+                if value.is_none() {
+                    return Err(invalid(
+                        key,
+                        "is required with api.tcp_listen: the API is only served on TCP with TLS and client certificates".into(),
+                    ));
+                }
+            }
+        }
         if self.alerts.max_keys == 0 {
             return Err(invalid("alerts.max_keys", "must be at least 1".into()));
         }
@@ -368,6 +393,26 @@ impl Config {
             Duration::from_secs(self.alerts.window_secs),
             NonZeroUsize::new(self.alerts.max_keys).unwrap_or(NonZeroUsize::MIN),
         )
+    }
+
+    /// The API's TCP listener with its TLS files, when configured (and the API is on).
+    pub fn api_tcp(&self) -> Option<crate::api::TcpTls> {
+        let a = &self.api;
+        match (
+            a.enabled,
+            a.tcp_listen,
+            &a.tls_cert,
+            &a.tls_key,
+            &a.client_ca,
+        ) {
+            (true, Some(listen), Some(cert), Some(key), Some(ca)) => Some(crate::api::TcpTls {
+                listen,
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: ca.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The API's socket, when the API is on.
@@ -490,6 +535,29 @@ mod tests {
             .journal_options()
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn tcp_api_needs_its_tls_files() {
+        let err = parse("[api]\ntcp_listen = \"127.0.0.1:7443\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api.tls_cert") && err.contains("client certificates"),
+            "{err}"
+        );
+        let c = parse(
+            "[api]\ntcp_listen = \"127.0.0.1:7443\"\ntls_cert = \"s.pem\"\ntls_key = \"s.key\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.api_tcp().unwrap().listen.port(), 7443);
+        let err = parse("[api]\ntcp_listen = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nowhere") || err.contains("tcp_listen"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -306,3 +306,164 @@ fn violations_become_alerts_and_repeats_fold_into_one() {
     assert!(alerts.iter().all(|a| a["kind"] == "alert"));
     sigterm(&agent_child.0);
 }
+
+/// Makes a key and a certificate signed by `ca` (or self-signed when `ca` is None).
+fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let subj = format!("/CN={name}");
+    match ca {
+        None => run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-subj",
+            &subj,
+            "-days",
+            days,
+        ]),
+        Some(ca) => {
+            let csr = format!("{name}.csr");
+            let extfile = format!("{name}.ext");
+            std::fs::write(dir.join(&extfile), ext).unwrap();
+            run(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subj,
+            ]);
+            let ca_pem = format!("{ca}.pem");
+            let ca_key = format!("{ca}.key");
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                days,
+                "-extfile",
+                &extfile,
+            ]);
+        }
+    }
+}
+
+#[test]
+fn tcp_needs_a_valid_client_certificate_from_the_right_ca() {
+    require_root();
+    let python = root().join("target/python-grpc/bin/python");
+    let dir = tmpdir("mtls");
+    let client_ext = "extendedKeyUsage=clientAuth\n";
+    openssl_cert(&dir, "ca", None, "2", "");
+    openssl_cert(
+        &dir,
+        "server",
+        Some("ca"),
+        "2",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    openssl_cert(&dir, "client", Some("ca"), "2", client_ext);
+    openssl_cert(&dir, "expired", Some("ca"), "0", client_ext);
+    openssl_cert(&dir, "other-ca", None, "2", "");
+    openssl_cert(&dir, "stranger", Some("other-ca"), "2", client_ext);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\ntcp_listen = \"127.0.0.1:{port}\"\ntls_cert = \"{d}/server.pem\"\ntls_key = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let cgroup = TestCgroup::new("api-mtls");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) =
+        start_agent_with(&cgroup, &output, &["--config", config.to_str().unwrap()]);
+    let agent_child = Reaped(agent_child);
+    // The "expired" certificate's validity ended the second it was made; apart from its
+    // dates it is as good as "client" (openssl accepts it when told to ignore time).
+    std::thread::sleep(Duration::from_millis(1500));
+    let verify = |check_time: bool| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["verify", "-CAfile"]).arg(dir.join("ca.pem"));
+        if !check_time {
+            cmd.arg("-no_check_time");
+        }
+        cmd.arg(dir.join("expired.pem"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        verify(false) && !verify(true),
+        "expired.pem fails on its dates only"
+    );
+    let probe = |client: Option<&str>| -> String {
+        let mut cmd = Command::new(&python);
+        cmd.arg(root().join("tests/python/tls_probe.py"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(dir.join("ca.pem"));
+        if let Some(c) = client {
+            cmd.arg(dir.join(format!("{c}.pem")))
+                .arg(dir.join(format!("{c}.key")));
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(probe(Some("client")), "SERVING");
+    for (what, client) in [
+        ("no certificate", None),
+        ("a certificate from another CA", Some("stranger")),
+        ("an expired certificate", Some("expired")),
+    ] {
+        let answer = probe(client);
+        assert!(answer.starts_with("refused"), "{what}: {answer}");
+    }
+    sigterm(&agent_child.0);
+}

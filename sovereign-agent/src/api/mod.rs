@@ -158,6 +158,87 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// TCP with TLS: the server's certificate and key, and the CA client certificates must chain to.
+pub struct TcpTls {
+    pub listen: std::net::SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// The services on `server` (built once per listener).
+async fn router(
+    mut server: tonic::transport::Server,
+    api: Arc<Api>,
+) -> Result<tonic::transport::server::Router, String> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<Api>>().await;
+    // Both reflection versions: grpcurl and newer clients ask for v1, grpcio's still v1alpha.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+    Ok(server
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(AgentServiceServer::from_arc(api)))
+}
+
+/// Serves on TCP with TLS; a client must present a certificate that chains to the client CA
+/// and is valid now, or the handshake fails and it gets nothing.
+pub async fn serve_tcp(
+    tls: &TcpTls,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| ApiError {
+            path: path.to_path_buf(),
+            message: format!("cannot read the {what}: {e}"),
+        })
+    };
+    let cert = read(&tls.cert, "server certificate (api.tls_cert)")?;
+    let key = read(&tls.key, "server key (api.tls_key)")?;
+    let ca = read(&tls.client_ca, "client CA (api.client_ca)")?;
+    let config = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+        .client_auth_optional(false);
+    let err = |message: String| ApiError {
+        path: PathBuf::from(tls.listen.to_string()),
+        message,
+    };
+    let server = tonic::transport::Server::builder()
+        .tls_config(config)
+        .map_err(|e| {
+            err(format!(
+                "TLS configuration (api.tls_cert, api.tls_key, api.client_ca): {e}"
+            ))
+        })?;
+    let router = router(server, api).await.map_err(err)?;
+    let listener = tokio::net::TcpListener::bind(tls.listen)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let listen = tls.listen;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tracing::info!(%listen, "gRPC API listening on TCP (TLS, client certificates required)");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(%listen, "gRPC API (TCP) stopped: {e}");
+        }
+    }))
+}
+
 /// Binds the Unix socket (its directory created 0755 if missing, the socket itself 0600: only
 /// root can connect) and serves until `shutdown` resolves. A stale socket file is replaced;
 /// a live one (another agent) is an error.
@@ -186,24 +267,9 @@ pub async fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| err(format!("cannot make it 0600: {e}")))?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AgentServiceServer<Api>>().await;
-    // Both reflection versions: grpcurl and newer clients ask for v1, grpcio's still v1alpha.
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| err(format!("reflection: {e}")))?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sovereign_agent_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| err(format!("reflection: {e}")))?;
-    let router = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(AgentServiceServer::from_arc(api));
+    let router = router(tonic::transport::Server::builder(), api)
+        .await
+        .map_err(err)?;
     let incoming = UnixListenerStream::new(listener);
     let socket = path.to_path_buf();
     tracing::info!(socket = %socket.display(), "gRPC API listening");
