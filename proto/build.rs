@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "sovereign/agent/v1/events.proto",
         "sovereign/agent/v1/agent.proto",
+        "sovereign/collector/v1/collector.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

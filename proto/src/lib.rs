@@ -6,6 +6,12 @@ pub mod agent {
     }
 }
 
+pub mod collector {
+    pub mod v1 {
+        tonic::include_proto!("sovereign.collector.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sovereign_descriptor.bin"));

@@ -108,8 +108,12 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     if let Some(socket) = &config.api_socket() {
         api_tasks.push(api::serve(socket, api.clone(), stopped()).await?);
     }
+    if let (Some(opts), Some(j)) = (config.push_options(), journal.as_ref()) {
+        let stop = api_stop.subscribe();
+        api_tasks.push(tokio::spawn(crate::push::run(opts, j.2.clone(), stop)));
+    }
     if let Some(tls) = config.api_tcp() {
-        api_tasks.push(api::serve_tcp(&tls, api.clone(), stopped()).await?);
+        api_tasks.push(api::serve_tcp(&tls, api.clone(), None, stopped()).await?);
     }
     let hooks = capture.attach(&cgroup)?;
     let attached: Vec<String> = hooks

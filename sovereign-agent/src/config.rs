@@ -77,6 +77,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Alerts: violations folded per (workload, destination, rule) (docs/api.md).
     pub alerts: AlertsConfig,
+    /// Push alerts to a collector (docs/collector.md).
+    pub push: Option<PushConfig>,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -104,6 +106,25 @@ pub struct JournalConfig {
     pub checkpoint_interval_ms: u64,
     /// Ed25519 private key (PKCS#8 PEM) that signs every seal and checkpoint.
     pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// `https://host:port` of the collector.
+    pub collector: String,
+    /// CA the collector's certificate must chain to (PEM).
+    pub ca: PathBuf,
+    /// This agent's client certificate and key (PEM); its common name is the agent's identity.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Alerts per batch at most.
+    #[serde(default = "default_push_batch")]
+    pub batch: usize,
+}
+
+fn default_push_batch() -> usize {
+    500
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -214,6 +235,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
+            push: None,
             source: None,
         }
     }
@@ -299,6 +321,26 @@ impl Config {
                         "is required with api.tcp_listen: the API is only served on TCP with TLS and client certificates".into(),
                     ));
                 }
+            }
+        }
+        if let Some(p) = &self.push {
+            if !self.journal.enabled {
+                return Err(invalid(
+                    "push",
+                    "needs the journal (it is the spool of unacknowledged alerts)".into(),
+                ));
+            }
+            if !p.collector.starts_with("https://") {
+                return Err(invalid(
+                    "push.collector",
+                    format!(
+                        "{:?}: expected https://HOST:PORT (the push is always TLS)",
+                        p.collector
+                    ),
+                ));
+            }
+            if p.batch == 0 {
+                return Err(invalid("push.batch", "must be at least 1".into()));
             }
         }
         if self.alerts.max_keys == 0 {
@@ -413,6 +455,16 @@ impl Config {
             }),
             _ => None,
         }
+    }
+
+    pub fn push_options(&self) -> Option<crate::push::PushOptions> {
+        self.push.as_ref().map(|p| crate::push::PushOptions {
+            collector: p.collector.clone(),
+            ca: p.ca.clone(),
+            cert: p.cert.clone(),
+            key: p.key.clone(),
+            batch: p.batch,
+        })
     }
 
     /// The API's socket, when the API is on.

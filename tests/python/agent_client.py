@@ -68,6 +68,10 @@ def main():
                 out.update(decision=events_pb2.Decision.Name(f.verdict.decision),
                            severity=events_pb2.Severity.Name(f.verdict.severity),
                            rule=f.verdict.rule, policy=f.verdict.policy.name)
+        if body == "alert":
+            a = e.alert
+            out.update(agent_id=e.agent_id, agent_seq=e.agent_seq, count=a.count, pid=a.flow.pid,
+                       rule=a.rule, severity=events_pb2.Severity.Name(a.severity))
         print(json.dumps(out), flush=True)
         got += 1
         if got >= count:

@@ -358,3 +358,79 @@ pub fn wait_for_log(logs: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str
     }
     false
 }
+
+/// Makes a key and a certificate signed by `ca` (or self-signed when `ca` is None).
+pub fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let subj = format!("/CN={name}");
+    match ca {
+        None => run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-subj",
+            &subj,
+            "-days",
+            days,
+        ]),
+        Some(ca) => {
+            let csr = format!("{name}.csr");
+            let extfile = format!("{name}.ext");
+            std::fs::write(dir.join(&extfile), ext).unwrap();
+            run(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subj,
+            ]);
+            let ca_pem = format!("{ca}.pem");
+            let ca_key = format!("{ca}.key");
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                days,
+                "-extfile",
+                &extfile,
+            ]);
+        }
+    }
+}

@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    api_socket_of, closed_port, journal_dir_of, require_root, sigterm, start_agent_with,
-    target_bin, wait_for_event, Reaped, TestCgroup,
+    api_socket_of, closed_port, journal_dir_of, openssl_cert, require_root, sigterm,
+    start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -305,82 +305,6 @@ fn violations_become_alerts_and_repeats_fold_into_one() {
     assert_eq!(counts, [1, 4]);
     assert!(alerts.iter().all(|a| a["kind"] == "alert"));
     sigterm(&agent_child.0);
-}
-
-/// Makes a key and a certificate signed by `ca` (or self-signed when `ca` is None).
-fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &str) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let key = format!("{name}.key");
-    let pem = format!("{name}.pem");
-    let subj = format!("/CN={name}");
-    match ca {
-        None => run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-subj",
-            &subj,
-            "-days",
-            days,
-        ]),
-        Some(ca) => {
-            let csr = format!("{name}.csr");
-            let extfile = format!("{name}.ext");
-            std::fs::write(dir.join(&extfile), ext).unwrap();
-            run(&[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &subj,
-            ]);
-            let ca_pem = format!("{ca}.pem");
-            let ca_key = format!("{ca}.key");
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                days,
-                "-extfile",
-                &extfile,
-            ]);
-        }
-    }
 }
 
 #[test]

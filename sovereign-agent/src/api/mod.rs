@@ -196,6 +196,11 @@ async fn router(
 pub async fn serve_tcp(
     tls: &TcpTls,
     api: Arc<Api>,
+    collector: Option<
+        sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer<
+            crate::collector::Collector,
+        >,
+    >,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ApiError> {
     let read = |path: &Path, what: &str| {
@@ -222,7 +227,10 @@ pub async fn serve_tcp(
                 "TLS configuration (api.tls_cert, api.tls_key, api.client_ca): {e}"
             ))
         })?;
-    let router = router(server, api).await.map_err(err)?;
+    let router = router(server, api)
+        .await
+        .map_err(err)?
+        .add_optional_service(collector);
     let listener = tokio::net::TcpListener::bind(tls.listen)
         .await
         .map_err(|e| err(e.to_string()))?;

@@ -90,11 +90,12 @@ pub async fn tail(args: TailArgs) -> u8 {
         let line = match message.item {
             Some(Item::Event(e)) => {
                 let seq = e.seq;
+                let agent = (!e.agent_id.is_empty()).then(|| (e.agent_id.clone(), e.agent_seq));
                 let text = if pretty {
                     pretty_line(&e)
                 } else {
                     match convert::from_proto(e) {
-                        Ok(event) => json_line(seq, &event),
+                        Ok(event) => json_line(seq, agent, &event),
                         Err(err) => format!("{{\"seq\":{seq},\"error\":{:?}}}", err.to_string()),
                     }
                 };
@@ -122,9 +123,17 @@ pub async fn tail(args: TailArgs) -> u8 {
     }
 }
 
-fn json_line(seq: u64, event: &Event) -> String {
+/// `{"seq":N,` (and, from a collector, the agent's id and sequence number) + the event's JSON.
+fn json_line(seq: u64, agent: Option<(String, u64)>, event: &Event) -> String {
     let mut json = serde_json::to_string(event).expect("serializable");
-    json.replace_range(..1, &format!("{{\"seq\":{seq},"));
+    let prefix = match agent {
+        Some((id, agent_seq)) => format!(
+            "{{\"seq\":{seq},\"agent_id\":{},\"agent_seq\":{agent_seq},",
+            serde_json::to_string(&id).expect("a string")
+        ),
+        None => format!("{{\"seq\":{seq},"),
+    };
+    json.replace_range(..1, &prefix);
     json
 }
 
@@ -156,7 +165,12 @@ fn pretty_line(e: &pb::Event) -> String {
                 None => String::new(),
             };
             format!(
-                "\x1b[2m{} #{}\x1b[0m {:<11} {:<20} pid {:<7} \x1b[1m→ {}\x1b[0m {}",
+                "\x1b[2m{}{} #{}\x1b[0m {:<11} {:<20} pid {:<7} \x1b[1m→ {}\x1b[0m {}",
+                if e.agent_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}] ", e.agent_id)
+                },
                 ts,
                 e.seq,
                 kind,

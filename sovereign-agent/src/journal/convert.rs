@@ -111,6 +111,8 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
         seq,
         ts_unix_ns: ts,
         body: Some(body),
+        agent_id: String::new(),
+        agent_seq: 0,
     }
 }
 

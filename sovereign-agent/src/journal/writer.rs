@@ -131,6 +131,16 @@ impl EncodedBatch {
         self.ends.push(self.bytes.len() as u32);
     }
 
+    /// Adds a payload encoded elsewhere (e.g. a protobuf `Event` a collector received).
+    pub fn push_encoded(&mut self, payload: &[u8], ts_unix_ns: i64) {
+        if self.ends.is_empty() {
+            self.first_ts = ts_unix_ns;
+        }
+        self.last_ts = ts_unix_ns;
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len() as u32);
+    }
+
     /// Appends another batch (group commit of queued batches).
     pub fn extend(&mut self, other: &EncodedBatch) {
         if other.is_empty() {
@@ -201,6 +211,8 @@ fn is_journal_entry(name: &str) -> bool {
     format::parse_segment_file_name(name).is_some()
         || name == format::HEAD_FILE
         || name == format::LOCK_FILE
+        || name == "push.cursor"
+        || name == "push.cursor.tmp"
         || name == "HEAD.tmp"
         || name.ends_with(".journal.tmp")
 }
