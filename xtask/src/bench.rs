@@ -115,7 +115,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn make_cgroup() -> Result<PathBuf> {
+pub(crate) fn make_cgroup() -> Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let root = mountinfo
         .lines()

@@ -7,6 +7,7 @@
 //!                       load the real programs: root)
 //!   cargo xtask bench   throughput with and without the agent attached (root)
 mod bench;
+mod bench_alerts;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -32,6 +33,8 @@ enum Cmd {
     },
     /// Workload throughput with and without the agent attached, as a markdown table.
     Bench,
+    /// Alert push throughput and connect()-to-subscriber latency through a real collector.
+    BenchAlerts,
     /// Run every fuzz target (cargo fuzz, nightly) for a bounded time; fail on any crash.
     Fuzz {
         /// Seconds per target.
@@ -77,6 +80,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench => {
             setup::ensure()?;
             bench::run(&root)
+        }
+        Cmd::BenchAlerts => {
+            setup::ensure()?;
+            bench_alerts::run(&root)
         }
         Cmd::Fuzz { seconds } => {
             setup::ensure()?;

@@ -13,6 +13,7 @@
 //! sa-traffic CGROUP_PROCS udp-spray ADDR N    one datagram to each of N ports from ADDR's port on
 //! sa-traffic CGROUP_PROCS connect-loop ADDR N  N TCP connections to a listener of its own on
 //!                                              ADDR, which closes first; prints elapsed_ns
+//!                                              (SA_TRAFFIC_RATE=R: at most R per second)
 //! sa-traffic CGROUP_PROCS udp-loop ADDR N      N datagrams to ADDR from one socket; elapsed_ns
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
@@ -170,8 +171,17 @@ fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
     });
     let mut eof = [0u8; 1];
     let mut stalls = 0;
+    let rate: Option<f64> = std::env::var("SA_TRAFFIC_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok());
     let start = std::time::Instant::now();
-    for _ in 0..n {
+    for i in 0..n {
+        if let Some(rate) = rate {
+            let due = start + std::time::Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let t = std::time::Instant::now();
         let mut c = TcpStream::connect(target).unwrap_or_else(|e| fail(format!("connect: {e}")));
         let _ = c.write_all(b"x");
