@@ -47,13 +47,8 @@ enum Command {
     /// Print the running agent's events as they happen (from its gRPC API): coloured lines on a
     /// terminal, JSON lines otherwise.
     Tail {
-        /// The agent's API socket.
-        #[arg(
-            long,
-            env = "SOVEREIGN_API_SOCKET",
-            default_value = "/run/sovereign-agent/agent.sock"
-        )]
-        socket: PathBuf,
+        #[command(flatten)]
+        target: TargetFlags,
         /// Start from this journal sequence number (history first, then live).
         #[arg(long)]
         since_seq: Option<u64>,
@@ -81,12 +76,8 @@ enum Command {
     },
     /// Print the running agent's status (from its gRPC API).
     Status {
-        #[arg(
-            long,
-            env = "SOVEREIGN_API_SOCKET",
-            default_value = "/run/sovereign-agent/agent.sock"
-        )]
-        socket: PathBuf,
+        #[command(flatten)]
+        target: TargetFlags,
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +124,41 @@ enum JournalCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
     },
+}
+
+/// Where `tail` and `status` find the API.
+#[derive(Args)]
+struct TargetFlags {
+    /// The API's Unix socket (an agent's, or a collector's --api-socket).
+    #[arg(
+        long,
+        env = "SOVEREIGN_API_SOCKET",
+        default_value = "/run/sovereign-agent/agent.sock"
+    )]
+    socket: PathBuf,
+    /// A collector (or an agent's TCP API) instead: https://HOST:PORT, with mutual TLS.
+    #[arg(long, requires_all = ["ca", "cert", "key"])]
+    collector: Option<String>,
+    /// CA the server's certificate chains to (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_CA")]
+    ca: Option<PathBuf>,
+    /// This client's certificate (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_CERT")]
+    cert: Option<PathBuf>,
+    /// This client's key (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_KEY")]
+    key: Option<PathBuf>,
+}
+
+impl TargetFlags {
+    fn target(self) -> commands::tail::Target {
+        match (self.collector, self.ca, self.cert, self.key) {
+            (Some(url), Some(ca), Some(cert), Some(key)) => {
+                commands::tail::Target::Tls { url, ca, cert, key }
+            }
+            _ => commands::tail::Target::Socket(self.socket),
+        }
+    }
 }
 
 /// Record filters of `journal export` and `replay`.
@@ -467,7 +493,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Tail {
-            socket,
+            target,
             since_seq,
             kinds,
             verdict,
@@ -492,7 +518,7 @@ fn main() -> ExitCode {
             };
             ExitCode::from(client_runtime().block_on(commands::tail::tail(
                 commands::tail::TailArgs {
-                    socket,
+                    target: target.target(),
                     since_seq,
                     filter,
                     json,
@@ -500,9 +526,9 @@ fn main() -> ExitCode {
                 },
             )))
         }
-        Command::Status { socket, json } => {
-            ExitCode::from(client_runtime().block_on(commands::tail::status(&socket, json)))
-        }
+        Command::Status { target, json } => ExitCode::from(
+            client_runtime().block_on(commands::tail::status(&target.target(), json)),
+        ),
         Command::Run(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,

@@ -235,6 +235,33 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     assert!(py.iter().all(|a| a["body"] == "alert"
         && a["agent_id"] == "agent-a"
         && a["severity"] == "SEVERITY_HIGH"));
+    // `tail --collector` reads the same over TCP with a client certificate.
+    let out = Command::new(target_bin("sovereign-agent"))
+        .args([
+            "tail",
+            "--json",
+            "--since-seq",
+            "0",
+            "--kind",
+            "alert",
+            "--count",
+            "9",
+        ])
+        .arg("--collector")
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("agent-a.pem"))
+        .arg("--key")
+        .arg(dir.join("agent-a.key"))
+        .output()
+        .unwrap();
+    let remote: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(remote, alerts, "{}", String::from_utf8_lossy(&out.stderr));
     // Nothing twice: the collector's journal holds exactly these nine records.
     std::thread::sleep(Duration::from_secs(1));
     let status = Command::new(target_bin("sovereign-agent"))

@@ -14,6 +14,49 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::{api::filter, event::Event, journal::convert};
 
+/// Where the API is: a local Unix socket, or a collector (or agent) on TCP with mutual TLS.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Socket(PathBuf),
+    Tls {
+        /// `https://host:port`
+        url: String,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+/// Connects to the API at `target`.
+pub async fn connect_to(target: &Target) -> Result<AgentServiceClient<Channel>, String> {
+    match target {
+        Target::Socket(path) => connect(path).await,
+        Target::Tls { url, ca, cert, key } => {
+            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(ca)?))
+                .identity(Identity::from_pem(read(cert)?, read(key)?));
+            let channel = Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("{url:?}: {e}"))?
+                .tls_config(tls)
+                .map_err(|e| format!("TLS: {e}"))?
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to {url}: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| e.to_string())
+                    )
+                })?;
+            Ok(AgentServiceClient::new(channel))
+        }
+    }
+}
+
 /// Connects to the agent's API on `socket`.
 pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, String> {
     let path: PathBuf = socket.to_path_buf();
@@ -38,7 +81,7 @@ pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, Strin
 }
 
 pub struct TailArgs {
-    pub socket: PathBuf,
+    pub target: Target,
     pub since_seq: Option<u64>,
     pub filter: pb::EventFilter,
     /// Force JSON lines even on a terminal.
@@ -50,7 +93,7 @@ pub struct TailArgs {
 /// Exit 0 when `count` events were printed or the agent ended the stream; 1 when the stream
 /// broke; 64 for a bad filter; 69 when the agent cannot be reached.
 pub async fn tail(args: TailArgs) -> u8 {
-    let mut client = match connect(&args.socket).await {
+    let mut client = match connect_to(&args.target).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sovereign-agent: {e}");
@@ -204,8 +247,8 @@ fn pretty_line(e: &pb::Event) -> String {
 }
 
 /// `sovereign-agent status`: the agent's `GetStatus`, as text or JSON.
-pub async fn status(socket: &Path, json: bool) -> u8 {
-    let mut client = match connect(socket).await {
+pub async fn status(target: &Target, json: bool) -> u8 {
+    let mut client = match connect_to(target).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sovereign-agent: {e}");
