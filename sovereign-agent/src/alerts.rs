@@ -35,28 +35,49 @@ pub struct AlertEvent {
     pub flow: Box<FlowEvent>,
 }
 
-/// Who made the flow: systemd unit, container, executable, or comm.
-pub fn workload(f: &FlowEvent) -> String {
-    if let Some(u) = &f.systemd_unit {
-        return u.clone();
+/// Who made a flow, in the terms an operator uses: the systemd unit, the container (runtime
+/// and short id), the executable, or at least the task name. (Alerts and replay reports.)
+pub fn workload_label(
+    systemd_unit: Option<&str>,
+    container_id: Option<&str>,
+    container_runtime: Option<&str>,
+    exe: Option<&str>,
+    comm: &str,
+) -> String {
+    if let Some(u) = systemd_unit {
+        return u.to_string();
     }
-    if let Some(id) = &f.container_id {
+    if let Some(id) = container_id {
         return format!(
             "{} {}",
-            f.container_runtime.unwrap_or("container"),
+            container_runtime.unwrap_or("container"),
             &id[..id.len().min(12)]
         );
     }
-    f.exe.clone().unwrap_or_else(|| f.comm.clone())
+    exe.unwrap_or(comm).to_string()
 }
 
-/// First name (or address) and port.
-pub fn destination(f: &FlowEvent) -> String {
-    match f.names.first() {
-        Some(n) => format!("{n}:{}", f.dst_port),
-        None if f.dst_ip.is_ipv6() => format!("[{}]:{}", f.dst_ip, f.dst_port),
-        None => format!("{}:{}", f.dst_ip, f.dst_port),
+/// A destination as people read it: its first name (or address) and port.
+pub fn destination_label(first_name: Option<&str>, ip: std::net::IpAddr, port: u16) -> String {
+    match first_name {
+        Some(n) => format!("{n}:{port}"),
+        None if ip.is_ipv6() => format!("[{ip}]:{port}"),
+        None => format!("{ip}:{port}"),
     }
+}
+
+pub fn workload(f: &FlowEvent) -> String {
+    workload_label(
+        f.systemd_unit.as_deref(),
+        f.container_id.as_deref(),
+        f.container_runtime,
+        f.exe.as_deref(),
+        &f.comm,
+    )
+}
+
+pub fn destination(f: &FlowEvent) -> String {
+    destination_label(f.names.first().map(String::as_str), f.dst_ip, f.dst_port)
 }
 
 type Key = (String, String, String);

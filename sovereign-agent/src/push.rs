@@ -17,7 +17,6 @@ use sovereign_agent_proto::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{
     api::{filter::EventFilter, stream},
@@ -87,25 +86,7 @@ pub async fn run(opts: PushOptions, journal: Arc<JournalShared>, mut stop: watch
 async fn connect(
     opts: &PushOptions,
 ) -> Result<CollectorServiceClient<tonic::transport::Channel>, String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&opts.ca)?))
-        .identity(Identity::from_pem(read(&opts.cert)?, read(&opts.key)?));
-    let channel = Endpoint::from_shared(opts.collector.clone())
-        .map_err(|e| format!("collector address {:?}: {e}", opts.collector))?
-        .tls_config(tls)
-        .map_err(|e| format!("TLS: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot connect: {}",
-                std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string())
-            )
-        })?;
+    let channel = crate::api::tls_channel(&opts.collector, &opts.ca, &opts.cert, &opts.key).await?;
     Ok(CollectorServiceClient::new(channel))
 }
 

@@ -434,3 +434,13 @@ pub fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &
         }
     }
 }
+
+/// A policy with one zone, loopback (127.0.0.0/8), and one rule for the `sa-traffic`
+/// generator: `rule` is its body, e.g. `deny = ["loopback"]\nseverity = "critical"`.
+pub fn loopback_policy(name: &str, version: &str, rule: &str) -> String {
+    format!(
+        "[policy]\nname = \"{name}\"\nversion = \"{version}\"\ndefault = \"allow\"\n\n\
+         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"generator\"\nworkload = {{ comm = [\"sa-traffic\"] }}\n{rule}\n"
+    )
+}

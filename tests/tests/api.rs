@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    api_socket_of, closed_port, journal_dir_of, openssl_cert, require_root, sigterm,
-    start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
+    api_socket_of, closed_port, journal_dir_of, loopback_policy, openssl_cert, require_root,
+    sigterm, start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -29,22 +29,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-const DENY_LOOPBACK: &str = r#"
-[policy]
-name = "no-loopback"
-version = "7"
-default = "allow"
-
-[zones.loopback]
-cidrs = ["127.0.0.0/8"]
-
-[[rule]]
-name = "generator"
-workload = { comm = ["sa-traffic"] }
-deny = ["loopback"]
-severity = "critical"
-"#;
-
 #[test]
 fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
     require_root();
@@ -55,7 +39,15 @@ fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
     );
     let dir = tmpdir("python");
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, DENY_LOOPBACK).unwrap();
+    std::fs::write(
+        &policy,
+        loopback_policy(
+            "no-loopback",
+            "7",
+            "deny = [\"loopback\"]\nseverity = \"critical\"",
+        ),
+    )
+    .unwrap();
     let cgroup = TestCgroup::new("api-py");
     let output = dir.join("events.jsonl");
     let (agent_child, _logs) =
@@ -245,7 +237,15 @@ fn violations_become_alerts_and_repeats_fold_into_one() {
     require_root();
     let dir = tmpdir("alerts");
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, DENY_LOOPBACK).unwrap();
+    std::fs::write(
+        &policy,
+        loopback_policy(
+            "no-loopback",
+            "7",
+            "deny = [\"loopback\"]\nseverity = \"critical\"",
+        ),
+    )
+    .unwrap();
     let config = dir.join("agent.toml");
     std::fs::write(&config, "[alerts]\nwindow_secs = 2\n").unwrap();
     let cgroup = TestCgroup::new("api-alerts");

@@ -10,25 +10,9 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    closed_port, openssl_cert, require_root, sigterm, start_agent_with, target_bin, wait_for_event,
-    Reaped, TestCgroup,
+    closed_port, loopback_policy, openssl_cert, require_root, sigterm, start_agent_with,
+    target_bin, wait_for_event, Reaped, TestCgroup,
 };
-
-const DENY_LOOPBACK: &str = r#"
-[policy]
-name = "no-loopback"
-version = "1"
-default = "allow"
-
-[zones.loopback]
-cidrs = ["127.0.0.0/8"]
-
-[[rule]]
-name = "generator"
-workload = { comm = ["sa-traffic"] }
-deny = ["loopback"]
-severity = "high"
-"#;
 
 /// How long the collector is down while violations keep happening.
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -157,7 +141,15 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
         .local_addr()
         .unwrap()
         .port();
-    std::fs::write(dir.join("policy.toml"), DENY_LOOPBACK).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        loopback_policy(
+            "no-loopback",
+            "1",
+            "deny = [\"loopback\"]\nseverity = \"high\"",
+        ),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("agent.toml"),
         format!(

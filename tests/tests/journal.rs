@@ -15,8 +15,8 @@ use sovereign_agent::{
     journal::{reader, JournalOptions, JournalWriter},
 };
 use sovereign_agent_tests::{
-    closed_port, events_of, journal_dir_of, require_root, sigterm, start_agent_with, target_bin,
-    wait_for_event, TestCgroup,
+    closed_port, events_of, journal_dir_of, loopback_policy, require_root, sigterm,
+    start_agent_with, target_bin, wait_for_event, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -44,38 +44,6 @@ fn lines(text: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
 }
-
-const ALLOW_LOOPBACK: &str = r#"
-[policy]
-name = "loopback-ok"
-version = "1"
-default = "allow"
-
-[zones.loopback]
-cidrs = ["127.0.0.0/8"]
-
-[[rule]]
-name = "generator"
-workload = { comm = ["sa-traffic"] }
-allow = ["loopback"]
-otherwise = "violation"
-"#;
-
-const DENY_LOOPBACK: &str = r#"
-[policy]
-name = "loopback-denied"
-version = "2"
-default = "allow"
-
-[zones.loopback]
-cidrs = ["127.0.0.0/8"]
-
-[[rule]]
-name = "generator"
-workload = { comm = ["sa-traffic"] }
-deny = ["loopback"]
-severity = "critical"
-"#;
 
 /// Runs the agent with `policy` on a fresh cgroup, makes two refused connections from the
 /// generator, stops the agent; returns (live events, journal dir, generator pid, ports).
@@ -110,8 +78,24 @@ fn the_agent_journals_every_event_and_export_reproduces_the_live_output() {
     let dir = tmpdir("e2e-policies");
     let allow = dir.join("allow.toml");
     let deny = dir.join("deny.toml");
-    std::fs::write(&allow, ALLOW_LOOPBACK).unwrap();
-    std::fs::write(&deny, DENY_LOOPBACK).unwrap();
+    std::fs::write(
+        &allow,
+        loopback_policy(
+            "loopback-ok",
+            "1",
+            "allow = [\"loopback\"]\notherwise = \"violation\"",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &deny,
+        loopback_policy(
+            "loopback-denied",
+            "2",
+            "deny = [\"loopback\"]\nseverity = \"critical\"",
+        ),
+    )
+    .unwrap();
     let (live, journal, pid, ports) = journal_of_a_run("jrun", &allow);
 
     let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
@@ -274,7 +258,15 @@ fn verify_names_the_segment_and_offset_of_tampering() {
     require_root();
     let dir = tmpdir("tamper-policy");
     let allow = dir.join("allow.toml");
-    std::fs::write(&allow, ALLOW_LOOPBACK).unwrap();
+    std::fs::write(
+        &allow,
+        loopback_policy(
+            "loopback-ok",
+            "1",
+            "allow = [\"loopback\"]\notherwise = \"violation\"",
+        ),
+    )
+    .unwrap();
     let (_, journal, _, _) = journal_of_a_run("jtamper", &allow);
     let segment = journal.join("000000000000.journal");
     let mut bytes = std::fs::read(&segment).unwrap();

@@ -20,13 +20,7 @@ enum Destination {
     Name(globset::GlobMatcher),
 }
 
-fn glob(pattern: &str, field: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("filter.{field} {pattern:?}: {e}"))
-}
+use crate::commands::journal::glob;
 
 /// The JSON `kind` of an event (docs/events.md, docs/journal.md).
 pub fn kind_of(e: &pb::Event) -> &'static str {
@@ -104,7 +98,7 @@ impl EventFilter {
             },
             min_severity: f.min_severity,
             workload: (!f.workload.is_empty())
-                .then(|| glob(&f.workload, "workload"))
+                .then(|| glob(&f.workload, "filter.workload"))
                 .transpose()?,
             destination: if f.destination.is_empty() {
                 None
@@ -115,7 +109,7 @@ impl EventFilter {
             } else {
                 Some(Destination::Name(glob(
                     &f.destination.to_ascii_lowercase(),
-                    "destination",
+                    "filter.destination",
                 )?))
             },
         })

@@ -158,6 +158,36 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// A client channel to `url` (`https://host:port`) with mutual TLS: the server must chain to
+/// `ca`; this client presents `cert` and `key`.
+pub async fn tls_channel(
+    url: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?));
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("{url:?}: {e}"))?
+        .tls_config(tls)
+        .map_err(|e| format!("TLS: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to {url}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string())
+            )
+        })
+}
+
 /// TCP with TLS: the server's certificate and key, and the CA client certificates must chain to.
 pub struct TcpTls {
     pub listen: std::net::SocketAddr,

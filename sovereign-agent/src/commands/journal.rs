@@ -68,7 +68,8 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     ))
 }
 
-fn glob(pattern: &str, what: &str) -> Result<globset::GlobMatcher, String> {
+/// A glob where `*` also crosses `/` (paths, names); the error names `what`.
+pub(crate) fn glob(pattern: &str, what: &str) -> Result<globset::GlobMatcher, String> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(false)
         .build()

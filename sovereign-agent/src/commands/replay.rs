@@ -102,30 +102,19 @@ pub struct RecordedPolicy {
     pub events: u64,
 }
 
-/// Who made the flow, in the terms an operator uses: the systemd unit, the container, the
-/// executable, or at least the task name.
 pub fn workload(f: &FlowView<'_>) -> String {
-    if let Some(u) = f.systemd_unit {
-        return u.to_string();
-    }
-    if let Some(id) = f.container_id {
-        return format!(
-            "{} {}",
-            f.container_runtime.unwrap_or("container"),
-            &id[..id.len().min(12)]
-        );
-    }
-    f.exe.unwrap_or(f.comm).to_string()
+    crate::alerts::workload_label(
+        f.systemd_unit,
+        f.container_id,
+        f.container_runtime,
+        f.exe,
+        f.comm,
+    )
 }
 
 pub fn destination(f: &FlowView<'_>) -> String {
     let ip = f.dst_ip.expect("views have an address");
-    let host = match f.names.first() {
-        Some(n) => n.clone(),
-        None if ip.is_ipv6() => format!("[{ip}]"),
-        None => ip.to_string(),
-    };
-    format!("{host}:{}", f.dst_port)
+    crate::alerts::destination_label(f.names.first().map(String::as_str), ip, f.dst_port)
 }
 
 /// Judges every flow again; the report, or a message for the user (exit 64/66/1).

@@ -31,29 +31,9 @@ pub enum Target {
 pub async fn connect_to(target: &Target) -> Result<AgentServiceClient<Channel>, String> {
     match target {
         Target::Socket(path) => connect(path).await,
-        Target::Tls { url, ca, cert, key } => {
-            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            let tls = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(read(ca)?))
-                .identity(Identity::from_pem(read(cert)?, read(key)?));
-            let channel = Endpoint::from_shared(url.clone())
-                .map_err(|e| format!("{url:?}: {e}"))?
-                .tls_config(tls)
-                .map_err(|e| format!("TLS: {e}"))?
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .connect()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot connect to {url}: {}",
-                        std::error::Error::source(&e)
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| e.to_string())
-                    )
-                })?;
-            Ok(AgentServiceClient::new(channel))
-        }
+        Target::Tls { url, ca, cert, key } => Ok(AgentServiceClient::new(
+            crate::api::tls_channel(url, ca, cert, key).await?,
+        )),
     }
 }
 
