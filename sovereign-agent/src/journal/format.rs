@@ -253,6 +253,8 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 /// (temporary file, fsync, rename). It is what makes cutting records off the end of the open
 /// segment detectable; signed, it cannot be rewritten to match.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+// Strict: an edited key is damage, not an unknown extension.
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub format: u16,
     pub segment: u64,

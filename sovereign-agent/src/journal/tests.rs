@@ -478,7 +478,7 @@ fn every_single_byte_flip_is_detected() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn random_flips_are_detected(file in 0usize..8, pos in any::<prop::sample::Index>(), bit in 0u8..8) {
         let t = tmp();

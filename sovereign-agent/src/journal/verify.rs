@@ -79,6 +79,18 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Report, JournalE
         checkpoint_seen: false,
     };
     match read_checkpoint(dir) {
+        Ok(Some(c)) if c.format != format::FORMAT_VERSION => {
+            walk.report.problem = Some(problem(
+                &checkpoint_path,
+                0,
+                format!(
+                    "the HEAD checkpoint says format {}; this build reads format {}",
+                    c.format,
+                    format::FORMAT_VERSION
+                ),
+            ));
+            return Ok(walk.report);
+        }
         Ok(Some(c)) => walk.checkpoint = Some(c),
         Ok(None) => {
             walk.report.problem = Some(problem(
