@@ -47,14 +47,7 @@ impl Collector {
                 Ok(())
             },
         )?;
-        let (live, _) = tokio::sync::broadcast::channel(1024);
-        writer.publish_to(live.clone());
-        let shared = Arc::new(JournalShared {
-            dir,
-            next_seq: std::sync::atomic::AtomicU64::new(writer.next_seq()),
-            not_journaled: std::sync::atomic::AtomicU64::new(0),
-            live,
-        });
+        let shared = JournalShared::of(&mut writer);
         tracing::info!(
             agents = stored.len(),
             next_seq = writer.next_seq(),

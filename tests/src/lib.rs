@@ -444,3 +444,37 @@ pub fn loopback_policy(name: &str, version: &str, rule: &str) -> String {
          [[rule]]\nname = \"generator\"\nworkload = {{ comm = [\"sa-traffic\"] }}\n{rule}\n"
     )
 }
+
+/// Runs the Python grpcio client (tests/python/agent_client.py) against the API on `socket`:
+/// health, reflection, status, then `count` events from `since` of `kind`. Returns its JSON
+/// lines (health, services, status, then one per event); fails the test if it fails.
+pub fn python_client(
+    socket: &Path,
+    since: u64,
+    count: usize,
+    kind: &str,
+) -> Vec<serde_json::Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("../target/python-grpc/bin/python");
+    assert!(
+        python.exists(),
+        "run `cargo xtask setup` (installs the Python gRPC client)"
+    );
+    let out = Command::new(python)
+        .arg(root.join("python/agent_client.py"))
+        .arg(root.join("../proto"))
+        .arg(socket)
+        .args([since.to_string(), count.to_string(), kind.to_string()])
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}

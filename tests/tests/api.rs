@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    api_socket_of, closed_port, journal_dir_of, loopback_policy, openssl_cert, require_root,
-    sigterm, start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
+    api_socket_of, closed_port, journal_dir_of, loopback_policy, openssl_cert, python_client,
+    require_root, sigterm, start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -32,11 +32,6 @@ fn tmpdir(name: &str) -> PathBuf {
 #[test]
 fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
     require_root();
-    let python = root().join("target/python-grpc/bin/python");
-    assert!(
-        python.exists(),
-        "run `cargo xtask setup` (installs the Python gRPC client)"
-    );
     let dir = tmpdir("python");
     let policy = dir.join("policy.toml");
     std::fs::write(
@@ -60,23 +55,7 @@ fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
     }
     wait_for_event(&output, |e| e["kind"] == "close" && e["pid"] == pids[1]);
 
-    let out = Command::new(&python)
-        .arg(root().join("tests/python/agent_client.py"))
-        .arg(root().join("proto"))
-        .arg(api_socket_of(&output))
-        .args(["0", "2", "connect"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = python_client(&api_socket_of(&output), 0, 2, "connect");
     assert_eq!(lines[0]["health"], "SERVING");
     let services = lines[1]["services"].as_array().unwrap();
     for s in ["sovereign.agent.v1.AgentService", "grpc.health.v1.Health"] {
@@ -87,7 +66,7 @@ fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
     assert_eq!(status["policy"], "no-loopback");
     assert_eq!(status["cgroup"], cgroup.path().display().to_string());
     let events = &lines[3..];
-    assert_eq!(events.len(), 2, "{stdout}");
+    assert_eq!(events.len(), 2, "{lines:?}");
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["kind"], "FLOW_KIND_CONNECT");
         assert_eq!(e["pid"], pids[i]);

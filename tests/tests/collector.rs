@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    closed_port, loopback_policy, openssl_cert, require_root, sigterm, start_agent_with,
-    target_bin, wait_for_event, Reaped, TestCgroup,
+    closed_port, loopback_policy, openssl_cert, python_client, require_root, sigterm,
+    start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
 };
 
 /// How long the collector is down while violations keep happening.
@@ -200,24 +200,9 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     // An independent client (Python grpcio) subscribed to the collector sees the same.
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-grpc/bin/python");
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/agent_client.py"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto"))
-        .arg(dir.join("collector.sock"))
-        .args(["0", "9", "alert"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let py: Vec<Value> = text
-        .lines()
+    let py: Vec<Value> = python_client(&dir.join("collector.sock"), 0, 9, "alert")
+        .into_iter()
         .skip(3)
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let py_pids: Vec<u32> = py
         .iter()

@@ -63,6 +63,21 @@ pub struct JournalShared {
 /// Batches kept for live subscribers that are behind; beyond, they catch up from the journal.
 const LIVE_BATCHES: usize = 1024;
 
+impl JournalShared {
+    /// The view of `writer`'s journal that the API serves: its directory, counters, and a
+    /// live feed the writer publishes every written batch to.
+    pub fn of(writer: &mut JournalWriter) -> Arc<Self> {
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_BATCHES);
+        writer.publish_to(live.clone());
+        Arc::new(JournalShared {
+            dir: writer.dir().to_path_buf(),
+            next_seq: AtomicU64::new(writer.next_seq()),
+            not_journaled: AtomicU64::new(0),
+            live,
+        })
+    }
+}
+
 pub fn start(
     opts: JournalOptions,
 ) -> Result<
@@ -79,14 +94,7 @@ pub fn start(
         _ => Duration::from_secs(3600),
     });
     let (mut writer, recovery) = JournalWriter::open(opts)?;
-    let (live, _) = tokio::sync::broadcast::channel(LIVE_BATCHES);
-    writer.publish_to(live.clone());
-    let shared = Arc::new(JournalShared {
-        dir: writer.dir().to_path_buf(),
-        next_seq: AtomicU64::new(writer.next_seq()),
-        not_journaled: AtomicU64::new(0),
-        live,
-    });
+    let shared = JournalShared::of(&mut writer);
     let thread_shared = shared.clone();
     tracing::info!(
         segment = writer.segment(),
