@@ -16,9 +16,26 @@ fuzz_target!(|data: &[u8]| {
         convert::encode(event, &mut again);
         let back = convert::decode(&again).expect("what we encode decodes");
         assert_eq!(&back, event);
-        if let (Event::Flow(f), Ok(Some(v))) = (event, &view) {
-            assert_eq!((v.pid, v.cookie, v.dst_port), (f.pid, f.cookie, f.dst_port));
-            assert_eq!(v.names, f.names);
+        // What replay judges is what export shows.
+        match (event, &view) {
+            (Event::Flow(f), Ok(Some(v))) => {
+                assert_eq!(
+                    (v.ts_unix_ns, v.pid, v.uid, v.cookie),
+                    (f.ts_unix_ns, f.pid, f.uid, f.cookie)
+                );
+                assert_eq!((v.dst_ip, v.dst_port), (Some(f.dst_ip), f.dst_port));
+                assert_eq!((v.comm, v.exe), (f.comm.as_str(), f.exe.as_deref()));
+                assert_eq!(v.names, f.names);
+                assert_eq!(
+                    v.verdict.as_ref().map(|x| (x.rule, x.policy_hash)),
+                    f.verdict
+                        .as_ref()
+                        .map(|x| (x.rule.as_str(), x.policy.hash.as_str()))
+                );
+            }
+            (Event::Flow(_), _) => panic!("a flow the view cannot read: {view:?}"),
+            (_, Ok(Some(_))) => panic!("the view sees a flow in {event:?}"),
+            _ => {}
         }
     }
     // As a segment file: header, then frames until the first error.

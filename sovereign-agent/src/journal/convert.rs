@@ -787,22 +787,35 @@ pub struct VerdictView<'a> {
 
 /// The flow of a record, if it is one (`Ok(None)` for loss and lifecycle records).
 pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
+    // Protobuf semantics, as the full decoder applies them: the last member of the `body`
+    // oneof wins, and a message field that occurs more than once is the merge of all its
+    // occurrences in order. Recorded events never repeat a field, but replay of a crafted or
+    // damaged record must judge the same flow `journal export` shows.
     let mut ts = 0i64;
-    let mut flow = None;
+    let mut flow_parts: Vec<&[u8]> = Vec::new();
+    let mut body_is_flow = false;
     for field in Fields(payload) {
         match field? {
             (2, Value::Varint(v)) => ts = v as i64,
-            (10, Value::Bytes(b)) => flow = Some(b),
-            (11 | 12, _) => return Ok(None),
+            (10, Value::Bytes(b)) => {
+                if !body_is_flow {
+                    flow_parts.clear();
+                }
+                body_is_flow = true;
+                flow_parts.push(b);
+            }
+            (11 | 12, _) => body_is_flow = false,
             _ => {}
         }
     }
-    let Some(b) = flow else { return Ok(None) };
+    if !body_is_flow {
+        return Ok(None);
+    }
     let mut v = FlowView {
         ts_unix_ns: ts,
         ..Default::default()
     };
-    for field in Fields(b) {
+    for field in flow_parts.into_iter().flat_map(Fields) {
         match field? {
             (2, Value::Varint(x)) => v.pid = x as u32,
             (4, Value::Varint(x)) => v.uid = x as u32,
@@ -825,7 +838,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
             }
             (25, Value::Bytes(s)) => v.names.push(utf8(s)?.to_string()),
             (28, Value::Bytes(vb)) => {
-                let mut verdict = VerdictView::default();
+                let mut verdict = v.verdict.take().unwrap_or_default();
                 for f in Fields(vb) {
                     match f? {
                         (1, Value::Varint(d)) => {
@@ -880,34 +893,65 @@ mod tests {
             encode(&e, &mut b);
             let view = flow_view(&b).unwrap();
             match &e {
-                Event::Flow(f) => {
-                    let v = view.expect("a flow");
-                    assert_eq!(v.ts_unix_ns, f.ts_unix_ns);
-                    assert_eq!((v.pid, v.uid, v.cookie), (f.pid, f.uid, f.cookie));
-                    assert_eq!(v.comm, f.comm);
-                    assert_eq!(v.exe, f.exe.as_deref());
-                    assert_eq!(v.cgroup, f.cgroup.as_deref());
-                    assert_eq!(v.container_runtime, f.container_runtime);
-                    assert_eq!(v.systemd_unit, f.systemd_unit.as_deref());
-                    assert_eq!((v.dst_ip, v.dst_port), (Some(f.dst_ip), f.dst_port));
-                    assert_eq!(v.names, f.names);
-                    assert_eq!(
-                        v.verdict.map(|x| (
-                            x.violation,
-                            x.rule.to_string(),
-                            x.policy_hash.to_string()
-                        )),
-                        f.verdict.as_ref().map(|x| (
-                            x.decision == Decision::Violation,
-                            x.rule.clone(),
-                            x.policy.hash.clone()
-                        ))
-                    );
-                }
+                Event::Flow(f) => assert_view_matches(view.expect("a flow"), f),
                 _ => assert!(view.is_none()),
             }
         }
         assert!(flow_view(&[0x52, 0x7f]).is_err(), "length past the end");
+    }
+
+    fn assert_view_matches(v: FlowView<'_>, f: &crate::event::FlowEvent) {
+        assert_eq!(v.ts_unix_ns, f.ts_unix_ns);
+        assert_eq!((v.pid, v.uid, v.cookie), (f.pid, f.uid, f.cookie));
+        assert_eq!(v.comm, f.comm);
+        assert_eq!(v.exe, f.exe.as_deref());
+        assert_eq!(v.cgroup, f.cgroup.as_deref());
+        assert_eq!(v.container_runtime, f.container_runtime);
+        assert_eq!(v.systemd_unit, f.systemd_unit.as_deref());
+        assert_eq!((v.dst_ip, v.dst_port), (Some(f.dst_ip), f.dst_port));
+        assert_eq!(v.names, f.names);
+        assert_eq!(
+            v.verdict
+                .map(|x| (x.violation, x.rule.to_string(), x.policy_hash.to_string())),
+            f.verdict.as_ref().map(|x| (
+                x.decision == Decision::Violation,
+                x.rule.clone(),
+                x.policy.hash.clone()
+            ))
+        );
+    }
+
+    /// Found by the journal_record fuzz target: a record whose `flow` field occurs twice is,
+    /// to protobuf (and so to `journal export`), the merge of both; replay must judge the same
+    /// flow. Likewise the last member of the oneof wins.
+    #[test]
+    fn flow_view_merges_repeated_fields_as_protobuf_does() {
+        let flow = (0..)
+            .map(sample_event)
+            .find(|e| matches!(e, Event::Flow(f) if f.dst_port != 0 && f.verdict.is_some()))
+            .unwrap();
+        let mut b = Vec::new();
+        encode(&flow, &mut b);
+        // A second `flow` (field 10) that only sets pid = 7 (field 2).
+        let mut merged = b.clone();
+        merged.extend_from_slice(&[0x52, 0x02, 0x10, 0x07]);
+        let Event::Flow(f) = decode(&merged).unwrap() else {
+            panic!("a flow")
+        };
+        assert_eq!(f.pid, 7);
+        assert_view_matches(flow_view(&merged).unwrap().expect("a flow"), &f);
+        // A `loss` (field 11) after the flow replaces it ...
+        let mut loss = b.clone();
+        loss.extend_from_slice(&[0x5a, 0x00]);
+        assert!(matches!(decode(&loss).unwrap(), Event::Loss(_)));
+        assert_eq!(flow_view(&loss).unwrap(), None);
+        // ... and a flow after a loss replaces that.
+        let mut back = vec![0x5a, 0x00];
+        back.extend_from_slice(&b);
+        let Event::Flow(f) = decode(&back).unwrap() else {
+            panic!("a flow")
+        };
+        assert_view_matches(flow_view(&back).unwrap().expect("a flow"), &f);
     }
 }
 
