@@ -11,10 +11,11 @@ use crate::{
     config::Config,
     event::{Event, Lifecycle, LifecycleEvent},
     journal::{sink as journal_sink, JournalError},
+    metrics,
     output::{self, EventSink, OutputError},
     pipeline::{Pipeline, PipelineError, Stats},
     policy_watch::{self, PolicySource},
-    shutdown,
+    service, shutdown,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum AgentError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::http::MetricsError),
 }
 
 impl AgentError {
@@ -52,25 +55,36 @@ impl AgentError {
             AgentError::Journal(JournalError::Locked { .. }) => 75, // EX_TEMPFAIL
             AgentError::Journal(_) => 73,                           // EX_CANTCREAT
             AgentError::Cgroup(_) | AgentError::Bpf(_) => 69,       // EX_UNAVAILABLE
-            AgentError::Output(_) | AgentError::Api(_) => 73,       // EX_CANTCREAT
-            AgentError::Pipeline(_) | AgentError::Signals(_) => 74, // EX_IOERR
+            AgentError::Output(_) | AgentError::Api(_) | AgentError::Metrics(_) => 73, // EX_CANTCREAT
+            AgentError::Pipeline(_) | AgentError::Signals(_) => 74,                    // EX_IOERR
         }
     }
 }
 
 pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let shutdown = shutdown::signalled().map_err(AgentError::Signals)?;
+    // Everything that can be checked is checked before a program is loaded: the files the
+    // configuration names, the cgroup, the output, the journal, the policy, the listeners.
+    config.check_files()?;
     let cgroup: PathBuf = cgroup::resolve(config.cgroup.as_deref())?;
     let output = output::open(&config.output)?;
     let journal_options = config.journal_options()?;
+    let metrics_listener = match config.metrics_listen() {
+        Some(addr) => Some(metrics::http::bind(addr).await?),
+        None => None,
+    };
+    let counters = Arc::new(api::Counters::default());
     // The policy is compiled before anything is attached: a bad one stops the start.
     let policy = match &config.policy {
         Some(path) => Some(
-            policy_watch::start(PolicySource {
-                path: path.clone(),
-                datasets: config.datasets.clone(),
-                poll_interval: std::time::Duration::from_millis(config.policy_poll_interval_ms),
-            })
+            policy_watch::start(
+                PolicySource {
+                    path: path.clone(),
+                    datasets: config.datasets.clone(),
+                    poll_interval: std::time::Duration::from_millis(config.policy_poll_interval_ms),
+                },
+                counters.clone(),
+            )
             .await?,
         ),
         None => None,
@@ -91,7 +105,6 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         }
         None => None,
     };
-    let counters = Arc::new(api::Counters::default());
     let api = Arc::new(api::Api::new(
         counters.clone(),
         journal.as_ref().map(|j| j.2.clone()),
@@ -110,7 +123,30 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     if let (Some(opts), Some(j)) = (config.push_options(), journal.as_ref()) {
         let stop = api_stop.subscribe();
-        api_tasks.push(tokio::spawn(crate::push::run(opts, j.2.clone(), stop)));
+        api_tasks.push(tokio::spawn(crate::push::run(
+            opts,
+            j.2.clone(),
+            counters.clone(),
+            stop,
+        )));
+    }
+    // The ring's fill is known once the maps are taken (after attaching).
+    let ring_fill = Arc::new(std::sync::OnceLock::new());
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().ok();
+        let sources = metrics::Sources {
+            counters: counters.clone(),
+            ring: ring_fill.clone(),
+            journal: journal.as_ref().map(|j| j.2.clone()),
+            policy: policy.clone(),
+            subscribers: api.subscribers(),
+            push_configured: config.push.is_some(),
+            started_unix_ns: crate::clock::unix_now_ns(),
+        };
+        api_tasks.push(metrics::http::serve(listener, sources, stopped()));
+        if let Some(addr) = addr {
+            tracing::info!("metrics on http://{addr}/metrics, probes on /healthz and /readyz");
+        }
     }
     if let Some(tls) = config.api_tcp() {
         api_tasks.push(api::serve_tcp(&tls, api.clone(), None, stopped()).await?);
@@ -148,14 +184,35 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .map_err(PipelineError::Output)?;
 
     let maps = capture.take_maps()?;
+    {
+        use std::os::fd::AsFd;
+        match metrics::ring::RingFill::new(maps.events.as_fd(), config.ring_buffer_bytes) {
+            Ok(fill) => {
+                let _ = ring_fill.set(fill);
+            }
+            Err(e) => tracing::warn!("ring-buffer fill will not be reported: {e}"),
+        }
+    }
     let (mut pipeline, ring) = Pipeline::new(maps, sink, config.pipeline_options());
     if let Some(policy) = policy {
         pipeline = pipeline
             .with_policy(policy)
             .with_alerts(config.alert_folder());
     }
-    pipeline = pipeline.with_counters(counters);
+    pipeline = pipeline.with_counters(counters.clone());
+    counters
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    service::ready(&format!(
+        "capturing on {} ({} hooks)",
+        cgroup.display(),
+        attached.len()
+    ));
     let result = pipeline.run(ring, shutdown).await;
+    counters
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    service::stopping();
     drop(capture); // closes every link: the programs are detached
     tracing::info!(cgroup = %cgroup.display(), "programs detached");
     if let Some(journal) = journal {

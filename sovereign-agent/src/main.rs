@@ -258,8 +258,10 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Exit 0 when FILE is valid; otherwise print the problem and exit 64.
-    Check { file: PathBuf },
+    /// Check FILE with the SOVEREIGN_* environment applied, as `run` would see it: keys,
+    /// types, values, and the files it names (policy compiled, TLS files, signing key).
+    /// Prints the effective configuration; exit 64 on the first problem.
+    Check { file: Option<PathBuf> },
 }
 
 #[derive(Args)]
@@ -268,37 +270,43 @@ struct RunArgs {
     #[arg(long, env = "SOVEREIGN_CONFIG")]
     config: Option<PathBuf>,
     /// cgroup v2 to watch: absolute, or relative to the cgroup v2 root. Default: the whole host.
-    #[arg(long, env = "SOVEREIGN_CGROUP")]
+    #[arg(long)]
     cgroup: Option<PathBuf>,
     /// Where to write events: a file (appended) or `-` for stdout.
-    #[arg(long, env = "SOVEREIGN_OUTPUT")]
+    #[arg(long)]
     output: Option<PathBuf>,
     /// Residency policy: every flow event gets a verdict. Reloaded on SIGHUP and on change.
-    #[arg(long, env = "SOVEREIGN_POLICY")]
+    #[arg(long)]
     policy: Option<PathBuf>,
     /// Directory of datasets for the policy (provider IP-range files, .mmdb databases).
-    #[arg(long, env = "SOVEREIGN_DATASETS")]
+    #[arg(long)]
     datasets: Option<PathBuf>,
     /// Longest delay before an event is read, in ms; 0 wakes the agent for every record.
-    #[arg(long, env = "SOVEREIGN_MAX_EVENT_DELAY_MS")]
+    #[arg(long)]
     max_event_delay_ms: Option<u64>,
     /// Journal directory (default /var/lib/sovereign-agent/journal).
-    #[arg(long, env = "SOVEREIGN_JOURNAL_DIR")]
+    #[arg(long)]
     journal: Option<PathBuf>,
     /// Do not journal (events still go to --output).
     #[arg(long, conflicts_with = "journal")]
     no_journal: bool,
     /// Unix socket of the gRPC API (default /run/sovereign-agent/agent.sock).
-    #[arg(long, env = "SOVEREIGN_API_SOCKET")]
+    #[arg(long)]
     api_socket: Option<PathBuf>,
     /// Do not serve the gRPC API.
     #[arg(long, conflicts_with = "api_socket")]
     no_api: bool,
+    /// Address of the metrics and health endpoints (default 127.0.0.1:9464; port 0 picks one).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Do not serve metrics and health endpoints.
+    #[arg(long, conflicts_with = "metrics_listen")]
+    no_metrics: bool,
     /// Log filter, e.g. `info` or `debug`.
     #[arg(long, env = "SOVEREIGN_LOG")]
     log_level: Option<String>,
     /// Log format: `text` or `json`.
-    #[arg(long, env = "SOVEREIGN_LOG_FORMAT", value_parser = ["text", "json"])]
+    #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
 }
 
@@ -313,10 +321,9 @@ fn client_runtime() -> tokio::runtime::Runtime {
 }
 
 fn load_config(args: &RunArgs) -> Result<Config, String> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
+    let (mut config, unknown) = Config::load_layered(args.config.as_deref(), std::env::vars())
+        .map_err(|e| e.to_string())?;
+    warn_unknown_variables(&unknown);
     if let Some(c) = &args.cgroup {
         config.cgroup = Some(c.clone());
     }
@@ -343,6 +350,13 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     if args.no_api {
         config.api.enabled = false;
     }
+    if let Some(m) = args.metrics_listen {
+        config.metrics.listen = m;
+        config.metrics.enabled = true;
+    }
+    if args.no_metrics {
+        config.metrics.enabled = false;
+    }
     if let Some(d) = args.max_event_delay_ms {
         config.max_event_delay_ms = d;
     }
@@ -362,14 +376,42 @@ fn load_config(args: &RunArgs) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Logging is not set up yet when the configuration is read: straight to stderr.
+fn warn_unknown_variables(unknown: &[String]) {
+    for name in unknown {
+        eprintln!(
+            "sovereign-agent: warning: environment variable {name} is not a setting \
+             (docs/configuration.md lists them); ignored"
+        );
+    }
+}
+
+/// `config check`: everything `run` checks before it loads a program.
+fn config_check(file: Option<&std::path::Path>) -> Result<Config, String> {
+    let (config, unknown) =
+        Config::load_layered(file, std::env::vars()).map_err(|e| e.to_string())?;
+    warn_unknown_variables(&unknown);
+    config.check_files().map_err(|e| e.to_string())?;
+    if let Some(policy) = &config.policy {
+        sovereign_agent::policy::Policy::load(policy, config.datasets.as_deref())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(config)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(&file) {
+        } => match config_check(file.as_deref()) {
             Ok(config) => {
-                println!("{}: valid\n{config:#?}", file.display());
+                let origin = file.as_deref().map_or_else(
+                    || "built-in defaults".to_string(),
+                    |f| f.display().to_string(),
+                );
+                println!("# {origin}: valid; the effective configuration:");
+                print!("{}", toml::to_string(&config).unwrap_or_default());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -348,7 +348,7 @@ impl Pipeline {
             Event::Flow(f) => {
                 self.stats.count(f.kind);
                 if let Some(c) = &self.counters {
-                    c.events.fetch_add(1, Relaxed);
+                    c.count_event(f.kind, f.verdict.as_ref());
                 }
             }
             Event::Loss(l) => {
@@ -356,7 +356,12 @@ impl Pipeline {
                     c.kernel_losses.fetch_add(l.lost, Relaxed);
                 }
             }
-            Event::Lifecycle(_) | Event::Alert(_) => {}
+            Event::Alert(_) => {
+                if let Some(c) = &self.counters {
+                    c.alerts_raised.fetch_add(1, Relaxed);
+                }
+            }
+            Event::Lifecycle(_) => {}
         }
         self.sink.write(&event).map_err(PipelineError::Output)
     }

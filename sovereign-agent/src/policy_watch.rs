@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::{
@@ -12,7 +12,10 @@ use tokio::{
     sync::watch,
 };
 
-use crate::policy::{Policy, PolicyErrors};
+use crate::{
+    metrics::Counters,
+    policy::{Policy, PolicyErrors},
+};
 
 /// Where the pipeline reads the policy in force.
 pub type PolicyReceiver = watch::Receiver<Option<Arc<Policy>>>;
@@ -30,11 +33,16 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 /// Loads the policy once (an error here stops the agent: it never starts without the policy
 /// it was given), then watches it in a background task.
-pub async fn start(source: PolicySource) -> Result<PolicyReceiver, PolicyErrors> {
+pub async fn start(
+    source: PolicySource,
+    counters: Arc<Counters>,
+) -> Result<PolicyReceiver, PolicyErrors> {
+    let began = Instant::now();
     let first = load(&source).await?;
+    counters.policy_loaded(began.elapsed(), None);
     log_loaded(&first, "policy loaded");
     let (tx, rx) = watch::channel(Some(Arc::new(first)));
-    tokio::spawn(watch_loop(source, tx));
+    tokio::spawn(watch_loop(source, tx, counters));
     Ok(rx)
 }
 
@@ -58,7 +66,11 @@ fn log_loaded(p: &Policy, what: &str) {
     );
 }
 
-async fn watch_loop(source: PolicySource, tx: watch::Sender<Option<Arc<Policy>>>) {
+async fn watch_loop(
+    source: PolicySource,
+    tx: watch::Sender<Option<Arc<Policy>>>,
+    counters: Arc<Counters>,
+) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -82,14 +94,21 @@ async fn watch_loop(source: PolicySource, tx: watch::Sender<Option<Arc<Policy>>>
             }
             _ = tx.closed() => return,
         };
+        let began = Instant::now();
         match load(&source).await {
             Ok(p) => {
+                counters.policy_loaded(began.elapsed(), Some(true));
                 log_loaded(&p, &format!("policy reloaded ({reason})"));
+                crate::service::status(&format!(
+                    "capturing; policy {} version {} reloaded ({reason})",
+                    p.name, p.version
+                ));
                 if tx.send(Some(Arc::new(p))).is_err() {
                     return;
                 }
             }
             Err(errors) => {
+                counters.policy_loaded(began.elapsed(), Some(false));
                 let current = tx
                     .borrow()
                     .as_ref()

@@ -5,8 +5,10 @@
 //! cursor, with exponential back-off between attempts: delivery is at least once, and the
 //! collector drops what it already has, so each alert is shown exactly once.
 use std::{
+    collections::VecDeque,
     io::Write,
     path::{Path, PathBuf},
+    sync::atomic::Ordering,
     sync::Arc,
     time::Duration,
 };
@@ -21,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::{
     api::{filter::EventFilter, stream},
     journal::sink::JournalShared,
+    metrics::Counters,
 };
 
 #[derive(Clone, Debug)]
@@ -54,16 +57,26 @@ fn write_cursor(dir: &Path, next: u64) -> std::io::Result<()> {
 }
 
 /// Pushes until `stop` turns true.
-pub async fn run(opts: PushOptions, journal: Arc<JournalShared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    opts: PushOptions,
+    journal: Arc<JournalShared>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(500);
+    // Alerts at or after this sequence number were raised by this run (for the queue depth).
+    let run_start = journal.next_seq.load(Ordering::Relaxed);
     loop {
         if *stop.borrow() {
             return;
         }
         let cursor = read_cursor(&journal.dir);
-        match push_once(&opts, &journal, cursor, stop.clone()).await {
+        let result = push_once(&opts, &journal, cursor, &counters, run_start, stop.clone()).await;
+        counters.push_connected.store(false, Ordering::Relaxed);
+        match result {
             Ok(()) => return,
             Err((progressed, e)) => {
+                counters.push_errors.fetch_add(1, Ordering::Relaxed);
                 if progressed {
                     backoff = Duration::from_millis(500);
                 }
@@ -95,6 +108,8 @@ async fn push_once(
     opts: &PushOptions,
     journal: &Arc<JournalShared>,
     cursor: u64,
+    counters: &Counters,
+    run_start: u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), (bool, String)> {
     let mut client = connect(opts).await.map_err(|e| (false, e))?;
@@ -118,8 +133,11 @@ async fn push_once(
         })?
         .into_inner();
     tracing::info!(collector = %opts.collector, from_seq = cursor, "pushing alerts");
+    counters.push_connected.store(true, Ordering::Relaxed);
     let mut acked = cursor;
     let mut progressed = false;
+    // Batches sent and not yet acknowledged: (last seq, alerts of this run, oldest alert's time).
+    let mut in_flight: VecDeque<(u64, u64, i64)> = VecDeque::new();
     loop {
         tokio::select! {
             item = sub_rx.recv() => {
@@ -142,12 +160,23 @@ async fn push_once(
                 if events.is_empty() {
                     continue;
                 }
+                in_flight.push_back((
+                    events.last().map_or(0, |e| e.seq),
+                    events.iter().filter(|e| e.seq >= run_start).count() as u64,
+                    events.iter().map(|e| e.ts_unix_ns).min().unwrap_or(0),
+                ));
                 if req_tx.send(PushRequest { events }).await.is_err() {
                     return Err((progressed, "the collector closed the stream".into()));
                 }
             }
             ack = acks.message() => match ack {
                 Ok(Some(a)) => {
+                    while in_flight.front().is_some_and(|b| b.0 <= a.acked_seq) {
+                        let (_, ours, oldest) = in_flight.pop_front().unwrap_or_default();
+                        counters.alerts_delivered.fetch_add(ours, Ordering::Relaxed);
+                        let lag = crate::clock::unix_now_ns().saturating_sub(oldest).max(0);
+                        counters.alert_delivery_lag_ns.store(lag as u64, Ordering::Relaxed);
+                    }
                     if a.acked_seq + 1 > acked {
                         acked = a.acked_seq + 1;
                         progressed = true;

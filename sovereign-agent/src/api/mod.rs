@@ -21,13 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{journal::sink::JournalShared, policy_watch::PolicyReceiver};
 
-/// Counters the pipeline keeps for `GetStatus` (and, later, metrics).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub events: AtomicU64,
-    pub kernel_losses: AtomicU64,
-    pub decode_errors: AtomicU64,
-}
+pub use crate::metrics::Counters;
 
 /// What `GetStatus` reports that is fixed at start.
 #[derive(Clone, Debug, Default)]
@@ -60,6 +54,11 @@ impl Api {
             policy,
             subscribers: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The live count of event-stream subscribers (for `/metrics`).
+    pub fn subscribers(&self) -> Arc<AtomicU64> {
+        self.subscribers.clone()
     }
 
     pub fn set_identity(&self, identity: Identity) {

@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+pub mod env;
 use sovereign_agent_common::DEFAULT_RING_BYTES;
 
 use crate::{
@@ -42,7 +44,7 @@ pub fn read_verifying_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, St
     })
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// cgroup v2 to watch: absolute, or relative to the hierarchy root. Unset: the whole host.
@@ -79,12 +81,14 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Push alerts to a collector (docs/collector.md).
     pub push: Option<PushConfig>,
+    /// Prometheus metrics and health endpoints (docs/operations.md).
+    pub metrics: MetricsConfig,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Write every event to the journal.
@@ -108,7 +112,7 @@ pub struct JournalConfig {
     pub signing_key: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     /// `https://host:port` of the collector.
@@ -127,7 +131,7 @@ fn default_push_batch() -> usize {
     500
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// Repeats of a (workload, destination, rule) within this many seconds of its alert are
@@ -146,7 +150,7 @@ impl Default for AlertsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Serve the gRPC API.
@@ -175,7 +179,25 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz` over HTTP.
+    pub enabled: bool,
+    /// Address and port; a port of 0 picks a free one (logged at start).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncMode {
     #[default]
@@ -201,7 +223,7 @@ impl Default for JournalConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `sovereign_agent=debug,warn`, ...
@@ -209,7 +231,7 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -236,6 +258,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
             push: None,
+            metrics: MetricsConfig::default(),
             source: None,
         }
     }
@@ -259,6 +282,14 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("environment variable {variable} (key `{key}`): {message}")]
+    Env {
+        variable: String,
+        key: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    EnvValue(String),
     #[error("config {origin}: key `{key}`: {message}")]
     Invalid {
         origin: String,
@@ -281,6 +312,129 @@ impl Config {
         config.source = Some(path.to_path_buf());
         config.validate(&path.display().to_string())?;
         Ok(config)
+    }
+
+    /// The configuration `run` uses: the built-in defaults, then `path` (if any), then the
+    /// `SOVEREIGN_*` variables of `vars`. Also returns the `SOVEREIGN_*` variables that are
+    /// no setting, for a warning.
+    pub fn load_layered(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let (overrides, unknown) = env::overrides(vars).map_err(ConfigError::EnvValue)?;
+        let base = match path {
+            Some(p) => Self::load(p)?,
+            None => Config::default(),
+        };
+        if overrides.is_empty() {
+            return Ok((base, unknown));
+        }
+        // The file's own table, so that what the file leaves unset keeps its default.
+        let file_table = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .unwrap_or_default(),
+            None => toml::Table::new(),
+        };
+        let with = |these: &[&env::Override]| {
+            let mut table = file_table.clone();
+            for o in these {
+                env::apply(&mut table, o.key, o.value.clone());
+            }
+            table.try_into::<Config>().map_err(|e| e.to_string())
+        };
+        let all: Vec<&env::Override> = overrides.iter().collect();
+        let mut config = match with(&all) {
+            Ok(c) => c,
+            Err(message) => {
+                // Name the variable at fault: the first that fails on its own, else all.
+                let culprit = overrides.iter().find(|o| with(&[o]).is_err());
+                return Err(match culprit {
+                    Some(o) => ConfigError::Env {
+                        variable: o.variable.clone(),
+                        key: o.key,
+                        message: with(&[o]).unwrap_err().trim_end().replace('\n', " "),
+                    },
+                    None => ConfigError::EnvValue(format!(
+                        "environment variables {}: {}",
+                        all.iter()
+                            .map(|o| o.variable.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        message.trim_end().replace('\n', " ")
+                    )),
+                });
+            }
+        };
+        config.source = base.source;
+        let origin = match &config.source {
+            Some(p) => format!("{} with SOVEREIGN_* environment overrides", p.display()),
+            None => "from SOVEREIGN_* environment variables".to_string(),
+        };
+        config.validate(&origin)?;
+        Ok((config, unknown))
+    }
+
+    /// Checks that the files the configuration names can be read and are what they should
+    /// be (TLS certificates and keys, the signing key, the policy's datasets directory), so
+    /// that `config check` and the start report them rather than a background task later.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let origin = self.origin();
+        let invalid = |key, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key,
+            message,
+        };
+        let pem = |key: &'static str, path: &Path, what: &str| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+            if !text
+                .lines()
+                .any(|l| l.starts_with("-----BEGIN ") && l.contains(what))
+            {
+                return Err(invalid(
+                    key,
+                    format!("{}: not a PEM file (expected {what})", path.display()),
+                ));
+            }
+            Ok(())
+        };
+        if self.api.enabled && self.api.tcp_listen.is_some() {
+            for (key, path, what) in [
+                ("api.tls_cert", &self.api.tls_cert, "CERTIFICATE"),
+                ("api.tls_key", &self.api.tls_key, "PRIVATE KEY"),
+                ("api.client_ca", &self.api.client_ca, "CERTIFICATE"),
+            ] {
+                if let Some(path) = path {
+                    pem(key, path, what)?;
+                }
+            }
+        }
+        if let Some(p) = &self.push {
+            pem("push.ca", &p.ca, "CERTIFICATE")?;
+            pem("push.cert", &p.cert, "CERTIFICATE")?;
+            pem("push.key", &p.key, "PRIVATE KEY")?;
+        }
+        if self.journal.enabled {
+            if let Some(k) = &self.journal.signing_key {
+                read_signing_key(k).map_err(|m| invalid("journal.signing_key", m))?;
+            }
+        }
+        if let Some(d) = &self.datasets {
+            if !d.is_dir() {
+                return Err(invalid(
+                    "datasets",
+                    format!("{}: not a directory", d.display()),
+                ));
+            }
+        }
+        if let Some(p) = &self.policy {
+            if let Err(e) = std::fs::metadata(p) {
+                return Err(invalid("policy", format!("{}: {e}", p.display())));
+            }
+        }
+        Ok(())
     }
 
     /// Checks values that parse but cannot work. `origin` names the file (or the flags).
@@ -467,6 +621,11 @@ impl Config {
         })
     }
 
+    /// The metrics endpoint's address, when it is on.
+    pub fn metrics_listen(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.enabled.then_some(self.metrics.listen)
+    }
+
     /// The API's socket, when the API is on.
     pub fn api_socket(&self) -> Option<PathBuf> {
         self.api.enabled.then(|| self.api.socket.clone())
@@ -610,6 +769,160 @@ mod tests {
             err.contains("nowhere") || err.contains("tcp_listen"),
             "{err}"
         );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    /// The environment table lists every key of the file (and nothing else): a new setting
+    /// cannot be added without its variable.
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let mut full = Config {
+            cgroup: Some("x".into()),
+            policy: Some("x".into()),
+            datasets: Some("x".into()),
+            push: Some(PushConfig {
+                collector: "https://c:1".into(),
+                ca: "a".into(),
+                cert: "b".into(),
+                key: "c".into(),
+                batch: 1,
+            }),
+            ..Config::default()
+        };
+        full.journal.signing_key = Some("k".into());
+        full.api.tcp_listen = Some("127.0.0.1:1".parse().unwrap());
+        full.api.tls_cert = Some("a".into());
+        full.api.tls_key = Some("b".into());
+        full.api.client_ca = Some("c".into());
+        let mut keys = Vec::new();
+        flatten("", &toml::Value::try_from(&full).unwrap(), &mut keys);
+        keys.sort();
+        let mut listed: Vec<String> = env::KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        listed.sort();
+        assert_eq!(keys, listed);
+        let mut names: Vec<String> = env::KEYS.iter().map(|(k, _)| env::variable(k)).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), env::KEYS.len(), "two keys share a variable");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "output = \"/var/log/f.jsonl\"\n[journal]\ndir = \"/srv/j\"\nsegment_max_bytes = 8192\n",
+        )
+        .unwrap();
+        let (c, unknown) = Config::load_layered(
+            Some(&file),
+            vars(&[
+                ("SOVEREIGN_JOURNAL_SEGMENT_MAX_BYTES", "65536"),
+                ("SOVEREIGN_METRICS_LISTEN", "0.0.0.0:9999"),
+                ("SOVEREIGN_API_ENABLED", "false"),
+                ("SOVEREIGN_LOG_LEVEL", "debug"),
+                ("SOVEREIGN_POLICY", ""),
+                ("SOVEREIGN_JOURNAL_DIRR", "/typo"),
+                ("SOVEREIGN_CONFIG", "ignored: read by the command line"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.output, Path::new("/var/log/f.jsonl"), "from the file");
+        assert_eq!(c.journal.dir, Path::new("/srv/j"), "from the file");
+        assert_eq!(c.journal.segment_max_bytes, 65536, "the environment wins");
+        assert_eq!(c.metrics.listen.port(), 9999);
+        assert!(!c.api.enabled);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.policy, None, "empty is unset");
+        assert_eq!(c.source.as_deref(), Some(file.as_path()));
+        assert_eq!(unknown, vec!["SOVEREIGN_JOURNAL_DIRR".to_string()]);
+        // No file: defaults plus the environment.
+        let (c, _) =
+            Config::load_layered(None, vars(&[("SOVEREIGN_CGROUP", "system.slice")])).unwrap();
+        assert_eq!(c.cgroup.as_deref(), Some(Path::new("system.slice")));
+        assert_eq!(c.journal, JournalConfig::default());
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let err = |pairs: &[(&str, &str)]| {
+            Config::load_layered(None, vars(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("SOVEREIGN_RING_BUFFER_BYTES", "lots")]);
+        assert!(
+            e.contains("SOVEREIGN_RING_BUFFER_BYTES") && e.contains("lots"),
+            "{e}"
+        );
+        let e = err(&[("SOVEREIGN_JOURNAL_FSYNC", "sometimes")]);
+        assert!(
+            e.contains("SOVEREIGN_JOURNAL_FSYNC") && e.contains("journal.fsync"),
+            "{e}"
+        );
+        let e = err(&[("SOVEREIGN_METRICS_LISTEN", "localhost")]);
+        assert!(e.contains("SOVEREIGN_METRICS_LISTEN"), "{e}");
+        let e = err(&[("SOVEREIGN_RING_BUFFER_BYTES", "5000")]);
+        assert!(
+            e.contains("ring_buffer_bytes") && e.contains("environment"),
+            "{e}"
+        );
+        let e = err(&[("SOVEREIGN_PUSH_COLLECTOR", "https://c:1")]);
+        assert!(e.contains("SOVEREIGN_PUSH_COLLECTOR"), "{e}");
+    }
+
+    #[test]
+    fn named_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut c = Config {
+            push: Some(PushConfig {
+                collector: "https://c:1".into(),
+                ca: cert.clone(),
+                cert: cert.clone(),
+                key: dir.path().join("missing.key"),
+                batch: 1,
+            }),
+            ..Config::default()
+        };
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(e.contains("push.key") && e.contains("missing.key"), "{e}");
+        c.push.as_mut().unwrap().key = cert.clone();
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(e.contains("push.key") && e.contains("PRIVATE KEY"), "{e}");
+        c.push = None;
+        c.datasets = Some(dir.path().join("nope"));
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(e.contains("`datasets`"), "{e}");
     }
 
     #[test]

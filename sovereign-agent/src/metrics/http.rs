@@ -1,0 +1,81 @@
+//! The HTTP endpoints for Prometheus and for probes: `/metrics`, `/healthz` (the process
+//! answers) and `/readyz` (programs attached and policy loaded). Plain HTTP on a loopback
+//! address by default: metrics carry rule names and policy hashes, not flow data.
+use std::{future::Future, net::SocketAddr, sync::atomic::Ordering};
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+
+use super::Sources;
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics.listen {addr}: {source}{hint}")]
+pub struct MetricsError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+    hint: &'static str,
+}
+
+/// Binds the endpoint's address: done before any program is attached, so that a port in
+/// use stops the start with a clear message.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError {
+            addr,
+            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                " (another agent, or another exporter, listens there: set metrics.listen or \
+                 SOVEREIGN_METRICS_LISTEN to a free port)"
+            } else {
+                ""
+            },
+            source,
+        })
+}
+
+/// Serves until `stopped` resolves.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    sources: Sources,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(sources);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    })
+}
+
+async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        super::render(&s),
+    )
+}
+
+async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
+    if s.counters.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the programs are not attached (starting or stopping)\n",
+        )
+    }
+}

@@ -1,0 +1,365 @@
+//! What the agent counts, and its Prometheus text exposition (`/metrics`). The pipeline,
+//! the pusher and the policy watcher update [`Counters`] with relaxed atomic adds; gauges
+//! that are cheap to read (ring-buffer fill, journal size, subscribers, process figures) are
+//! read at scrape time instead of being kept current on the hot path.
+pub mod exposition;
+pub mod http;
+pub mod ring;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+};
+
+use crate::{
+    event::EventKind,
+    journal::sink::JournalShared,
+    policy::{Decision, Explanation, Severity},
+    policy_watch::PolicyReceiver,
+};
+use exposition::Exposition;
+
+/// Counters shared by the pipeline, the API's `GetStatus`, the pusher and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Flow events, all kinds.
+    pub events: AtomicU64,
+    /// Flow events by kind: connect, send, established, close.
+    pub events_by_kind: [AtomicU64; 4],
+    pub kernel_losses: AtomicU64,
+    pub decode_errors: AtomicU64,
+    verdicts: Mutex<Verdicts>,
+    /// Alerts raised (a folded repeat is counted when its summary alert is raised).
+    pub alerts_raised: AtomicU64,
+    /// Alerts raised by this run that the collector acknowledged.
+    pub alerts_delivered: AtomicU64,
+    /// Push connections that failed or broke.
+    pub push_errors: AtomicU64,
+    pub push_connected: AtomicBool,
+    /// Raise-to-acknowledgement time of the most recently acknowledged alert, nanoseconds.
+    pub alert_delivery_lag_ns: AtomicU64,
+    pub policy_load_ns: AtomicU64,
+    pub policy_loaded_unix_ns: AtomicU64,
+    pub policy_reloads_ok: AtomicU64,
+    pub policy_reloads_failed: AtomicU64,
+    /// Programs attached and the policy loaded (`/readyz`).
+    pub ready: AtomicBool,
+}
+
+/// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map
+/// stays as small as the policy, and counting a verdict allocates only the first time.
+type Verdicts = HashMap<(Decision, Option<Severity>), HashMap<String, u64>>;
+
+pub const KINDS: [EventKind; 4] = [
+    EventKind::Connect,
+    EventKind::Send,
+    EventKind::Established,
+    EventKind::Close,
+];
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Connect => "connect",
+        EventKind::Send => "send",
+        EventKind::Established => "established",
+        EventKind::Close => "close",
+        EventKind::Loss => "loss",
+    }
+}
+
+impl Counters {
+    pub fn count_event(&self, kind: EventKind, verdict: Option<&Explanation>) {
+        self.events.fetch_add(1, Relaxed);
+        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
+            self.events_by_kind[i].fetch_add(1, Relaxed);
+        }
+        if let Some(v) = verdict {
+            let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            let by_rule = verdicts.entry((v.decision, v.severity)).or_default();
+            match by_rule.get_mut(v.rule.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    by_rule.insert(v.rule.clone(), 1);
+                }
+            }
+        }
+    }
+
+    pub fn policy_loaded(&self, took: std::time::Duration, reload: Option<bool>) {
+        match reload {
+            Some(true) => self.policy_reloads_ok.fetch_add(1, Relaxed),
+            Some(false) => {
+                self.policy_reloads_failed.fetch_add(1, Relaxed);
+                return;
+            }
+            None => 0,
+        };
+        self.policy_load_ns
+            .store(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+        self.policy_loaded_unix_ns
+            .store(crate::clock::unix_now_ns().max(0) as u64, Relaxed);
+    }
+}
+
+/// Everything `/metrics` reads.
+#[derive(Clone)]
+pub struct Sources {
+    pub counters: Arc<Counters>,
+    pub ring: Arc<std::sync::OnceLock<ring::RingFill>>,
+    pub journal: Option<Arc<JournalShared>>,
+    pub policy: Option<PolicyReceiver>,
+    pub subscribers: Arc<AtomicU64>,
+    pub push_configured: bool,
+    pub started_unix_ns: i64,
+}
+
+const NS: f64 = 1e-9;
+
+/// The Prometheus text exposition (version 0.0.4) of every metric.
+pub fn render(s: &Sources) -> String {
+    let c = &s.counters;
+    let mut out = Exposition::default();
+    out.gauge(
+        "sovereign_agent_build_info",
+        "The agent's version (always 1).",
+        &[(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    );
+    out.gauge(
+        "sovereign_agent_start_time_seconds",
+        "When the agent started, Unix time.",
+        &[(vec![], s.started_unix_ns as f64 * NS)],
+    );
+    out.gauge(
+        "sovereign_agent_ready",
+        "1 when the programs are attached and the policy is loaded.",
+        &[(vec![], f64::from(u8::from(c.ready.load(Relaxed))))],
+    );
+    let kinds: Vec<(String, f64)> = KINDS
+        .iter()
+        .zip(&c.events_by_kind)
+        .map(|(k, n)| (kind_name(*k).to_string(), n.load(Relaxed) as f64))
+        .collect();
+    out.counter(
+        "sovereign_agent_events_total",
+        "Flow events observed, by kind.",
+        &kinds
+            .iter()
+            .map(|(k, n)| (vec![("kind", k.as_str())], *n))
+            .collect::<Vec<_>>(),
+    );
+    {
+        let verdicts = c.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<(String, String, String, u64)> = verdicts
+            .iter()
+            .flat_map(|((d, sev), rules)| {
+                rules.iter().map(move |(rule, n)| {
+                    (
+                        d.to_string(),
+                        rule.clone(),
+                        sev.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+                        *n,
+                    )
+                })
+            })
+            .collect();
+        drop(verdicts);
+        rows.sort();
+        out.counter(
+            "sovereign_agent_verdicts_total",
+            "Flows judged by the policy, by decision, deciding rule and severity \
+             (severity \"none\" for allowed flows).",
+            &rows
+                .iter()
+                .map(|(d, r, sev, n)| {
+                    (
+                        vec![("decision", d.as_str()), ("rule", r), ("severity", sev)],
+                        *n as f64,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    out.counter(
+        "sovereign_agent_kernel_lost_events_total",
+        "Events the kernel could not deliver because the ring buffer was full.",
+        &[(vec![], c.kernel_losses.load(Relaxed) as f64)],
+    );
+    out.counter(
+        "sovereign_agent_decode_errors_total",
+        "Ring-buffer records that could not be decoded (skipped).",
+        &[(vec![], c.decode_errors.load(Relaxed) as f64)],
+    );
+    if let Some(ring) = s.ring.get() {
+        out.gauge(
+            "sovereign_agent_ring_buffer_used_bytes",
+            "Bytes written by the kernel and not yet read by the agent.",
+            &[(vec![], ring.used() as f64)],
+        );
+        out.gauge(
+            "sovereign_agent_ring_buffer_size_bytes",
+            "Size of the kernel ring buffer.",
+            &[(vec![], ring.size() as f64)],
+        );
+    }
+    out.counter(
+        "sovereign_agent_alerts_total",
+        "Alerts raised (repeats within the alert window are one alert).",
+        &[(vec![], c.alerts_raised.load(Relaxed) as f64)],
+    );
+    if s.push_configured {
+        let raised = c.alerts_raised.load(Relaxed);
+        let delivered = c.alerts_delivered.load(Relaxed);
+        out.counter(
+            "sovereign_agent_alerts_delivered_total",
+            "Alerts raised by this run that the collector acknowledged.",
+            &[(vec![], delivered as f64)],
+        );
+        out.gauge(
+            "sovereign_agent_alert_queue_depth",
+            "Alerts raised by this run and not yet acknowledged by the collector.",
+            &[(vec![], raised.saturating_sub(delivered) as f64)],
+        );
+        out.gauge(
+            "sovereign_agent_alert_delivery_lag_seconds",
+            "Time from raising to the collector's acknowledgement of the latest acknowledged alert.",
+            &[(vec![], c.alert_delivery_lag_ns.load(Relaxed) as f64 * NS)],
+        );
+        out.gauge(
+            "sovereign_agent_alert_push_connected",
+            "1 while the push stream to the collector is up.",
+            &[(vec![], f64::from(u8::from(c.push_connected.load(Relaxed))))],
+        );
+        out.counter(
+            "sovereign_agent_alert_push_errors_total",
+            "Push connections to the collector that failed or broke (each is retried).",
+            &[(vec![], c.push_errors.load(Relaxed) as f64)],
+        );
+    }
+    if let Some(j) = &s.journal {
+        let (segments, bytes) = journal_size(&j.dir);
+        out.counter(
+            "sovereign_agent_journal_records_total",
+            "Records in the journal (its next sequence number).",
+            &[(vec![], j.next_seq.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "sovereign_agent_journal_not_journaled_total",
+            "Events that could not be written to the journal (disk full, I/O error).",
+            &[(vec![], j.not_journaled.load(Relaxed) as f64)],
+        );
+        out.gauge(
+            "sovereign_agent_journal_bytes",
+            "Size of the journal's segment files.",
+            &[(vec![], bytes as f64)],
+        );
+        out.gauge(
+            "sovereign_agent_journal_segments",
+            "Segment files in the journal.",
+            &[(vec![], segments as f64)],
+        );
+    }
+    if let Some(policy) = s.policy.as_ref().and_then(|rx| rx.borrow().clone()) {
+        out.gauge(
+            "sovereign_agent_policy_info",
+            "The policy in force (always 1).",
+            &[(
+                vec![
+                    ("name", policy.name.as_str()),
+                    ("version", policy.version.as_str()),
+                    ("hash", policy.hash.as_str()),
+                ],
+                1.0,
+            )],
+        );
+        out.gauge(
+            "sovereign_agent_policy_load_duration_seconds",
+            "How long loading and compiling the policy in force took.",
+            &[(vec![], c.policy_load_ns.load(Relaxed) as f64 * NS)],
+        );
+        out.gauge(
+            "sovereign_agent_policy_loaded_timestamp_seconds",
+            "When the policy in force was loaded, Unix time.",
+            &[(vec![], c.policy_loaded_unix_ns.load(Relaxed) as f64 * NS)],
+        );
+        out.counter(
+            "sovereign_agent_policy_reloads_total",
+            "Policy reloads (SIGHUP or file change), by result; a failed reload keeps the \
+             previous policy in force.",
+            &[
+                (
+                    vec![("result", "ok")],
+                    c.policy_reloads_ok.load(Relaxed) as f64,
+                ),
+                (
+                    vec![("result", "error")],
+                    c.policy_reloads_failed.load(Relaxed) as f64,
+                ),
+            ],
+        );
+    }
+    out.gauge(
+        "sovereign_agent_api_subscribers",
+        "gRPC event-stream subscribers connected.",
+        &[(vec![], s.subscribers.load(Relaxed) as f64)],
+    );
+    process_metrics(&mut out);
+    out.finish()
+}
+
+/// (segments, bytes) of the journal directory; read at scrape time.
+fn journal_size(dir: &std::path::Path) -> (u64, u64) {
+    match crate::journal::writer::list_segments(dir) {
+        Ok(segments) => (
+            segments.len() as u64,
+            segments
+                .iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum(),
+        ),
+        Err(_) => (0, 0),
+    }
+}
+
+/// The standard `process_*` metrics, from /proc/self.
+fn process_metrics(out: &mut Exposition) {
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as f64,
+        )
+    };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            out.counter(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                &[(vec![], (utime + stime) / ticks)],
+            );
+        }
+        if let Some(rss) = field(24) {
+            out.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                &[(vec![], rss * page)],
+            );
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            &[(vec![], fds.count() as f64)],
+        );
+    }
+}
