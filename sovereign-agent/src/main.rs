@@ -595,8 +595,12 @@ fn main() -> ExitCode {
             match runtime.block_on(agent::run(&config)) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("sovereign-agent: {e}");
+                    // One message: a JSON log line for log collectors, else a plain sentence.
+                    if config.log.format == LogFormat::Json {
+                        tracing::error!(exit_code = e.exit_code(), "{e}");
+                    } else {
+                        eprintln!("sovereign-agent: {e}");
+                    }
                     ExitCode::from(e.exit_code())
                 }
             }

@@ -242,6 +242,14 @@ pub fn start_agent_with(
         journal.push("--api-socket".into());
         journal.push(api_socket_of(output).into_os_string());
     }
+    // And its metrics endpoint, on a port of its own.
+    if !extra
+        .iter()
+        .any(|a| *a == "--metrics-listen" || *a == "--no-metrics")
+    {
+        journal.push("--metrics-listen".into());
+        journal.push("127.0.0.1:0".into());
+    }
     let mut child = Command::new(target_bin("sovereign-agent"))
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
@@ -477,4 +485,46 @@ pub fn python_client(
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.1 on `addr`: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (status, body.to_string())
+}
+
+/// The value of the sample `series` (name with its labels, as exposed) in a Prometheus text
+/// exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
