@@ -273,9 +273,16 @@ impl Identity {
                 .unwrap_or_else(|e| format!("unreadable: {e}")),
             None => digest(b""),
         };
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
+        // In a Kubernetes pod the kernel's hostname is the pod's: the DaemonSet passes the
+        // node's name (downward API) in NODE_NAME.
+        let hostname = std::env::var("NODE_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default()
+            });
         Identity {
             binary_hash,
             config_hash,

@@ -21,6 +21,20 @@ pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
     cgroup2_root_from_mountinfo(&mountinfo).ok_or(CgroupError::NoCgroup2)
 }
 
+/// Whether `path` is on a cgroup v2 filesystem.
+fn is_cgroup2(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0
+            && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64
+    }
+}
+
 /// Parses mountinfo lines (`id parent major:minor root mountpoint opts ... - fstype src opts`)
 /// and returns the first cgroup2 mount point.
 pub fn cgroup2_root_from_mountinfo(mountinfo: &str) -> Option<PathBuf> {
@@ -78,9 +92,11 @@ pub fn resolve(requested: Option<&Path>) -> Result<PathBuf, CgroupError> {
         return Err(bad("not a cgroup (no cgroup.procs in it)".into()));
     }
     let canonical = path.canonicalize().map_err(|e| bad(e.to_string()))?;
-    if !canonical.starts_with(&root) {
+    // The filesystem decides, not the path: in a Kubernetes pod the host's hierarchy is
+    // mounted at another place (/host/sys/fs/cgroup) next to the pod's own.
+    if !canonical.starts_with(&root) && !is_cgroup2(&canonical) {
         return Err(bad(format!(
-            "not inside the cgroup v2 hierarchy mounted at {}",
+            "not inside a cgroup v2 hierarchy (the first is mounted at {})",
             root.display()
         )));
     }

@@ -6,8 +6,10 @@
 //!   cargo xtask test    setup, then fmt, clippy, build and every test (integration tests
 //!                       load the real programs: root)
 //!   cargo xtask bench   throughput with and without the agent attached (root)
+//!   cargo xtask package deb   the Debian package, into target/debian/
 mod bench;
 mod bench_alerts;
+mod package;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -40,6 +42,19 @@ enum Cmd {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+    },
+    /// Build a package: `deb` (Debian/Ubuntu) into target/debian/ (or --out).
+    Package {
+        #[arg(value_parser = ["deb"])]
+        format: String,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Debian revision, e.g. 2 for the second package of one upstream version.
+        #[arg(long, default_value = "1")]
+        revision: String,
+        /// Cargo profile of the binaries.
+        #[arg(long, default_value = "release")]
+        profile: String,
     },
     /// Check formatting and lints, then run every unit and integration test.
     Test {
@@ -84,6 +99,23 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::BenchAlerts => {
             setup::ensure()?;
             bench_alerts::run(&root)
+        }
+        Cmd::Package {
+            format: _,
+            out,
+            revision,
+            profile,
+        } => {
+            let deb = package::deb(
+                &root,
+                &package::Options {
+                    out: out.unwrap_or_else(|| root.join("target/debian")),
+                    revision,
+                    profile,
+                },
+            )?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Cmd::Fuzz { seconds } => {
             setup::ensure()?;

@@ -33,6 +33,12 @@ const PACKAGES: &[(&str, &str)] = &[
         "dig, a real DNS client for the naming tests",
     ),
     ("openssl", "TLS client and server for the SNI tests"),
+    (
+        "prometheus",
+        "promtool and a real Prometheus server for the metrics tests",
+    ),
+    ("systemd", "systemd-analyze verify for the service unit"),
+    ("lintian", "Debian's own checker for the package"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -84,12 +90,15 @@ pub fn ensure() -> Result<()> {
 }
 
 /// The Python gRPC client the API tests use (an independent implementation of gRPC), in a
-/// virtualenv under target/: grpcio, its code generator, reflection and health clients.
+/// virtualenv under target/: grpcio, its code generator, reflection and health clients; and
+/// the Kubernetes schema validator.
 pub const PYTHON_GRPC_PACKAGES: &[&str] = &[
     "grpcio>=1.60",
     "grpcio-tools>=1.60",
     "grpcio-reflection>=1.60",
     "grpcio-health-checking>=1.60",
+    // Validates the Kubernetes manifests against the API schemas of a given version.
+    "kubernetes-validate>=1.31",
 ];
 
 fn ensure_python_grpc() -> Result<()> {
@@ -98,7 +107,7 @@ fn ensure_python_grpc() -> Result<()> {
     let ok = Command::new(&python)
         .args([
             "-c",
-            "import grpc, grpc_tools, grpc_reflection, grpc_health",
+            "import grpc, grpc_tools, grpc_reflection, grpc_health, kubernetes_validate",
         ])
         .stderr(std::process::Stdio::null())
         .status()

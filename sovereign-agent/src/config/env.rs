@@ -147,3 +147,24 @@ pub fn apply(table: &mut toml::Table, key: &str, value: toml::Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/configuration.md has a row for every key, naming its variable.
+    #[test]
+    fn the_documentation_lists_every_key_and_variable() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+        )
+        .unwrap();
+        for (key, _) in KEYS {
+            let row = format!("| `{key}` | `{}` |", variable(key));
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row {row}"
+            );
+        }
+    }
+}
