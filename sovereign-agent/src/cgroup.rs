@@ -28,6 +28,8 @@ fn is_cgroup2(path: &Path) -> bool {
         return false;
     };
     // SAFETY: statfs on a NUL-terminated path into a zeroed struct we own.
+    // (f_type's integer type differs between architectures, hence the casts.)
+    #[allow(clippy::unnecessary_cast)]
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &mut st) == 0
