@@ -528,3 +528,17 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Polls `/metrics` on `addr` until `series` has `value` (or 10 s pass); returns the last
+/// scrape, for the test's own assertions.
+pub fn wait_for_metric(addr: &str, series: &str, value: f64) -> String {
+    let start = Instant::now();
+    loop {
+        let (status, body) = http_get(addr, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        if metric(&body, series) == Some(value) || start.elapsed() > Duration::from_secs(10) {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

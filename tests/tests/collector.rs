@@ -10,8 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    closed_port, loopback_policy, openssl_cert, python_client, require_root, sigterm,
-    start_agent_with, target_bin, wait_for_event, Reaped, TestCgroup,
+    closed_port, free_port, loopback_policy, metric, openssl_cert, python_client, require_root,
+    sigterm, start_agent_with, target_bin, wait_for_event, wait_for_metric, Reaped, TestCgroup,
 };
 
 /// How long the collector is down while violations keep happening.
@@ -89,7 +89,7 @@ fn collector_alerts(dir: &Path, n: usize) -> Vec<Value> {
         .collect()
 }
 
-fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str) -> Child {
+fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Child {
     let out = dir.join(output);
     let (child, _logs) = start_agent_with(
         cgroup,
@@ -101,6 +101,8 @@ fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str) -> Child {
             dir.join("agent.toml").to_str().unwrap(),
             "--journal",
             dir.join("agent-journal").to_str().unwrap(),
+            "--metrics-listen",
+            metrics,
         ],
     );
     child
@@ -161,10 +163,35 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
 
     let collector = start_collector(&dir, port);
     let cgroup = TestCgroup::new("collector");
-    let mut agent = Reaped(start_agent(&cgroup, &dir, "run1.jsonl"));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut agent = Reaped(start_agent(&cgroup, &dir, "run1.jsonl", &metrics));
     let mut pids = violations(&cgroup, 3);
     let first = collector_alerts(&dir, 3);
     assert_eq!(first.len(), 3);
+    // The agent's view of the delivery: all acknowledged, within the test's duration.
+    let text = wait_for_metric(&metrics, "sovereign_agent_alerts_delivered_total", 3.0);
+    assert_eq!(
+        metric(&text, "sovereign_agent_alerts_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sovereign_agent_alerts_delivered_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sovereign_agent_alert_queue_depth"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sovereign_agent_alert_push_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    let lag = metric(&text, "sovereign_agent_alert_delivery_lag_seconds").unwrap();
+    assert!(lag > 0.0 && lag < 30.0, "{text}");
 
     // The collector goes away; violations go on; the agent is restarted once meanwhile.
     let outage = Instant::now();
@@ -176,16 +203,40 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     });
     sigterm(&agent.0);
     assert!(agent.0.wait().unwrap().success());
-    agent = Reaped(start_agent(&cgroup, &dir, "run2.jsonl"));
+    agent = Reaped(start_agent(&cgroup, &dir, "run2.jsonl", &metrics));
     pids.extend(violations(&cgroup, 3));
     wait_for_event(&dir.join("run2.jsonl"), |e| {
         e["kind"] == "alert" && e["flow"]["pid"] == pids[8]
     });
+    // During the outage: this run's three alerts wait, the push is down and retrying.
+    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 3.0);
+    assert_eq!(
+        metric(&text, "sovereign_agent_alert_queue_depth"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sovereign_agent_alert_push_connected"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(metric(&text, "sovereign_agent_alert_push_errors_total").unwrap() >= 1.0);
     std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
 
     // Back: every alert arrives, once, in the agent's order.
     let _collector = start_collector(&dir, port);
     let alerts = collector_alerts(&dir, 9);
+    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 0.0);
+    assert_eq!(
+        metric(&text, "sovereign_agent_alert_queue_depth"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sovereign_agent_alerts_delivered_total"),
+        Some(3.0),
+        "{text}"
+    );
     let got: Vec<u32> = alerts
         .iter()
         .map(|a| a["flow"]["pid"].as_u64().unwrap() as u32)

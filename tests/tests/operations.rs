@@ -11,7 +11,8 @@ use std::{
 
 use sovereign_agent_tests::{
     closed_port, free_port, http_get, loopback_policy, metric, require_root, sigterm,
-    start_agent_with, target_bin, wait_for_event, wait_for_log, Reaped, TestCgroup,
+    start_agent_with, target_bin, wait_for_event, wait_for_log, wait_for_metric, Reaped,
+    TestCgroup,
 };
 
 fn agent() -> Command {
@@ -29,19 +30,6 @@ fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     format!("sha256:{}", text.split_whitespace().next().unwrap())
-}
-
-/// Polls `/metrics` until `series` has `value` (or 10 s pass); returns the last scrape.
-fn wait_for_metric(addr: &str, series: &str, value: f64) -> String {
-    let start = Instant::now();
-    loop {
-        let (status, body) = http_get(addr, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        if metric(&body, series) == Some(value) || start.elapsed() > Duration::from_secs(10) {
-            return body;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Runs `promtool check metrics` (Prometheus's own linter) on `text`.
