@@ -223,7 +223,6 @@ pub fn start_agent_with(
     output: &Path,
     extra: &[&str],
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
     // Each agent journals next to its output (never to the system default, shared by tests
     // that run at the same time), unless the test chose.
     let mut journal = Vec::new();
@@ -260,16 +259,7 @@ pub fn start_agent_with(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start sovereign-agent");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.contains("\"capturing\"") => return (child, rx),
@@ -541,4 +531,20 @@ pub fn wait_for_metric(addr: &str, series: &str, value: f64) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The lines `child` writes to its (piped) stderr, as they come.
+pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }

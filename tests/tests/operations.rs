@@ -11,8 +11,8 @@ use std::{
 
 use sovereign_agent_tests::{
     closed_port, free_port, http_get, loopback_policy, metric, require_root, sigterm,
-    start_agent_with, target_bin, wait_for_event, wait_for_log, wait_for_metric, Reaped,
-    TestCgroup,
+    start_agent_with, stderr_lines, target_bin, wait_for_event, wait_for_log, wait_for_metric,
+    Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -444,18 +444,8 @@ fn environment_variables_configure_the_agent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let logs = stderr_lines(&mut child);
     let child = Reaped(child);
-    let (tx, logs) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
     assert!(wait_for_log(&logs, |l| l
         .contains("SOVEREIGN_JOURNAL_DIRR is not a setting")));
     assert!(wait_for_log(&logs, |l| l.contains("\"capturing\"")));

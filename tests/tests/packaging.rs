@@ -10,8 +10,8 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    closed_port, require_root, sigterm, target_bin, wait_for_event, wait_for_log, Reaped,
-    TestCgroup,
+    closed_port, require_root, sigterm, stderr_lines, target_bin, wait_for_event, wait_for_log,
+    Reaped, TestCgroup,
 };
 
 fn root() -> PathBuf {
@@ -222,7 +222,7 @@ fn the_units_capability_set_is_enough_to_capture() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let logs = stderr_lines(&mut child);
     let child = Reaped(child);
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
     let eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
@@ -231,16 +231,6 @@ fn the_units_capability_set_is_enough_to_capture() {
         Some("000001ffffffffff"),
         "not restricted"
     );
-    let (tx, logs) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
     assert!(
         wait_for_log(&logs, |l| l.contains("\"capturing\"")),
         "did not attach with {caps:?}"
