@@ -168,6 +168,32 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // What /metrics costs the pipeline per judged flow: one kind counter and one verdict
+    // counter (decision, severity, rule) under a mutex nobody else holds.
+    let flow = Flow {
+        ip: ips[0],
+        port: 443,
+        names: &names_pool[0],
+        exe: Some("/opt/llm/bin/server"),
+        comm: "server",
+        cgroup: None,
+        container_id: None,
+        uid: 1000,
+    };
+    let explanation = policy.explain(&flow, &policy.classify(&flow));
+    let counters = sovereign_agent::metrics::Counters::default();
+    let mut g = c.benchmark_group("metrics");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("count_judged_flow", |b| {
+        b.iter(|| {
+            counters.count_event(
+                sovereign_agent::event::EventKind::Connect,
+                black_box(Some(&explanation)),
+            )
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("load");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("four_provider_files_and_geoip", |b| {
