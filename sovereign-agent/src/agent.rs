@@ -208,11 +208,15 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         cgroup.display(),
         attached.len()
     ));
+    let watchdog = service::spawn_watchdog();
     let result = pipeline.run(ring, shutdown).await;
     counters
         .ready
         .store(false, std::sync::atomic::Ordering::Relaxed);
     service::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     drop(capture); // closes every link: the programs are detached
     tracing::info!(cgroup = %cgroup.display(), "programs detached");
     if let Some(journal) = journal {

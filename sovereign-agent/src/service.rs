@@ -24,3 +24,25 @@ pub fn status(status: &str) {
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
+
+/// With `WatchdogSec=` in the unit, pings the service manager at half the interval. The
+/// runtime has one thread: if the pipeline hangs, the pings stop and systemd restarts the
+/// agent (the journal records the crash: a start without a stop).
+pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return None;
+    }
+    let period = std::time::Duration::from_micros(usec / 2);
+    tracing::info!(
+        interval_ms = period.as_millis() as u64,
+        "systemd watchdog on"
+    );
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    }))
+}

@@ -251,8 +251,25 @@ fn a_real_prometheus_server_scrapes_the_agent() {
     panic!("Prometheus never reported {CONNECTS} connects; last answer: {last}");
 }
 
+/// The next message on the notify socket that satisfies `pred` (others are skipped).
+fn next_message(notify: &UnixDatagram, pred: impl Fn(&str) -> bool) -> String {
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    let mut skipped = Vec::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        let n = notify.recv(&mut buf).expect("a notify message within 30 s");
+        let message = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+        if pred(&message) {
+            return message;
+        }
+        skipped.push(message);
+    }
+    panic!("no such notify message in 30 s; got {skipped:?}");
+}
+
 /// `Type=notify`: READY=1 comes only once the programs are attached — a connect made the
-/// moment it arrives is captured — then STATUS on reload and STOPPING=1 on SIGTERM.
+/// moment it arrives is captured — then watchdog pings, STATUS on reload and STOPPING=1 on
+/// SIGTERM.
 #[test]
 fn systemd_readiness_is_sent_once_the_programs_are_attached() {
     require_root();
@@ -266,7 +283,10 @@ fn systemd_readiness_is_sent_once_the_programs_are_attached() {
     std::fs::write(&policy, loopback_policy("p", "1", "allow = [\"loopback\"]")).unwrap();
     let cgroup = TestCgroup::new("notify");
     let output = dir.join("events.jsonl");
-    let child = agent()
+    // As systemd starts it: WATCHDOG_PID is the agent's own pid (the shell execs it).
+    let child = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+        .arg(target_bin("sovereign-agent"))
         .args([
             "run",
             "--no-api",
@@ -282,13 +302,13 @@ fn systemd_readiness_is_sent_once_the_programs_are_attached() {
         .arg("--policy")
         .arg(&policy)
         .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let child = Reaped(child);
-    let mut buf = [0u8; 4096];
-    let n = notify.recv(&mut buf).expect("READY=1 within 30 s");
-    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // The first message is READY=1: nothing (not even a watchdog ping) comes before it.
+    let message = next_message(&notify, |_| true);
     assert!(message.lines().any(|l| l == "READY=1"), "{message}");
     assert!(message.contains("STATUS=capturing on"), "{message}");
     // No wait: the programs must already be attached.
@@ -296,19 +316,21 @@ fn systemd_readiness_is_sent_once_the_programs_are_attached() {
     let (pid, _) = cgroup.traffic(&["refused", &refused.to_string()]);
     let e = wait_for_event(&output, |e| e["kind"] == "connect" && e["pid"] == pid);
     assert_eq!(e["dst_port"], refused.port());
+    // Watchdog pings at half of WATCHDOG_USEC.
+    for _ in 0..2 {
+        next_message(&notify, |m| m == "WATCHDOG=1");
+    }
 
     std::fs::write(&policy, loopback_policy("p", "2", "allow = [\"loopback\"]")).unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
-    let n = notify.recv(&mut buf).expect("STATUS after the reload");
-    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let message = next_message(&notify, |m| m != "WATCHDOG=1");
     assert!(
         message.contains("STATUS=capturing; policy p version 2 reloaded (SIGHUP)"),
         "{message}"
     );
     sigterm(&child.0);
-    let n = notify.recv(&mut buf).expect("STOPPING=1");
-    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let message = next_message(&notify, |m| m != "WATCHDOG=1");
     assert!(message.lines().any(|l| l == "STOPPING=1"), "{message}");
 }
 
