@@ -73,7 +73,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         Some(addr) => Some(metrics::http::bind(addr).await?),
         None => None,
     };
-    let counters = Arc::new(api::Counters::default());
+    let counters = Arc::new(metrics::Counters::default());
     // The policy is compiled before anything is attached: a bad one stops the start.
     let policy = match &config.policy {
         Some(path) => Some(

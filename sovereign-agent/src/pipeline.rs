@@ -116,7 +116,7 @@ pub struct Pipeline {
     /// Whether the policy in force has been recorded (a `policy` lifecycle event).
     policy_recorded: bool,
     /// Shared with the API's `GetStatus`.
-    counters: Option<std::sync::Arc<crate::api::Counters>>,
+    counters: Option<std::sync::Arc<crate::metrics::Counters>>,
     /// Violations → alerts, folded per (workload, destination, rule).
     alerts: Option<crate::alerts::AlertFolder>,
     names: NameMap,
@@ -183,7 +183,7 @@ impl Pipeline {
     }
 
     /// Keeps `counters` current (events, kernel losses, decode errors) for the API.
-    pub fn with_counters(mut self, counters: std::sync::Arc<crate::api::Counters>) -> Self {
+    pub fn with_counters(mut self, counters: std::sync::Arc<crate::metrics::Counters>) -> Self {
         self.counters = Some(counters);
         self
     }

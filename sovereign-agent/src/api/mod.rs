@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{journal::sink::JournalShared, policy_watch::PolicyReceiver};
 
-pub use crate::metrics::Counters;
+use crate::metrics::Counters;
 
 /// What `GetStatus` reports that is fixed at start.
 #[derive(Clone, Debug, Default)]
@@ -127,7 +127,7 @@ impl AgentService for Api {
             hooks_failed: id.hooks_failed,
             policy,
             started_unix_ns: id.started_unix_ns,
-            events: c.events.load(Ordering::Relaxed),
+            events: c.events(),
             kernel_losses: c.kernel_losses.load(Ordering::Relaxed),
             decode_errors: c.decode_errors.load(Ordering::Relaxed),
             subscribers: self.subscribers.load(Ordering::Relaxed),

@@ -86,7 +86,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let (collector, shared) = Collector::open(opts).map_err(|e| (73, e.to_string()))?;
     let collector = Arc::new(collector);
     let api = Arc::new(api::Api::new(
-        Arc::new(api::Counters::default()),
+        Arc::new(sovereign_agent::metrics::Counters::default()),
         Some(shared),
         None,
     ));

@@ -301,11 +301,19 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        Self::parse(path, &Self::read(path)?)
+    }
+
+    fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        })
+    }
+
+    /// `text` read from `path`: parsed, then validated.
+    fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
@@ -322,21 +330,19 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Self, Vec<String>), ConfigError> {
         let (overrides, unknown) = env::overrides(vars).map_err(ConfigError::EnvValue)?;
-        let base = match path {
-            Some(p) => Self::load(p)?,
-            None => Config::default(),
+        // The file alone first: its errors name its lines.
+        let text = path.map(Self::read).transpose()?;
+        let base = match (path, &text) {
+            (Some(p), Some(t)) => Self::parse(p, t)?,
+            _ => Config::default(),
         };
         if overrides.is_empty() {
             return Ok((base, unknown));
         }
         // The file's own table, so that what the file leaves unset keeps its default.
-        let file_table = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .ok()
-                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
-                .unwrap_or_default(),
-            None => toml::Table::new(),
-        };
+        let file_table = text
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+            .unwrap_or_default();
         let with = |these: &[&env::Override]| {
             let mut table = file_table.clone();
             for o in these {

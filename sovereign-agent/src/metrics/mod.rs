@@ -25,8 +25,6 @@ use exposition::Exposition;
 /// Counters shared by the pipeline, the API's `GetStatus`, the pusher and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Flow events, all kinds.
-    pub events: AtomicU64,
     /// Flow events by kind: connect, send, established, close.
     pub events_by_kind: [AtomicU64; 4],
     pub kernel_losses: AtomicU64,
@@ -72,7 +70,6 @@ fn kind_name(kind: EventKind) -> &'static str {
 
 impl Counters {
     pub fn count_event(&self, kind: EventKind, verdict: Option<&Explanation>) {
-        self.events.fetch_add(1, Relaxed);
         if let Some(i) = KINDS.iter().position(|k| *k == kind) {
             self.events_by_kind[i].fetch_add(1, Relaxed);
         }
@@ -86,6 +83,11 @@ impl Counters {
                 }
             }
         }
+    }
+
+    /// Flow events of every kind.
+    pub fn events(&self) -> u64 {
+        self.events_by_kind.iter().map(|n| n.load(Relaxed)).sum()
     }
 
     pub fn policy_loaded(&self, took: std::time::Duration, reload: Option<bool>) {
