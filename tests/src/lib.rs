@@ -548,3 +548,10 @@ pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     });
     rx
 }
+
+/// Asserts each (series, value) of a scrape; on a mismatch prints the whole scrape.
+pub fn assert_metrics(text: &str, expected: &[(&str, f64)]) {
+    for (series, value) in expected {
+        assert_eq!(metric(text, series), Some(*value), "{series} in:\n{text}");
+    }
+}

@@ -10,8 +10,9 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    closed_port, free_port, loopback_policy, metric, openssl_cert, python_client, require_root,
-    sigterm, start_agent_with, target_bin, wait_for_event, wait_for_metric, Reaped, TestCgroup,
+    assert_metrics, closed_port, free_port, loopback_policy, metric, openssl_cert, python_client,
+    require_root, sigterm, start_agent_with, target_bin, wait_for_event, wait_for_metric, Reaped,
+    TestCgroup,
 };
 
 /// How long the collector is down while violations keep happening.
@@ -170,25 +171,14 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     assert_eq!(first.len(), 3);
     // The agent's view of the delivery: all acknowledged, within the test's duration.
     let text = wait_for_metric(&metrics, "sovereign_agent_alerts_delivered_total", 3.0);
-    assert_eq!(
-        metric(&text, "sovereign_agent_alerts_total"),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "sovereign_agent_alerts_delivered_total"),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "sovereign_agent_alert_queue_depth"),
-        Some(0.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "sovereign_agent_alert_push_connected"),
-        Some(1.0),
-        "{text}"
+    assert_metrics(
+        &text,
+        &[
+            ("sovereign_agent_alerts_total", 3.0),
+            ("sovereign_agent_alerts_delivered_total", 3.0),
+            ("sovereign_agent_alert_queue_depth", 0.0),
+            ("sovereign_agent_alert_push_connected", 1.0),
+        ],
     );
     let lag = metric(&text, "sovereign_agent_alert_delivery_lag_seconds").unwrap();
     assert!(lag > 0.0 && lag < 30.0, "{text}");
@@ -210,15 +200,12 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     });
     // During the outage: this run's three alerts wait, the push is down and retrying.
     let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 3.0);
-    assert_eq!(
-        metric(&text, "sovereign_agent_alert_queue_depth"),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "sovereign_agent_alert_push_connected"),
-        Some(0.0),
-        "{text}"
+    assert_metrics(
+        &text,
+        &[
+            ("sovereign_agent_alert_queue_depth", 3.0),
+            ("sovereign_agent_alert_push_connected", 0.0),
+        ],
     );
     assert!(metric(&text, "sovereign_agent_alert_push_errors_total").unwrap() >= 1.0);
     std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
@@ -227,15 +214,12 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let _collector = start_collector(&dir, port);
     let alerts = collector_alerts(&dir, 9);
     let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 0.0);
-    assert_eq!(
-        metric(&text, "sovereign_agent_alert_queue_depth"),
-        Some(0.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "sovereign_agent_alerts_delivered_total"),
-        Some(3.0),
-        "{text}"
+    assert_metrics(
+        &text,
+        &[
+            ("sovereign_agent_alert_queue_depth", 0.0),
+            ("sovereign_agent_alerts_delivered_total", 3.0),
+        ],
     );
     let got: Vec<u32> = alerts
         .iter()
