@@ -52,9 +52,26 @@ pub enum RecordKind {
     /// A DNS response (UDP or TCP, source port 53) arrived for a watched socket: a
     /// [`PacketRecord`] (cgroup_skb/ingress).
     DnsResponse = 6,
-    /// The first payload of a watched TCP connection looks like a TLS ClientHello: a
-    /// [`PacketRecord`] (cgroup_skb/egress).
+    /// A segment of the start of a watched TCP connection whose first byte is a TLS
+    /// handshake record: a [`PacketRecord`] with the segment's TCP sequence number
+    /// (cgroup_skb/egress). User space reassembles the ClientHello from these.
     TlsClientHello = 7,
+    /// A DNS query (UDP or TCP, destination port 53) leaving a watched socket: a
+    /// [`PacketRecord`] (cgroup_skb/egress). Answers are accepted only for these.
+    DnsQuery = 8,
+    /// A DNS answer (source port 53) leaving a watched socket: a process in the watched
+    /// cgroup is answering DNS itself. A [`PacketRecord`] (cgroup_skb/egress).
+    DnsServed = 9,
+}
+
+impl RecordKind {
+    /// Kinds carried by a [`PacketRecord`] (the rest are [`FlowRecord`]s).
+    pub const fn is_packet(self) -> bool {
+        matches!(
+            self,
+            Self::DnsResponse | Self::TlsClientHello | Self::DnsQuery | Self::DnsServed
+        )
+    }
 }
 
 impl TryFrom<u32> for RecordKind {
@@ -68,6 +85,8 @@ impl TryFrom<u32> for RecordKind {
             5 => Self::UdpRelease,
             6 => Self::DnsResponse,
             7 => Self::TlsClientHello,
+            8 => Self::DnsQuery,
+            9 => Self::DnsServed,
             other => return Err(other),
         })
     }
@@ -122,13 +141,14 @@ const _: () = assert!(FLOW_RECORD_SIZE == 104);
 /// ClientHello; longer payloads are cut and `packet_len` says so).
 pub const PACKET_DATA_LEN: usize = 2048;
 
-/// A packet's payload for user space to parse (DNS responses, TLS ClientHellos): a 64-byte
-/// header and up to [`PACKET_DATA_LEN`] bytes. Only the first `data_len` bytes of `data` are
+/// A packet's payload for user space to parse (DNS queries and responses, TLS ClientHello
+/// segments): a 64-byte header and up to [`PACKET_DATA_LEN`] bytes. Only the first `data_len` bytes of `data` are
 /// meaningful; the rest of the reservation is not cleared.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PacketRecord {
-    /// [`RecordKind::DnsResponse`] or [`RecordKind::TlsClientHello`].
+    /// [`RecordKind::DnsResponse`], [`RecordKind::TlsClientHello`], [`RecordKind::DnsQuery`]
+    /// or [`RecordKind::DnsServed`].
     pub kind: u32,
     pub family: u16,
     pub protocol: u8,
@@ -137,15 +157,19 @@ pub struct PacketRecord {
     /// cgroup v2 id of the socket's cgroup.
     pub cgroup_id: u64,
     pub cookie: u64,
-    /// DNS: the server that answered; TLS: the destination. Network byte order.
+    /// The DNS server (responses: the one that answered; queries: the one asked; served: this
+    /// socket's own address) or the TLS destination. Network byte order.
     pub peer_addr: [u8; 16],
+    /// The DNS server's port, or the TLS destination port.
     pub peer_port: u16,
+    /// The DNS client's port (for every DNS kind), or the TLS connection's local port.
     pub local_port: u16,
     /// Bytes of payload copied into `data`.
     pub data_len: u32,
     /// Bytes of payload the packet had.
     pub packet_len: u32,
-    pub _pad1: u32,
+    /// TCP: the sequence number of the payload's first byte; UDP: 0.
+    pub tcp_seq: u32,
     pub data: [u8; PACKET_DATA_LEN],
 }
 
@@ -153,8 +177,9 @@ pub struct PacketRecord {
 pub const PACKET_HEADER_SIZE: usize = 64;
 const _: () = assert!(core::mem::offset_of!(PacketRecord, data) == PACKET_HEADER_SIZE);
 
-/// Name of the LRU map of TCP connections whose first payload was already examined.
-pub const TLS_SEEN_MAP: &str = "TLS_SEEN";
+/// Segments of one connection's first payload that the egress program copies at most (a
+/// ClientHello sent in smaller pieces is reported as unreadable rather than followed forever).
+pub const TLS_HELLO_MAX_SEGMENTS: u32 = 16;
 
 /// Key of [`UDP_SENDS_MAP`]: one (socket, destination) pair.
 #[repr(C)]
@@ -240,6 +265,8 @@ mod user {
         pub local_port: u16,
         /// Payload length of the packet (more than `data.len()` when it was cut).
         pub packet_len: u32,
+        /// TCP: sequence number of `data[0]`.
+        pub tcp_seq: u32,
         pub data: &'a [u8],
     }
 
@@ -258,7 +285,7 @@ mod user {
             };
             let raw_kind = u32::from_ne_bytes([raw_kind[0], raw_kind[1], raw_kind[2], raw_kind[3]]);
             let kind = RecordKind::try_from(raw_kind).map_err(DecodeError::UnknownKind)?;
-            if !matches!(kind, RecordKind::DnsResponse | RecordKind::TlsClientHello) {
+            if !kind.is_packet() {
                 return Decoded::try_from(bytes).map(Record::Flow);
             }
             if bytes.len() < PACKET_HEADER_SIZE {
@@ -285,6 +312,7 @@ mod user {
                 peer_port: u16_at(48),
                 local_port: u16_at(50),
                 packet_len: u32_at(56),
+                tcp_seq: u32_at(60),
                 data,
             }))
         }
@@ -379,7 +407,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_rejected_not_transmuted() {
-        for raw in [0, 8, 0xdead_beef] {
+        for raw in [0, 10, 0xdead_beef] {
             assert_eq!(
                 Decoded::try_from(record(raw).as_bytes()),
                 Err(DecodeError::UnknownKind(raw))

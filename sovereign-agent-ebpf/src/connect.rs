@@ -6,7 +6,7 @@ use sovereign_agent_common::{RecordKind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO
 
 use crate::{
     emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit},
-    maps::{TcpSocket, TCP_SOCKETS},
+    maps::{TcpSocket, TCP_SOCKETS, TLS_HELLO},
 };
 
 const SOCK_STREAM: u32 = 1;
@@ -77,5 +77,8 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
             peer_fin: 0,
         };
         let _ = TCP_SOCKETS.insert(cookie, socket, 0);
+        // A socket disconnected (AF_UNSPEC) and connected again starts a new connection:
+        // its first payload is examined afresh, never named by the previous connection's.
+        let _ = TLS_HELLO.remove(&cookie);
     }
 }

@@ -7,6 +7,7 @@
 
 mod connect;
 mod dns;
+mod egress;
 mod emit;
 mod maps;
 mod packet;

@@ -54,6 +54,24 @@ pub struct TcpSocket {
     pub peer_fin: u32,
 }
 
-/// TCP connections whose first payload the egress program has examined, by socket cookie.
+/// Where each TCP connection's first payload stands, by socket cookie: still copying the
+/// segments of a ClientHello, or done (examined and not TLS, or copied). connect() removes the
+/// entry, so a socket that is disconnected and connected again is examined again.
 #[map]
-pub static TLS_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65_536, 0);
+pub static TLS_HELLO: LruHashMap<u64, HelloState> = LruHashMap::with_max_entries(65_536, 0);
+
+/// [`HelloState::segments`] once nothing more is to be copied.
+pub const HELLO_DONE: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HelloState {
+    /// TCP sequence number of the connection's first payload byte.
+    pub first_seq: u32,
+    /// Stream bytes the ClientHello's record takes (5 + its length, at most
+    /// `PACKET_DATA_LEN`); `PACKET_DATA_LEN` until its length field was seen.
+    pub wanted: u32,
+    /// Segments copied so far, or [`HELLO_DONE`].
+    pub segments: u32,
+    pub _pad: u32,
+}

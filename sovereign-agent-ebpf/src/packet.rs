@@ -24,6 +24,8 @@ pub struct Headers {
     pub dst: [u8; 16],
     pub src_port: u16,
     pub dst_port: u16,
+    /// TCP: sequence number of the first payload byte; UDP: 0.
+    pub tcp_seq: u32,
     /// Offset of the transport payload from the start of the skb.
     pub payload_off: u32,
     pub payload_len: u32,
@@ -70,12 +72,13 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
     if l4 < 20 {
         return None;
     }
-    let (src_port, dst_port, header_len) = match protocol {
+    let (src_port, dst_port, tcp_seq, header_len) = match protocol {
         IPPROTO_UDP => {
             let u: [u8; 8] = load(ctx, l4)?;
             (
                 u16::from_be_bytes([u[0], u[1]]),
                 u16::from_be_bytes([u[2], u[3]]),
+                0,
                 8,
             )
         }
@@ -85,6 +88,7 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
             (
                 u16::from_be_bytes([t[0], t[1]]),
                 u16::from_be_bytes([t[2], t[3]]),
+                u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
                 doff,
             )
         }
@@ -99,6 +103,7 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
         dst,
         src_port,
         dst_port,
+        tcp_seq,
         payload_off,
         payload_len,
     })
@@ -142,7 +147,7 @@ pub fn submit_payload(
         (*p).peer_port = peer_port;
         (*p).local_port = local_port;
         (*p).packet_len = h.payload_len;
-        (*p)._pad1 = 0;
+        (*p).tcp_seq = h.tcp_seq;
         let copied = bpf_skb_load_bytes(
             skb as *const _,
             h.payload_off,

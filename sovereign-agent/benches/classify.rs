@@ -13,7 +13,7 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::IpNet;
-use sovereign_agent::policy::{Flow, Policy};
+use sovereign_agent::policy::{DnsChain, Flow, Policy};
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
@@ -118,7 +118,8 @@ fn bench(c: &mut Criterion) {
         (after.saturating_sub(before)) as f64 / 1024.0
     );
     let ips = addresses();
-    let names_pool: Vec<Vec<String>> = [
+    // Verified DNS answers (a chain of one name) with, every other flow, the SNI too.
+    let names_pool: Vec<Vec<DnsChain>> = [
         "api.openai.com",
         "eu12.crm4.dynamics.com",
         "db.corp.example",
@@ -127,7 +128,13 @@ fn bench(c: &mut Criterion) {
         "mycompany.openai.azure.com",
     ]
     .iter()
-    .map(|n| vec![n.to_string()])
+    .map(|n| {
+        vec![DnsChain {
+            names: vec![n.to_string()],
+            resolver: "127.0.0.53:53".into(),
+            verified: true,
+        }]
+    })
     .collect();
 
     let mut g = c.benchmark_group("classify");
@@ -138,7 +145,9 @@ fn bench(c: &mut Criterion) {
                 let flow = Flow {
                     ip: *ip,
                     port: 443,
-                    names: &[],
+                    dns: &[],
+                    sni: None,
+                    sni_unreadable: false,
                     exe: Some("/opt/llm/bin/server"),
                     comm: "server",
                     cgroup: None,
@@ -155,7 +164,10 @@ fn bench(c: &mut Criterion) {
                 let flow = Flow {
                     ip: *ip,
                     port: 443,
-                    names: &names_pool[i % names_pool.len()],
+                    dns: &names_pool[i % names_pool.len()],
+                    sni: (i % 2 == 0)
+                        .then(|| names_pool[i % names_pool.len()][0].names[0].as_str()),
+                    sni_unreadable: false,
                     exe: Some("/opt/llm/bin/server"),
                     comm: "server",
                     cgroup: None,
@@ -173,7 +185,9 @@ fn bench(c: &mut Criterion) {
     let flow = Flow {
         ip: ips[0],
         port: 443,
-        names: &names_pool[0],
+        dns: &names_pool[0],
+        sni: None,
+        sni_unreadable: false,
         exe: Some("/opt/llm/bin/server"),
         comm: "server",
         cgroup: None,

@@ -133,11 +133,24 @@ impl AlertFolder {
     /// event of a flow (connect, or an unconnected UDP send) counts: its established and
     /// close events are the same flow.
     pub fn observe(&mut self, f: &FlowEvent) -> Option<AlertEvent> {
+        if !matches!(f.kind, EventKind::Connect | EventKind::Send) {
+            return None;
+        }
+        self.observe_late(f)
+    }
+
+    /// Whether `f` is a violation worth an alert (not `info`).
+    pub fn alerts_on(f: &FlowEvent) -> bool {
+        f.verdict.as_ref().is_some_and(|v| {
+            v.decision == Decision::Violation && v.severity != Some(Severity::Info)
+        })
+    }
+
+    /// A flow whose verdict became a violation after its first event (its SNI was read, or
+    /// a name arrived later): folded like the rest. The caller sees to once per flow.
+    pub fn observe_late(&mut self, f: &FlowEvent) -> Option<AlertEvent> {
         let v = f.verdict.as_ref()?;
-        if v.decision != Decision::Violation
-            || v.severity == Some(Severity::Info)
-            || !matches!(f.kind, EventKind::Connect | EventKind::Send)
-        {
+        if !Self::alerts_on(f) {
             return None;
         }
         let key: Key = (workload(f), destination(f), v.rule.clone());

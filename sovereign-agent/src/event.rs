@@ -72,13 +72,23 @@ pub struct FlowEvent {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub was_established: Option<bool>,
-    /// Names of the destination: DNS (the CNAME chain in order), then TLS SNI.
+    /// Names of the destination: DNS (the CNAME chains in order), then TLS SNI.
     pub names: Vec<String>,
-    /// `dns`, `sni`, `dns+sni` or `none`.
+    /// `dns`, `dns_untrusted`, `sni`, `dns+sni`, `dns_untrusted+sni` or `none`.
     pub name_source: &'static str,
     /// DNS and SNI disagree (both are in `names`): worth an alert.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub name_conflict: bool,
+    /// The DNS answers behind `names`: each chain, the resolver that gave it, and whether it
+    /// is verified (an answer to this workload's own query from a trusted resolver).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<crate::names::DnsChain>,
+    /// The server name the client sent in its ClientHello (its own claim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Why the connection's ClientHello could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni_unreadable: Option<&'static str>,
     /// The residency verdict, when the agent runs with a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::policy::Explanation>,
@@ -94,6 +104,32 @@ pub struct LossEvent {
     pub lost: u64,
 }
 
+/// A DNS answer refused for naming (docs/events.md): nobody in the watched cgroup asked for
+/// it, or it posed as a trusted resolver. An attack signal; repeats are folded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DnsRefusedEvent {
+    pub ts: String,
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
+    /// Always `dns_refused`.
+    pub kind: &'static str,
+    pub reason: &'static str,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    /// The process that owns the receiving socket, when the agent saw it send a query
+    /// (0 and empty otherwise).
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub cookie: u64,
+    pub resolver: String,
+    pub client_port: u16,
+    pub question: Option<String>,
+    pub names: Vec<String>,
+    pub addresses: Vec<IpAddr>,
+    pub count: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Event {
@@ -101,6 +137,7 @@ pub enum Event {
     Loss(LossEvent),
     Lifecycle(Box<LifecycleEvent>),
     Alert(Box<crate::alerts::AlertEvent>),
+    DnsRefused(Box<DnsRefusedEvent>),
 }
 
 impl Event {
@@ -118,6 +155,7 @@ impl Event {
             Event::Loss(l) => l.ts_unix_ns,
             Event::Lifecycle(l) => l.ts_unix_ns,
             Event::Alert(a) => a.ts_unix_ns,
+            Event::DnsRefused(d) => d.ts_unix_ns,
         }
     }
 }
@@ -268,6 +306,9 @@ impl FlowEvent {
         self.names = naming.names;
         self.name_source = naming.source;
         self.name_conflict = naming.conflict;
+        self.dns = naming.dns;
+        self.sni = naming.sni;
+        self.sni_unreadable = naming.sni_unreadable;
     }
 
     /// Judges this flow under `policy` and records the verdict with its reasoning.
@@ -275,7 +316,9 @@ impl FlowEvent {
         let flow = crate::policy::Flow {
             ip: self.dst_ip,
             port: self.dst_port,
-            names: &self.names,
+            dns: &self.dns,
+            sni: self.sni.as_deref(),
+            sni_unreadable: self.sni_unreadable.is_some(),
             exe: self.exe.as_deref(),
             comm: &self.comm,
             cgroup: self.cgroup.as_deref(),
@@ -332,6 +375,9 @@ impl FlowEvent {
             names: Vec::new(),
             name_source: "none",
             name_conflict: false,
+            dns: Vec::new(),
+            sni: None,
+            sni_unreadable: None,
             verdict: None,
         }
     }
@@ -344,7 +390,11 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         RecordKind::Send => Some(EventKind::Send),
         RecordKind::Established => Some(EventKind::Established),
         RecordKind::Close => Some(EventKind::Close),
-        RecordKind::UdpRelease | RecordKind::DnsResponse | RecordKind::TlsClientHello => None,
+        RecordKind::UdpRelease
+        | RecordKind::DnsResponse
+        | RecordKind::TlsClientHello
+        | RecordKind::DnsQuery
+        | RecordKind::DnsServed => None,
     }
 }
 

@@ -234,9 +234,17 @@ enum PolicyCommand {
         /// Destination: IP or IP:PORT ([IPv6]:PORT).
         #[arg(long)]
         dst: String,
-        /// A name the destination is known by (DNS or TLS SNI); repeatable.
+        /// A DNS name of the destination, verified (an answer to the workload's own query
+        /// from a trusted resolver); repeat it for a CNAME chain, in order: the name asked
+        /// first, the owner of the address record last.
         #[arg(long = "name")]
         names: Vec<String>,
+        /// The DNS names came from a resolver that is not trusted: claims, not verified.
+        #[arg(long, requires = "names")]
+        dns_untrusted: bool,
+        /// The TLS server name (SNI) the client sent: a claim.
+        #[arg(long)]
+        sni: Option<String>,
         /// Executable path of the process.
         #[arg(long)]
         exe: Option<String>,
@@ -464,6 +472,8 @@ fn main() -> ExitCode {
                 datasets,
                 dst,
                 names,
+                dns_untrusted,
+                sni,
                 exe,
                 comm,
                 cgroup,
@@ -475,6 +485,8 @@ fn main() -> ExitCode {
                 datasets: datasets.as_deref(),
                 dst: &dst,
                 names: &names,
+                dns_untrusted,
+                sni: sni.as_deref(),
                 exe: exe.as_deref(),
                 comm: &comm,
                 cgroup: cgroup.as_deref(),

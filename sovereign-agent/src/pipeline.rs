@@ -20,11 +20,15 @@ use sovereign_agent_common::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
+    alerts::AlertFolder,
     bpf::CaptureMaps,
     clock::WallClock,
     enrich::ProcessCache,
-    event::{flow_kind, Event, EventKind, FlowEvent, Lifecycle, LifecycleEvent, LossEvent},
-    names::{dns, sni, NameMap},
+    event::{
+        flow_kind, DnsRefusedEvent, Event, EventKind, FlowEvent, Lifecycle, LifecycleEvent,
+        LossEvent,
+    },
+    names::{Learned, Namer, NamesOptions, RefusedAnswer},
     output::EventSink,
     policy_watch::PolicyReceiver,
 };
@@ -37,10 +41,11 @@ pub struct PipelineOptions {
     pub udp_socket_entries: NonZeroUsize,
     pub loss_poll_interval: Duration,
     pub clock_refresh_interval: Duration,
-    /// (cgroup, address) → names entries kept (DNS and SNI each).
-    pub name_map_entries: NonZeroUsize,
-    /// DNS answers are kept at least this long, whatever their TTL.
-    pub name_ttl_floor: Duration,
+    /// Naming: trusted resolvers, the query table and the name map.
+    pub names: NamesOptions,
+    /// Open TCP connections remembered so that a verdict that changes after connect (when
+    /// the SNI is read) still raises its alert once.
+    pub open_flow_entries: NonZeroUsize,
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
     /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
@@ -53,8 +58,8 @@ impl Default for PipelineOptions {
             udp_socket_entries: NonZeroUsize::new(65_536).unwrap(),
             loss_poll_interval: Duration::from_secs(1),
             clock_refresh_interval: Duration::from_secs(60),
-            name_map_entries: NonZeroUsize::new(65_536).unwrap(),
-            name_ttl_floor: Duration::from_secs(60),
+            names: NamesOptions::default(),
+            open_flow_entries: NonZeroUsize::new(16_384).unwrap(),
             max_event_delay: Duration::from_millis(20),
         }
     }
@@ -71,13 +76,10 @@ pub struct Stats {
     pub truncated_records: u64,
     pub unknown_kinds: u64,
     pub udp_release_without_sends: u64,
-    pub dns_responses: u64,
-    /// DNS responses that could not be parsed (counted and skipped).
-    pub dns_malformed: u64,
-    pub tls_client_hellos: u64,
-    pub sni_names: u64,
-    /// ClientHellos that could not be read (malformed, or cut before the name).
-    pub tls_unreadable: u64,
+    /// Alerts raised after a flow's first event (its verdict changed when its SNI was read).
+    pub late_alerts: u64,
+    /// DNS, TLS and refused-answer counters of the naming stage.
+    pub names: crate::names::NameStats,
 }
 
 impl Stats {
@@ -118,8 +120,12 @@ pub struct Pipeline {
     /// Shared with the API's `GetStatus`.
     counters: Option<std::sync::Arc<crate::metrics::Counters>>,
     /// Violations → alerts, folded per (workload, destination, rule).
-    alerts: Option<crate::alerts::AlertFolder>,
-    names: NameMap,
+    alerts: Option<AlertFolder>,
+    names: Namer,
+    /// The connect event of each open TCP connection, and whether it has alerted.
+    open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
+    /// The process behind each socket that sent DNS queries (for refused-answer reports).
+    dns_sockets: LruCache<u64, (u32, [u8; 16])>,
 }
 
 impl Pipeline {
@@ -138,7 +144,9 @@ impl Pipeline {
             clock_sampled: Instant::now(),
             processes: ProcessCache::new(options.process_cache_entries),
             udp_pairs: LruCache::new(options.udp_socket_entries),
-            names: NameMap::new(options.name_map_entries, options.name_ttl_floor),
+            names: Namer::new(&options.names),
+            open_flows: LruCache::new(options.open_flow_entries),
+            dns_sockets: LruCache::new(options.names.map_per_cgroup),
             options,
             udp_sends,
             losses,
@@ -161,20 +169,28 @@ impl Pipeline {
     }
 
     /// Raises alerts for violations (folded by `folder`).
-    pub fn with_alerts(mut self, folder: crate::alerts::AlertFolder) -> Self {
+    pub fn with_alerts(mut self, folder: AlertFolder) -> Self {
         self.alerts = Some(folder);
         self
     }
 
-    /// Emits the alerts whose folding window ended by `now_ns`.
+    /// Emits the alerts and refused-answer reports whose folding window ended by `now_ns`
+    /// (all of them with `i64::MAX`, at shutdown).
     fn expire_alerts(&mut self, now_ns: i64) -> Result<(), PipelineError> {
-        let due = match self.alerts.as_mut() {
-            Some(a) => a.expire(now_ns),
-            None => return Ok(()),
-        };
-        let any = !due.is_empty();
+        let due = self
+            .alerts
+            .as_mut()
+            .map(|a| a.expire(now_ns))
+            .unwrap_or_default();
+        let refused = self
+            .names
+            .expire_refused((now_ns != i64::MAX).then(Instant::now));
+        let any = !due.is_empty() || !refused.is_empty();
         for alert in due {
             self.emit(Event::Alert(Box::new(alert)))?;
+        }
+        for r in refused {
+            self.emit_refused(r)?;
         }
         if any {
             self.sink.flush().map_err(PipelineError::Output)?;
@@ -190,6 +206,11 @@ impl Pipeline {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The naming stage (for its counters).
+    pub fn names(&self) -> &Namer {
+        &self.names
     }
 
     /// Runs until `shutdown` resolves, then drains what the ring buffer still holds.
@@ -228,6 +249,7 @@ impl Pipeline {
         // Folded repeats are reported now rather than lost with the process.
         self.expire_alerts(i64::MAX)?;
         self.sink.flush().map_err(PipelineError::Output)?;
+        self.stats.names = self.names.stats.clone();
         Ok(self.stats)
     }
 
@@ -265,7 +287,7 @@ impl Pipeline {
             let flow = match Record::try_from(&*item) {
                 Ok(Record::Flow(d)) => Ok(d),
                 Ok(Record::Packet(p)) => {
-                    self.handle_packet(&p);
+                    self.handle_packet(&p)?;
                     continue;
                 }
                 Err(e) => Err(e),
@@ -298,41 +320,91 @@ impl Pipeline {
         }
     }
 
-    /// A DNS response or a ClientHello: learn names. Malformed packets are counted and skipped.
-    fn handle_packet(&mut self, p: &PacketView<'_>) {
-        let now = Instant::now();
-        match p.kind {
-            RecordKind::DnsResponse => match dns::parse_response(p.data, p.protocol == IPPROTO_TCP)
-            {
-                Ok(answers) => {
-                    self.stats.dns_responses += 1;
-                    for a in answers {
-                        self.names
-                            .insert_dns(p.cgroup_id, a.ip, a.names, a.ttl, now);
-                    }
-                }
-                Err(e) => {
-                    self.stats.dns_malformed += 1;
-                    tracing::debug!(error = %e, len = p.data.len(), "skipping DNS response");
-                }
-            },
-            RecordKind::TlsClientHello => {
-                self.stats.tls_client_hellos += 1;
-                match sni::server_name(p.data) {
-                    Ok(Some(name)) => {
-                        self.stats.sni_names += 1;
-                        let ip = crate::event::ip_of(p.family, &p.peer_addr);
-                        self.names.insert_sni(p.cgroup_id, ip, p.cookie, name, now);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.stats.tls_unreadable += 1;
-                        tracing::debug!(error = %e, "skipping ClientHello");
-                    }
-                }
-            }
-            _ => {}
+    /// A DNS query or answer or a ClientHello segment: learn names, report refused answers,
+    /// and re-judge a connection whose SNI was just read.
+    fn handle_packet(&mut self, p: &PacketView<'_>) -> Result<(), PipelineError> {
+        match self.names.on_packet(p, Instant::now()) {
+            Learned::Nothing => Ok(()),
+            Learned::Refused(r) => self.emit_refused(*r),
+            Learned::Hello { cookie } => self.rejudge_open_flow(cookie),
         }
+    }
+
+    /// A refused DNS answer as an event, with the process behind the socket when known.
+    fn emit_refused(&mut self, r: RefusedAnswer) -> Result<(), PipelineError> {
+        let (pid, comm) = self
+            .dns_sockets
+            .get(&r.cookie)
+            .copied()
+            .unwrap_or((0, [0; 16]));
+        let process = (pid != 0).then(|| self.processes.lookup(pid, &comm));
+        let now = WallClock::monotonic_now_ns();
+        tracing::warn!(
+            reason = r.reason,
+            resolver = %r.resolver,
+            cgroup_id = r.cgroup_id,
+            names = ?r.names,
+            count = r.count,
+            "DNS answer refused for naming"
+        );
+        self.emit(Event::DnsRefused(Box::new(DnsRefusedEvent {
+            ts: self.clock.rfc3339(now),
+            ts_unix_ns: self.clock.unix_ns(now) as i64,
+            kind: "dns_refused",
+            reason: r.reason,
+            cgroup_id: r.cgroup_id,
+            cgroup: process.as_ref().and_then(|p| p.workload.cgroup.clone()),
+            pid,
+            comm: crate::event::comm_string(&comm),
+            exe: process.and_then(|p| p.exe.clone()),
+            cookie: r.cookie,
+            resolver: r.resolver,
+            client_port: r.client_port,
+            question: r.question,
+            names: r.names,
+            addresses: r.addresses,
+            count: r.count,
+        })))
+    }
+
+    /// The SNI of an open connection was read: if that turns its verdict into a violation,
+    /// the alert is raised now (once per connection), not when it closes.
+    fn rejudge_open_flow(&mut self, cookie: u64) -> Result<(), PipelineError> {
+        if self.alerts.is_none() {
+            return Ok(());
+        }
+        let Some((connect, alerted)) = self.open_flows.get_mut(&cookie) else {
+            return Ok(());
+        };
+        if *alerted {
+            return Ok(());
+        }
+        let mut event = (**connect).clone();
+        event.name(self.names.lookup(
+            event.cgroup_id,
+            event.dst_ip,
+            event.dst_port,
+            cookie,
+            Instant::now(),
+        ));
+        self.judge(&mut event);
+        self.raise_late(cookie, &event)
+    }
+
+    /// Raises the alert of a flow whose violation was learned after its first event.
+    fn raise_late(&mut self, cookie: u64, event: &FlowEvent) -> Result<(), PipelineError> {
+        if !AlertFolder::alerts_on(event) {
+            return Ok(());
+        }
+        if let Some((_, alerted)) = self.open_flows.get_mut(&cookie) {
+            *alerted = true;
+        }
+        self.stats.late_alerts += 1;
+        let alert = self.alerts.as_mut().and_then(|a| a.observe_late(event));
+        if let Some(alert) = alert {
+            self.emit(Event::Alert(Box::new(alert)))?;
+        }
+        Ok(())
     }
 
     /// Adds the verdict of the policy in force, if the agent runs with one.
@@ -361,7 +433,7 @@ impl Pipeline {
                     c.alerts_raised.fetch_add(1, Relaxed);
                 }
             }
-            Event::Lifecycle(_) => {}
+            Event::Lifecycle(_) | Event::DnsRefused(_) => {}
         }
         self.sink.write(&event).map_err(PipelineError::Output)
     }
@@ -374,12 +446,52 @@ impl Pipeline {
         };
         let process = self.processes.lookup(rec.tgid, &rec.comm);
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
-        event.name(
-            self.names
-                .lookup(rec.cgroup_id, event.dst_ip, rec.cookie, Instant::now()),
-        );
+        let tcp = rec.protocol == IPPROTO_TCP;
+        match kind {
+            // A socket connected (again): no earlier connection's ClientHello names it.
+            EventKind::Connect if tcp => self.names.connection_started(rec.cookie),
+            EventKind::Close if tcp => {
+                self.names
+                    .connection_closing(rec.cookie, event.dst_ip, event.dst_port)
+            }
+            _ => {}
+        }
+        if event.dst_port == 53 && matches!(kind, EventKind::Connect | EventKind::Send) {
+            self.dns_sockets.put(rec.cookie, (rec.tgid, rec.comm));
+        }
+        event.name(self.names.lookup(
+            rec.cgroup_id,
+            event.dst_ip,
+            event.dst_port,
+            rec.cookie,
+            Instant::now(),
+        ));
         self.judge(&mut event);
         let alert = self.alerts.as_mut().and_then(|a| a.observe(&event));
+        if tcp && self.alerts.is_some() {
+            match kind {
+                EventKind::Connect => {
+                    let alerted = AlertFolder::alerts_on(&event);
+                    self.open_flows
+                        .put(rec.cookie, (Box::new(event.clone()), alerted));
+                }
+                EventKind::Close => {
+                    // A violation learned only now (the SNI, read after connect) alerts once.
+                    if self
+                        .open_flows
+                        .peek(&rec.cookie)
+                        .is_some_and(|(_, alerted)| !alerted)
+                    {
+                        self.raise_late(rec.cookie, &event)?;
+                    }
+                    self.open_flows.pop(&rec.cookie);
+                }
+                _ => {}
+            }
+        }
+        if kind == EventKind::Close && tcp {
+            self.names.connection_closed(rec.cookie);
+        }
         if kind == EventKind::Send {
             let key = SendKey {
                 cookie: rec.cookie,

@@ -197,7 +197,7 @@ pub async fn collect_until(
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(Event::Flow(f))) => flows.push(*f),
             Ok(Some(Event::Loss(l))) => panic!("kernel lost {} records in a test", l.lost),
-            Ok(Some(Event::Lifecycle(_) | Event::Alert(_))) => {}
+            Ok(Some(Event::Lifecycle(_) | Event::Alert(_) | Event::DnsRefused(_))) => {}
             Ok(None) | Err(_) => {
                 panic!("events did not arrive within {deadline:?}; got {flows:#?}")
             }

@@ -124,6 +124,18 @@ impl TestNet {
         );
     }
 
+    /// A configuration that trusts this network's DNS server, as a host whose resolv.conf
+    /// names it would.
+    fn trusting_config(&self) -> PathBuf {
+        let path = self.dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            format!("[names]\ntrusted_resolvers = [\"{DNS}\", \"fd5a::2\"]\n"),
+        )
+        .unwrap();
+        path
+    }
+
     /// Starts a server; its output goes to a log file in the test directory.
     fn serve(&mut self, cmd: &str) {
         let log =
@@ -198,8 +210,17 @@ fn flows_are_named_from_dns_answers_and_tls_sni() {
     let output = net.dir.join("events.jsonl");
     let policy = net.dir.join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let (agent, _logs) =
-        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
+    let config = net.trusting_config();
+    let (agent, _logs) = start_agent_with(
+        &cgroup,
+        &output,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
     let agent = Reaped(agent);
 
     // A: resolve, then connect (two processes of the same cgroup).

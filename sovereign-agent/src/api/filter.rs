@@ -34,6 +34,7 @@ pub fn kind_of(e: &pb::Event) -> &'static str {
         },
         Some(Body::Loss(_)) => "loss",
         Some(Body::Alert(_)) => "alert",
+        Some(Body::DnsRefused(_)) => "dns_refused",
         Some(Body::Lifecycle(l)) => match &l.kind {
             Some(Kind::Start(_)) => "agent_start",
             Some(Kind::Stop(_)) => "agent_stop",

@@ -31,7 +31,7 @@ pub enum Hook {
     TcpState,
     SockRelease,
     DnsIngress,
-    TlsEgress,
+    NamesEgress,
 }
 
 impl Hook {
@@ -43,7 +43,7 @@ impl Hook {
         Hook::TcpState,
         Hook::SockRelease,
         Hook::DnsIngress,
-        Hook::TlsEgress,
+        Hook::NamesEgress,
     ];
 
     /// Program name in the object (the function name in sovereign-agent-ebpf).
@@ -56,7 +56,7 @@ impl Hook {
             Hook::TcpState => "tcp_state",
             Hook::SockRelease => "sock_release",
             Hook::DnsIngress => "dns_ingress",
-            Hook::TlsEgress => "tls_egress",
+            Hook::NamesEgress => "names_egress",
         }
     }
 
@@ -70,7 +70,7 @@ impl Hook {
             Hook::TcpState => "sockops",
             Hook::SockRelease => "cgroup/sock_release",
             Hook::DnsIngress => "cgroup_skb/ingress",
-            Hook::TlsEgress => "cgroup_skb/egress",
+            Hook::NamesEgress => "cgroup_skb/egress",
         }
     }
 
@@ -84,7 +84,7 @@ impl Hook {
             Hook::TcpState => "TCP established/close events and byte counts",
             Hook::SockRelease => "UDP send totals at socket close",
             Hook::DnsIngress => "destination names from DNS answers",
-            Hook::TlsEgress => "destination names from TLS SNI",
+            Hook::NamesEgress => "destination names from TLS SNI, and DNS answers (without their queries no answer is trusted)",
         }
     }
 }
@@ -263,7 +263,7 @@ impl Capture {
                 p.load()?;
                 p.attach(cgroup, mode)?;
             }
-            Hook::DnsIngress | Hook::TlsEgress => {
+            Hook::DnsIngress | Hook::NamesEgress => {
                 let p: &mut CgroupSkb = program.try_into()?;
                 p.load()?;
                 let direction = if hook == Hook::DnsIngress {

@@ -436,6 +436,27 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
                 a.count, a.first, a.last, a.workload, a.destination
             );
         }
+        Event::DnsRefused(d) => {
+            row[1] = d.ts.clone();
+            row[2] = "dns_refused".into();
+            row[3] = d.pid.to_string();
+            row[6] = d.comm.clone();
+            row[7] = opt(d.exe.clone());
+            row[9] = opt(d.cgroup.clone());
+            row[13] = d.cookie.to_string();
+            row[19] = d.names.join(" ");
+            row[30] = format!(
+                "reason={} resolver={} count={} addresses={}",
+                d.reason,
+                d.resolver,
+                d.count,
+                d.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
         Event::Lifecycle(l) => {
             let mut json = serde_json::to_value(&l.body).expect("serializable");
             row[1] = l.ts.clone();

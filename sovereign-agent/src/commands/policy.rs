@@ -5,7 +5,7 @@ use std::{
     time::Instant,
 };
 
-use crate::policy::{Flow, Policy};
+use crate::policy::{DnsChain, Flow, Policy};
 
 /// Validates a policy and its datasets. Prints a summary (exit 0) or every error with its
 /// file, line and column (exit 1).
@@ -50,7 +50,11 @@ pub struct ExplainArgs<'a> {
     pub file: &'a Path,
     pub datasets: Option<&'a Path>,
     pub dst: &'a str,
+    /// One DNS chain, in order.
     pub names: &'a [String],
+    /// The chain came from a resolver that is not trusted.
+    pub dns_untrusted: bool,
+    pub sni: Option<&'a str>,
     pub exe: Option<&'a str>,
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
@@ -79,10 +83,22 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
             return 1;
         }
     };
+    let dns: Vec<DnsChain> = if a.names.is_empty() {
+        Vec::new()
+    } else {
+        vec![DnsChain {
+            names: a.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            resolver: "(policy explain)".into(),
+            verified: !a.dns_untrusted,
+        }]
+    };
+    let sni = a.sni.map(str::to_ascii_lowercase);
     let flow = Flow {
         ip,
         port,
-        names: a.names,
+        dns: &dns,
+        sni: sni.as_deref(),
+        sni_unreadable: false,
         exe: a.exe,
         comm: a.comm,
         cgroup: a.cgroup,
@@ -97,10 +113,21 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
             serde_json::to_string_pretty(&e).expect("serialisable")
         );
     } else {
-        let names = if a.names.is_empty() {
+        let mut known = Vec::new();
+        if !a.names.is_empty() {
+            known.push(format!(
+                "DNS{} {}",
+                if a.dns_untrusted { " (untrusted)" } else { "" },
+                a.names.join(" -> ")
+            ));
+        }
+        if let Some(s) = a.sni {
+            known.push(format!("SNI {s}"));
+        }
+        let names = if known.is_empty() {
             "no name known".to_string()
         } else {
-            a.names.join(", ")
+            known.join("; ")
         };
         println!(
             "flow      {ip} port {port} ({names}) from {}",
@@ -121,11 +148,16 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         println!("decided by zones   {}", list(&e.zones));
         println!("in zones           {}", list(&e.matched_zones));
         for ev in &e.evidence {
+            let via = match &ev.name {
+                Some(n) => format!("{} {n}", ev.via),
+                None => ev.via.to_string(),
+            };
             println!(
-                "  {} {:<16} {:<7} {}",
+                "  {} {:<16} {:<7} {:<28} {}",
                 if ev.decisive { "*" } else { " " },
                 ev.zone,
                 ev.source,
+                via,
                 ev.detail
             );
         }

@@ -214,7 +214,9 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
             let flow = Flow {
                 ip: view.dst_ip.expect("views have an address"),
                 port: view.dst_port,
-                names: &view.names,
+                dns: &view.dns,
+                sni: view.sni(),
+                sni_unreadable: view.sni_unreadable,
                 exe: view.exe,
                 comm: view.comm,
                 cgroup: view.cgroup,

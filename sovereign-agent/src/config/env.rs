@@ -11,9 +11,11 @@ pub enum Kind {
     Text,
     /// An integer or `true`/`false`, parsed as TOML.
     Literal,
+    /// A list of strings, separated by commas (`10.96.0.10,[fd00::a]:53`).
+    List,
 }
 
-use Kind::{Literal, Text};
+use Kind::{List, Literal, Text};
 
 /// Every key of the configuration file. A unit test checks this list against the
 /// configuration's fields, and another that docs/configuration.md documents each.
@@ -56,6 +58,13 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("push.batch", Literal),
     ("metrics.enabled", Literal),
     ("metrics.listen", Text),
+    ("names.trusted_resolvers", List),
+    ("names.max_ttl_secs", Literal),
+    ("names.query_timeout_ms", Literal),
+    ("names.query_table_entries", Literal),
+    ("names.query_table_per_cgroup", Literal),
+    ("names.map_per_cgroup", Literal),
+    ("names.open_flow_entries", Literal),
 ];
 
 pub const PREFIX: &str = "SOVEREIGN_";
@@ -107,6 +116,13 @@ pub fn overrides(
         }
         let value = match kind {
             Text => toml::Value::String(raw),
+            List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            ),
             Literal => toml::from_str::<toml::Table>(&format!("v = {raw}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))

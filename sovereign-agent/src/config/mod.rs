@@ -83,6 +83,8 @@ pub struct Config {
     pub push: Option<PushConfig>,
     /// Prometheus metrics and health endpoints (docs/operations.md).
     pub metrics: MetricsConfig,
+    /// Naming destinations: which DNS answers verify names, and the bounds (docs/policy.md).
+    pub names: NamesConfig,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -225,6 +227,63 @@ impl Default for JournalConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct NamesConfig {
+    /// DNS servers whose answers verify names: `IP` or `IP:port`, and `host` for the
+    /// `nameserver`s of /etc/resolv.conf and systemd-resolved's stub, 127.0.0.53. Answers
+    /// from any other server are kept as claims, which can make a flow a violation but never
+    /// allow it.
+    pub trusted_resolvers: Vec<String>,
+    /// DNS TTLs longer than this are cut, in seconds.
+    pub max_ttl_secs: u64,
+    /// An answer later than this after its query is refused, in milliseconds.
+    pub query_timeout_ms: u64,
+    /// Outstanding DNS queries remembered, in all ...
+    pub query_table_entries: usize,
+    /// ... and per cgroup.
+    pub query_table_per_cgroup: usize,
+    /// Named addresses kept per cgroup (of `name_map_entries` in all).
+    pub map_per_cgroup: usize,
+    /// Open TCP connections remembered for alerts on verdicts learned after connect.
+    pub open_flow_entries: usize,
+}
+
+impl Default for NamesConfig {
+    fn default() -> Self {
+        Self {
+            trusted_resolvers: vec![HOST_RESOLVERS.into()],
+            max_ttl_secs: 86_400,
+            query_timeout_ms: 10_000,
+            query_table_entries: 10_000,
+            query_table_per_cgroup: 2_500,
+            map_per_cgroup: 16_384,
+            open_flow_entries: 16_384,
+        }
+    }
+}
+
+/// In `names.trusted_resolvers`: the host's own resolvers.
+pub const HOST_RESOLVERS: &str = "host";
+
+impl NamesConfig {
+    /// The trusted resolvers, parsed (`host` expanded).
+    pub fn resolvers(&self) -> Result<Vec<crate::names::resolvers::Resolver>, String> {
+        let mut out = Vec::new();
+        for r in &self.trusted_resolvers {
+            if r.trim() == HOST_RESOLVERS {
+                out.extend(crate::names::resolvers::host_defaults(Path::new(
+                    "/etc/resolv.conf",
+                )));
+            } else {
+                out.push(r.parse()?);
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `sovereign_agent=debug,warn`, ...
     pub level: String,
@@ -259,6 +318,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             push: None,
             metrics: MetricsConfig::default(),
+            names: NamesConfig::default(),
             source: None,
         }
     }
@@ -509,6 +569,30 @@ impl Config {
         if self.name_map_entries == 0 {
             return Err(invalid("name_map_entries", "must be at least 1".into()));
         }
+        if let Err(e) = self.names.resolvers() {
+            return Err(invalid("names.trusted_resolvers", e));
+        }
+        for (key, value) in [
+            ("names.max_ttl_secs", self.names.max_ttl_secs),
+            ("names.query_timeout_ms", self.names.query_timeout_ms),
+            (
+                "names.query_table_entries",
+                self.names.query_table_entries as u64,
+            ),
+            (
+                "names.query_table_per_cgroup",
+                self.names.query_table_per_cgroup as u64,
+            ),
+            ("names.map_per_cgroup", self.names.map_per_cgroup as u64),
+            (
+                "names.open_flow_entries",
+                self.names.open_flow_entries as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         if self.policy_poll_interval_ms == 0 {
             return Err(invalid(
                 "policy_poll_interval_ms",
@@ -649,8 +733,20 @@ impl Config {
             process_cache_entries: NonZeroUsize::new(self.process_cache_entries)
                 .unwrap_or(NonZeroUsize::MIN),
             loss_poll_interval: Duration::from_millis(self.loss_poll_interval_ms),
-            name_map_entries: NonZeroUsize::new(self.name_map_entries).unwrap_or(NonZeroUsize::MIN),
-            name_ttl_floor: Duration::from_secs(self.name_ttl_floor_secs),
+            names: crate::names::NamesOptions {
+                // Checked by `validate`.
+                trusted_resolvers: self.names.resolvers().unwrap_or_default(),
+                map_entries: NonZeroUsize::new(self.name_map_entries).unwrap_or(NonZeroUsize::MIN),
+                map_per_cgroup: NonZeroUsize::new(self.names.map_per_cgroup)
+                    .unwrap_or(NonZeroUsize::MIN),
+                ttl_floor: Duration::from_secs(self.name_ttl_floor_secs),
+                ttl_cap: Duration::from_secs(self.names.max_ttl_secs),
+                query_table_entries: self.names.query_table_entries,
+                query_table_per_cgroup: self.names.query_table_per_cgroup,
+                query_timeout: Duration::from_millis(self.names.query_timeout_ms),
+            },
+            open_flow_entries: NonZeroUsize::new(self.names.open_flow_entries)
+                .unwrap_or(NonZeroUsize::MIN),
             // With per-record wake-ups a slow timer is only a safety net.
             max_event_delay: Duration::from_millis(match self.max_event_delay_ms {
                 0 => 1000,

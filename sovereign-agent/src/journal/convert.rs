@@ -9,9 +9,10 @@ use sovereign_agent_proto::agent::v1 as pb;
 use crate::{
     clock::rfc3339_from_unix_ns,
     event::{
-        DatasetVersion, Event, EventKind, Family, FlowEvent, Lifecycle, LifecycleEvent, LossEvent,
-        Proto,
+        DatasetVersion, DnsRefusedEvent, Event, EventKind, Family, FlowEvent, Lifecycle,
+        LifecycleEvent, LossEvent, Proto,
     },
+    names::DnsChain,
     policy::{Decision, Evidence, Explanation, PolicyRef, Severity},
 };
 
@@ -106,6 +107,24 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
                 severity: severity_to_proto(a.severity) as i32,
             })),
         ),
+        Event::DnsRefused(d) => (
+            d.ts_unix_ns,
+            pb::event::Body::DnsRefused(pb::DnsRefused {
+                cgroup_id: d.cgroup_id,
+                cookie: d.cookie,
+                resolver: d.resolver.clone(),
+                client_port: d.client_port.into(),
+                reason: d.reason.to_string(),
+                question: d.question.clone(),
+                names: d.names.clone(),
+                addresses: d.addresses.iter().map(ip_bytes).collect(),
+                count: d.count,
+                pid: d.pid,
+                comm: d.comm.clone(),
+                exe: d.exe.clone(),
+                cgroup: d.cgroup.clone(),
+            }),
+        ),
     };
     pb::Event {
         seq,
@@ -113,6 +132,25 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
         body: Some(body),
         agent_id: String::new(),
         agent_seq: 0,
+    }
+}
+
+fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn ip_from_bytes(b: &[u8]) -> Result<IpAddr, ConvertError> {
+    match b.len() {
+        4 => Ok(IpAddr::V4(Ipv4Addr::from(
+            <[u8; 4]>::try_from(b).expect("4 bytes"),
+        ))),
+        16 => Ok(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(b).expect("16 bytes"),
+        ))),
+        _ => Err(ConvertError::Invalid("address")),
     }
 }
 
@@ -146,10 +184,7 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
             Family::Ipv4 => pb::Family::Ipv4,
             Family::Ipv6 => pb::Family::Ipv6,
         } as i32,
-        dst_ip: match f.dst_ip {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        },
+        dst_ip: ip_bytes(&f.dst_ip),
         dst_port: f.dst_port.into(),
         src_port: f.src_port.map(u32::from),
         bytes_sent: f.bytes_sent,
@@ -160,6 +195,17 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
         name_source: f.name_source.to_string(),
         name_conflict: f.name_conflict,
         verdict: f.verdict.as_ref().map(verdict_to_proto),
+        dns: f
+            .dns
+            .iter()
+            .map(|c| pb::DnsChain {
+                names: c.names.clone(),
+                resolver: c.resolver.clone(),
+                verified: c.verified,
+            })
+            .collect(),
+        sni: f.sni.clone(),
+        sni_unreadable: f.sni_unreadable.map(str::to_string),
     }
 }
 
@@ -181,6 +227,8 @@ fn verdict_to_proto(v: &Explanation) -> pb::Verdict {
                 decisive: e.decisive,
                 source: e.source.to_string(),
                 detail: e.detail.clone(),
+                via: e.via.to_string(),
+                name: e.name.clone(),
             })
             .collect(),
         destination: v.destination.clone(),
@@ -332,9 +380,37 @@ const RUNTIMES: &[&str] = &[
     "kubernetes",
     "unknown",
 ];
-const NAME_SOURCES: &[&str] = &["dns", "sni", "dns+sni", "none"];
+const NAME_SOURCES: &[&str] = &[
+    "dns",
+    "dns_untrusted",
+    "sni",
+    "dns+sni",
+    "dns_untrusted+sni",
+    "none",
+];
 const EVIDENCE_SOURCES: &[&str] = &[
-    "cidr", "domain", "ai", "aws", "azure", "gcp", "oracle", "country", "asn",
+    "cidr", "domain", "ai", "aws", "azure", "gcp", "oracle", "country", "asn", "cname",
+];
+const EVIDENCE_VIA: &[&str] = &["address", "dns", "dns_cname", "dns_untrusted", "sni"];
+const REFUSALS: &[&str] = &[
+    "no_query",
+    "wrong_question",
+    "duplicate",
+    "expired",
+    "query_table_full",
+    "answered_by_own_cgroup",
+];
+/// Why a ClientHello could not be read (names::hello).
+const SNI_UNREADABLE: &[&str] = &[
+    "server name beyond the bytes copied",
+    "split into more segments than are copied",
+    "not a ClientHello",
+    "connection ended before the ClientHello was complete",
+    "length overflow",
+    "server name list",
+    "server name entry",
+    "server name length",
+    "server name characters",
 ];
 
 pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
@@ -375,15 +451,34 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                 flow: Box::new(flow_from_proto(flow, flow_ts, a.last_unix_ns)?),
             }))
         }
+        pb::event::Body::DnsRefused(d) => Event::DnsRefused(Box::new(DnsRefusedEvent {
+            ts,
+            ts_unix_ns,
+            kind: "dns_refused",
+            reason: known(&d.reason, REFUSALS),
+            cgroup_id: d.cgroup_id,
+            cgroup: d.cgroup,
+            pid: d.pid,
+            comm: d.comm,
+            exe: d.exe,
+            cookie: d.cookie,
+            resolver: d.resolver,
+            client_port: u16::try_from(d.client_port).map_err(|_| ConvertError::Invalid("port"))?,
+            question: d.question,
+            names: d.names,
+            addresses: d
+                .addresses
+                .iter()
+                .map(|a| ip_from_bytes(a))
+                .collect::<Result<_, _>>()?,
+            count: d.count,
+        })),
     })
 }
 
 fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent, ConvertError> {
-    let dst_ip = match f.dst_ip.len() {
-        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&f.dst_ip[..]).unwrap())),
-        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&f.dst_ip[..]).unwrap())),
-        _ => return Err(ConvertError::Invalid("destination address")),
-    };
+    let dst_ip =
+        ip_from_bytes(&f.dst_ip).map_err(|_| ConvertError::Invalid("destination address"))?;
     Ok(FlowEvent {
         ts,
         ts_unix_ns,
@@ -429,6 +524,20 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         names: f.names,
         name_source: known(&f.name_source, NAME_SOURCES),
         name_conflict: f.name_conflict,
+        dns: f
+            .dns
+            .into_iter()
+            .map(|c| DnsChain {
+                names: c.names,
+                resolver: c.resolver,
+                verified: c.verified,
+            })
+            .collect(),
+        sni: f.sni,
+        sni_unreadable: f
+            .sni_unreadable
+            .as_deref()
+            .map(|w| known(w, SNI_UNREADABLE)),
         verdict: f.verdict.map(verdict_from_proto).transpose()?,
     })
 }
@@ -459,6 +568,13 @@ fn verdict_from_proto(v: pb::Verdict) -> Result<Explanation, ConvertError> {
                 zone: e.zone,
                 decisive: e.decisive,
                 source: known(&e.source, EVIDENCE_SOURCES),
+                // Recorded before names carried their strength: an address fact or a name.
+                via: if e.via.is_empty() {
+                    "unknown"
+                } else {
+                    known(&e.via, EVIDENCE_VIA)
+                },
+                name: e.name,
                 detail: e.detail,
             })
             .collect(),
@@ -681,6 +797,8 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
                     uint(2, e.decisive.into(), out);
                     str(3, e.source, out);
                     str(4, &e.detail, out);
+                    str(5, e.via, out);
+                    opt_str(6, e.name.as_deref(), out);
                 });
             }
             for d in &v.destination {
@@ -696,6 +814,17 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
             });
         });
     }
+    for c in &f.dns {
+        message(29, out, |out| {
+            for n in &c.names {
+                bytes(1, n.as_bytes(), out);
+            }
+            str(2, &c.resolver, out);
+            uint(3, c.verified.into(), out);
+        });
+    }
+    opt_str(30, f.sni.as_deref(), out);
+    opt_str(31, f.sni_unreadable, out);
 }
 
 /// Encodes a flow event as an `Event` record, without building the message first.
@@ -773,7 +902,44 @@ pub struct FlowView<'a> {
     pub dst_ip: Option<IpAddr>,
     pub dst_port: u16,
     pub names: Vec<String>,
+    pub name_source: &'a str,
+    pub name_conflict: bool,
+    pub dns: Vec<DnsChain>,
+    pub sni: Option<&'a str>,
+    pub sni_unreadable: bool,
+    /// The SNI of a record written before `sni` was a field of its own.
+    pub legacy_sni: Option<String>,
     pub verdict: Option<VerdictView<'a>>,
+}
+
+impl FlowView<'_> {
+    /// The connection's SNI, from either kind of record.
+    pub fn sni(&self) -> Option<&str> {
+        self.sni.or(self.legacy_sni.as_deref())
+    }
+
+    /// Records written before names carried their evidence have only `names` and
+    /// `name_source`: their DNS names become one chain of claims (they were never verified),
+    /// their SNI (when it can be told apart) the SNI.
+    fn legacy_names(&mut self) {
+        if !self.dns.is_empty() || self.sni.is_some() || self.names.is_empty() {
+            return;
+        }
+        let mut dns = self.names.clone();
+        let sni = match self.name_source {
+            "sni" => dns.pop(),
+            "dns+sni" if self.name_conflict => dns.pop(),
+            _ => None,
+        };
+        if !dns.is_empty() {
+            self.dns.push(DnsChain {
+                names: dns,
+                resolver: String::new(),
+                verified: false,
+            });
+        }
+        self.legacy_sni = sni;
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -804,7 +970,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                 body_is_flow = true;
                 flow_parts.push(b);
             }
-            (11 | 12, _) => body_is_flow = false,
+            (11..=14, _) => body_is_flow = false,
             _ => {}
         }
     }
@@ -837,6 +1003,26 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                 v.dst_port = u16::try_from(x).map_err(|_| ConvertError::Invalid("port"))?
             }
             (25, Value::Bytes(s)) => v.names.push(utf8(s)?.to_string()),
+            (26, Value::Bytes(s)) => v.name_source = utf8(s)?,
+            (27, Value::Varint(x)) => v.name_conflict = x != 0,
+            (29, Value::Bytes(cb)) => {
+                let mut chain = DnsChain {
+                    names: Vec::new(),
+                    resolver: String::new(),
+                    verified: false,
+                };
+                for f in Fields(cb) {
+                    match f? {
+                        (1, Value::Bytes(s)) => chain.names.push(utf8(s)?.to_string()),
+                        (2, Value::Bytes(s)) => chain.resolver = utf8(s)?.to_string(),
+                        (3, Value::Varint(x)) => chain.verified = x != 0,
+                        _ => {}
+                    }
+                }
+                v.dns.push(chain);
+            }
+            (30, Value::Bytes(s)) => v.sni = Some(utf8(s)?),
+            (31, Value::Bytes(_)) => v.sni_unreadable = true,
             (28, Value::Bytes(vb)) => {
                 let mut verdict = v.verdict.take().unwrap_or_default();
                 for f in Fields(vb) {
@@ -866,6 +1052,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
     if v.dst_ip.is_none() {
         return Err(ConvertError::Invalid("destination address"));
     }
+    v.legacy_names();
     Ok(Some(v))
 }
 
@@ -910,6 +1097,9 @@ mod tests {
         assert_eq!(v.systemd_unit, f.systemd_unit.as_deref());
         assert_eq!((v.dst_ip, v.dst_port), (Some(f.dst_ip), f.dst_port));
         assert_eq!(v.names, f.names);
+        assert_eq!(v.dns, f.dns);
+        assert_eq!(v.sni(), f.sni.as_deref());
+        assert_eq!(v.sni_unreadable, f.sni_unreadable.is_some());
         assert_eq!(
             v.verdict
                 .map(|x| (x.violation, x.rule.to_string(), x.policy_hash.to_string())),

@@ -63,8 +63,21 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         count: (i % 4 == 1).then_some(1),
         was_established: (i % 4 == 3).then_some(true),
         names: vec!["api.openai.com".into()],
-        name_source: "dns",
+        name_source: if i.is_multiple_of(3) {
+            "dns+sni"
+        } else {
+            "dns"
+        },
         name_conflict: i.is_multiple_of(11),
+        dns: vec![crate::names::DnsChain {
+            names: vec!["api.openai.com".into()],
+            resolver: "127.0.0.53:53".into(),
+            verified: !i.is_multiple_of(7),
+        }],
+        sni: i.is_multiple_of(3).then(|| "api.openai.com".into()),
+        sni_unreadable: i
+            .is_multiple_of(13)
+            .then_some("split into more segments than are copied"),
         verdict: (i.is_multiple_of(2)).then(|| Explanation {
             decision: Decision::Violation,
             severity: Some(Severity::High),
@@ -75,6 +88,8 @@ pub fn sample_flow(i: u64) -> FlowEvent {
                 zone: "external-ai".into(),
                 decisive: true,
                 source: "ai",
+                via: "dns",
+                name: Some("api.openai.com".into()),
                 detail:
                     "AI endpoint api.openai.com of openai (region global) [catalogue 2026.11.28]"
                         .into(),
@@ -113,6 +128,24 @@ pub fn sample_event(i: u64) -> Event {
                 }],
                 catalogue_version: Some("2026.11.28".into()),
             },
+        })),
+        43 => Event::DnsRefused(Box::new(crate::event::DnsRefusedEvent {
+            ts: rfc3339_from_unix_ns(1_795_824_000_000_000_002),
+            ts_unix_ns: 1_795_824_000_000_000_002,
+            kind: "dns_refused",
+            reason: "no_query",
+            cgroup_id: 4242,
+            cgroup: Some("/system.slice/crm-sync.service".into()),
+            pid: 1000,
+            comm: "python3".into(),
+            exe: None,
+            cookie: 9,
+            resolver: "127.0.0.53:53".into(),
+            client_port: 40000,
+            question: Some("llm.sovereign.example".into()),
+            names: vec!["llm.sovereign.example".into()],
+            addresses: vec![IpAddr::from([203, 0, 113, 99])],
+            count: i,
         })),
         _ => Event::Flow(Box::new(sample_flow(i))),
     }

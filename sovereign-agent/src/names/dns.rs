@@ -1,4 +1,5 @@
-//! DNS responses → (address, names) pairs, with simple-dns (zero-copy, bounds-checked).
+//! DNS messages, with simple-dns (zero-copy, bounds-checked): queries → (id, question),
+//! responses → (id, question, (address, names) pairs).
 //!
 //! For every A/AAAA answer the names are the CNAME chain in order, from the name that was
 //! asked to the name that owns the address: `llm.example → edge.cdn.example → 203.0.113.20`
@@ -19,12 +20,87 @@ pub struct Answer {
     pub ttl: u32,
 }
 
+/// The first question of a message: what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Question {
+    /// Lowercased, without the final dot.
+    pub name: String,
+    pub qtype: u16,
+}
+
+/// A query as the client sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub id: u16,
+    pub question: Question,
+}
+
+/// A response: its transaction id, the question it repeats, and the addresses it gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub id: u16,
+    pub question: Option<Question>,
+    pub answers: Vec<Answer>,
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
     #[error("malformed DNS message: {0}")]
     Malformed(String),
     #[error("DNS over TCP message shorter than its length prefix")]
     TcpLength,
+    #[error("not a DNS query")]
+    NotAQuery,
+}
+
+/// The DNS message in a UDP payload, or after the 2-byte length of DNS over TCP.
+fn message(data: &[u8], tcp: bool) -> Result<&[u8], DnsError> {
+    if !tcp {
+        return Ok(data);
+    }
+    let len = data
+        .get(..2)
+        .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+        .ok_or(DnsError::TcpLength)?;
+    data.get(2..2 + len).ok_or(DnsError::TcpLength)
+}
+
+fn question(packet: &Packet<'_>) -> Option<Question> {
+    packet.questions.first().map(|q| Question {
+        name: lower(&q.qname.to_string()),
+        qtype: u16::from(q.qtype),
+    })
+}
+
+/// Parses one query (QR = 0, at least one question).
+pub fn parse_query(data: &[u8], tcp: bool) -> Result<Query, DnsError> {
+    let packet =
+        Packet::parse(message(data, tcp)?).map_err(|e| DnsError::Malformed(e.to_string()))?;
+    if packet.has_flags(PacketFlag::RESPONSE) {
+        return Err(DnsError::NotAQuery);
+    }
+    Ok(Query {
+        id: packet.id(),
+        question: question(&packet).ok_or(DnsError::NotAQuery)?,
+    })
+}
+
+/// Parses one response with its id and question. Errors (NXDOMAIN, SERVFAIL, ...) and
+/// answers without addresses give no answers; a query gives [`DnsError::NotAQuery`]'s
+/// opposite: no answers either.
+pub fn parse_message(data: &[u8], tcp: bool) -> Result<Response, DnsError> {
+    let packet =
+        Packet::parse(message(data, tcp)?).map_err(|e| DnsError::Malformed(e.to_string()))?;
+    let answers = if !packet.has_flags(PacketFlag::RESPONSE) || packet.rcode() != RCODE::NoError {
+        Vec::new()
+    } else {
+        answers(&packet)
+    };
+    Ok(Response {
+        id: packet.id(),
+        question: question(&packet),
+        answers,
+    })
 }
 
 /// Longest CNAME chain followed (a loop of CNAMEs must not spin).
@@ -33,19 +109,10 @@ const MAX_CHAIN: usize = 16;
 /// Parses one response. `tcp`: the message starts with its 2-byte length (DNS over TCP).
 /// Queries, errors (NXDOMAIN, SERVFAIL, ...) and answers without addresses give no answers.
 pub fn parse_response(data: &[u8], tcp: bool) -> Result<Vec<Answer>, DnsError> {
-    let data = if tcp {
-        let len = data
-            .get(..2)
-            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
-            .ok_or(DnsError::TcpLength)?;
-        data.get(2..2 + len).ok_or(DnsError::TcpLength)?
-    } else {
-        data
-    };
-    let packet = Packet::parse(data).map_err(|e| DnsError::Malformed(e.to_string()))?;
-    if !packet.has_flags(PacketFlag::RESPONSE) || packet.rcode() != RCODE::NoError {
-        return Ok(Vec::new());
-    }
+    parse_message(data, tcp).map(|r| r.answers)
+}
+
+fn answers(packet: &Packet<'_>) -> Vec<Answer> {
     // CNAME target -> owner, to walk a chain back to the name that was asked.
     let mut alias_of: HashMap<String, String> = HashMap::new();
     for rr in &packet.answers {
@@ -74,7 +141,7 @@ pub fn parse_response(data: &[u8], tcp: bool) -> Result<Vec<Answer>, DnsError> {
             ttl: rr.ttl,
         });
     }
-    Ok(out)
+    out
 }
 
 fn lower(name: &str) -> String {
@@ -242,6 +309,41 @@ pub(crate) mod tests {
             parse_response(&msg, false).is_err(),
             "a 320-byte name is over the 255-byte limit"
         );
+    }
+
+    #[test]
+    fn queries_and_responses_carry_id_and_question() {
+        let mut q = Packet::new_query(0xbeef);
+        q.questions.push(Question::new(
+            Name::new_unchecked("API.OpenAI.com"),
+            TYPE::AAAA.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        let bytes = q.build_bytes_vec().unwrap();
+        let query = parse_query(&bytes, false).unwrap();
+        assert_eq!(query.id, 0xbeef);
+        assert_eq!(
+            query.question,
+            super::Question {
+                name: "api.openai.com".into(),
+                qtype: 28
+            }
+        );
+        let mut tcp = (bytes.len() as u16).to_be_bytes().to_vec();
+        tcp.extend_from_slice(&bytes);
+        assert_eq!(parse_query(&tcp, true).unwrap(), query);
+        // A response is not a query, and a query is a response without answers.
+        let resp = response(|p| {
+            p.answers
+                .push(a("llm.sovereign.example", [192, 0, 2, 1], 5))
+        });
+        assert_eq!(parse_query(&resp, false), Err(DnsError::NotAQuery));
+        let r = parse_message(&resp, false).unwrap();
+        assert_eq!(r.id, 0x1234);
+        assert_eq!(r.question.unwrap().name, "llm.sovereign.example");
+        assert_eq!(r.answers.len(), 1);
+        assert!(parse_message(&bytes, false).unwrap().answers.is_empty());
     }
 
     #[test]

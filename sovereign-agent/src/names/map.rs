@@ -1,136 +1,252 @@
-//! What each address is called, per cgroup: two containers that resolve the same name
-//! differently do not mix. Bounded with `lru`; an eviction only forgets a name, it never
-//! returns another address's names.
+//! What each address is called, per cgroup (two containers that resolve the same name
+//! differently do not mix), and what each connection's ClientHello claimed.
+//!
+//! Bounded twice: `per_cgroup` addresses per cgroup and `capacity` in all. A cgroup at its
+//! share evicts its own least recently used address; when the whole map is full, the cgroup
+//! holding the most addresses gives one up. So a workload that floods answers evicts its own
+//! names, not another workload's. Evictions are counted per cgroup. An eviction only forgets
+//! a name; it never returns another address's names.
 use std::{
+    collections::HashMap,
     net::IpAddr,
     num::NonZeroUsize,
     time::{Duration, Instant},
 };
 
 use lru::LruCache;
+use serde::Serialize;
 
-#[derive(Clone, Debug)]
-struct Entry {
-    names: Vec<String>,
-    expires: Instant,
-}
+use super::hello::Hello;
 
-pub struct NameMap {
-    dns: LruCache<(u64, IpAddr), Entry>,
-    sni_by_ip: LruCache<(u64, IpAddr), Entry>,
-    sni_by_cookie: LruCache<u64, String>,
-    /// DNS TTLs shorter than this are extended: applications cache answers longer than the
-    /// TTL says, and a name that expires too early leaves a flow unnamed.
-    ttl_floor: Duration,
+/// One DNS answer's CNAME chain for an address, and how far it can be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnsChain {
+    /// The name asked first, the owner of the address record last.
+    pub names: Vec<String>,
+    /// The server that answered (`ip:port`).
+    pub resolver: String,
+    /// An answer to this workload's own query, from a trusted resolver: the names are bound to
+    /// the address. Otherwise they are claims (`dns_untrusted`).
+    pub verified: bool,
 }
 
 /// The names known for one flow, and how they were learned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Naming {
+    /// Every name, for people: the DNS chains in order, then the SNI if it is not among them.
     pub names: Vec<String>,
+    /// `dns`, `dns_untrusted`, `sni`, `dns+sni`, `dns_untrusted+sni` or `none`.
     pub source: &'static str,
-    /// DNS and SNI disagree: both are in `names` (DNS first).
+    /// The connection's SNI is none of the names DNS gave for the address.
     pub conflict: bool,
+    pub dns: Vec<DnsChain>,
+    /// The server name of the connection's ClientHello: the client's own claim.
+    pub sni: Option<String>,
+    /// The connection began a TLS handshake whose ClientHello could not be read.
+    pub sni_unreadable: Option<&'static str>,
+}
+
+/// Chains kept per (cgroup, address): several names may share an address (a CDN).
+const MAX_CHAINS: usize = 8;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    chains: Vec<(DnsChain, Instant)>,
+}
+
+struct Connection {
+    ip: IpAddr,
+    port: u16,
+    hello: Hello,
+}
+
+pub struct NameMap {
+    cgroups: HashMap<u64, LruCache<IpAddr, Entry>>,
+    total: usize,
+    capacity: usize,
+    per_cgroup: usize,
+    /// DNS TTLs shorter than this are extended: applications cache answers longer than the
+    /// TTL says, and a name that expires too early leaves a flow unnamed.
+    ttl_floor: Duration,
+    /// ... and longer ones are cut: a forged answer must not bind a name for years.
+    ttl_cap: Duration,
+    /// Addresses evicted, per cgroup that lost them.
+    pub evictions: HashMap<u64, u64>,
+    connections: LruCache<u64, Connection>,
 }
 
 impl NameMap {
-    pub fn new(entries: NonZeroUsize, ttl_floor: Duration) -> Self {
+    pub fn new(
+        capacity: NonZeroUsize,
+        per_cgroup: NonZeroUsize,
+        ttl_floor: Duration,
+        ttl_cap: Duration,
+    ) -> Self {
         Self {
-            dns: LruCache::new(entries),
-            sni_by_ip: LruCache::new(entries),
-            sni_by_cookie: LruCache::new(entries),
+            cgroups: HashMap::new(),
+            total: 0,
+            capacity: capacity.get(),
+            per_cgroup: per_cgroup.get().min(capacity.get()),
             ttl_floor,
+            ttl_cap: ttl_cap.max(ttl_floor),
+            evictions: HashMap::new(),
+            connections: LruCache::new(capacity),
         }
     }
 
-    pub fn insert_dns(
+    pub fn insert_dns(&mut self, cgroup: u64, ip: IpAddr, chain: DnsChain, ttl: u32, now: Instant) {
+        let expires = now
+            + Duration::from_secs(ttl.into())
+                .max(self.ttl_floor)
+                .min(self.ttl_cap);
+        if let Some(entry) = self.cgroups.get_mut(&cgroup).and_then(|m| m.get_mut(&ip)) {
+            entry.chains.retain(|(c, at)| *at > now && c != &chain);
+            if entry.chains.len() >= MAX_CHAINS {
+                entry.chains.remove(0);
+            }
+            entry.chains.push((chain, expires));
+            return;
+        }
+        let own = self.cgroups.get(&cgroup).map_or(0, LruCache::len);
+        if own >= self.per_cgroup {
+            self.evict_from(cgroup);
+        } else if self.total >= self.capacity {
+            let largest = self
+                .cgroups
+                .iter()
+                .max_by_key(|(_, m)| m.len())
+                .map(|(c, _)| *c);
+            if let Some(c) = largest {
+                self.evict_from(c);
+            }
+        }
+        self.cgroups
+            .entry(cgroup)
+            .or_insert_with(LruCache::unbounded)
+            .put(
+                ip,
+                Entry {
+                    chains: vec![(chain, expires)],
+                },
+            );
+        self.total += 1;
+    }
+
+    fn evict_from(&mut self, cgroup: u64) {
+        let Some(map) = self.cgroups.get_mut(&cgroup) else {
+            return;
+        };
+        if map.pop_lru().is_some() {
+            self.total -= 1;
+            *self.evictions.entry(cgroup).or_default() += 1;
+        }
+        if map.is_empty() {
+            self.cgroups.remove(&cgroup);
+        }
+    }
+
+    /// What the ClientHello of connection `cookie` (to `ip`, `port`) said.
+    pub fn set_hello(&mut self, cookie: u64, ip: IpAddr, port: u16, hello: Hello) {
+        self.connections.put(cookie, Connection { ip, port, hello });
+    }
+
+    /// Whether the ClientHello of connection `cookie` has been read (or found unreadable).
+    pub fn hello_settled(&mut self, cookie: u64) -> bool {
+        self.connections.contains(&cookie)
+    }
+
+    /// The connection `cookie` ended or is connecting anew: forget what its hello said.
+    pub fn forget_connection(&mut self, cookie: u64) {
+        self.connections.pop(&cookie);
+    }
+
+    /// Names for a flow of connection `cookie` from `cgroup` to `ip`:`port`.
+    pub fn lookup(
         &mut self,
         cgroup: u64,
         ip: IpAddr,
-        names: Vec<String>,
-        ttl: u32,
+        port: u16,
+        cookie: u64,
         now: Instant,
-    ) {
-        let ttl = Duration::from_secs(ttl.into()).max(self.ttl_floor);
-        self.dns.put(
-            (cgroup, ip),
-            Entry {
-                names,
-                expires: now + ttl,
-            },
-        );
-    }
-
-    pub fn insert_sni(&mut self, cgroup: u64, ip: IpAddr, cookie: u64, name: String, now: Instant) {
-        self.sni_by_cookie.put(cookie, name.clone());
-        self.sni_by_ip.put(
-            (cgroup, ip),
-            Entry {
-                names: vec![name],
-                expires: now + self.ttl_floor,
-            },
-        );
-    }
-
-    /// Names for a flow of `cookie` from `cgroup` to `ip`.
-    pub fn lookup(&mut self, cgroup: u64, ip: IpAddr, cookie: u64, now: Instant) -> Naming {
-        let dns = live(&mut self.dns, (cgroup, ip), now);
-        let sni = self
-            .sni_by_cookie
-            .get(&cookie)
-            .cloned()
-            .or_else(|| live(&mut self.sni_by_ip, (cgroup, ip), now).and_then(|mut n| n.pop()));
-        match (dns, sni) {
-            (None, None) => Naming {
-                names: Vec::new(),
-                source: "none",
-                conflict: false,
-            },
-            (Some(names), None) => Naming {
-                names,
-                source: "dns",
-                conflict: false,
-            },
-            (None, Some(sni)) => Naming {
-                names: vec![sni],
-                source: "sni",
-                conflict: false,
-            },
-            (Some(mut names), Some(sni)) => {
-                let conflict = !names.contains(&sni);
-                if conflict {
-                    names.push(sni);
-                }
-                Naming {
-                    names,
-                    source: "dns+sni",
-                    conflict,
+    ) -> Naming {
+        let mut dns = Vec::new();
+        if let Some(map) = self.cgroups.get_mut(&cgroup) {
+            if let Some(entry) = map.get_mut(&ip) {
+                entry.chains.retain(|(_, at)| *at > now);
+                dns.extend(entry.chains.iter().map(|(c, _)| c.clone()));
+                if entry.chains.is_empty() {
+                    map.pop(&ip);
+                    self.total -= 1;
                 }
             }
         }
+        let (mut sni, mut sni_unreadable) = (None, None);
+        if let Some(c) = self.connections.get(&cookie) {
+            if c.ip == ip && c.port == port {
+                match &c.hello {
+                    Hello::Name(n) => sni = Some(n.clone()),
+                    Hello::Unreadable(why) => sni_unreadable = Some(*why),
+                    Hello::NoName | Hello::Pending => {}
+                }
+            }
+        }
+        naming(dns, sni, sni_unreadable)
     }
 
+    /// Addresses with names, in all cgroups.
     pub fn len(&self) -> usize {
-        self.dns.len()
+        self.total
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dns.is_empty()
+        self.total == 0
+    }
+
+    /// Addresses with names held for `cgroup`.
+    pub fn len_of(&self, cgroup: u64) -> usize {
+        self.cgroups.get(&cgroup).map_or(0, LruCache::len)
     }
 }
 
-fn live(
-    map: &mut LruCache<(u64, IpAddr), Entry>,
-    key: (u64, IpAddr),
-    now: Instant,
-) -> Option<Vec<String>> {
-    match map.get(&key) {
-        Some(e) if e.expires > now => Some(e.names.clone()),
-        Some(_) => {
-            map.pop(&key);
-            None
+/// The naming of a flow from its DNS chains and its connection's SNI.
+pub fn naming(
+    dns: Vec<DnsChain>,
+    sni: Option<String>,
+    sni_unreadable: Option<&'static str>,
+) -> Naming {
+    let mut names: Vec<String> = Vec::new();
+    for chain in &dns {
+        for n in &chain.names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
         }
-        None => None,
+    }
+    let conflict = match &sni {
+        Some(s) => !dns.is_empty() && !names.contains(s),
+        None => false,
+    };
+    if let Some(s) = &sni {
+        if !names.contains(s) {
+            names.push(s.clone());
+        }
+    }
+    let verified = dns.iter().any(|c| c.verified);
+    let source = match (dns.is_empty(), verified, sni.is_some()) {
+        (true, _, false) => "none",
+        (true, _, true) => "sni",
+        (false, true, false) => "dns",
+        (false, false, false) => "dns_untrusted",
+        (false, true, true) => "dns+sni",
+        (false, false, true) => "dns_untrusted+sni",
+    };
+    Naming {
+        names,
+        source,
+        conflict,
+        dns,
+        sni,
+        sni_unreadable,
     }
 }
 
@@ -142,83 +258,183 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn per_cgroup_names_do_not_mix() {
-        let mut m = NameMap::new(NonZeroUsize::new(8).unwrap(), Duration::ZERO);
-        let now = Instant::now();
-        m.insert_dns(1, ip("203.0.113.5"), vec!["a.example".into()], 60, now);
-        m.insert_dns(2, ip("203.0.113.5"), vec!["b.example".into()], 60, now);
-        assert_eq!(m.lookup(1, ip("203.0.113.5"), 0, now).names, ["a.example"]);
-        assert_eq!(m.lookup(2, ip("203.0.113.5"), 0, now).names, ["b.example"]);
-        assert_eq!(m.lookup(3, ip("203.0.113.5"), 0, now).source, "none");
+    fn chain(names: &[&str], verified: bool) -> DnsChain {
+        DnsChain {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            resolver: "192.0.2.53:53".into(),
+            verified,
+        }
+    }
+
+    fn map(capacity: usize, per_cgroup: usize) -> NameMap {
+        NameMap::new(
+            NonZeroUsize::new(capacity).unwrap(),
+            NonZeroUsize::new(per_cgroup).unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(86_400),
+        )
     }
 
     #[test]
-    fn ttl_expiry_and_floor() {
+    fn per_cgroup_names_do_not_mix() {
+        let mut m = map(8, 8);
         let now = Instant::now();
-        let mut m = NameMap::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(30));
-        m.insert_dns(1, ip("192.0.2.1"), vec!["x.example".into()], 5, now);
+        m.insert_dns(1, ip("203.0.113.5"), chain(&["a.example"], true), 60, now);
+        m.insert_dns(2, ip("203.0.113.5"), chain(&["b.example"], true), 60, now);
         assert_eq!(
-            m.lookup(1, ip("192.0.2.1"), 0, now + Duration::from_secs(20))
-                .source,
+            m.lookup(1, ip("203.0.113.5"), 443, 0, now).names,
+            ["a.example"]
+        );
+        assert_eq!(
+            m.lookup(2, ip("203.0.113.5"), 443, 0, now).names,
+            ["b.example"]
+        );
+        assert_eq!(m.lookup(3, ip("203.0.113.5"), 443, 0, now).source, "none");
+    }
+
+    #[test]
+    fn ttl_floor_and_cap() {
+        let now = Instant::now();
+        let mut m = NameMap::new(
+            NonZeroUsize::new(8).unwrap(),
+            NonZeroUsize::new(8).unwrap(),
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        );
+        let at = |s| now + Duration::from_secs(s);
+        m.insert_dns(1, ip("192.0.2.1"), chain(&["x.example"], true), 5, now);
+        assert_eq!(
+            m.lookup(1, ip("192.0.2.1"), 1, 0, at(20)).source,
             "dns",
             "floor"
         );
-        assert_eq!(
-            m.lookup(1, ip("192.0.2.1"), 0, now + Duration::from_secs(31))
-                .source,
-            "none"
+        assert_eq!(m.lookup(1, ip("192.0.2.1"), 1, 0, at(31)).source, "none");
+        m.insert_dns(
+            1,
+            ip("192.0.2.2"),
+            chain(&["y.example"], true),
+            u32::MAX,
+            now,
         );
-        m.insert_dns(1, ip("192.0.2.2"), vec!["y.example".into()], 120, now);
+        assert_eq!(m.lookup(1, ip("192.0.2.2"), 1, 0, at(3599)).source, "dns");
         assert_eq!(
-            m.lookup(1, ip("192.0.2.2"), 0, now + Duration::from_secs(100))
-                .source,
-            "dns"
+            m.lookup(1, ip("192.0.2.2"), 1, 0, at(3601)).source,
+            "none",
+            "cap"
         );
     }
 
     #[test]
-    fn dns_and_sni_agree_or_conflict() {
+    fn several_names_per_address_and_sni_per_connection() {
         let now = Instant::now();
-        let mut m = NameMap::new(NonZeroUsize::new(8).unwrap(), Duration::from_secs(60));
+        let mut m = map(8, 8);
+        let cdn = ip("203.0.113.9");
         m.insert_dns(
             1,
-            ip("203.0.113.9"),
-            vec!["llm.example".into(), "edge.cdn.example".into()],
+            cdn,
+            chain(&["llm.example", "edge.cdn.example"], true),
             60,
             now,
         );
-        m.insert_sni(1, ip("203.0.113.9"), 42, "llm.example".into(), now);
-        let n = m.lookup(1, ip("203.0.113.9"), 42, now);
+        m.insert_dns(
+            1,
+            cdn,
+            chain(&["other.example", "edge.cdn.example"], true),
+            60,
+            now,
+        );
+        m.set_hello(42, cdn, 443, Hello::Name("other.example".into()));
+        let n = m.lookup(1, cdn, 443, 42, now);
         assert_eq!((n.source, n.conflict), ("dns+sni", false));
-        assert_eq!(n.names, ["llm.example", "edge.cdn.example"]);
-        m.insert_sni(1, ip("203.0.113.9"), 43, "api.openai.com".into(), now);
-        let n = m.lookup(1, ip("203.0.113.9"), 43, now);
-        assert_eq!((n.source, n.conflict), ("dns+sni", true));
+        assert_eq!(n.dns.len(), 2);
         assert_eq!(
             n.names,
-            ["llm.example", "edge.cdn.example", "api.openai.com"]
+            ["llm.example", "edge.cdn.example", "other.example"]
         );
-        // SNI only.
-        m.insert_sni(1, ip("198.51.100.4"), 44, "sni-only.example".into(), now);
-        let n = m.lookup(1, ip("198.51.100.4"), 99, now);
+        // Another connection's SNI, or this cookie to another destination, is not used.
+        assert_eq!(m.lookup(1, cdn, 443, 43, now).sni, None);
+        assert_eq!(m.lookup(1, ip("203.0.113.10"), 443, 42, now).sni, None);
+        assert_eq!(m.lookup(1, cdn, 8443, 42, now).sni, None);
+        // SNI that DNS did not give: a conflict.
+        m.set_hello(44, cdn, 443, Hello::Name("api.openai.com".into()));
+        let n = m.lookup(1, cdn, 443, 44, now);
+        assert!(n.conflict);
+        assert_eq!(n.names.last().unwrap(), "api.openai.com");
+        m.forget_connection(44);
+        assert_eq!(m.lookup(1, cdn, 443, 44, now).sni, None);
+        // SNI only, and untrusted DNS.
+        m.set_hello(
+            45,
+            ip("198.51.100.4"),
+            443,
+            Hello::Name("sni-only.example".into()),
+        );
+        let n = m.lookup(1, ip("198.51.100.4"), 443, 45, now);
+        assert_eq!((n.source, n.conflict), ("sni", false));
+        m.insert_dns(
+            1,
+            ip("198.51.100.5"),
+            chain(&["claim.example"], false),
+            60,
+            now,
+        );
         assert_eq!(
-            (n.source, n.names),
-            ("sni", vec!["sni-only.example".to_string()])
+            m.lookup(1, ip("198.51.100.5"), 443, 0, now).source,
+            "dns_untrusted"
         );
+        m.set_hello(46, ip("198.51.100.6"), 443, Hello::Unreadable("cut"));
+        assert_eq!(
+            m.lookup(1, ip("198.51.100.6"), 443, 46, now).sni_unreadable,
+            Some("cut")
+        );
+    }
+
+    #[test]
+    fn a_flooding_cgroup_evicts_its_own_names_only() {
+        let now = Instant::now();
+        let mut m = map(1000, 600);
+        for i in 0..100u32 {
+            let a = IpAddr::from((0xC633_6400u32 + i).to_be_bytes());
+            m.insert_dns(1, a, chain(&[&format!("keep{i}.example")], true), 60, now);
+        }
+        for i in 0..100_000u32 {
+            let a = IpAddr::from((0x0A00_0000u32 + i).to_be_bytes());
+            m.insert_dns(2, a, chain(&["flood.example"], true), 60, now);
+        }
+        assert!(m.len() <= 1000);
+        assert_eq!(m.len_of(1), 100, "the quiet cgroup kept every name");
+        for i in 0..100u32 {
+            let a = IpAddr::from((0xC633_6400u32 + i).to_be_bytes());
+            assert_eq!(
+                m.lookup(1, a, 443, 0, now).names,
+                [format!("keep{i}.example")]
+            );
+        }
+        assert_eq!(m.evictions.get(&1), None);
+        assert_eq!(m.evictions[&2], 100_000 - 600);
+        // With many cgroups the map stays within its bound, the largest giving way.
+        for c in 10..2000u64 {
+            m.insert_dns(c, ip("192.0.2.1"), chain(&["x.example"], true), 60, now);
+        }
+        assert!(m.len() <= 1000);
     }
 
     #[test]
     fn eviction_forgets_but_never_mislabels() {
         let now = Instant::now();
-        let mut m = NameMap::new(NonZeroUsize::new(4).unwrap(), Duration::from_secs(60));
+        let mut m = map(4, 4);
         for i in 0..1000u32 {
             let addr = IpAddr::from((0xC000_0200u32 + i).to_be_bytes());
-            m.insert_dns(1, addr, vec![format!("host{i}.example")], 60, now);
-            // Every address that is still known maps to its own name.
+            m.insert_dns(
+                1,
+                addr,
+                chain(&[&format!("host{i}.example")], true),
+                60,
+                now,
+            );
             for j in 0..=i {
                 let a = IpAddr::from((0xC000_0200u32 + j).to_be_bytes());
-                let n = m.lookup(1, a, 0, now);
+                let n = m.lookup(1, a, 1, 0, now);
                 assert!(n.names.is_empty() || n.names == [format!("host{j}.example")]);
             }
             assert!(m.len() <= 4);

@@ -74,6 +74,10 @@ pub struct ZoneDef {
     /// Entries of the built-in AI endpoint catalogue: `provider` or `provider:region`, globs.
     #[serde(default)]
     pub ai: Vec<Spanned<String>>,
+    /// A name of this zone allows through any CNAME chain, wherever the chain ends (a SaaS
+    /// whose CDN names change). The weaker choice: shown in the verdict's evidence.
+    #[serde(default)]
+    pub trust_cnames: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+pub use crate::names::DnsChain;
+
 use self::{
     catalogue::Catalogue,
     datasets::{DatasetInfo, DatasetKind, Entry, Loaded},
@@ -81,13 +83,77 @@ impl std::error::Error for PolicyErrors {}
 pub struct Flow<'a> {
     pub ip: IpAddr,
     pub port: u16,
-    /// Names learned for the destination (DNS answers, TLS SNI), any case.
-    pub names: &'a [String],
+    /// DNS answers for the destination: CNAME chains, each verified or a claim.
+    pub dns: &'a [DnsChain],
+    /// The TLS server name the client sent: a claim.
+    pub sni: Option<&'a str>,
+    /// The client began a TLS handshake whose server name could not be read.
+    pub sni_unreadable: bool,
     pub exe: Option<&'a str>,
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
     pub uid: u32,
+}
+
+impl Flow<'_> {
+    fn has_names(&self) -> bool {
+        self.sni.is_some() || self.dns.iter().any(|c| !c.names.is_empty())
+    }
+
+    /// The SNI is none of the names DNS gave for the address.
+    fn name_conflict(&self) -> bool {
+        match self.sni {
+            Some(sni) => {
+                !self.dns.is_empty()
+                    && !self
+                        .dns
+                        .iter()
+                        .flat_map(|c| &c.names)
+                        .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(sni))
+            }
+            None => false,
+        }
+    }
+}
+
+/// How a name of a flow was learned, as the evidence of a verdict says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// The owner of the address record in a verified DNS answer.
+    Dns,
+    /// An earlier name of a verified chain (it reaches the address only through CNAMEs).
+    DnsCname,
+    /// A name from a DNS answer that verifies nothing (another resolver).
+    DnsUntrusted,
+    Sni,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Dns => "dns",
+            Via::DnsCname => "dns_cname",
+            Via::DnsUntrusted => "dns_untrusted",
+            Via::Sni => "sni",
+        }
+    }
+}
+
+/// Each name of `flow` with how it was learned, DNS chains in order, then the SNI.
+fn names_of<'a>(flow: &Flow<'a>) -> impl Iterator<Item = (&'a str, Via)> {
+    let dns = flow.dns.iter().flat_map(|chain| {
+        let last = chain.names.len().saturating_sub(1);
+        chain.names.iter().enumerate().map(move |(i, n)| {
+            let via = match (chain.verified, i == last) {
+                (false, _) => Via::DnsUntrusted,
+                (true, true) => Via::Dns,
+                (true, false) => Via::DnsCname,
+            };
+            (n.as_str(), via)
+        })
+    });
+    dns.chain(flow.sni.map(|s| (s, Via::Sni)))
 }
 
 /// A fact about a destination that zones are made of.
@@ -114,6 +180,31 @@ struct Zone {
     name: String,
     /// Defined (partly) by names: checking it needs the destination's name.
     by_name: bool,
+}
+
+/// Zones of a flow's destination, by how the facts that put it there were learned.
+#[derive(Clone, Copy, Debug, Default)]
+struct Matched {
+    /// Address facts (CIDRs, countries, ASNs, cloud regions).
+    address: u128,
+    /// Names that an allow may rest on: the owner of a verified DNS answer, and the earlier
+    /// names of a verified chain in zones that trust CNAMEs.
+    verified: u128,
+    /// Earlier names of verified chains in zones that do not trust CNAMEs.
+    cname: u128,
+    dns_untrusted: u128,
+    sni: u128,
+}
+
+impl Matched {
+    fn all(&self) -> u128 {
+        self.address | self.verified | self.cname | self.dns_untrusted | self.sni
+    }
+
+    /// What an allow may rest on.
+    fn allowable(&self) -> u128 {
+        self.address | self.verified
+    }
 }
 
 struct Rule {
@@ -229,6 +320,8 @@ pub struct Policy {
     set_flags: Vec<u8>,
     names_exact: HashMap<String, Vec<u32>>,
     names_suffix: HashMap<String, Vec<u32>>,
+    /// Zones with `trust_cnames = true`.
+    trust_cnames: u128,
 }
 
 impl Policy {
@@ -273,13 +366,43 @@ impl Policy {
         Ok(c.finish(parsed, rules, text))
     }
 
+    /// The zones of a name.
+    fn name_zones(&self, name: &str) -> u128 {
+        let mut zones = 0;
+        self.for_each_name_fact(name, |fact| zones |= self.fact_zones[fact as usize]);
+        zones
+    }
+
+    fn matched(&self, flow: &Flow<'_>, ip_set: u32) -> Matched {
+        let mut m = Matched {
+            address: self.set_zones[ip_set as usize],
+            ..Matched::default()
+        };
+        for (name, via) in names_of(flow) {
+            let zones = self.name_zones(name);
+            match via {
+                Via::Dns => m.verified |= zones,
+                Via::DnsCname => {
+                    m.verified |= zones & self.trust_cnames;
+                    m.cname |= zones & !self.trust_cnames;
+                }
+                Via::DnsUntrusted => m.dns_untrusted |= zones,
+                Via::Sni => m.sni |= zones,
+            }
+        }
+        m
+    }
+
     /// The verdict for one flow: allocation-free, for the hot path.
+    ///
+    /// Names are claims (docs/policy.md): any name can put the destination in a `deny` zone,
+    /// but an allow rests only on address facts and verified DNS names, a CNAME chain being
+    /// judged where it ends; an SNI that DNS did not give is a violation unless the address
+    /// itself is allowed.
     pub fn classify(&self, flow: &Flow<'_>) -> Verdict {
         let ip_set = self.ips.set_id(flow.ip);
-        let mut matched = self.set_zones[ip_set as usize];
-        for name in flow.names {
-            self.for_each_name_fact(name, |fact| matched |= self.fact_zones[fact as usize]);
-        }
+        let m = self.matched(flow, ip_set);
+        let matched = m.all();
         let flags = self.set_flags[ip_set as usize];
         let mut weak = 0;
         if flags & SET_SHARED != 0 {
@@ -287,6 +410,13 @@ impl Policy {
         }
         if flags & SET_LOCATED == 0 && !self.datasets.is_empty() && is_public(flow.ip) {
             weak |= weak::UNKNOWN_LOCATION;
+        }
+        let conflict = flow.name_conflict();
+        if conflict {
+            weak |= weak::NAME_CONFLICT;
+        }
+        if flow.sni_unreadable {
+            weak |= weak::SNI_UNREADABLE;
         }
         let Some((index, rule)) = self
             .rules
@@ -304,17 +434,35 @@ impl Policy {
                 weak,
             };
         };
-        if rule.by_name && flow.names.is_empty() {
+        if rule.by_name && !flow.has_names() {
             weak |= weak::NO_NAME;
         }
-        let (denied, allowed) = (matched & rule.deny, matched & rule.allow);
+        // Allow zones that only claims put the destination in: said, never decisive.
+        let allowable = m.allowable() & rule.allow;
+        if m.sni & rule.allow & !allowable != 0 {
+            weak |= weak::SNI_UNVERIFIED;
+        }
+        if m.dns_untrusted & rule.allow & !allowable != 0 {
+            weak |= weak::DNS_UNTRUSTED;
+        }
+        if m.cname & rule.allow & !allowable != 0 {
+            weak |= weak::CNAME_LEAVES_ZONE;
+        }
+        let denied = matched & rule.deny;
         let (decision, decisive) = if denied != 0 {
-            if allowed != 0 {
+            if allowable != 0 {
                 weak |= weak::CONFLICTING_ZONES;
             }
             (Decision::Violation, denied)
-        } else if allowed != 0 {
-            (Decision::Allow, allowed)
+        } else if conflict {
+            // The client connects under another name than the one it resolved: only the
+            // address itself can allow that.
+            match m.address & rule.allow {
+                0 => (Decision::Violation, 0),
+                by_address => (Decision::Allow, by_address),
+            }
+        } else if allowable != 0 {
+            (Decision::Allow, allowable)
         } else {
             (rule.otherwise, 0)
         };
@@ -367,27 +515,57 @@ impl Policy {
                 .map(|z| self.zones[z].name.clone())
                 .collect()
         };
-        let mut facts: Vec<u32> = self.ips.set(verdict.ip_set).to_vec();
-        for name in flow.names {
-            self.for_each_name_fact(name, |x| facts.push(x));
+        // Every fact, with the name it came from and how that name was learned.
+        let mut facts: Vec<(u32, Option<(&str, Via)>)> = self
+            .ips
+            .set(verdict.ip_set)
+            .iter()
+            .map(|f| (*f, None))
+            .collect();
+        for (name, via) in names_of(flow) {
+            self.for_each_name_fact(name, |x| {
+                if !facts.contains(&(x, Some((name, via)))) {
+                    facts.push((x, Some((name, via))));
+                }
+            });
         }
-        facts.dedup();
+        let decisive_bit = |z: usize, via: Option<Via>| {
+            verdict.decisive_zones & (1u128 << z) != 0
+                && match via {
+                    None => true,
+                    // A claim never decides an allow.
+                    Some(Via::Sni | Via::DnsUntrusted) => verdict.decision == Decision::Violation,
+                    Some(Via::DnsCname) => {
+                        verdict.decision == Decision::Violation || self.trust_cnames & (1 << z) != 0
+                    }
+                    Some(Via::Dns) => true,
+                }
+        };
         let mut evidence = Vec::new();
         for z in 0..self.zones.len() {
             if verdict.matched_zones & (1u128 << z) == 0 {
                 continue;
             }
-            for &fact in &facts {
+            for &(fact, name) in &facts {
                 if self.fact_zones[fact as usize] & (1u128 << z) != 0 {
+                    let mut detail = self.fact_detail(fact);
+                    if let Some((_, Via::DnsCname)) = name {
+                        if self.trust_cnames & (1 << z) != 0 {
+                            detail.push_str(" (zone trusts CNAMEs)");
+                        }
+                    }
                     evidence.push(Evidence {
                         zone: self.zones[z].name.clone(),
-                        decisive: verdict.decisive_zones & (1u128 << z) != 0,
+                        decisive: decisive_bit(z, name.map(|n| n.1)),
                         source: self.fact_source(fact),
-                        detail: self.fact_detail(fact),
+                        via: name.map_or("address", |(_, via)| via.as_str()),
+                        name: name.map(|(n, _)| n.to_string()),
+                        detail,
                     });
                 }
             }
         }
+        evidence.extend(self.cname_hops(flow, verdict));
         let destination = self
             .ips
             .set(verdict.ip_set)
@@ -417,6 +595,46 @@ impl Policy {
                 hash: self.hash.clone(),
             },
         }
+    }
+
+    /// For each verified chain that leaves an allowed zone of the deciding rule: the hop where
+    /// it leaves, as evidence.
+    fn cname_hops(&self, flow: &Flow<'_>, verdict: &Verdict) -> Vec<Evidence> {
+        let Some(rule) = verdict.rule.map(|r| &self.rules[r as usize]) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for chain in flow.dns.iter().filter(|c| c.verified && c.names.len() > 1) {
+            let zones: Vec<u128> = chain.names.iter().map(|n| self.name_zones(n)).collect();
+            let owner = *zones.last().expect("more than one name");
+            let leaving = zones[..zones.len() - 1].iter().fold(0, |a, z| a | z)
+                & rule.allow
+                & !self.trust_cnames
+                & !owner;
+            for z in (0..self.zones.len()).filter(|z| leaving & (1u128 << z) != 0) {
+                // The last name of the chain still in the zone, and the next one.
+                let at = zones
+                    .iter()
+                    .rposition(|m| m & (1u128 << z) != 0)
+                    .expect("a name in the zone");
+                out.push(Evidence {
+                    zone: self.zones[z].name.clone(),
+                    decisive: false,
+                    source: "cname",
+                    via: "dns_cname",
+                    name: Some(chain.names[at].clone()),
+                    detail: format!(
+                        "CNAME chain {} leaves zone {} at {} -> {}: judged on {}",
+                        chain.names.join(" -> "),
+                        self.zones[z].name,
+                        chain.names[at],
+                        chain.names[at + 1],
+                        chain.names.last().expect("non-empty"),
+                    ),
+                });
+            }
+        }
+        out
     }
 
     fn fact_source(&self, fact: u32) -> &'static str {
@@ -507,6 +725,12 @@ pub struct Evidence {
     pub zone: String,
     pub decisive: bool,
     pub source: &'static str,
+    /// How the fact applies to the flow: `address`, or how the name was learned (`dns`,
+    /// `dns_cname`, `dns_untrusted`, `sni`).
+    pub via: &'static str,
+    /// The flow's name the fact matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub detail: String,
 }
 
@@ -533,6 +757,7 @@ struct Compiler<'a> {
     names_exact: HashMap<String, Vec<u32>>,
     names_suffix: HashMap<String, Vec<u32>>,
     catalogue_used: bool,
+    trust_cnames: u128,
 }
 
 impl<'a> Compiler<'a> {
@@ -551,6 +776,7 @@ impl<'a> Compiler<'a> {
             names_exact: HashMap::new(),
             names_suffix: HashMap::new(),
             catalogue_used: false,
+            trust_cnames: 0,
         }
     }
 
@@ -671,6 +897,9 @@ impl<'a> Compiler<'a> {
             self.zone_index.insert(name.clone(), z);
             let def = spanned.get_ref();
             let by_name = !def.domains.is_empty() || !def.ai.is_empty();
+            if def.trust_cnames {
+                self.trust_cnames |= 1u128 << z;
+            }
             self.zones.push(Zone {
                 name: name.clone(),
                 by_name,
@@ -1026,6 +1255,7 @@ impl<'a> Compiler<'a> {
             set_flags,
             names_exact: self.names_exact,
             names_suffix: self.names_suffix,
+            trust_cnames: self.trust_cnames,
         }
     }
 }

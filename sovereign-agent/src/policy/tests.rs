@@ -5,7 +5,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{verdict::weak, *};
+use super::{
+    verdict::{weak, Verdict},
+    *,
+};
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
@@ -86,11 +89,22 @@ otherwise = "allow"
 severity = "info"
 "#;
 
-fn flow<'a>(ip: &str, names: &'a [String], exe: &'a str, comm: &'a str) -> Flow<'a> {
+/// One verified DNS chain (an answer to the workload's own query from a trusted resolver).
+fn verified(names: &[&str]) -> Vec<DnsChain> {
+    vec![DnsChain {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        resolver: "127.0.0.53:53".into(),
+        verified: true,
+    }]
+}
+
+fn flow<'a>(ip: &str, dns: &'a [DnsChain], exe: &'a str, comm: &'a str) -> Flow<'a> {
     Flow {
         ip: ip.parse().unwrap(),
         port: 443,
-        names,
+        dns,
+        sni: None,
+        sni_unreadable: false,
         exe: Some(exe),
         comm,
         cgroup: Some("/system.slice/llm.service"),
@@ -262,7 +276,7 @@ fn asn_zones_use_the_asn_database() {
 #[test]
 fn domain_zones_and_the_ai_catalogue_match_names() {
     let p = policy(&with_geo(EU_LLM)).unwrap();
-    let names = vec!["API.OpenAI.com.".to_string()];
+    let names = verified(&["API.OpenAI.com."]);
     let f = flow("203.0.113.10", &names, LLM, "server");
     let v = p.classify(&f);
     let e = p.explain(&f, &v);
@@ -274,20 +288,20 @@ fn domain_zones_and_the_ai_catalogue_match_names() {
             && x.detail.contains("catalogue 2026.11.28")),
         "{e:#?}"
     );
-    let azure = vec!["mycompany.openai.azure.com".to_string()];
+    let azure = verified(&["mycompany.openai.azure.com"]);
     assert_eq!(
         p.classify(&flow("203.0.113.10", &azure, LLM, "server"))
             .decision,
         Decision::Violation
     );
     // *.suffix matches subdomains, not the bare suffix.
-    let internal = vec!["db.corp.example".to_string()];
+    let internal = verified(&["db.corp.example"]);
     assert_eq!(
         p.classify(&flow("203.0.113.10", &internal, LLM, "server"))
             .decision,
         Decision::Allow
     );
-    let bare = vec!["corp.example".to_string()];
+    let bare = verified(&["corp.example"]);
     assert_eq!(
         p.classify(&flow("203.0.113.10", &bare, LLM, "server"))
             .decision,
@@ -317,7 +331,7 @@ fn first_matching_rule_wins_and_the_default_applies_to_the_rest() {
         (Some(1), Decision::Violation, Some(Severity::High))
     );
     // The inventory rule records external AI use at severity info.
-    let names = vec!["api.anthropic.com".to_string()];
+    let names = verified(&["api.anthropic.com"]);
     let v = p.classify(&flow("203.0.113.7", &names, "/usr/bin/python3", "python3"));
     assert_eq!(
         (v.rule, v.decision, v.severity),
@@ -334,7 +348,7 @@ fn weak_ground_is_stated() {
     let v = p.classify(&flow(&cdn.to_string(), &[], LLM, "server"));
     assert!(v.weak & weak::SHARED_RANGE != 0, "{v:?}");
     // Allowed by address (internal CIDR) and denied by name (AI catalogue): both said.
-    let names = vec!["api.mistral.ai".to_string()];
+    let names = verified(&["api.mistral.ai"]);
     let v = p.classify(&flow("10.1.2.3", &names, LLM, "server"));
     assert_eq!(v.decision, Decision::Violation);
     assert!(v.weak & weak::CONFLICTING_ZONES != 0);
@@ -518,4 +532,151 @@ fn dataset_paths_are_relative_to_the_policy_file() {
         Decision::Violation
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A pure allow-list: the sovereign zone by address and by name, everything else a
+/// violation; external AI denied by name.
+const ALLOW_LIST: &str = r#"
+[policy]
+name = "allow-list"
+version = "1"
+default = "violation"
+
+[zones.sovereign]
+cidrs = ["198.51.100.0/24"]
+domains = ["*.sovereign.example"]
+
+[zones.saas]
+domains = ["*.saas.example"]
+trust_cnames = true
+
+[zones.external-ai]
+ai = ["openai"]
+
+[[rule]]
+name = "llm"
+allow = ["sovereign", "saas"]
+deny = ["external-ai"]
+otherwise = "violation"
+"#;
+
+fn chain(names: &[&str], verified: bool) -> Vec<DnsChain> {
+    vec![DnsChain {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        resolver: "192.0.2.53:53".into(),
+        verified,
+    }]
+}
+
+fn judge(p: &Policy, ip: &str, dns: &[DnsChain], sni: Option<&str>) -> (Verdict, Explanation) {
+    let mut f = flow(ip, dns, LLM, "server");
+    f.sni = sni;
+    let v = p.classify(&f);
+    let e = p.explain(&f, &v);
+    (v, e)
+}
+
+#[test]
+fn a_cname_chain_is_judged_where_it_ends() {
+    let p = policy(ALLOW_LIST).unwrap();
+    // alias.sovereign.example CNAME api.openai.com: the chain ends at an AI endpoint.
+    let dns = chain(&["alias.sovereign.example", "api.openai.com"], true);
+    let (v, e) = judge(&p, "203.0.113.10", &dns, None);
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert_eq!(e.zones, ["external-ai"]);
+    assert!(e.weak.contains(&"cname_leaves_zone"), "{e:#?}");
+    let hop = e
+        .evidence
+        .iter()
+        .find(|x| x.source == "cname")
+        .expect("the hop");
+    assert_eq!(hop.zone, "sovereign");
+    assert!(
+        hop.detail
+            .contains("alias.sovereign.example -> api.openai.com"),
+        "{hop:#?}"
+    );
+    // Leaving the zone for a name in no zone: still not allowed (otherwise decides).
+    let dns = chain(&["alias.sovereign.example", "edge.cdn.example"], true);
+    let (v, e) = judge(&p, "203.0.113.20", &dns, None);
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert!(e.zones.is_empty() && e.weak.contains(&"cname_leaves_zone"));
+    // A chain that stays inside the zone is allowed.
+    let dns = chain(&["llm.sovereign.example", "edge.sovereign.example"], true);
+    let (v, e) = judge(&p, "203.0.113.20", &dns, None);
+    assert_eq!(
+        (v.decision, e.zones.clone()),
+        (Decision::Allow, vec!["sovereign".to_string()])
+    );
+    assert!(!e.weak.contains(&"cname_leaves_zone"), "{e:#?}");
+    // A zone that trusts CNAMEs allows through any chain, and says so.
+    let dns = chain(&["app.saas.example", "d111.cloudfront.example"], true);
+    let (v, e) = judge(&p, "203.0.113.30", &dns, None);
+    assert_eq!(v.decision, Decision::Allow, "{e:#?}");
+    assert!(e
+        .evidence
+        .iter()
+        .any(|x| x.decisive && x.via == "dns_cname" && x.detail.contains("trusts CNAMEs")));
+    // Any name of a chain in a deny zone is a violation, even through a trusting zone.
+    let dns = chain(&["api.openai.com", "app.saas.example"], true);
+    assert_eq!(
+        judge(&p, "203.0.113.30", &dns, None).0.decision,
+        Decision::Violation
+    );
+}
+
+#[test]
+fn claims_never_allow_but_can_deny() {
+    let p = policy(ALLOW_LIST).unwrap();
+    // SNI alone, to an address nobody resolved.
+    let (v, e) = judge(&p, "203.0.113.99", &[], Some("llm.sovereign.example"));
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert!(e.weak.contains(&"sni_unverified"), "{e:#?}");
+    assert!(e.evidence.iter().all(|x| !x.decisive));
+    // An answer from a resolver that is not trusted.
+    let dns = chain(&["llm.sovereign.example"], false);
+    let (v, e) = judge(&p, "203.0.113.99", &dns, None);
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert!(e.weak.contains(&"dns_untrusted"));
+    // But a claim of an AI endpoint is enough for a violation, with its evidence.
+    let (v, e) = judge(&p, "198.51.100.7", &[], Some("api.openai.com"));
+    assert_eq!(
+        (v.decision, e.zones.clone()),
+        (Decision::Violation, vec!["external-ai".to_string()])
+    );
+    assert!(e.evidence.iter().any(|x| x.decisive && x.via == "sni"));
+    let dns = chain(&["api.openai.com"], false);
+    assert_eq!(
+        judge(&p, "198.51.100.7", &dns, None).0.decision,
+        Decision::Violation
+    );
+    // Verified DNS allows; the address alone allows.
+    let dns = chain(&["llm.sovereign.example"], true);
+    assert_eq!(
+        judge(&p, "203.0.113.99", &dns, None).0.decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        judge(&p, "198.51.100.7", &[], None).0.decision,
+        Decision::Allow
+    );
+}
+
+#[test]
+fn dns_and_sni_disagreeing_is_a_violation_unless_the_address_is_allowed() {
+    let p = policy(ALLOW_LIST).unwrap();
+    let dns = chain(&["llm.sovereign.example"], true);
+    // Resolved an allowed name, connected claiming another: a violation.
+    let (v, e) = judge(&p, "203.0.113.5", &dns, Some("files.sovereign.example"));
+    assert_eq!(v.decision, Decision::Violation, "{e:#?}");
+    assert!(e.weak.contains(&"name_conflict"));
+    // On an address of an allowed zone: allowed by the address, the conflict said.
+    let (v, e) = judge(&p, "198.51.100.5", &dns, Some("other.example"));
+    assert_eq!(v.decision, Decision::Allow, "{e:#?}");
+    assert!(e.weak.contains(&"name_conflict"));
+    assert!(e.evidence.iter().any(|x| x.decisive && x.via == "address"));
+    // SNI that DNS gave: no conflict.
+    let (v, e) = judge(&p, "203.0.113.5", &dns, Some("llm.sovereign.example"));
+    assert_eq!(v.decision, Decision::Allow, "{e:#?}");
+    assert!(!e.weak.contains(&"name_conflict"));
 }

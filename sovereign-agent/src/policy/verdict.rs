@@ -58,20 +58,36 @@ impl fmt::Display for Severity {
 pub mod weak {
     /// No DNS or TLS name is known for the destination, and the deciding rule has zones
     /// defined by domain names: those could not be checked.
-    pub const NO_NAME: u8 = 1;
+    pub const NO_NAME: u16 = 1;
     /// The address is in a shared or CDN range (e.g. AWS CLOUDFRONT, Azure Front Door): its
     /// region says little about where the data goes.
-    pub const SHARED_RANGE: u8 = 2;
+    pub const SHARED_RANGE: u16 = 2;
     /// The destination matched both an allowed and a denied zone of the deciding rule.
-    pub const CONFLICTING_ZONES: u8 = 4;
+    pub const CONFLICTING_ZONES: u16 = 4;
     /// The address is in no dataset at all: its region and country are unknown.
-    pub const UNKNOWN_LOCATION: u8 = 8;
+    pub const UNKNOWN_LOCATION: u16 = 8;
+    /// The TLS server name (the client's claim) is in an allowed zone: it cannot allow.
+    pub const SNI_UNVERIFIED: u16 = 16;
+    /// A name from a resolver that is not trusted is in an allowed zone: it cannot allow.
+    pub const DNS_UNTRUSTED: u16 = 32;
+    /// A verified CNAME chain starts in an allowed zone and ends outside it: judged on its
+    /// end (the evidence names the hop).
+    pub const CNAME_LEAVES_ZONE: u16 = 64;
+    /// The connection's TLS server name is none of the names DNS gave for the address.
+    pub const NAME_CONFLICT: u16 = 128;
+    /// The connection began a TLS handshake whose server name could not be read.
+    pub const SNI_UNREADABLE: u16 = 256;
 
-    pub const ALL: [(u8, &str); 4] = [
+    pub const ALL: [(u16, &str); 9] = [
         (NO_NAME, "no_name"),
         (SHARED_RANGE, "shared_range"),
         (CONFLICTING_ZONES, "conflicting_zones"),
         (UNKNOWN_LOCATION, "unknown_location"),
+        (SNI_UNVERIFIED, "sni_unverified"),
+        (DNS_UNTRUSTED, "dns_untrusted"),
+        (CNAME_LEAVES_ZONE, "cname_leaves_zone"),
+        (NAME_CONFLICT, "name_conflict"),
+        (SNI_UNREADABLE, "sni_unreadable"),
     ];
 }
 
@@ -90,5 +106,5 @@ pub struct Verdict {
     /// The destination's set of address facts (see `Policy::explain`).
     pub ip_set: u32,
     /// Bits of [`weak`].
-    pub weak: u8,
+    pub weak: u16,
 }
