@@ -193,7 +193,9 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             Err(e) => tracing::warn!("ring-buffer fill will not be reported: {e}"),
         }
     }
-    let (mut pipeline, ring) = Pipeline::new(maps, sink, config.pipeline_options());
+    let mut pipeline_options = config.pipeline_options();
+    pipeline_options.watched_cgroup = Some(cgroup.clone());
+    let (mut pipeline, ring) = Pipeline::new(maps, sink, pipeline_options);
     if let Some(policy) = policy {
         pipeline = pipeline
             .with_policy(policy)

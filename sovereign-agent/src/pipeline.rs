@@ -46,6 +46,8 @@ pub struct PipelineOptions {
     /// Open TCP connections remembered so that a verdict that changes after connect (when
     /// the SNI is read) still raises its alert once.
     pub open_flow_entries: NonZeroUsize,
+    /// The watched cgroup's directory: where a cgroup id seen in no flow is looked up.
+    pub watched_cgroup: Option<std::path::PathBuf>,
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
     /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
@@ -60,6 +62,7 @@ impl Default for PipelineOptions {
             clock_refresh_interval: Duration::from_secs(60),
             names: NamesOptions::default(),
             open_flow_entries: NonZeroUsize::new(16_384).unwrap(),
+            watched_cgroup: None,
             max_event_delay: Duration::from_millis(20),
         }
     }
@@ -126,6 +129,8 @@ pub struct Pipeline {
     open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
+    /// cgroup id → path, as flow events showed it (for refused-answer reports).
+    cgroup_paths: LruCache<u64, String>,
 }
 
 impl Pipeline {
@@ -147,6 +152,7 @@ impl Pipeline {
             names: Namer::new(&options.names),
             open_flows: LruCache::new(options.open_flow_entries),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
+            cgroup_paths: LruCache::new(options.process_cache_entries),
             options,
             udp_sends,
             losses,
@@ -239,6 +245,7 @@ impl Pipeline {
                 _ = drain_tick.tick() => self.drain(ring.get_mut())?,
                 _ = loss_tick.tick() => {
                     self.poll_losses()?;
+                    self.publish_name_metrics();
                     self.expire_alerts(crate::clock::unix_now_ns())?;
                 }
                 _ = &mut shutdown => break,
@@ -330,6 +337,25 @@ impl Pipeline {
         }
     }
 
+    fn publish_name_metrics(&self) {
+        if let Some(c) = &self.counters {
+            *c.names.lock().unwrap_or_else(|e| e.into_inner()) = self.names.snapshot();
+            c.late_alerts
+                .store(self.stats.late_alerts, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The path of cgroup `id`: from the flows seen, else from the cgroup file system (refused
+    /// answers are rare and folded, so the walk is too).
+    fn cgroup_path(&mut self, id: u64) -> Option<String> {
+        if let Some(p) = self.cgroup_paths.get(&id) {
+            return Some(p.clone());
+        }
+        let found = crate::cgroup::path_of_id(self.options.watched_cgroup.as_deref()?, id, 10_000)?;
+        self.cgroup_paths.put(id, found.clone());
+        Some(found)
+    }
+
     /// A refused DNS answer as an event, with the process behind the socket when known.
     fn emit_refused(&mut self, r: RefusedAnswer) -> Result<(), PipelineError> {
         let (pid, comm) = self
@@ -338,6 +364,10 @@ impl Pipeline {
             .copied()
             .unwrap_or((0, [0; 16]));
         let process = (pid != 0).then(|| self.processes.lookup(pid, &comm));
+        let cgroup = match process.as_ref().and_then(|p| p.workload.cgroup.clone()) {
+            Some(path) => Some(path),
+            None => self.cgroup_path(r.cgroup_id),
+        };
         let now = WallClock::monotonic_now_ns();
         tracing::warn!(
             reason = r.reason,
@@ -353,7 +383,7 @@ impl Pipeline {
             kind: "dns_refused",
             reason: r.reason,
             cgroup_id: r.cgroup_id,
-            cgroup: process.as_ref().and_then(|p| p.workload.cgroup.clone()),
+            cgroup,
             pid,
             comm: crate::event::comm_string(&comm),
             exe: process.and_then(|p| p.exe.clone()),
@@ -458,6 +488,11 @@ impl Pipeline {
         }
         if event.dst_port == 53 && matches!(kind, EventKind::Connect | EventKind::Send) {
             self.dns_sockets.put(rec.cookie, (rec.tgid, rec.comm));
+        }
+        if let Some(path) = &event.cgroup {
+            if !self.cgroup_paths.contains(&rec.cgroup_id) {
+                self.cgroup_paths.put(rec.cgroup_id, path.clone());
+            }
         }
         event.name(self.names.lookup(
             rec.cgroup_id,

@@ -10,6 +10,8 @@ use std::{
 };
 
 use sovereign_agent::event::{Event, FlowEvent};
+
+pub mod net;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Fails the test run with a clear sentence when not root: these tests load kernel programs.
@@ -81,6 +83,36 @@ impl TestCgroup {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A child cgroup `name` of this one (watched with it), removed on drop; drop it before
+    /// its parent.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
+    /// The cgroup's id, as the kernel puts it in records: its directory's inode number.
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.path).expect("cgroup exists").ino()
+    }
+
+    /// Starts `sh -c SCRIPT` in this cgroup without waiting for it (a server).
+    pub fn spawn(&self, script: &str) -> Reaped {
+        Reaped(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "echo $$ > {}/cgroup.procs && exec {script}",
+                    self.path.display()
+                ))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sh"),
+        )
     }
 
     /// Runs the traffic generator inside this cgroup and returns its (pid, local port). It

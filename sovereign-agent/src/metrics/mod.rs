@@ -45,6 +45,10 @@ pub struct Counters {
     pub policy_reloads_failed: AtomicU64,
     /// Programs attached and the policy loaded (`/readyz`).
     pub ready: AtomicBool,
+    /// The naming stage's counters, as the pipeline last published them.
+    pub names: Mutex<crate::names::NamesSnapshot>,
+    /// Alerts raised after a flow's first event (its SNI was read later).
+    pub late_alerts: AtomicU64,
 }
 
 /// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map
@@ -119,6 +123,84 @@ pub struct Sources {
 }
 
 const NS: f64 = 1e-9;
+
+/// Naming: DNS queries and answers (verified, untrusted, refused by reason), the tables'
+/// sizes and per-cgroup evictions, ClientHellos.
+fn names(out: &mut Exposition, n: &crate::names::NamesSnapshot) {
+    let st = &n.stats;
+    out.counter(
+        "sovereign_agent_dns_queries_total",
+        "DNS queries sent by watched sockets.",
+        &[(vec![], st.dns_queries as f64)],
+    );
+    out.counter(
+        "sovereign_agent_dns_answers_total",
+        "DNS answers received by watched sockets: verified (own query, trusted resolver), \
+         untrusted (own query, other resolver: names kept as claims), refused (not used).",
+        &[
+            (vec![("result", "verified")], st.dns_verified as f64),
+            (vec![("result", "untrusted")], st.dns_untrusted as f64),
+            (vec![("result", "refused")], st.dns_refused as f64),
+        ],
+    );
+    let reasons: Vec<(Vec<(&str, &str)>, f64)> = st
+        .refused_by_reason
+        .iter()
+        .map(|(r, c)| (vec![("reason", *r)], *c as f64))
+        .collect();
+    out.counter(
+        "sovereign_agent_dns_refused_total",
+        "DNS answers refused for naming, by reason (an attack signal; see dns_refused events).",
+        &reasons,
+    );
+    out.counter(
+        "sovereign_agent_dns_malformed_total",
+        "DNS messages that could not be parsed (skipped).",
+        &[(vec![], st.dns_malformed as f64)],
+    );
+    out.counter(
+        "sovereign_agent_dns_served_total",
+        "DNS answers sent by processes of the watched cgroup.",
+        &[(vec![], st.dns_served as f64)],
+    );
+    out.gauge(
+        "sovereign_agent_dns_queries_outstanding",
+        "DNS queries waiting for their answer.",
+        &[(vec![], n.queries_outstanding as f64)],
+    );
+    out.counter(
+        "sovereign_agent_dns_queries_not_recorded_total",
+        "DNS queries not recorded because the query table or the cgroup's share was full \
+         (their answers verify nothing).",
+        &[(vec![], n.queries_not_recorded as f64)],
+    );
+    out.gauge(
+        "sovereign_agent_named_addresses",
+        "(cgroup, address) entries with names.",
+        &[(vec![], n.named_addresses as f64)],
+    );
+    let ids: Vec<String> = n.evictions.iter().map(|(c, _)| c.to_string()).collect();
+    let evictions: Vec<(Vec<(&str, &str)>, f64)> = n
+        .evictions
+        .iter()
+        .zip(&ids)
+        .map(|((_, count), id)| (vec![("cgroup_id", id.as_str())], *count as f64))
+        .collect();
+    out.counter(
+        "sovereign_agent_name_evictions_total",
+        "Named addresses forgotten for lack of room, by the cgroup that lost them.",
+        &evictions,
+    );
+    out.counter(
+        "sovereign_agent_tls_client_hellos_total",
+        "ClientHellos read: named (a server name), unreadable (malformed, cut, or split into \
+         more segments than are copied).",
+        &[
+            (vec![("result", "named")], st.sni_names as f64),
+            (vec![("result", "unreadable")], st.tls_unreadable as f64),
+        ],
+    );
+}
 
 /// The Prometheus text exposition (version 0.0.4) of every metric.
 pub fn render(s: &Sources) -> String {
@@ -211,6 +293,12 @@ pub fn render(s: &Sources) -> String {
         "Alerts raised (repeats within the alert window are one alert).",
         &[(vec![], c.alerts_raised.load(Relaxed) as f64)],
     );
+    out.counter(
+        "sovereign_agent_late_alerts_total",
+        "Alerts raised after a flow's first event: its verdict changed when its TLS server name was read.",
+        &[(vec![], c.late_alerts.load(Relaxed) as f64)],
+    );
+    names(&mut out, &c.names.lock().unwrap_or_else(|e| e.into_inner()));
     if s.push_configured {
         let raised = c.alerts_raised.load(Relaxed);
         let delivered = c.alerts_delivered.load(Relaxed);

@@ -126,6 +126,20 @@ pub struct NameStats {
     pub sni_names: u64,
     /// ClientHellos that could not be read (malformed, cut, split too finely).
     pub tls_unreadable: u64,
+    /// Refused answers by reason.
+    pub refused_by_reason: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// What /metrics shows of naming, copied out of the pipeline once a second.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamesSnapshot {
+    pub stats: NameStats,
+    pub queries_outstanding: usize,
+    /// Queries that found the table (or their cgroup's share) full.
+    pub queries_not_recorded: u64,
+    pub named_addresses: usize,
+    /// Named addresses evicted, by the cgroup id that lost them.
+    pub evictions: Vec<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,17 +192,18 @@ impl Namer {
         &self.trusted
     }
 
-    /// Outstanding queries and named addresses, and evictions per cgroup (for metrics).
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.queries.len(), self.map.len())
-    }
-
-    pub fn queries_not_recorded(&self) -> u64 {
-        self.queries.stats.table_full
-    }
-
-    pub fn evictions(&self) -> &std::collections::HashMap<u64, u64> {
-        &self.map.evictions
+    /// The counters and sizes, for /metrics.
+    pub fn snapshot(&self) -> NamesSnapshot {
+        let mut evictions: Vec<(u64, u64)> =
+            self.map.evictions.iter().map(|(c, n)| (*c, *n)).collect();
+        evictions.sort_unstable();
+        NamesSnapshot {
+            stats: self.stats.clone(),
+            queries_outstanding: self.queries.len(),
+            queries_not_recorded: self.queries.stats.table_full,
+            named_addresses: self.map.len(),
+            evictions,
+        }
     }
 
     /// Learns from one DNS or TLS packet record. Malformed packets are counted and skipped.
@@ -293,6 +308,7 @@ impl Namer {
         };
         if let Some(reason) = refusal {
             self.stats.dns_refused += 1;
+            *self.stats.refused_by_reason.entry(reason).or_default() += 1;
             let refused = RefusedAnswer {
                 cgroup_id: p.cgroup_id,
                 cookie: p.cookie,
