@@ -409,6 +409,12 @@ fn config_check(file: Option<&std::path::Path>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A command whose output is piped into `head` ends quietly, as Unix tools do, rather
+        // than panicking on the closed pipe. (The agent itself reports a closed output.)
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { file },

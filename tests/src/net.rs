@@ -32,7 +32,10 @@ pub const DNS: &str = "198.51.100.2";
 
 impl TestNet {
     /// Creates the namespace, the servers and the routes, and waits until they answer.
-    #[allow(clippy::new_without_default, reason = "it sets up namespaces and servers")]
+    #[allow(
+        clippy::new_without_default,
+        reason = "it sets up namespaces and servers"
+    )]
     pub fn new() -> TestNet {
         let id = std::process::id() % 100_000;
         let (ns, veth) = (format!("sa-names-{id}"), format!("sanm{id}"));

@@ -73,6 +73,7 @@ impl EventFilter {
             "established",
             "close",
             "alert",
+            "dns_refused",
             "loss",
             "agent_start",
             "agent_stop",

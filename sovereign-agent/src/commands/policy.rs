@@ -129,10 +129,11 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         } else {
             known.join("; ")
         };
-        println!(
-            "flow      {ip} port {port} ({names}) from {}",
-            a.exe.unwrap_or(a.comm)
-        );
+        let process = match a.exe.unwrap_or(a.comm) {
+            "" => "any process",
+            p => p,
+        };
+        println!("flow      {ip} port {port} ({names}) from {process}");
         match e.severity {
             Some(s) => println!("verdict   {} (severity {s})", e.decision),
             None => println!("verdict   {}", e.decision),
@@ -190,6 +191,11 @@ fn weak_text(w: &str) -> &'static str {
         "no_name" => "no DNS or TLS name is known for the destination; the rule's domain zones could not be checked",
         "shared_range" => "the address is in a shared or CDN range; its region says little about where data goes",
         "conflicting_zones" => "the destination is in both an allowed and a denied zone of the rule",
+        "sni_unverified" => "the TLS server name is the client's own claim: it puts the destination in an allowed zone but cannot allow it",
+        "dns_untrusted" => "a name from a resolver that is not trusted is a claim: it puts the destination in an allowed zone but cannot allow it",
+        "cname_leaves_zone" => "a verified CNAME chain starts in an allowed zone and ends outside it: judged on the name that owns the address",
+        "name_conflict" => "the connection's TLS server name is none of the names DNS gave for the address: only the address itself can allow it",
+        "sni_unreadable" => "the connection began a TLS handshake whose server name could not be read",
         "unknown_location" => "the address is in no dataset: region and country are unknown",
         _ => "",
     }

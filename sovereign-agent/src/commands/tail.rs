@@ -222,6 +222,17 @@ fn pretty_line(e: &pb::Event) -> String {
                 e.seq, l.lost
             )
         }
+        Some(pb::event::Body::DnsRefused(d)) => {
+            format!(
+                "\x1b[2m{ts} #{}\x1b[0m \x1b[1;33mDNS answer refused ({})\x1b[0m {} from {} claims {} ×{}",
+                e.seq,
+                d.reason,
+                d.cgroup.as_deref().unwrap_or(&d.comm),
+                d.resolver,
+                d.names.join(", "),
+                d.count
+            )
+        }
         _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),
     }
 }

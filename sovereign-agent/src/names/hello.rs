@@ -68,9 +68,22 @@ impl HelloAssembler {
             a.have[offset..end].iter_mut().for_each(|h| *h = true);
         }
         let contiguous = a.have.iter().position(|h| !h).unwrap_or(a.have.len());
+        // The record's end, from its header: "no server name" is an answer only once every
+        // byte of the record is here (a hello cut right after its compression methods would
+        // otherwise read as one without extensions).
+        let record_end = match a.buf.get(3..5) {
+            Some(len) if contiguous >= 5 => {
+                (5 + usize::from(u16::from_be_bytes([len[0], len[1]]))).min(PACKET_DATA_LEN)
+            }
+            _ => PACKET_DATA_LEN,
+        };
         let result = match sni::server_name(&a.buf[..contiguous]) {
             Ok(Some(name)) => Hello::Name(name),
-            Ok(None) => Hello::NoName,
+            Ok(None) if contiguous >= record_end => Hello::NoName,
+            Ok(None) if a.segments >= TLS_HELLO_MAX_SEGMENTS => {
+                Hello::Unreadable("split into more segments than are copied")
+            }
+            Ok(None) => Hello::Pending,
             Err(SniError::Truncated(_)) if contiguous >= PACKET_DATA_LEN => {
                 Hello::Unreadable("server name beyond the bytes copied")
             }
@@ -136,6 +149,19 @@ mod tests {
         // Every segment 4 bytes: more pieces than the kernel copies.
         assert!(hello.len() > 4 * TLS_HELLO_MAX_SEGMENTS as usize);
         assert!(matches!(feed(&hello, |_| 4, &[]), Hello::Unreadable(_)));
+    }
+
+    #[test]
+    fn a_cut_after_the_compression_methods_is_not_taken_for_no_name() {
+        let hello = client_hello(Some("api.openai.com"), 2);
+        // 5 (record) + 4 (handshake) + 2 + 32 (version, random) + 33 (session id)
+        // + 6 (suites) + 2 (compression): the extensions start here.
+        let cut = 5 + 4 + 2 + 32 + 33 + 6 + 2;
+        assert_eq!(sni::server_name(&hello[..cut]), Ok(None), "the trap");
+        assert_eq!(
+            feed(&hello, |i| if i == 0 { cut } else { 4096 }, &[]),
+            Hello::Name("api.openai.com".into())
+        );
     }
 
     #[test]
