@@ -162,7 +162,12 @@ fn rate(bin: &Path, cgroup: &Path, w: &Workload) -> Result<f64> {
 }
 
 fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
-    let mut child = Command::new(bin.join("sovereign-agent"))
+    // Another build of the agent (e.g. the previous release) can be measured with the same
+    // workloads: SOVEREIGN_BENCH_AGENT=/path/to/sovereign-agent.
+    let agent = std::env::var_os("SOVEREIGN_BENCH_AGENT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| bin.join("sovereign-agent"));
+    let mut child = Command::new(agent)
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup)
         .arg("--output")
