@@ -818,6 +818,32 @@ mod tests {
     }
 
     #[test]
+    fn names_section() {
+        let c = parse(
+            "[names]\ntrusted_resolvers = [\"10.96.0.10\", \"[fd00::a]:5353\"]\nmax_ttl_secs = 300\n",
+        )
+        .unwrap();
+        let o = c.pipeline_options().names;
+        let rs: Vec<String> = o.trusted_resolvers.iter().map(|r| r.to_string()).collect();
+        assert_eq!(rs, ["10.96.0.10:53", "[fd00::a]:5353"]);
+        assert_eq!(o.ttl_cap, Duration::from_secs(300));
+        // "host" brings the systemd-resolved stub (and resolv.conf's nameservers).
+        let o = Config::default().pipeline_options().names;
+        assert!(o.trusted_resolvers.iter().any(|r| r.to_string() == "127.0.0.53:53"));
+        let err = parse("[names]\ntrusted_resolvers = [\"dns.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("names.trusted_resolvers") && err.contains("dns.example"),
+            "{err}"
+        );
+        let err = parse("[names]\nquery_table_entries = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names.query_table_entries"), "{err}");
+    }
+
+    #[test]
     fn journal_section() {
         let c = parse(
             "[journal]\ndir = \"/srv/journal\"\nfsync = \"interval\"\nfsync_interval_ms = 250\n\
