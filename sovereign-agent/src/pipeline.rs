@@ -129,7 +129,7 @@ pub struct Pipeline {
     open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
-    /// cgroup id → path, as flow events showed it (for refused-answer reports).
+    /// cgroup id → path, found in the cgroup file system (for refused-answer reports).
     cgroup_paths: LruCache<u64, String>,
 }
 
@@ -212,11 +212,6 @@ impl Pipeline {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
-    }
-
-    /// The naming stage (for its counters).
-    pub fn names(&self) -> &Namer {
-        &self.names
     }
 
     /// Runs until `shutdown` resolves, then drains what the ring buffer still holds.
@@ -345,8 +340,8 @@ impl Pipeline {
         }
     }
 
-    /// The path of cgroup `id`: from the flows seen, else from the cgroup file system (refused
-    /// answers are rare and folded, so the walk is too).
+    /// The path of cgroup `id`, from the cgroup file system below the watched cgroup (refused
+    /// answers are rare and folded, so the walk is too), cached.
     fn cgroup_path(&mut self, id: u64) -> Option<String> {
         if let Some(p) = self.cgroup_paths.get(&id) {
             return Some(p.clone());
@@ -488,11 +483,6 @@ impl Pipeline {
         }
         if event.dst_port == 53 && matches!(kind, EventKind::Connect | EventKind::Send) {
             self.dns_sockets.put(rec.cookie, (rec.tgid, rec.comm));
-        }
-        if let Some(path) = &event.cgroup {
-            if !self.cgroup_paths.contains(&rec.cgroup_id) {
-                self.cgroup_paths.put(rec.cgroup_id, path.clone());
-            }
         }
         event.name(self.names.lookup(
             rec.cgroup_id,

@@ -829,7 +829,10 @@ mod tests {
         assert_eq!(o.ttl_cap, Duration::from_secs(300));
         // "host" brings the systemd-resolved stub (and resolv.conf's nameservers).
         let o = Config::default().pipeline_options().names;
-        assert!(o.trusted_resolvers.iter().any(|r| r.to_string() == "127.0.0.53:53"));
+        assert!(o
+            .trusted_resolvers
+            .iter()
+            .any(|r| r.to_string() == "127.0.0.53:53"));
         let err = parse("[names]\ntrusted_resolvers = [\"dns.example\"]\n")
             .unwrap_err()
             .to_string();
