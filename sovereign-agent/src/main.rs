@@ -245,6 +245,10 @@ enum PolicyCommand {
         /// The TLS server name (SNI) the client sent: a claim.
         #[arg(long)]
         sni: Option<String>,
+        /// Explain as for a process that exited before the agent read it: its executable and
+        /// cgroup are unknown (`[policy] unknown_workload` applies).
+        #[arg(long, conflicts_with_all = ["exe", "cgroup", "container_id"])]
+        exited: bool,
         /// Executable path of the process.
         #[arg(long)]
         exe: Option<String>,
@@ -480,6 +484,7 @@ fn main() -> ExitCode {
                 names,
                 dns_untrusted,
                 sni,
+                exited,
                 exe,
                 comm,
                 cgroup,
@@ -493,6 +498,7 @@ fn main() -> ExitCode {
                 names: &names,
                 dns_untrusted,
                 sni: sni.as_deref(),
+                exited,
                 exe: exe.as_deref(),
                 comm: &comm,
                 cgroup: cgroup.as_deref(),

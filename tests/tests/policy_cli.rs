@@ -21,10 +21,72 @@ fn check_lists_the_datasets_with_their_versions() {
         let file = repo(&format!("examples/policies/{example}.toml"));
         let (code, stdout, stderr) = agent(&["policy", "check", file.to_str().unwrap()]);
         assert_eq!(code, 0, "{example}: {stderr}");
+        assert!(!stderr.contains("warning"), "{example}: {stderr}");
         assert!(stdout.contains("valid"), "{stdout}");
         assert!(stdout.contains("syncToken 1753388594"), "{stdout}");
         assert!(stdout.contains("changeNumber 363"), "{stdout}");
     }
+}
+
+/// The README's example: the LLM server talking to AWS Seoul is a violation wherever the
+/// binary runs, not only inside its systemd unit.
+#[test]
+fn the_readme_example_is_a_violation_from_any_cgroup() {
+    let file = repo("examples/policies/eu-only-llm.toml");
+    for cgroup in [None, Some("/user.slice/user-1000.slice/session-4.scope")] {
+        let mut args = vec![
+            "policy",
+            "explain",
+            file.to_str().unwrap(),
+            "--dst",
+            "3.5.140.2:443",
+            "--exe",
+            "/opt/llm/bin/server",
+        ];
+        if let Some(c) = cgroup {
+            args.extend(["--cgroup", c]);
+        }
+        let (code, stdout, stderr) = agent(&args);
+        assert_eq!(code, 2, "{cgroup:?}: {stdout}{stderr}");
+        assert!(stdout.contains("rule      llm-servers"), "{stdout}");
+    }
+}
+
+/// A rule that needs two fields at once, followed by a permissive rule: `policy check` says
+/// which process falls through, and how to write the alternatives.
+#[test]
+fn check_warns_when_a_process_can_fall_through_to_a_more_permissive_rule() {
+    let dir = std::env::temp_dir().join(format!("sa-fallthrough-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.toml");
+    std::fs::write(
+        &file,
+        "[policy]\nname = \"p\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.eu]\ncidrs = [\"10.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"llm\"\n\
+         workload = { exe = [\"/opt/llm/**\"], cgroup = [\"/system.slice/llm-*.service\"] }\n\
+         allow = [\"eu\"]\n\n\
+         [[rule]]\nname = \"rest\"\ndeny = []\notherwise = \"allow\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_agent(["policy", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: rule \"llm\""), "{stderr}");
+    assert!(
+        stderr.contains("exe /opt/llm/bin/x but another cgroup"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rule \"rest\", whose otherwise is allow"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "workload = [{ exe = [\"/opt/llm/**\"] }, { cgroup = [\"/system.slice/llm-*.service\"] }]"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -95,6 +157,13 @@ fn explain_prints_the_reasoning_and_exits_2_for_a_violation() {
         stdout.contains("rule      everything-else-no-foreign-ai"),
         "{stdout}"
     );
+
+    // A process that exited before it was read cannot be told apart from the LLM servers:
+    // `unknown_workload` (default "violation") under their rule, said as such.
+    let (code, stdout, _) = agent(&["policy", "explain", f, "--dst", "10.1.2.3:443", "--exited"]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("rule      llm-servers"), "{stdout}");
+    assert!(stdout.contains("unknown_workload:"), "{stdout}");
 
     let (code, _, stderr) = agent(&["policy", "explain", f, "--dst", "not-an-ip"]);
     assert_eq!(code, 1);

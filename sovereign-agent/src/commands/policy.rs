@@ -28,6 +28,9 @@ pub fn check(file: &Path, datasets: Option<&Path>) -> u8 {
             if !p.catalogue_version.is_empty() {
                 println!("ai catalogue version {}", p.catalogue_version);
             }
+            for w in &p.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             println!(
                 "compiled in {:.0} ms, tables {:.1} MiB",
                 started.elapsed().as_secs_f64() * 1000.0,
@@ -55,6 +58,8 @@ pub struct ExplainArgs<'a> {
     /// The chain came from a resolver that is not trusted.
     pub dns_untrusted: bool,
     pub sni: Option<&'a str>,
+    /// The process exited before it was read: executable and cgroup unknown.
+    pub exited: bool,
     pub exe: Option<&'a str>,
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
@@ -99,9 +104,19 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         dns: &dns,
         sni: sni.as_deref(),
         sni_unreadable: false,
-        exe: a.exe,
+        // A fact not given is one the process has but no pattern names (""), unless the
+        // process is explained as gone before it was read (unknown: None).
+        exe: if a.exited {
+            None
+        } else {
+            Some(a.exe.unwrap_or(""))
+        },
         comm: a.comm,
-        cgroup: a.cgroup,
+        cgroup: if a.exited {
+            None
+        } else {
+            Some(a.cgroup.unwrap_or(""))
+        },
         container_id: a.container_id,
         uid: a.uid,
     };
@@ -130,6 +145,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
             known.join("; ")
         };
         let process = match a.exe.unwrap_or(a.comm) {
+            _ if a.exited => "a process that exited before it was read",
             "" => "any process",
             p => p,
         };
@@ -196,6 +212,7 @@ fn weak_text(w: &str) -> &'static str {
         "cname_leaves_zone" => "a verified CNAME chain starts in an allowed zone and ends outside it: judged on the name that owns the address",
         "name_conflict" => "the connection's TLS server name is none of the names DNS gave for the address: only the address itself can allow it",
         "sni_unreadable" => "the connection began a TLS handshake whose server name could not be read",
+        "unknown_workload" => "a rule's selector needs a fact about the process that is not known (it exited before it was read); [policy] unknown_workload decided",
         "unknown_location" => "the address is in no dataset: region and country are unknown",
         _ => "",
     }

@@ -31,6 +31,23 @@ pub struct Header {
     pub default: Decision,
     #[serde(default = "Severity::default_for_violations")]
     pub default_severity: Severity,
+    /// What a flow gets when a rule's selector needs a fact about its process that is not
+    /// known (its executable, its cgroup) and every known fact matches.
+    #[serde(default)]
+    pub unknown_workload: UnknownWorkload,
+}
+
+/// See [`Header::unknown_workload`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownWorkload {
+    /// A violation under that rule: an identity that cannot be checked is not trusted.
+    #[default]
+    Violation,
+    /// The policy's `default` decides.
+    Default,
+    /// The rule does not select the flow; later rules may.
+    MatchNone,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,9 +103,10 @@ pub struct RuleDef {
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
-    /// Which workloads the rule is for; empty selects every workload.
+    /// Which workloads the rule is for: one selector, or a list of alternatives (any may
+    /// match); absent selects every workload.
     #[serde(default)]
-    pub workload: Selector,
+    pub workload: Workloads,
     /// Zones the workload may reach.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
@@ -99,6 +117,45 @@ pub struct RuleDef {
     #[serde(default = "Decision::violation")]
     pub otherwise: Decision,
     pub severity: Option<Severity>,
+}
+
+/// `workload = { ... }` or `workload = [{ ... }, { ... }]`: any of the selectors may match.
+#[derive(Debug)]
+pub struct Workloads(pub Vec<Selector>);
+
+impl Default for Workloads {
+    fn default() -> Self {
+        Workloads(vec![Selector::default()])
+    }
+}
+
+impl<'de> Deserialize<'de> for Workloads {
+    /// A table or an array of tables, each read as a [`Selector`] (so an unknown field is
+    /// named, which an untagged enum would not do).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Workloads;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a workload selector table, or an array of them")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Workloads, A::Error> {
+                Selector::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|s| Workloads(vec![s]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Workloads, A::Error> {
+                Vec::<Selector>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Workloads)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// All given fields must match; within a field, any listed value may match.

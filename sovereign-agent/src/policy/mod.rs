@@ -31,7 +31,7 @@ pub use crate::names::DnsChain;
 use self::{
     catalogue::Catalogue,
     datasets::{DatasetInfo, DatasetKind, Entry, Loaded},
-    file::{PolicyFile, Selector},
+    file::{PolicyFile, Selector, UnknownWorkload},
     prefix::{PrefixSets, PrefixSetsBuilder},
     verdict::Verdict,
 };
@@ -209,12 +209,41 @@ impl Matched {
 
 struct Rule {
     name: String,
-    selector: CompiledSelector,
+    /// Alternatives: the rule selects a flow when any of them does.
+    selectors: Vec<CompiledSelector>,
     allow: u128,
     deny: u128,
     otherwise: Decision,
     severity: Severity,
     by_name: bool,
+}
+
+impl Rule {
+    fn selects(&self, flow: &Flow<'_>) -> Selected {
+        let mut unknown = false;
+        for s in &self.selectors {
+            match s.selects(flow) {
+                Selected::Yes => return Selected::Yes,
+                Selected::Unknown => unknown = true,
+                Selected::No => {}
+            }
+        }
+        if unknown {
+            Selected::Unknown
+        } else {
+            Selected::No
+        }
+    }
+}
+
+/// Whether a selector selects a flow's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Selected {
+    Yes,
+    No,
+    /// Every known fact matches, but a fact the selector needs is not known (the process
+    /// exited before it was read): `[policy] unknown_workload` decides.
+    Unknown,
 }
 
 /// One selector pattern. The common shapes are plain string tests; the rest goes to globset.
@@ -272,6 +301,8 @@ impl Matcher {
 
 #[derive(Default)]
 struct CompiledSelector {
+    /// The patterns as written, per field (for warnings).
+    written: Vec<(&'static str, Vec<String>)>,
     exe: Option<Vec<Matcher>>,
     comm: Option<Vec<Matcher>>,
     cgroup: Option<Vec<Matcher>>,
@@ -281,18 +312,52 @@ struct CompiledSelector {
 
 impl CompiledSelector {
     #[inline]
-    fn matches(&self, flow: &Flow<'_>) -> bool {
-        fn one(set: &Option<Vec<Matcher>>, value: Option<&str>) -> bool {
-            match set {
-                None => true,
-                Some(set) => value.is_some_and(|v| set.iter().any(|m| m.is_match(v))),
+    fn selects(&self, flow: &Flow<'_>) -> Selected {
+        /// `None`: the fact is not known.
+        fn one(set: &Option<Vec<Matcher>>, value: Option<&str>) -> Option<bool> {
+            match (set, value) {
+                (None, _) => Some(true),
+                (Some(set), Some(v)) => Some(set.iter().any(|m| m.is_match(v))),
+                (Some(_), None) => None,
             }
         }
-        one(&self.exe, flow.exe)
-            && one(&self.comm, Some(flow.comm))
-            && one(&self.cgroup, flow.cgroup)
-            && one(&self.container_id, flow.container_id)
-            && (self.uid.is_empty() || self.uid.contains(&flow.uid))
+        // A process's container id is known (possibly none) whenever its cgroup is.
+        let container = match (&self.container_id, flow.cgroup) {
+            (None, _) => Some(true),
+            (Some(set), Some(_)) => Some(
+                flow.container_id
+                    .is_some_and(|v| set.iter().any(|m| m.is_match(v))),
+            ),
+            (Some(_), None) => None,
+        };
+        let facts = [
+            one(&self.exe, flow.exe),
+            one(&self.comm, Some(flow.comm)),
+            one(&self.cgroup, flow.cgroup),
+            container,
+            Some(self.uid.is_empty() || self.uid.contains(&flow.uid)),
+        ];
+        if facts.contains(&Some(false)) {
+            Selected::No
+        } else if facts.contains(&None) {
+            Selected::Unknown
+        } else {
+            Selected::Yes
+        }
+    }
+
+    /// How many fields the selector constrains.
+    fn fields(&self) -> usize {
+        [
+            self.exe.is_some(),
+            self.comm.is_some(),
+            self.cgroup.is_some(),
+            self.container_id.is_some(),
+            !self.uid.is_empty(),
+        ]
+        .iter()
+        .filter(|f| **f)
+        .count()
     }
 }
 
@@ -311,6 +376,9 @@ pub struct Policy {
     pub catalogue_version: String,
     default: Decision,
     default_severity: Severity,
+    unknown_workload: file::UnknownWorkload,
+    /// Things the author probably did not mean (`policy check` prints them).
+    pub warnings: Vec<String>,
     zones: Vec<Zone>,
     rules: Vec<Rule>,
     facts: Vec<Fact>,
@@ -418,22 +486,46 @@ impl Policy {
         if flow.sni_unreadable {
             weak |= weak::SNI_UNREADABLE;
         }
-        let Some((index, rule)) = self
+        let default = |weak| Verdict {
+            decision: self.default,
+            severity: (self.default == Decision::Violation).then_some(self.default_severity),
+            rule: None,
+            decisive_zones: 0,
+            matched_zones: matched,
+            ip_set,
+            weak,
+        };
+        let chosen = self
             .rules
             .iter()
             .enumerate()
-            .find(|(_, r)| r.selector.matches(flow))
-        else {
-            return Verdict {
-                decision: self.default,
-                severity: (self.default == Decision::Violation).then_some(self.default_severity),
-                rule: None,
-                decisive_zones: 0,
-                matched_zones: matched,
-                ip_set,
-                weak,
-            };
+            .find_map(|(i, r)| match r.selects(flow) {
+                Selected::Yes => Some((i, r, false)),
+                Selected::Unknown if self.unknown_workload != UnknownWorkload::MatchNone => {
+                    Some((i, r, true))
+                }
+                Selected::Unknown | Selected::No => None,
+            });
+        let Some((index, rule, unknown)) = chosen else {
+            return default(weak);
         };
+        if unknown {
+            // The process behind the flow cannot be told apart from the workload the rule is
+            // for: never silently a later, more permissive rule.
+            weak |= weak::UNKNOWN_WORKLOAD;
+            return match self.unknown_workload {
+                UnknownWorkload::Default => default(weak),
+                _ => Verdict {
+                    decision: Decision::Violation,
+                    severity: Some(rule.severity),
+                    rule: Some(index as u16),
+                    decisive_zones: 0,
+                    matched_zones: matched,
+                    ip_set,
+                    weak,
+                },
+            };
+        }
         if rule.by_name && !flow.has_names() {
             weak |= weak::NO_NAME;
         }
@@ -1171,10 +1263,24 @@ impl<'a> Compiler<'a> {
             };
             let allow = mask(&r.allow, self);
             let deny = mask(&r.deny, self);
-            let selector = self.selector(&r.workload, r.name.get_ref());
+            if r.workload.0.is_empty() {
+                self.error_at(
+                    &r.name,
+                    format!(
+                        "rule {:?}: workload = [] selects nothing; leave workload out to select every process",
+                        r.name.get_ref()
+                    ),
+                );
+            }
+            let selectors = r
+                .workload
+                .0
+                .iter()
+                .map(|s| self.selector(s, r.name.get_ref()))
+                .collect();
             rules.push(Rule {
                 name: r.name.get_ref().clone(),
-                selector,
+                selectors,
                 allow,
                 deny,
                 otherwise: r.otherwise,
@@ -1204,7 +1310,19 @@ impl<'a> Compiler<'a> {
                 }
                 Some(matchers)
             };
+        let written = [
+            ("exe", &s.exe),
+            ("comm", &s.comm),
+            ("cgroup", &s.cgroup),
+            ("container_id", &s.container_id),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(f, v)| (f, v.iter().map(|p| p.get_ref().clone()).collect()))
+        .chain((!s.uid.is_empty()).then(|| ("uid", s.uid.iter().map(u32::to_string).collect())))
+        .collect();
         CompiledSelector {
+            written,
             exe: set(&s.exe, true, self),
             comm: set(&s.comm, false, self),
             cgroup: set(&s.cgroup, true, self),
@@ -1246,6 +1364,8 @@ impl<'a> Compiler<'a> {
             },
             default: parsed.policy.default,
             default_severity: parsed.policy.default_severity,
+            unknown_workload: parsed.policy.unknown_workload,
+            warnings: fall_through_warnings(&rules, parsed.policy.default),
             zones: self.zones,
             rules,
             facts: self.facts,
@@ -1258,6 +1378,62 @@ impl<'a> Compiler<'a> {
             trust_cnames: self.trust_cnames,
         }
     }
+}
+
+/// A rule whose selector constrains several fields selects a process only when all match: a
+/// process that matches one of them (the same binary started from a shell, a cron job,
+/// another pod) falls through to later rules. Said when where it lands is more permissive.
+fn fall_through_warnings(rules: &[Rule], default: Decision) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.otherwise != Decision::Violation {
+            continue;
+        }
+        // Where a process that this rule's fields do not all select lands: the next rule
+        // that selects every process, or the policy default.
+        let landing = rules[i + 1..]
+            .iter()
+            .find(|r| r.selectors.iter().any(|s| s.fields() == 0));
+        let (permissive, place) = match landing {
+            Some(r) => (
+                r.otherwise == Decision::Allow,
+                format!("rule {:?}, whose otherwise is {}", r.name, r.otherwise),
+            ),
+            None => (
+                default == Decision::Allow,
+                format!("the policy default, {default}"),
+            ),
+        };
+        if !permissive {
+            continue;
+        }
+        for s in rule.selectors.iter().filter(|s| s.fields() > 1) {
+            let (field, patterns) = &s.written[0];
+            let others: Vec<&str> = s.written[1..].iter().map(|(f, _)| *f).collect();
+            let alternatives: Vec<String> = s
+                .written
+                .iter()
+                .map(|(f, p)| format!("{{ {f} = {p:?} }}"))
+                .collect();
+            out.push(format!(
+                "rule {:?} selects a process only when {field} and {} all match: e.g. a process                  with {field} {} but another {} falls through to {place}. If one of them is                  enough, list them as alternatives: workload = [{}]",
+                rule.name,
+                others.join(" and "),
+                example_of(&patterns[0]),
+                others.join("/"),
+                alternatives.join(", "),
+            ));
+        }
+    }
+    out
+}
+
+/// A value a pattern matches, for a warning: `/opt/llm/**` → `/opt/llm/bin/x`.
+fn example_of(pattern: &str) -> String {
+    pattern
+        .replace("**", "bin/x")
+        .replace(['*', '?'], "x")
+        .replace(['[', ']', '{', '}'], "")
 }
 
 fn glob_of(pattern: &str) -> Option<globset::GlobMatcher> {

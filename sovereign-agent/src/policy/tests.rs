@@ -680,3 +680,147 @@ fn dns_and_sni_disagreeing_is_a_violation_unless_the_address_is_allowed() {
     assert_eq!(v.decision, Decision::Allow, "{e:#?}");
     assert!(!e.weak.contains(&"name_conflict"));
 }
+
+const WORKLOADS: &str = r#"
+[policy]
+name = "workloads"
+version = "1"
+default = "allow"
+unknown_workload = "UNKNOWN"
+
+[zones.eu]
+cidrs = ["10.0.0.0/8"]
+
+[[rule]]
+name = "llm"
+workload = [{ exe = ["/opt/llm/**"] }, { cgroup = ["/system.slice/llm-*.service"] }]
+allow = ["eu"]
+otherwise = "violation"
+severity = "critical"
+
+[[rule]]
+name = "rest"
+otherwise = "allow"
+"#;
+
+fn workload_flow<'a>(exe: Option<&'a str>, cgroup: Option<&'a str>) -> Flow<'a> {
+    Flow {
+        ip: "203.0.113.5".parse().unwrap(),
+        port: 443,
+        dns: &[],
+        sni: None,
+        sni_unreadable: false,
+        exe,
+        comm: "server",
+        cgroup,
+        container_id: None,
+        uid: 0,
+    }
+}
+
+#[test]
+fn any_of_the_workload_selectors_selects() {
+    let p = policy(&WORKLOADS.replace("UNKNOWN", "violation")).unwrap();
+    let rule = |exe, cgroup| {
+        let v = p.classify(&workload_flow(exe, cgroup));
+        (p.rule_name(&v).to_string(), v.decision)
+    };
+    let llm = ("llm".to_string(), Decision::Violation);
+    // The binary from a shell, the unit running another binary, both.
+    assert_eq!(
+        rule(
+            Some("/opt/llm/bin/server"),
+            Some("/user.slice/session-1.scope")
+        ),
+        llm
+    );
+    assert_eq!(
+        rule(
+            Some("/usr/bin/python3"),
+            Some("/system.slice/llm-gpu.service")
+        ),
+        llm
+    );
+    assert_eq!(
+        rule(
+            Some("/opt/llm/bin/server"),
+            Some("/system.slice/llm-gpu.service")
+        ),
+        llm
+    );
+    assert_eq!(
+        rule(Some("/usr/bin/curl"), Some("/user.slice/session-1.scope")),
+        ("rest".to_string(), Decision::Allow)
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn an_unknown_identity_is_never_silently_a_later_rule() {
+    // The process exited before it was read: exe and cgroup unknown.
+    let gone = workload_flow(None, None);
+    let p = policy(&WORKLOADS.replace("UNKNOWN", "violation")).unwrap();
+    let v = p.classify(&gone);
+    assert_eq!((p.rule_name(&v), v.decision), ("llm", Decision::Violation));
+    assert_eq!(v.severity, Some(Severity::Critical));
+    assert!(v.weak & weak::UNKNOWN_WORKLOAD != 0);
+    let e = p.explain(&gone, &v);
+    assert!(e.weak.contains(&"unknown_workload"), "{e:#?}");
+    // The default is "violation".
+    let p = policy(&WORKLOADS.replace("unknown_workload = \"UNKNOWN\"\n", "")).unwrap();
+    assert_eq!(p.classify(&gone).decision, Decision::Violation);
+    // "default": the policy's default decides.
+    let p = policy(&WORKLOADS.replace("UNKNOWN", "default")).unwrap();
+    let v = p.classify(&gone);
+    assert_eq!((v.rule, v.decision), (None, Decision::Allow));
+    assert!(v.weak & weak::UNKNOWN_WORKLOAD != 0);
+    // "match_none": the rule does not select it (the old behaviour).
+    let p = policy(&WORKLOADS.replace("UNKNOWN", "match_none")).unwrap();
+    let v = p.classify(&gone);
+    assert_eq!((p.rule_name(&v), v.decision), ("rest", Decision::Allow));
+    // A known fact that does not match decides, whatever is unknown.
+    let p = policy(&WORKLOADS.replace("UNKNOWN", "violation")).unwrap();
+    let v = p.classify(&workload_flow(None, Some("/user.slice/session-1.scope")));
+    assert_eq!(
+        p.rule_name(&v),
+        "llm",
+        "exe unknown, the other alternative does not match"
+    );
+    let v = p.classify(&workload_flow(Some("/usr/bin/curl"), None));
+    assert_eq!(p.rule_name(&v), "llm", "cgroup unknown");
+    assert!(v.weak & weak::UNKNOWN_WORKLOAD != 0);
+}
+
+#[test]
+fn a_selector_of_two_fields_before_a_permissive_rule_is_warned_about() {
+    let text = WORKLOADS.replace("UNKNOWN", "violation").replace(
+        r#"workload = [{ exe = ["/opt/llm/**"] }, { cgroup = ["/system.slice/llm-*.service"] }]"#,
+        r#"workload = { exe = ["/opt/llm/**"], cgroup = ["/system.slice/llm-*.service"] }"#,
+    );
+    let p = policy(&text).unwrap();
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    let w = &p.warnings[0];
+    assert!(
+        w.contains("rule \"llm\"") && w.contains("exe and cgroup"),
+        "{w}"
+    );
+    assert!(w.contains("exe /opt/llm/bin/x but another cgroup"), "{w}");
+    assert!(w.contains("rule \"rest\", whose otherwise is allow"), "{w}");
+    // Bad forms are errors with their place.
+    let err = policy(&WORKLOADS.replace("UNKNOWN", "violation").replace(
+        r#"workload = [{ exe = ["/opt/llm/**"] }, { cgroup = ["/system.slice/llm-*.service"] }]"#,
+        "workload = []",
+    ))
+    .err()
+    .expect("an error")
+    .to_string();
+    assert!(err.contains("workload = [] selects nothing"), "{err}");
+    let err = policy(&WORKLOADS.replace("UNKNOWN", "violation").replace(
+        r#"{ exe = ["/opt/llm/**"] }"#,
+        r#"{ exe = ["/opt/llm/**"], exec = ["x"] }"#,
+    ))
+    .err()
+    .expect("an error")
+    .to_string();
+    assert!(err.contains("exec"), "an unknown field is named: {err}");
+}

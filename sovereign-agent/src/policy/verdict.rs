@@ -77,8 +77,11 @@ pub mod weak {
     pub const NAME_CONFLICT: u16 = 128;
     /// The connection began a TLS handshake whose server name could not be read.
     pub const SNI_UNREADABLE: u16 = 256;
+    /// A rule's selector needs a fact about the process that is not known (it exited
+    /// before it was read): `[policy] unknown_workload` decided.
+    pub const UNKNOWN_WORKLOAD: u16 = 512;
 
-    pub const ALL: [(u16, &str); 9] = [
+    pub const ALL: [(u16, &str); 10] = [
         (NO_NAME, "no_name"),
         (SHARED_RANGE, "shared_range"),
         (CONFLICTING_ZONES, "conflicting_zones"),
@@ -88,6 +91,7 @@ pub mod weak {
         (CNAME_LEAVES_ZONE, "cname_leaves_zone"),
         (NAME_CONFLICT, "name_conflict"),
         (SNI_UNREADABLE, "sni_unreadable"),
+        (UNKNOWN_WORKLOAD, "unknown_workload"),
     ];
 }
 
