@@ -62,6 +62,19 @@ pub enum RecordKind {
     /// A DNS answer (source port 53) leaving a watched socket: a process in the watched
     /// cgroup is answering DNS itself. A [`PacketRecord`] (cgroup_skb/egress).
     DnsServed = 9,
+    /// A new process (not a thread): a [`ProcessRecord`] whose `tgid` is the child and
+    /// `ppid` the parent (tracepoint task/task_newtask).
+    Fork = 10,
+    /// A process executed a program: a [`ProcessRecord`] with the path as exec'd
+    /// (tracepoint sched/sched_process_exec).
+    Exec = 11,
+    /// A process ended (its leader thread exited): a [`ProcessRecord`]
+    /// (tracepoint sched/sched_process_exit).
+    Exit = 12,
+    /// The arguments of an execve/execveat about to run: a [`ProcessRecord`] whose `path`
+    /// holds them NUL-separated (tracepoints syscalls/sys_enter_execve[at]). The
+    /// [`RecordKind::Exec`] of the same thread follows when the exec succeeds.
+    Argv = 13,
 }
 
 impl RecordKind {
@@ -71,6 +84,11 @@ impl RecordKind {
             self,
             Self::DnsResponse | Self::TlsClientHello | Self::DnsQuery | Self::DnsServed
         )
+    }
+
+    /// Kinds carried by a [`ProcessRecord`].
+    pub const fn is_process(self) -> bool {
+        matches!(self, Self::Fork | Self::Exec | Self::Exit | Self::Argv)
     }
 }
 
@@ -87,6 +105,10 @@ impl TryFrom<u32> for RecordKind {
             7 => Self::TlsClientHello,
             8 => Self::DnsQuery,
             9 => Self::DnsServed,
+            10 => Self::Fork,
+            11 => Self::Exec,
+            12 => Self::Exit,
+            13 => Self::Argv,
             other => return Err(other),
         })
     }
@@ -176,6 +198,57 @@ pub struct PacketRecord {
 /// Size of a [`PacketRecord`]'s header (everything before `data`).
 pub const PACKET_HEADER_SIZE: usize = 64;
 const _: () = assert!(core::mem::offset_of!(PacketRecord, data) == PACKET_HEADER_SIZE);
+
+/// Bytes of an exec'd path (or of arguments) a [`ProcessRecord`] carries; longer ones are cut,
+/// and say so.
+pub const PROCESS_PATH_LEN: usize = 1024;
+/// Arguments are copied while fewer than this many bytes are (each argument up to
+/// `PROCESS_PATH_LEN - ARGV_LIMIT` more), and at most [`ARGV_MAX_ARGS`] of them.
+pub const ARGV_LIMIT: usize = 512;
+pub const ARGV_MAX_ARGS: usize = 24;
+
+/// A process's birth, exec or end, from the scheduler's tracepoints (whatever cgroup it is in:
+/// lineage crosses cgroups). Layout is part of the kernel/user contract.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProcessRecord {
+    /// [`RecordKind::Fork`], [`RecordKind::Exec`] or [`RecordKind::Exit`].
+    pub kind: u32,
+    /// Exec and Argv: the thread that called execve (the process's id after a successful
+    /// exec, unless a thread other than the leader called it); otherwise 0.
+    pub tid: u32,
+    pub ts_ns: u64,
+    /// The process: the child of a fork, the process that exec'd or exited.
+    pub tgid: u32,
+    /// Fork: the parent process; otherwise 0 (user space knows it from the fork).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// The cgroup the process is in (a child is in its parent's).
+    pub cgroup_id: u64,
+    /// Task name (a child has its parent's until it execs).
+    pub comm: [u8; 16],
+    /// Exec: bytes of `path` (at most [`PROCESS_PATH_LEN`]).
+    pub path_len: u32,
+    /// Exec: the path was longer than [`PROCESS_PATH_LEN`] and is cut.
+    pub path_truncated: u32,
+    /// Exec: the file name as passed to execve (absolute or relative to the working
+    /// directory), not NUL-terminated.
+    pub path: [u8; PROCESS_PATH_LEN],
+}
+
+/// Size of a [`ProcessRecord`] on the wire.
+pub const PROCESS_RECORD_SIZE: usize = core::mem::size_of::<ProcessRecord>();
+const _: () = assert!(PROCESS_RECORD_SIZE == 64 + PROCESS_PATH_LEN);
+
+/// Kernel globals (`u32` in .rodata, set at load time from the tracepoints' format files):
+/// where the fields the process programs read sit in their tracepoint records.
+pub const EXEC_FILENAME_OFFSET_GLOBAL: &str = "EXEC_FILENAME_OFFSET";
+pub const NEWTASK_PID_OFFSET_GLOBAL: &str = "NEWTASK_PID_OFFSET";
+pub const NEWTASK_FLAGS_OFFSET_GLOBAL: &str = "NEWTASK_FLAGS_OFFSET";
+pub const EXEC_OLD_PID_OFFSET_GLOBAL: &str = "EXEC_OLD_PID_OFFSET";
+pub const EXECVE_ARGV_OFFSET_GLOBAL: &str = "EXECVE_ARGV_OFFSET";
+pub const EXECVEAT_ARGV_OFFSET_GLOBAL: &str = "EXECVEAT_ARGV_OFFSET";
 
 /// Segments of one connection's first payload that the egress program copies at most (a
 /// ClientHello sent in smaller pieces is reported as unreadable rather than followed forever).
@@ -270,11 +343,28 @@ mod user {
         pub data: &'a [u8],
     }
 
+    /// A process record's fields, its path borrowed from the ring buffer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ProcessView<'a> {
+        pub kind: RecordKind,
+        pub tid: u32,
+        pub ts_ns: u64,
+        pub tgid: u32,
+        pub ppid: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub cgroup_id: u64,
+        pub comm: [u8; 16],
+        pub path: &'a [u8],
+        pub path_truncated: bool,
+    }
+
     /// Any ring-buffer record.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Record<'a> {
         Flow(Decoded),
         Packet(PacketView<'a>),
+        Process(ProcessView<'a>),
     }
 
     impl<'a> TryFrom<&'a [u8]> for Record<'a> {
@@ -285,6 +375,9 @@ mod user {
             };
             let raw_kind = u32::from_ne_bytes([raw_kind[0], raw_kind[1], raw_kind[2], raw_kind[3]]);
             let kind = RecordKind::try_from(raw_kind).map_err(DecodeError::UnknownKind)?;
+            if kind.is_process() {
+                return process_view(kind, bytes).map(Record::Process);
+            }
             if !kind.is_packet() {
                 return Decoded::try_from(bytes).map(Record::Flow);
             }
@@ -318,6 +411,31 @@ mod user {
         }
     }
 
+    fn process_view(kind: RecordKind, bytes: &[u8]) -> Result<ProcessView<'_>, DecodeError> {
+        if bytes.len() < PROCESS_RECORD_SIZE {
+            return Err(DecodeError::Truncated { len: bytes.len() });
+        }
+        let u32_at =
+            |o: usize| u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
+        let mut comm = [0u8; 16];
+        comm.copy_from_slice(&bytes[40..56]);
+        let path_len = (u32_at(56) as usize).min(PROCESS_PATH_LEN);
+        Ok(ProcessView {
+            kind,
+            tid: u32_at(4),
+            ts_ns: u64_at(8),
+            tgid: u32_at(16),
+            ppid: u32_at(20),
+            uid: u32_at(24),
+            gid: u32_at(28),
+            cgroup_id: u64_at(32),
+            comm,
+            path: &bytes[64..64 + path_len],
+            path_truncated: u32_at(60) != 0,
+        })
+    }
+
     impl FlowRecord {
         /// The record as the bytes the kernel writes (for tests and fixtures).
         pub fn as_bytes(&self) -> &[u8] {
@@ -330,7 +448,7 @@ mod user {
 }
 
 #[cfg(feature = "user")]
-pub use user::{DecodeError, Decoded, PacketView, Record};
+pub use user::{DecodeError, Decoded, PacketView, ProcessView, Record};
 
 #[cfg(all(test, feature = "user"))]
 mod tests {
@@ -407,7 +525,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_rejected_not_transmuted() {
-        for raw in [0, 10, 0xdead_beef] {
+        for raw in [0, 14, 0xdead_beef] {
             assert_eq!(
                 Decoded::try_from(record(raw).as_bytes()),
                 Err(DecodeError::UnknownKind(raw))
@@ -441,5 +559,37 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FlowRecord, dst_addr), 48);
         assert_eq!(core::mem::offset_of!(FlowRecord, comm), 88);
         assert_eq!(core::mem::size_of::<SendKey>(), 32);
+        assert_eq!(core::mem::offset_of!(ProcessRecord, cgroup_id), 32);
+        assert_eq!(core::mem::offset_of!(ProcessRecord, comm), 40);
+        assert_eq!(core::mem::offset_of!(ProcessRecord, path_len), 56);
+        assert_eq!(core::mem::offset_of!(ProcessRecord, path), 64);
+    }
+
+    #[test]
+    fn process_records_decode_with_their_path() {
+        let mut bytes = [0u8; PROCESS_RECORD_SIZE];
+        bytes[..4].copy_from_slice(&11u32.to_ne_bytes());
+        bytes[16..20].copy_from_slice(&4242u32.to_ne_bytes());
+        bytes[32..40].copy_from_slice(&77u64.to_ne_bytes());
+        bytes[40..44].copy_from_slice(b"curl");
+        bytes[56..60].copy_from_slice(&13u32.to_ne_bytes());
+        bytes[64..77].copy_from_slice(b"/usr/bin/curl");
+        let Record::Process(p) = Record::try_from(&bytes[..]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.kind, p.tgid, p.cgroup_id, p.path, p.path_truncated),
+            (RecordKind::Exec, 4242, 77, &b"/usr/bin/curl"[..], false)
+        );
+        // A path length beyond the record is clamped, never an overread.
+        bytes[56..60].copy_from_slice(&100_000u32.to_ne_bytes());
+        let Record::Process(p) = Record::try_from(&bytes[..]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.path.len(), PROCESS_PATH_LEN);
+        assert_eq!(
+            Record::try_from(&bytes[..100]),
+            Err(DecodeError::Truncated { len: 100 })
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! sovereign-agent kernel programs: one eBPF object, one module per hook.
 //!
-//! Every program copies facts into a [`FlowRecord`] in the `EVENTS` ring buffer and returns;
-//! nothing is parsed or matched here. Every program allows the operation it observes.
+//! Every program copies facts into a record in the `EVENTS` ring buffer and returns; nothing
+//! is parsed or matched here. Every program allows the operation it observes.
 #![no_std]
 #![no_main]
 
@@ -11,6 +11,7 @@ mod egress;
 mod emit;
 mod maps;
 mod packet;
+mod process;
 mod release;
 mod send;
 mod tcp_state;

@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::{
     clock::WallClock,
     commands::{journal::Filter, replay},
-    enrich::ProcessInfo,
+    enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
     policy::Policy,
@@ -73,11 +73,11 @@ allow = ["company", "eu-cloud"{extra}]
 /// judged under `policy` so it carries a full verdict (~400-500 bytes per record).
 fn events(policy: &Policy, n: usize) -> Vec<Event> {
     let clock = WallClock::sample();
-    let info = ProcessInfo {
+    let info = Identity::from(ProcessInfo {
         exe: Some("/usr/local/bin/crm-sync".into()),
         cmdline: Some("crm-sync --tenant eu-west --batch 500".into()),
         ..Default::default()
-    };
+    });
     let dests: [(IpAddr, &str); 4] = [
         (
             "3.5.140.2".parse().unwrap(),

@@ -7,7 +7,7 @@ use sovereign_agent_common::{
     FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
 };
 
-use crate::{clock::WallClock, enrich::ProcessInfo};
+use crate::{clock::WallClock, enrich::table::Identity};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +52,17 @@ pub struct FlowEvent {
     pub comm: String,
     pub exe: Option<String>,
     pub cmdline: Option<String>,
+    /// The file name as passed to execve, when the agent saw the exec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_path: Option<String>,
+    /// The parent process, its executable, and the ancestors' executables (parent first).
+    pub ppid: Option<u32>,
+    pub parent_exe: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<String>,
+    /// Why the process facts are missing, when they are (`exited_before_read`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<&'static str>,
     pub cgroup_id: u64,
     pub cgroup: Option<String>,
     pub container_id: Option<String>,
@@ -334,9 +345,10 @@ impl FlowEvent {
     pub fn from_record(
         kind: EventKind,
         rec: &FlowRecord,
-        process: &ProcessInfo,
+        id: &Identity,
         clock: &WallClock,
     ) -> Self {
+        let process = &id.info;
         let tcp = rec.protocol == IPPROTO_TCP;
         let is_close = kind == EventKind::Close;
         FlowEvent {
@@ -351,6 +363,11 @@ impl FlowEvent {
             comm: comm_string(&rec.comm),
             exe: process.exe.clone(),
             cmdline: process.cmdline.clone(),
+            exec_path: process.exec_path.clone(),
+            ppid: process.ppid,
+            parent_exe: id.parent_exe.clone(),
+            ancestors: id.ancestors.clone(),
+            identity: id.unknown,
             cgroup_id: rec.cgroup_id,
             cgroup: process.workload.cgroup.clone(),
             container_id: process.workload.container_id.clone(),
@@ -394,7 +411,11 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         | RecordKind::DnsResponse
         | RecordKind::TlsClientHello
         | RecordKind::DnsQuery
-        | RecordKind::DnsServed => None,
+        | RecordKind::DnsServed
+        | RecordKind::Fork
+        | RecordKind::Exec
+        | RecordKind::Exit
+        | RecordKind::Argv => None,
     }
 }
 
@@ -430,12 +451,19 @@ mod tests {
         };
         rec.dst_addr[..4].copy_from_slice(&[203, 0, 113, 7]);
         rec.comm[..4].copy_from_slice(b"curl");
-        let info = ProcessInfo {
+        let info = crate::enrich::ProcessInfo {
+            ppid: Some(99),
             exe: Some("/usr/bin/curl".into()),
             cmdline: Some("curl https://x".into()),
             ..Default::default()
         };
-        let ev = FlowEvent::from_record(EventKind::Close, &rec, &info, &clock());
+        let id = Identity {
+            info: std::sync::Arc::new(info),
+            parent_exe: Some("/usr/bin/bash".into()),
+            ancestors: vec!["/usr/bin/bash".into(), "/usr/lib/systemd/systemd".into()],
+            unknown: None,
+        };
+        let ev = FlowEvent::from_record(EventKind::Close, &rec, &id, &clock());
         let json: serde_json::Value = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["ts"], "2026-11-28T00:00:05Z");
         assert_eq!(json["kind"], "close");
@@ -444,6 +472,9 @@ mod tests {
         assert_eq!(json["tid"], 101);
         assert_eq!(json["comm"], "curl");
         assert_eq!(json["exe"], "/usr/bin/curl");
+        assert_eq!(json["ppid"], 99);
+        assert_eq!(json["parent_exe"], "/usr/bin/bash");
+        assert_eq!(json["ancestors"][1], "/usr/lib/systemd/systemd");
         assert_eq!(json["proto"], "tcp");
         assert_eq!(json["family"], "ipv4");
         assert_eq!(json["dst_ip"], "203.0.113.7");
@@ -467,7 +498,7 @@ mod tests {
             ..FlowRecord::default()
         };
         rec.dst_addr = "2001:db8::53".parse::<Ipv6Addr>().unwrap().octets();
-        let ev = FlowEvent::from_record(EventKind::Send, &rec, &ProcessInfo::default(), &clock());
+        let ev = FlowEvent::from_record(EventKind::Send, &rec, &Identity::default(), &clock());
         assert_eq!(ev.dst_ip.to_string(), "2001:db8::53");
         assert_eq!(ev.family, Family::Ipv6);
         assert_eq!(ev.proto, Proto::Udp);

@@ -23,7 +23,7 @@ use crate::{
     alerts::AlertFolder,
     bpf::CaptureMaps,
     clock::WallClock,
-    enrich::ProcessCache,
+    enrich::ProcessTable,
     event::{
         flow_kind, DnsRefusedEvent, Event, EventKind, FlowEvent, Lifecycle, LifecycleEvent,
         LossEvent,
@@ -36,7 +36,12 @@ use crate::{
 /// Tunables of the pipeline (from the config file).
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {
+    /// Processes kept in the process table.
     pub process_cache_entries: NonZeroUsize,
+    /// An exited process stays in the table this long (its flows may still be in the ring).
+    pub process_keep_exited: Duration,
+    /// Ancestors named on each flow event.
+    pub ancestors_depth: usize,
     /// UDP sockets whose first sends are remembered until the socket closes.
     pub udp_socket_entries: NonZeroUsize,
     pub loss_poll_interval: Duration,
@@ -56,7 +61,9 @@ pub struct PipelineOptions {
 impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
-            process_cache_entries: NonZeroUsize::new(4096).unwrap(),
+            process_cache_entries: NonZeroUsize::new(32_768).unwrap(),
+            process_keep_exited: Duration::from_secs(30),
+            ancestors_depth: 4,
             udp_socket_entries: NonZeroUsize::new(65_536).unwrap(),
             loss_poll_interval: Duration::from_secs(1),
             clock_refresh_interval: Duration::from_secs(60),
@@ -109,7 +116,7 @@ pub struct Pipeline {
     clock: WallClock,
     clock_sampled: Instant,
     options: PipelineOptions,
-    processes: ProcessCache,
+    processes: ProcessTable,
     /// First `send` event of each (socket, destination), by socket cookie, until release.
     udp_pairs: LruCache<u64, Vec<(SendKey, FlowEvent)>>,
     udp_sends: HashMap<MapData, SendKey, SendTally>,
@@ -147,7 +154,12 @@ impl Pipeline {
         let pipeline = Self {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
-            processes: ProcessCache::new(options.process_cache_entries),
+            processes: {
+                let mut t =
+                    ProcessTable::new(options.process_cache_entries, options.process_keep_exited);
+                t.seed();
+                t
+            },
             udp_pairs: LruCache::new(options.udp_socket_entries),
             names: Namer::new(&options.names),
             open_flows: LruCache::new(options.open_flow_entries),
@@ -240,6 +252,7 @@ impl Pipeline {
                 _ = drain_tick.tick() => self.drain(ring.get_mut())?,
                 _ = loss_tick.tick() => {
                     self.poll_losses()?;
+                    self.processes.sweep(Instant::now());
                     self.publish_name_metrics();
                     self.expire_alerts(crate::clock::unix_now_ns())?;
                 }
@@ -288,6 +301,10 @@ impl Pipeline {
             // slot is released before /proc is read.
             let flow = match Record::try_from(&*item) {
                 Ok(Record::Flow(d)) => Ok(d),
+                Ok(Record::Process(p)) => {
+                    self.processes.on_record(&p, Instant::now());
+                    continue;
+                }
                 Ok(Record::Packet(p)) => {
                     self.handle_packet(&p)?;
                     continue;
@@ -358,7 +375,7 @@ impl Pipeline {
             .get(&r.cookie)
             .copied()
             .unwrap_or((0, [0; 16]));
-        let process = (pid != 0).then(|| self.processes.lookup(pid, &comm));
+        let process = (pid != 0).then(|| self.processes.lookup(pid, &comm).info);
         let cgroup = match process.as_ref().and_then(|p| p.workload.cgroup.clone()) {
             Some(path) => Some(path),
             None => self.cgroup_path(r.cgroup_id),
@@ -469,7 +486,9 @@ impl Pipeline {
             debug_assert_eq!(d.kind, RecordKind::UdpRelease);
             return self.udp_released(&rec);
         };
-        let process = self.processes.lookup(rec.tgid, &rec.comm);
+        let process = self
+            .processes
+            .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
         let tcp = rec.protocol == IPPROTO_TCP;
         match kind {
@@ -553,7 +572,9 @@ impl Pipeline {
                     .filter_map(Result::ok)
                     .filter(|k| k.cookie == rec.cookie)
                     .collect();
-                let process = self.processes.lookup(rec.tgid, &rec.comm);
+                let process =
+                    self.processes
+                        .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
                 keys.into_iter()
                     .map(|key| {
                         let mut first = *rec;

@@ -62,7 +62,7 @@ fn a_python_grpc_client_gets_health_reflection_status_and_the_stream() {
         assert!(services.iter().any(|x| x == s), "{services:?}");
     }
     let status = &lines[2]["status"];
-    assert_eq!(status["hooks"].as_array().unwrap().len(), 8);
+    assert_eq!(status["hooks"].as_array().unwrap().len(), 13);
     assert_eq!(status["policy"], "no-loopback");
     assert_eq!(status["cgroup"], cgroup.path().display().to_string());
     let events = &lines[3..];

@@ -584,7 +584,6 @@ fn a_full_disk_keeps_the_journal_valid_and_records_the_gap() {
 fn flow(cookie: u64) -> sovereign_agent::event::FlowEvent {
     use sovereign_agent::{
         clock::WallClock,
-        enrich::ProcessInfo,
         event::{EventKind, FlowEvent},
     };
     use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
@@ -602,7 +601,7 @@ fn flow(cookie: u64) -> sovereign_agent::event::FlowEvent {
     FlowEvent::from_record(
         EventKind::Connect,
         &rec,
-        &ProcessInfo::default(),
+        &Default::default(),
         &WallClock::sample(),
     )
 }

@@ -9,12 +9,14 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
-        SockOps,
+        SockOps, TracePoint,
     },
     Ebpf, EbpfError, EbpfLoader,
 };
 use sovereign_agent_common::{
-    SendKey, SendTally, EVENTS_MAP, LOSSES_MAP, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL,
+    SendKey, SendTally, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
+    EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, LOSSES_MAP,
+    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL,
     WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
@@ -32,10 +34,15 @@ pub enum Hook {
     SockRelease,
     DnsIngress,
     NamesEgress,
+    ProcessFork,
+    ExecveArgs,
+    ExecveatArgs,
+    ProcessExec,
+    ProcessExit,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 13] = [
         Hook::Connect4,
         Hook::Connect6,
         Hook::Sendmsg4,
@@ -44,6 +51,11 @@ impl Hook {
         Hook::SockRelease,
         Hook::DnsIngress,
         Hook::NamesEgress,
+        Hook::ProcessFork,
+        Hook::ExecveArgs,
+        Hook::ExecveatArgs,
+        Hook::ProcessExec,
+        Hook::ProcessExit,
     ];
 
     /// Program name in the object (the function name in sovereign-agent-ebpf).
@@ -57,6 +69,11 @@ impl Hook {
             Hook::SockRelease => "sock_release",
             Hook::DnsIngress => "dns_ingress",
             Hook::NamesEgress => "names_egress",
+            Hook::ProcessFork => "process_fork",
+            Hook::ExecveArgs => "execve_args",
+            Hook::ExecveatArgs => "execveat_args",
+            Hook::ProcessExec => "process_exec",
+            Hook::ProcessExit => "process_exit",
         }
     }
 
@@ -71,6 +88,11 @@ impl Hook {
             Hook::SockRelease => "cgroup/sock_release",
             Hook::DnsIngress => "cgroup_skb/ingress",
             Hook::NamesEgress => "cgroup_skb/egress",
+            Hook::ProcessFork => "tracepoint/task/task_newtask",
+            Hook::ExecveArgs => "tracepoint/syscalls/sys_enter_execve",
+            Hook::ExecveatArgs => "tracepoint/syscalls/sys_enter_execveat",
+            Hook::ProcessExec => "tracepoint/sched/sched_process_exec",
+            Hook::ProcessExit => "tracepoint/sched/sched_process_exit",
         }
     }
 
@@ -85,8 +107,63 @@ impl Hook {
             Hook::SockRelease => "UDP send totals at socket close",
             Hook::DnsIngress => "destination names from DNS answers",
             Hook::NamesEgress => "destination names from TLS SNI, and DNS answers (without their queries no answer is trusted)",
+            Hook::ProcessFork => "parents of processes started while the agent runs (lineage)",
+            Hook::ExecveArgs | Hook::ExecveatArgs => {
+                "command lines of processes that exit before /proc can be read"
+            }
+            Hook::ProcessExec => "executables of processes that exit before their flows are read",
+            Hook::ProcessExit => "the end of processes (their table entries age out by size instead)",
         }
     }
+}
+
+/// Where the process programs' fields are in their tracepoint records, from the format files
+/// (tracefs); the defaults are those of every kernel since 5.x.
+struct TracepointOffsets {
+    exec_filename: u32,
+    exec_old_pid: u32,
+    newtask_pid: u32,
+    newtask_flags: u32,
+    execve_argv: u32,
+    execveat_argv: u32,
+}
+
+impl TracepointOffsets {
+    fn read() -> Self {
+        let field = |event: &str, name: &str, default: u32| -> u32 {
+            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+                .iter()
+                .find_map(|root| {
+                    std::fs::read_to_string(format!("{root}/events/{event}/format")).ok()
+                })
+                .and_then(|format| field_offset(&format, name))
+                .unwrap_or(default)
+        };
+        Self {
+            exec_filename: field("sched/sched_process_exec", "filename", 8),
+            exec_old_pid: field("sched/sched_process_exec", "old_pid", 16),
+            newtask_pid: field("task/task_newtask", "pid", 8),
+            newtask_flags: field("task/task_newtask", "clone_flags", 32),
+            execve_argv: field("syscalls/sys_enter_execve", "argv", 24),
+            execveat_argv: field("syscalls/sys_enter_execveat", "argv", 32),
+        }
+    }
+}
+
+/// The offset of field `name` in a tracepoint format file
+/// (`field:pid_t pid;\toffset:8;\tsize:4;...`).
+fn field_offset(format: &str, name: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let field = decl.rsplit([' ', '*']).next()?.split('[').next()?;
+        if field != name {
+            return None;
+        }
+        rest.split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))
+            .and_then(|o| o.trim().parse().ok())
+    })
 }
 
 impl fmt::Display for Hook {
@@ -185,10 +262,17 @@ impl CaptureOptions {
 impl Capture {
     pub fn load(options: CaptureOptions) -> Result<Self, BpfError> {
         raise_memlock_limit();
+        let offsets = TracepointOffsets::read();
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
             .override_global(WAKEUP_BYTES_GLOBAL, &options.wakeup_bytes, true)
             .override_global(WAKEUP_INTERVAL_NS_GLOBAL, &options.wakeup_interval_ns, true)
+            .override_global(EXEC_FILENAME_OFFSET_GLOBAL, &offsets.exec_filename, true)
+            .override_global(NEWTASK_PID_OFFSET_GLOBAL, &offsets.newtask_pid, true)
+            .override_global(NEWTASK_FLAGS_OFFSET_GLOBAL, &offsets.newtask_flags, true)
+            .override_global(EXEC_OLD_PID_OFFSET_GLOBAL, &offsets.exec_old_pid, true)
+            .override_global(EXECVE_ARGV_OFFSET_GLOBAL, &offsets.execve_argv, true)
+            .override_global(EXECVEAT_ARGV_OFFSET_GLOBAL, &offsets.execveat_argv, true)
             .load(OBJECT)
             .map_err(|e| match e {
                 ref e if is_permission(e) => BpfError::PermissionDenied,
@@ -263,6 +347,20 @@ impl Capture {
                 p.load()?;
                 p.attach(cgroup, mode)?;
             }
+            Hook::ProcessFork
+            | Hook::ExecveArgs
+            | Hook::ExecveatArgs
+            | Hook::ProcessExec
+            | Hook::ProcessExit => {
+                let p: &mut TracePoint = program.try_into()?;
+                p.load()?;
+                let (category, name) = hook
+                    .attach_point()
+                    .trim_start_matches("tracepoint/")
+                    .split_once('/')
+                    .expect("category/name");
+                p.attach(category, name)?;
+            }
             Hook::DnsIngress | Hook::NamesEgress => {
                 let p: &mut CgroupSkb = program.try_into()?;
                 p.load()?;
@@ -322,5 +420,33 @@ fn raise_memlock_limit() {
     // SAFETY: valid pointer to an rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracepoint_field_offsets_come_from_the_format_file() {
+        let exec = "name: sched_process_exec\nID: 313\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+            \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
+            \tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n";
+        assert_eq!(field_offset(exec, "filename"), Some(8));
+        assert_eq!(field_offset(exec, "pid"), Some(12));
+        assert_eq!(field_offset(exec, "common_pid"), Some(4));
+        assert_eq!(field_offset(exec, "old_pid"), None);
+        let newtask = "\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;\n\
+            \tfield:u64 clone_flags;\toffset:32;\tsize:8;\tsigned:0;\n";
+        assert_eq!(field_offset(newtask, "comm"), Some(12));
+        assert_eq!(field_offset(newtask, "clone_flags"), Some(32));
+        // This machine's own tracefs, when mounted, agrees with the defaults.
+        let o = TracepointOffsets::read();
+        assert_eq!(
+            (o.exec_filename, o.newtask_pid, o.newtask_flags),
+            (8, 8, 32)
+        );
     }
 }

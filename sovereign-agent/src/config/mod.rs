@@ -63,7 +63,7 @@ pub struct Config {
     pub name_ttl_floor_secs: u64,
     /// Size of the kernel ring buffer in bytes: a power of two, at least 4096.
     pub ring_buffer_bytes: u32,
-    /// Processes whose /proc facts are cached.
+    /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
     /// How often the kernel loss counter is polled, in milliseconds.
     pub loss_poll_interval_ms: u64,
@@ -309,7 +309,7 @@ impl Default for Config {
             name_map_entries: 65_536,
             name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
-            process_cache_entries: 4096,
+            process_cache_entries: 32_768,
             loss_poll_interval_ms: 1000,
             max_event_delay_ms: 20,
             log: LogConfig::default(),

@@ -206,6 +206,11 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
             .collect(),
         sni: f.sni.clone(),
         sni_unreadable: f.sni_unreadable.map(str::to_string),
+        exec_path: f.exec_path.clone(),
+        ppid: f.ppid,
+        parent_exe: f.parent_exe.clone(),
+        ancestors: f.ancestors.clone(),
+        identity: f.identity.map(str::to_string),
     }
 }
 
@@ -400,6 +405,8 @@ const REFUSALS: &[&str] = &[
     "query_table_full",
     "answered_by_own_cgroup",
 ];
+/// Why a process's facts are missing (enrich::table).
+const IDENTITY: &[&str] = &["exited_before_read"];
 /// Why a ClientHello could not be read (names::hello).
 const SNI_UNREADABLE: &[&str] = &[
     "server name beyond the bytes copied",
@@ -538,6 +545,11 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
             .sni_unreadable
             .as_deref()
             .map(|w| known(w, SNI_UNREADABLE)),
+        exec_path: f.exec_path,
+        ppid: f.ppid,
+        parent_exe: f.parent_exe,
+        ancestors: f.ancestors,
+        identity: f.identity.as_deref().map(|w| known(w, IDENTITY)),
         verdict: f.verdict.map(verdict_from_proto).transpose()?,
     })
 }
@@ -825,6 +837,13 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
     }
     opt_str(30, f.sni.as_deref(), out);
     opt_str(31, f.sni_unreadable, out);
+    opt_str(32, f.exec_path.as_deref(), out);
+    opt_uint(33, f.ppid.map(u64::from), out);
+    opt_str(34, f.parent_exe.as_deref(), out);
+    for a in &f.ancestors {
+        bytes(35, a.as_bytes(), out);
+    }
+    opt_str(36, f.identity, out);
 }
 
 /// Encodes a flow event as an `Event` record, without building the message first.

@@ -38,6 +38,15 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         comm: "python3".into(),
         exe: (!i.is_multiple_of(5)).then(|| "/usr/bin/python3.11".into()),
         cmdline: Some(format!("python3 crm_sync.py --batch {i}")),
+        exec_path: (i.is_multiple_of(3)).then(|| "./crm_sync.py".into()),
+        ppid: (!i.is_multiple_of(5)).then_some(1),
+        parent_exe: (i.is_multiple_of(2)).then(|| "/usr/lib/systemd/systemd".into()),
+        ancestors: if i.is_multiple_of(2) {
+            vec!["/usr/lib/systemd/systemd".into()]
+        } else {
+            Vec::new()
+        },
+        identity: i.is_multiple_of(5).then_some("exited_before_read"),
         cgroup_id: 4242,
         cgroup: Some("/system.slice/crm-sync.service".into()),
         container_id: None,

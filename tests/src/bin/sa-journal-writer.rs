@@ -11,7 +11,7 @@ use std::io::Write;
 
 use sovereign_agent::{
     clock::WallClock,
-    enrich::ProcessInfo,
+    enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{JournalOptions, JournalWriter},
 };
@@ -42,11 +42,11 @@ fn main() {
         let _ = writeln!(out, "recovered {} {} {}", r.segment, r.offset, r.bytes_cut);
     }
     let clock = WallClock::sample();
-    let info = ProcessInfo {
+    let info = Identity::from(ProcessInfo {
         exe: Some("/usr/bin/crm-sync".into()),
         cmdline: Some("crm-sync --all-accounts --region eu-west-1".into()),
         ..Default::default()
-    };
+    });
     let mut batch = Vec::new();
     let mut size = if count.is_some() { 1024 } else { 1 };
     loop {

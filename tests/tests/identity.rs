@@ -1,0 +1,141 @@
+//! Who did it, from the kernel: processes that connect and exit at once keep their
+//! executable, command line, cgroup and parents, because the agent learns them from the
+//! fork and exec tracepoints when they happen, not from /proc when the flow is read.
+use std::{path::Path, time::Duration};
+
+use serde_json::Value;
+use sovereign_agent_tests::{
+    events_of, run_in_cgroup, sigterm, start_agent, tcp_server, wait_for_event, Reaped, Script,
+    TestCgroup,
+};
+
+fn connects(output: &Path, port: u16) -> Vec<Value> {
+    events_of(output)
+        .into_iter()
+        .filter(|e| e["kind"] == "connect" && e["dst_port"] == port)
+        .collect()
+}
+
+fn wait_for_connects(output: &Path, port: u16, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let c = connects(output, port);
+        if c.len() >= n {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = connects(output, port);
+    panic!("{} of {n} connects arrived", c.len());
+}
+
+#[test]
+fn short_lived_processes_keep_their_identity_and_lineage() {
+    let cgroup = TestCgroup::new("identity");
+    let dir = tempfile_dir("identity");
+    let output = dir.join("events.jsonl");
+    let (agent, _logs) = start_agent(&cgroup, &output);
+    let agent = Reaped(agent);
+    let start = wait_for_event(&output, |e| e["kind"] == "agent_start");
+    for hook in [
+        "tracepoint/task/task_newtask",
+        "tracepoint/sched/sched_process_exec",
+        "tracepoint/sched/sched_process_exit",
+    ] {
+        assert!(
+            start["hooks"].as_array().unwrap().iter().any(|h| h == hook),
+            "{hook} attached: {start:#}"
+        );
+    }
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let port = addr.port();
+    let cg_path = format!(
+        "/{}",
+        cgroup
+            .path()
+            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .unwrap()
+            .display()
+    );
+
+    // 1,000 bash processes that connect and exit at once (the shell's /dev/tcp).
+    const N: usize = 1000;
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    let (loop_pid, _) = run_in_cgroup(
+        &cgroup,
+        &format!("sh -c 'for i in $(seq {N}); do bash -c \"{script}\"; done'"),
+    );
+    let events = wait_for_connects(&output, port, N);
+    assert_eq!(events.len(), N);
+    let mut pids = std::collections::HashSet::new();
+    for e in &events {
+        assert_eq!(e["comm"], "bash", "{e:#}");
+        assert!(
+            e["exe"].as_str().is_some_and(|x| x.ends_with("/bash")),
+            "exe of a process gone before its flow was read: {e:#}"
+        );
+        assert_eq!(e["cmdline"], format!("bash -c {script}"), "{e:#}");
+        assert_eq!(e["cgroup"], cg_path.as_str(), "{e:#}");
+        assert_eq!(e["ppid"], loop_pid, "{e:#}");
+        assert!(
+            e["parent_exe"].as_str().is_some_and(|x| x.ends_with("sh")),
+            "{e:#}"
+        );
+        assert!(e.get("identity").is_none(), "{e:#}");
+        pids.insert(e["pid"].as_u64().unwrap());
+    }
+    assert_eq!(pids.len(), N, "one process per connect");
+
+    // A process that forks and lets its parent exit: the child keeps the program and its
+    // parent, from the fork.
+    let (addr2, _served2) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let py = format!(
+        "python3 -c 'import os, socket, time\n\
+         if os.fork() == 0:\n    time.sleep(0.3)\n    socket.create_connection((\"127.0.0.1\", {}))\n    os._exit(0)\n\
+         os._exit(0)'",
+        addr2.port()
+    );
+    let (parent, _) = run_in_cgroup(&cgroup, &py);
+    let child = wait_for_connects(&output, addr2.port(), 1).remove(0);
+    assert_ne!(child["pid"], parent);
+    assert_eq!(child["ppid"], parent, "{child:#}");
+    assert!(
+        child["exe"].as_str().is_some_and(|x| x.contains("python")),
+        "{child:#}"
+    );
+    assert!(
+        child["cmdline"]
+            .as_str()
+            .is_some_and(|c| c.contains("os.fork")),
+        "{child:#}"
+    );
+
+    // Lineage: python3 -> sh -> curl.
+    let (addr3, _served3) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    run_in_cgroup(
+        &cgroup,
+        &format!(
+            "python3 -c 'import subprocess; subprocess.run([\"sh\", \"-c\", \"curl -s -m 1 -o /dev/null http://127.0.0.1:{}/ || true\"])'",
+            addr3.port()
+        ),
+    );
+    let curl = wait_for_connects(&output, addr3.port(), 1).remove(0);
+    assert_eq!(curl["exe"], "/usr/bin/curl", "{curl:#}");
+    let ancestors: Vec<&str> = curl["ancestors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(ancestors[0].ends_with("sh"), "{ancestors:?}");
+    assert!(ancestors[1].contains("python"), "{ancestors:?}");
+    assert_eq!(curl["parent_exe"].as_str(), Some(ancestors[0]));
+
+    sigterm(&agent.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sa-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
