@@ -331,6 +331,7 @@ impl FlowEvent {
             sni: self.sni.as_deref(),
             sni_unreadable: self.sni_unreadable.is_some(),
             exe: self.exe.as_deref(),
+            ancestors: &self.ancestors,
             comm: &self.comm,
             cgroup: self.cgroup.as_deref(),
             container_id: self.container_id.as_deref(),

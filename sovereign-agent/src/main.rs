@@ -252,6 +252,9 @@ enum PolicyCommand {
         /// Executable path of the process.
         #[arg(long)]
         exe: Option<String>,
+        /// Executable of an ancestor of the process, parent first; repeatable.
+        #[arg(long = "ancestor")]
+        ancestors: Vec<String>,
         /// Task name (comm) of the process.
         #[arg(long, default_value = "")]
         comm: String,
@@ -486,6 +489,7 @@ fn main() -> ExitCode {
                 sni,
                 exited,
                 exe,
+                ancestors,
                 comm,
                 cgroup,
                 container_id,
@@ -500,6 +504,7 @@ fn main() -> ExitCode {
                 sni: sni.as_deref(),
                 exited,
                 exe: exe.as_deref(),
+                ancestors: &ancestors,
                 comm: &comm,
                 cgroup: cgroup.as_deref(),
                 container_id: container_id.as_deref(),

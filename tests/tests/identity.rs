@@ -5,8 +5,8 @@ use std::{path::Path, time::Duration};
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    events_of, run_in_cgroup, sigterm, start_agent, tcp_server, wait_for_event, Reaped, Script,
-    TestCgroup,
+    events_of, run_in_cgroup, sigterm, start_agent_with, tcp_server, wait_for_event, Reaped,
+    Script, TestCgroup,
 };
 
 fn connects(output: &Path, port: u16) -> Vec<Value> {
@@ -33,7 +33,18 @@ fn short_lived_processes_keep_their_identity_and_lineage() {
     let cgroup = TestCgroup::new("identity");
     let dir = tempfile_dir("identity");
     let output = dir.join("events.jsonl");
-    let (agent, _logs) = start_agent(&cgroup, &output);
+    // Whatever python starts, however deep, is judged by one rule (the test's own python).
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"lineage\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"python-and-children\"\n\
+         workload = { ancestor_exe = [\"**/python3*\"] }\ndeny = [\"loopback\"]\n",
+    )
+    .unwrap();
+    let (agent, _logs) =
+        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
     let agent = Reaped(agent);
     let start = wait_for_event(&output, |e| e["kind"] == "agent_start");
     for hook in [
@@ -81,6 +92,7 @@ fn short_lived_processes_keep_their_identity_and_lineage() {
             "{e:#}"
         );
         assert!(e.get("identity").is_none(), "{e:#}");
+        assert_eq!(e["verdict"]["decision"], "allow", "not python's: {e:#}");
         pids.insert(e["pid"].as_u64().unwrap());
     }
     assert_eq!(pids.len(), N, "one process per connect");
@@ -129,6 +141,14 @@ fn short_lived_processes_keep_their_identity_and_lineage() {
     assert!(ancestors[0].ends_with("sh"), "{ancestors:?}");
     assert!(ancestors[1].contains("python"), "{ancestors:?}");
     assert_eq!(curl["parent_exe"].as_str(), Some(ancestors[0]));
+    assert_eq!(
+        (&curl["verdict"]["rule"], &curl["verdict"]["decision"]),
+        (
+            &serde_json::json!("python-and-children"),
+            &serde_json::json!("violation")
+        ),
+        "{curl:#}"
+    );
 
     sigterm(&agent.0);
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,6 +60,8 @@ pub struct ExplainArgs<'a> {
     pub sni: Option<&'a str>,
     /// The process exited before it was read: executable and cgroup unknown.
     pub exited: bool,
+    /// Executables of the ancestors, parent first.
+    pub ancestors: &'a [String],
     pub exe: Option<&'a str>,
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
@@ -111,6 +113,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         } else {
             Some(a.exe.unwrap_or(""))
         },
+        ancestors: if a.exited { &[] } else { a.ancestors },
         comm: a.comm,
         cgroup: if a.exited {
             None

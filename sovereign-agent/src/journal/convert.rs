@@ -926,6 +926,8 @@ pub struct FlowView<'a> {
     pub dns: Vec<DnsChain>,
     pub sni: Option<&'a str>,
     pub sni_unreadable: bool,
+    /// Executables of the process's ancestors, parent first.
+    pub ancestors: Vec<String>,
     /// The SNI of a record written before `sni` was a field of its own.
     pub legacy_sni: Option<String>,
     pub verdict: Option<VerdictView<'a>>,
@@ -1042,6 +1044,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
             }
             (30, Value::Bytes(s)) => v.sni = Some(utf8(s)?),
             (31, Value::Bytes(_)) => v.sni_unreadable = true,
+            (35, Value::Bytes(s)) => v.ancestors.push(utf8(s)?.to_string()),
             (28, Value::Bytes(vb)) => {
                 let mut verdict = v.verdict.take().unwrap_or_default();
                 for f in Fields(vb) {
@@ -1119,6 +1122,7 @@ mod tests {
         assert_eq!(v.dns, f.dns);
         assert_eq!(v.sni(), f.sni.as_deref());
         assert_eq!(v.sni_unreadable, f.sni_unreadable.is_some());
+        assert_eq!(v.ancestors, f.ancestors);
         assert_eq!(
             v.verdict
                 .map(|x| (x.violation, x.rule.to_string(), x.policy_hash.to_string())),

@@ -165,6 +165,10 @@ pub struct Selector {
     /// Executable path globs (`/opt/llm/**`, `/usr/bin/python3*`).
     #[serde(default)]
     pub exe: Vec<Spanned<String>>,
+    /// Executable path globs of the process or any of its ancestors: the rule applies to a
+    /// program and everything it starts.
+    #[serde(default)]
+    pub ancestor_exe: Vec<Spanned<String>>,
     /// Task name globs (the kernel's 15-byte comm).
     #[serde(default)]
     pub comm: Vec<Spanned<String>>,

@@ -90,6 +90,8 @@ pub struct Flow<'a> {
     /// The client began a TLS handshake whose server name could not be read.
     pub sni_unreadable: bool,
     pub exe: Option<&'a str>,
+    /// Executables of the process's ancestors, parent first (as far as known).
+    pub ancestors: &'a [String],
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
@@ -304,6 +306,7 @@ struct CompiledSelector {
     /// The patterns as written, per field (for warnings).
     written: Vec<(&'static str, Vec<String>)>,
     exe: Option<Vec<Matcher>>,
+    ancestor_exe: Option<Vec<Matcher>>,
     comm: Option<Vec<Matcher>>,
     cgroup: Option<Vec<Matcher>>,
     container_id: Option<Vec<Matcher>>,
@@ -330,8 +333,27 @@ impl CompiledSelector {
             ),
             (Some(_), None) => None,
         };
+        // The process itself or any known ancestor; unknown when nothing of the lineage is.
+        let lineage = match &self.ancestor_exe {
+            None => Some(true),
+            Some(set) => {
+                let hit = flow
+                    .exe
+                    .into_iter()
+                    .chain(flow.ancestors.iter().map(String::as_str))
+                    .any(|e| set.iter().any(|m| m.is_match(e)));
+                if hit {
+                    Some(true)
+                } else if flow.exe.is_none() && flow.ancestors.is_empty() {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+        };
         let facts = [
             one(&self.exe, flow.exe),
+            lineage,
             one(&self.comm, Some(flow.comm)),
             one(&self.cgroup, flow.cgroup),
             container,
@@ -350,6 +372,7 @@ impl CompiledSelector {
     fn fields(&self) -> usize {
         [
             self.exe.is_some(),
+            self.ancestor_exe.is_some(),
             self.comm.is_some(),
             self.cgroup.is_some(),
             self.container_id.is_some(),
@@ -1312,6 +1335,7 @@ impl<'a> Compiler<'a> {
             };
         let written = [
             ("exe", &s.exe),
+            ("ancestor_exe", &s.ancestor_exe),
             ("comm", &s.comm),
             ("cgroup", &s.cgroup),
             ("container_id", &s.container_id),
@@ -1324,6 +1348,7 @@ impl<'a> Compiler<'a> {
         CompiledSelector {
             written,
             exe: set(&s.exe, true, self),
+            ancestor_exe: set(&s.ancestor_exe, true, self),
             comm: set(&s.comm, false, self),
             cgroup: set(&s.cgroup, true, self),
             container_id: set(&s.container_id, false, self),

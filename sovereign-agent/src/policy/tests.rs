@@ -106,6 +106,7 @@ fn flow<'a>(ip: &str, dns: &'a [DnsChain], exe: &'a str, comm: &'a str) -> Flow<
         sni: None,
         sni_unreadable: false,
         exe: Some(exe),
+        ancestors: &[],
         comm,
         cgroup: Some("/system.slice/llm.service"),
         container_id: None,
@@ -711,6 +712,7 @@ fn workload_flow<'a>(exe: Option<&'a str>, cgroup: Option<&'a str>) -> Flow<'a> 
         sni: None,
         sni_unreadable: false,
         exe,
+        ancestors: &[],
         comm: "server",
         cgroup,
         container_id: None,
@@ -823,4 +825,54 @@ fn a_selector_of_two_fields_before_a_permissive_rule_is_warned_about() {
     .expect("an error")
     .to_string();
     assert!(err.contains("exec"), "an unknown field is named: {err}");
+}
+
+#[test]
+fn ancestor_exe_selects_a_program_and_everything_it_starts() {
+    let p = policy(
+        r#"
+[policy]
+name = "lineage"
+version = "1"
+default = "allow"
+
+[zones.eu]
+cidrs = ["10.0.0.0/8"]
+
+[[rule]]
+name = "llm-and-children"
+workload = { ancestor_exe = ["/opt/llm/**"] }
+allow = ["eu"]
+"#,
+    )
+    .unwrap();
+    let lineage = |exe: Option<&str>, ancestors: &[String]| {
+        let f = Flow {
+            ancestors,
+            ..workload_flow(exe, Some("/system.slice/x.service"))
+        };
+        let v = p.classify(&f);
+        (p.rule_name(&v).to_string(), v.decision)
+    };
+    let rule = ("llm-and-children".to_string(), Decision::Violation);
+    // The server itself, and a curl two generations below it.
+    assert_eq!(lineage(Some("/opt/llm/bin/server"), &[]), rule);
+    let below = [
+        "/usr/bin/dash".to_string(),
+        "/opt/llm/bin/server".to_string(),
+    ];
+    assert_eq!(lineage(Some("/usr/bin/curl"), &below), rule);
+    // Anything else falls to the default.
+    let other = [
+        "/usr/bin/bash".to_string(),
+        "/usr/lib/systemd/systemd".to_string(),
+    ];
+    assert_eq!(
+        lineage(Some("/usr/bin/curl"), &other),
+        ("(policy default)".to_string(), Decision::Allow)
+    );
+    // Nothing of the lineage known: unknown_workload (violation by default).
+    let v = p.classify(&workload_flow(None, Some("/system.slice/x.service")));
+    assert!(v.weak & weak::UNKNOWN_WORKLOAD != 0);
+    assert_eq!(v.decision, Decision::Violation);
 }
