@@ -241,6 +241,10 @@ pub struct ProcessRecord {
 pub const PROCESS_RECORD_SIZE: usize = core::mem::size_of::<ProcessRecord>();
 const _: () = assert!(PROCESS_RECORD_SIZE == 64 + PROCESS_PATH_LEN);
 
+/// Name of the array map (2 × u64) that scopes the process tracepoints: the watched cgroup's
+/// id and its level in the hierarchy.
+pub const PROCESS_SCOPE_MAP: &str = "PROCESS_SCOPE";
+
 /// Kernel globals (`u32` in .rodata, set at load time from the tracepoints' format files):
 /// where the fields the process programs read sit in their tracepoint records.
 pub const EXEC_FILENAME_OFFSET_GLOBAL: &str = "EXEC_FILENAME_OFFSET";

@@ -1,7 +1,7 @@
 //! The maps shared by the programs. Names are the user-space contract (see the common crate).
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sovereign_agent_common::{SendKey, SendTally, DEFAULT_RING_BYTES};
 
@@ -75,3 +75,8 @@ pub struct HelloState {
     pub segments: u32,
     pub _pad: u32,
 }
+
+/// The watched cgroup for the process tracepoints: [0] its id, [1] its level (the root is 0).
+/// Written by user space when it attaches; 0 reports nothing.
+#[map]
+pub static PROCESS_SCOPE: Array<u64> = Array::with_max_entries(2, 0);

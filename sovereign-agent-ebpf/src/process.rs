@@ -2,14 +2,14 @@
 //! (sched/sched_process_exec) or ends (sched/sched_process_exit, its leader thread). Each
 //! copies the kernel's facts at that moment into a [`ProcessRecord`]: user space keeps its
 //! process table from these, so a flow's executable and lineage are known even when the
-//! process exits before the flow is read. Tracepoints are not per cgroup: lineage crosses
-//! cgroups (a container's processes descend from its runtime).
+//! process exits before the flow is read. Tracepoints fire for the whole host; only tasks in
+//! the watched cgroup's subtree are reported (their ancestors outside it come from /proc).
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str,
-            bpf_probe_read_user, bpf_probe_read_user_str,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_ktime_get_ns,
+            bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str,
         },
     },
     macros::tracepoint,
@@ -22,8 +22,22 @@ use sovereign_agent_common::{
 
 use crate::{
     emit::{count_loss, wakeup_flags_now},
-    maps::EVENTS,
+    maps::{EVENTS, PROCESS_SCOPE},
 };
+
+/// Whether the current task is in the watched cgroup or below it. User space writes the
+/// watched cgroup's id and level when it attaches; before that nothing is reported.
+#[inline(always)]
+fn in_scope() -> bool {
+    let (Some(id), Some(level)) = (PROCESS_SCOPE.get(0), PROCESS_SCOPE.get(1)) else {
+        return false;
+    };
+    if *id == 0 {
+        return false;
+    }
+    // SAFETY: helper with a plain integer argument.
+    unsafe { bpf_get_current_ancestor_cgroup_id(*level as i32) == *id }
+}
 
 // Offsets of the fields read, in their tracepoint records. User space sets them at load time
 // from the tracepoints' format files; these defaults are those of every kernel since 5.x.
@@ -50,6 +64,9 @@ fn global(v: &u32) -> usize {
 
 #[tracepoint]
 pub fn process_fork(ctx: TracePointContext) -> u32 {
+    if !in_scope() {
+        return 0; // the child is in its parent's cgroup
+    }
     // SAFETY: reads inside the tracepoint record, at the offsets of its format.
     let flags: u64 = unsafe { ctx.read_at(global(&NEWTASK_FLAGS_OFFSET)) }.unwrap_or(CLONE_THREAD);
     if flags & CLONE_THREAD != 0 {
@@ -67,6 +84,9 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn process_exec(ctx: TracePointContext) -> u32 {
+    if !in_scope() {
+        return 0;
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     emit(&ctx, RecordKind::Exec, tgid, 0, true);
     0
@@ -74,12 +94,18 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn execve_args(ctx: TracePointContext) -> u32 {
+    if !in_scope() {
+        return 0;
+    }
     argv(&ctx, global(&EXECVE_ARGV_OFFSET));
     0
 }
 
 #[tracepoint]
 pub fn execveat_args(ctx: TracePointContext) -> u32 {
+    if !in_scope() {
+        return 0;
+    }
     argv(&ctx, global(&EXECVEAT_ARGV_OFFSET));
     0
 }
@@ -136,6 +162,9 @@ fn argv(ctx: &TracePointContext, offset: usize) {
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
+    if !in_scope() {
+        return 0;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if pid_tgid as u32 == tgid {

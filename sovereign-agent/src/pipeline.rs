@@ -88,6 +88,8 @@ pub struct Stats {
     pub udp_release_without_sends: u64,
     /// Alerts raised after a flow's first event (its verdict changed when its SNI was read).
     pub late_alerts: u64,
+    /// Fork, exec, argument and exit records applied to the process table.
+    pub process_records: u64,
     /// DNS, TLS and refused-answer counters of the naming stage.
     pub names: crate::names::NameStats,
 }
@@ -302,6 +304,7 @@ impl Pipeline {
             let flow = match Record::try_from(&*item) {
                 Ok(Record::Flow(d)) => Ok(d),
                 Ok(Record::Process(p)) => {
+                    self.stats.process_records += 1;
                     self.processes.on_record(&p, Instant::now());
                     continue;
                 }

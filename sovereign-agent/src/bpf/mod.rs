@@ -16,8 +16,8 @@ use aya::{
 use sovereign_agent_common::{
     SendKey, SendTally, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
     EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, LOSSES_MAP,
-    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL,
-    WAKEUP_INTERVAL_NS_GLOBAL,
+    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PROCESS_SCOPE_MAP, UDP_SENDS_MAP,
+    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -292,6 +292,7 @@ impl Capture {
             path: cgroup.display().to_string(),
             source,
         })?;
+        self.scope_processes(cgroup)?;
         let mut permission_denied = false;
         for hook in Hook::ALL {
             let result = self.attach_one(hook, &cgroup_file);
@@ -371,6 +372,41 @@ impl Capture {
                 };
                 p.attach(cgroup, direction, mode)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Tells the process tracepoints which cgroup subtree to report: the watched cgroup's id
+    /// (its directory's inode) and level (path components below the hierarchy's root).
+    fn scope_processes(&mut self, cgroup: &Path) -> Result<(), BpfError> {
+        use std::os::unix::fs::MetadataExt;
+        let id = std::fs::metadata(cgroup)
+            .map_err(|source| BpfError::Cgroup {
+                path: cgroup.display().to_string(),
+                source,
+            })?
+            .ino();
+        // Wherever the hierarchy is mounted (a pod sees the host's at /host/sys/fs/cgroup):
+        // each parent directory that is a cgroup is one level up.
+        let level = cgroup
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| dir.join("cgroup.procs").exists())
+            .count() as u64;
+        let map = self
+            .ebpf
+            .map_mut(PROCESS_SCOPE_MAP)
+            .ok_or(BpfError::MissingInObject(PROCESS_SCOPE_MAP))?;
+        let mut scope: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(map).map_err(|source| BpfError::Map {
+                name: PROCESS_SCOPE_MAP,
+                source,
+            })?;
+        for (i, v) in [id, level].into_iter().enumerate() {
+            scope.set(i as u32, v, 0).map_err(|source| BpfError::Map {
+                name: PROCESS_SCOPE_MAP,
+                source,
+            })?;
         }
         Ok(())
     }
