@@ -105,36 +105,6 @@ pub fn resolve(requested: Option<&Path>) -> Result<PathBuf, CgroupError> {
     Ok(canonical)
 }
 
-/// The path (as /proc/PID/cgroup shows it: from the hierarchy's root, with a leading `/`)
-/// of the cgroup whose id is `id`, looked for below `under` (a cgroup's id is its
-/// directory's inode number). At most `limit` directories are looked at; `None` when it is
-/// not found (removed, or outside `under`).
-pub fn path_of_id(under: &Path, id: u64, limit: usize) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let root = cgroup2_root().ok()?;
-    let mut todo = vec![under.to_path_buf()];
-    let mut seen = 0;
-    while let Some(dir) = todo.pop() {
-        seen += 1;
-        if seen > limit {
-            return None;
-        }
-        if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
-            let rel = dir.strip_prefix(&root).unwrap_or(&dir);
-            return Some(format!("/{}", rel.display()).replace("//", "/"));
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            todo.extend(
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,6 +350,7 @@ impl FlowEvent {
         clock: &WallClock,
     ) -> Self {
         let process = &id.info;
+        let workload = id.workload.as_deref().unwrap_or(&process.workload);
         let tcp = rec.protocol == IPPROTO_TCP;
         let is_close = kind == EventKind::Close;
         FlowEvent {
@@ -370,11 +371,11 @@ impl FlowEvent {
             ancestors: id.ancestors.clone(),
             identity: id.unknown,
             cgroup_id: rec.cgroup_id,
-            cgroup: process.workload.cgroup.clone(),
-            container_id: process.workload.container_id.clone(),
-            container_runtime: process.workload.container_runtime,
-            pod_uid: process.workload.pod_uid.clone(),
-            systemd_unit: process.workload.systemd_unit.clone(),
+            cgroup: workload.cgroup.clone(),
+            container_id: workload.container_id.clone(),
+            container_runtime: workload.container_runtime,
+            pod_uid: workload.pod_uid.clone(),
+            systemd_unit: workload.systemd_unit.clone(),
             cookie: rec.cookie,
             proto: if tcp { Proto::Tcp } else { Proto::Udp },
             family: if rec.family == AF_INET {
@@ -463,6 +464,7 @@ mod tests {
             parent_exe: Some("/usr/bin/bash".into()),
             ancestors: vec!["/usr/bin/bash".into(), "/usr/lib/systemd/systemd".into()],
             unknown: None,
+            workload: None,
         };
         let ev = FlowEvent::from_record(EventKind::Close, &rec, &id, &clock());
         let json: serde_json::Value = serde_json::to_value(&ev).unwrap();

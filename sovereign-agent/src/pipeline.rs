@@ -138,8 +138,8 @@ pub struct Pipeline {
     open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
-    /// cgroup id → path, found in the cgroup file system (for refused-answer reports).
-    cgroup_paths: LruCache<u64, String>,
+    /// cgroup id → workload, from the watched hierarchy (the kernel's id of every record).
+    cgroups: Option<crate::enrich::cgroups::CgroupIndex>,
 }
 
 impl Pipeline {
@@ -166,7 +166,10 @@ impl Pipeline {
             names: Namer::new(&options.names),
             open_flows: LruCache::new(options.open_flow_entries),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
-            cgroup_paths: LruCache::new(options.process_cache_entries),
+            cgroups: options
+                .watched_cgroup
+                .as_deref()
+                .map(crate::enrich::cgroups::CgroupIndex::for_cgroup),
             options,
             udp_sends,
             losses,
@@ -360,17 +363,6 @@ impl Pipeline {
         }
     }
 
-    /// The path of cgroup `id`, from the cgroup file system below the watched cgroup (refused
-    /// answers are rare and folded, so the walk is too), cached.
-    fn cgroup_path(&mut self, id: u64) -> Option<String> {
-        if let Some(p) = self.cgroup_paths.get(&id) {
-            return Some(p.clone());
-        }
-        let found = crate::cgroup::path_of_id(self.options.watched_cgroup.as_deref()?, id, 10_000)?;
-        self.cgroup_paths.put(id, found.clone());
-        Some(found)
-    }
-
     /// A refused DNS answer as an event, with the process behind the socket when known.
     fn emit_refused(&mut self, r: RefusedAnswer) -> Result<(), PipelineError> {
         let (pid, comm) = self
@@ -379,10 +371,13 @@ impl Pipeline {
             .copied()
             .unwrap_or((0, [0; 16]));
         let process = (pid != 0).then(|| self.processes.lookup(pid, &comm).info);
-        let cgroup = match process.as_ref().and_then(|p| p.workload.cgroup.clone()) {
-            Some(path) => Some(path),
-            None => self.cgroup_path(r.cgroup_id),
-        };
+        let cgroup = match self.cgroups.as_mut() {
+            Some(index) => index
+                .workload(r.cgroup_id, Instant::now())
+                .and_then(|w| w.cgroup.clone()),
+            None => None,
+        }
+        .or_else(|| process.as_ref().and_then(|p| p.workload.cgroup.clone()));
         let now = WallClock::monotonic_now_ns();
         tracing::warn!(
             reason = r.reason,
@@ -489,9 +484,12 @@ impl Pipeline {
             debug_assert_eq!(d.kind, RecordKind::UdpRelease);
             return self.udp_released(&rec);
         };
-        let process = self
-            .processes
-            .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
+        let mut process =
+            self.processes
+                .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
+        if let Some(index) = self.cgroups.as_mut() {
+            process.workload = index.workload(rec.cgroup_id, Instant::now());
+        }
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
         let tcp = rec.protocol == IPPROTO_TCP;
         match kind {

@@ -255,6 +255,16 @@ pub fn start_agent_with(
     output: &Path,
     extra: &[&str],
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
+    start_agent_wrapped(cgroup, output, extra, &[])
+}
+
+/// [`start_agent_with`], the agent started through `wrapper` (e.g. `["unshare", "-C"]`).
+pub fn start_agent_wrapped(
+    cgroup: &TestCgroup,
+    output: &Path,
+    extra: &[&str],
+    wrapper: &[&str],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     // Each agent journals next to its output (never to the system default, shared by tests
     // that run at the same time), unless the test chose.
     let mut journal = Vec::new();
@@ -281,7 +291,16 @@ pub fn start_agent_with(
         journal.push("--metrics-listen".into());
         journal.push("127.0.0.1:0".into());
     }
-    let mut child = Command::new(target_bin("sovereign-agent"))
+    let agent = target_bin("sovereign-agent");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&agent);
+            c
+        }
+        None => Command::new(&agent),
+    };
+    let mut child = command
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
         .arg("--output")

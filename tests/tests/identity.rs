@@ -5,8 +5,8 @@ use std::{path::Path, time::Duration};
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    events_of, run_in_cgroup, sigterm, start_agent_with, tcp_server, wait_for_event, Reaped,
-    Script, TestCgroup,
+    events_of, run_in_cgroup, sigterm, start_agent_with, start_agent_wrapped, tcp_server,
+    wait_for_event, Reaped, Script, TestCgroup,
 };
 
 fn connects(output: &Path, port: u16) -> Vec<Value> {
@@ -151,6 +151,43 @@ fn short_lived_processes_keep_their_identity_and_lineage() {
     );
 
     sigterm(&agent.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent in a cgroup namespace of its own, as the DaemonSet runs it: /proc/PID/cgroup
+/// would show the watched processes' cgroups relative to the agent's namespace
+/// (`/../sa-test-...`); the kernel's cgroup id, resolved through the mounted hierarchy, gives
+/// the host's path, and it stays known after the process is gone.
+#[test]
+fn cgroups_are_the_hosts_paths_from_the_kernels_id() {
+    let cgroup = TestCgroup::new("cgroupns");
+    let agent_home = TestCgroup::new("agent-home");
+    let dir = tempfile_dir("cgroupns");
+    let output = dir.join("events.jsonl");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec unshare --cgroup \"$0\" \"$@\"",
+        agent_home.path().display()
+    );
+    let (agent, _logs) = start_agent_wrapped(&cgroup, &output, &[], &["sh", "-c", &script]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let host_path = format!(
+        "/{}",
+        cgroup
+            .path()
+            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .unwrap()
+            .display()
+    );
+    run_in_cgroup(
+        &cgroup,
+        &format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{}'", addr.port()),
+    );
+    let e = wait_for_connects(&output, addr.port(), 1).remove(0);
+    assert_eq!(e["cgroup"], host_path.as_str(), "{e:#}");
+    assert_eq!(e["cgroup_id"], cgroup.id(), "{e:#}");
+    sigterm(&agent.0);
+    drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,6 +6,7 @@
 //! flows are read, so a process that connects and exits at once keeps its executable, command
 //! line and parents. Without those records (a kernel that refuses the tracepoints) it falls
 //! back to reading /proc per process, validated with the kernel's `comm`.
+pub mod cgroups;
 pub mod container;
 pub mod table;
 

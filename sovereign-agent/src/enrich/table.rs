@@ -68,6 +68,9 @@ pub struct Identity {
     pub ancestors: Vec<String>,
     /// Why the process facts are missing, when they are.
     pub unknown: Option<&'static str>,
+    /// The workload from the kernel's cgroup id of the record (wins over `info.workload`,
+    /// which /proc gave for the process).
+    pub workload: Option<Arc<super::Workload>>,
 }
 
 impl From<ProcessInfo> for Identity {
