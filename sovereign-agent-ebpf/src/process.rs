@@ -21,9 +21,15 @@ use sovereign_agent_common::{
 };
 
 use crate::{
-    emit::{count_loss, wakeup_flags_now},
+    emit::count_loss,
     maps::{EVENTS, PROCESS_SCOPE},
 };
+
+/// Process records never wake the reader: they only need to be read before the flows that
+/// follow them, and the ring keeps that order; a flow's record, or the agent's drain timer,
+/// wakes it. (Waking it per record cost an exec-heavy workload several microseconds per
+/// record: an interrupt and a task wake-up each.)
+const BPF_RB_NO_WAKEUP: u64 = 1;
 
 /// Whether the current task is in the watched cgroup or below it. User space writes the
 /// watched cgroup's id and level when it attaches; before that nothing is reported.
@@ -157,7 +163,7 @@ fn argv(ctx: &TracePointContext, offset: usize) {
         }
         (*p).path_len = off as u32;
     }
-    entry.submit(wakeup_flags_now());
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
 #[tracepoint]
@@ -227,5 +233,5 @@ fn emit(ctx: &TracePointContext, kind: RecordKind, tgid: u32, ppid: u32, with_pa
             }
         }
     }
-    entry.submit(wakeup_flags_now());
+    entry.submit(BPF_RB_NO_WAKEUP);
 }

@@ -6,7 +6,9 @@
 //! - connect-loop: TCP connect + close to a local listener; every connection makes three
 //!   events (connect, established, close), so this is the worst case per connection;
 //! - udp-loop: sendto() of one datagram to one destination; after the first, every datagram
-//!   only increments a kernel counter.
+//!   only increments a kernel counter;
+//! - exec-loop: fork + exec of /bin/true, waited for: four process records each (fork,
+//!   arguments, exec, exit), no flow.
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -25,7 +27,7 @@ struct Workload {
     unit: &'static str,
 }
 
-const WORKLOADS: [Workload; 2] = [
+const WORKLOADS: [Workload; 3] = [
     Workload {
         mode: "connect-loop",
         addr: "127.0.0.1:0",
@@ -37,6 +39,13 @@ const WORKLOADS: [Workload; 2] = [
         addr: "127.0.0.1:9",
         n: 500_000,
         unit: "datagrams/s",
+    },
+    // Each exec makes four process records (fork, arguments, exec, exit) and no flow.
+    Workload {
+        mode: "exec-loop",
+        addr: "127.0.0.1:9",
+        n: 2_000,
+        unit: "execs/s",
     },
 ];
 

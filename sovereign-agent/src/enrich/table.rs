@@ -163,25 +163,43 @@ impl ProcessTable {
             RecordKind::Exec => {
                 self.stats.execs += 1;
                 let before = self.procs.peek(&p.tgid).map(|e| e.info.clone());
-                let mut read = read_proc(&self.proc_root, p.tgid);
+                let args = self.argv.pop(&p.tid).filter(|a| !a.is_empty());
+                let path = String::from_utf8_lossy(p.path).into_owned();
+                // Only what the kernel did not hand over is read from /proc: the executable's
+                // canonical path always; the command line, parent and cgroup only for a process
+                // whose fork and arguments were not seen (one read per exec, not four).
+                let exe = std::fs::read_link(self.proc_root.join(format!("{}/exe", p.tgid)))
+                    .ok()
+                    .map(|l| l.to_string_lossy().into_owned());
+                let mut info = match (&before, &args) {
+                    (Some(before), Some(_)) => ProcessInfo {
+                        workload: before.workload.clone(),
+                        ppid: before.ppid,
+                        ..ProcessInfo::default()
+                    },
+                    _ => {
+                        let mut read = read_proc(&self.proc_root, p.tgid);
+                        if let Some(before) = &before {
+                            read.ppid = before.ppid.or(read.ppid);
+                            if read.workload.cgroup.is_none() {
+                                read.workload = before.workload.clone();
+                            }
+                        }
+                        read
+                    }
+                };
+                info.exe = exe.or(info.exe);
+                if info.exe.is_none() {
+                    self.stats.exec_unread += 1;
+                    info.exe = path.starts_with('/').then(|| path.clone());
+                }
                 // The arguments as the kernel saw them enter execve (a process may rewrite
                 // its /proc command line later, or be gone already).
-                if let Some(args) = self.argv.pop(&p.tid).filter(|a| !a.is_empty()) {
-                    read.cmdline = Some(args);
+                if args.is_some() {
+                    info.cmdline = args;
                 }
-                let path = String::from_utf8_lossy(p.path).into_owned();
-                if read.exe.is_none() {
-                    self.stats.exec_unread += 1;
-                    read.exe = path.starts_with('/').then(|| path.clone());
-                }
-                if let Some(before) = before {
-                    read.ppid = before.ppid.or(read.ppid);
-                    if read.workload.cgroup.is_none() {
-                        read.workload = before.workload.clone();
-                    }
-                }
-                read.exec_path = Some(path);
-                self.insert(p.tgid, p.comm, read, true);
+                info.exec_path = Some(path);
+                self.insert(p.tgid, p.comm, info, true);
             }
             RecordKind::Exit => {
                 self.stats.exits += 1;

@@ -110,6 +110,19 @@ fn main() {
             println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":0}}");
             exit(0)
         }
+        // Exec-heavy work: N times fork + exec of /bin/true, each waited for (ADDR unused).
+        "exec-loop" => {
+            let n = num(4);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                std::process::Command::new("/bin/true")
+                    .status()
+                    .unwrap_or_else(|e| fail(format!("/bin/true: {e}")));
+            }
+            let ns = start.elapsed().as_nanos();
+            println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":0}}");
+            exit(0)
+        }
         "refused" => match TcpStream::connect(addr) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 0,
             other => fail(format!("expected connection refused, got {other:?}")),
