@@ -43,7 +43,7 @@ fn record(kind: RecordKind, tgid: u32, ppid: u32, path: &[u8]) -> ProcessView<'_
 }
 
 const EXE: &[u8] = b"/opt/crm-sync/bin/crm-sync-worker";
-const ARGS: &[u8] = b"crm-sync-worker\0--tenant\0eu-west-3\0--batch\0500\0--region\0eu-central-1\0";
+const ARGS: &[u8] = b"crm-sync-worker\0--tenant\0eu-west-3\0--batch\x00500\0--region\0eu-central-1\0";
 
 /// A process's life: forked by pid 1, its arguments, its exec.
 fn birth(t: &mut ProcessTable, tgid: u32, now: Instant) {
