@@ -11,6 +11,9 @@ use std::{
     time::Duration,
 };
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::IpNet;
 use sovereign_agent::policy::{DnsChain, Flow, Policy};
@@ -96,21 +99,10 @@ fn addresses() -> Vec<IpAddr> {
     out
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn bench(c: &mut Criterion) {
-    let before = rss_kib();
+    let before = rss::rss_kib();
     let policy = load();
-    let after = rss_kib();
+    let after = rss::rss_kib();
     let prefixes: usize = policy.datasets.iter().map(|d| d.prefixes).sum();
     eprintln!(
         "loaded {prefixes} prefixes; tables {:.1} MiB; resident memory grew by {:.1} MiB",

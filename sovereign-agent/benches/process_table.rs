@@ -9,20 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::enrich::ProcessTable;
 use sovereign_agent_common::{ProcessView, RecordKind};
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn record(kind: RecordKind, tgid: u32, ppid: u32, path: &[u8]) -> ProcessView<'_> {
     let mut comm = [0u8; 16];
@@ -43,7 +35,8 @@ fn record(kind: RecordKind, tgid: u32, ppid: u32, path: &[u8]) -> ProcessView<'_
 }
 
 const EXE: &[u8] = b"/opt/crm-sync/bin/crm-sync-worker";
-const ARGS: &[u8] = b"crm-sync-worker\0--tenant\0eu-west-3\0--batch\x00500\0--region\0eu-central-1\0";
+const ARGS: &[u8] =
+    b"crm-sync-worker\0--tenant\0eu-west-3\0--batch\x00500\0--region\0eu-central-1\0";
 
 /// A process's life: forked by pid 1, its arguments, its exec.
 fn birth(t: &mut ProcessTable, tgid: u32, now: Instant) {
@@ -65,12 +58,12 @@ fn table(capacity: usize) -> ProcessTable {
 fn bench(c: &mut Criterion) {
     let now = Instant::now();
     for n in [10_000u32, 100_000] {
-        let before = rss_kib();
+        let before = rss::rss_kib();
         let mut t = table(n as usize + 1);
         for tgid in 2..n + 2 {
             birth(&mut t, tgid, now);
         }
-        let after = rss_kib();
+        let after = rss::rss_kib();
         eprintln!(
             "{n} live processes: {} entries, resident memory grew by {:.1} MiB ({} bytes each)",
             t.len(),

@@ -49,6 +49,8 @@ pub struct Counters {
     pub names: Mutex<crate::names::NamesSnapshot>,
     /// Alerts raised after a flow's first event (its SNI was read later).
     pub late_alerts: AtomicU64,
+    /// The process table's counters and size, as the pipeline last published them.
+    pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
 }
 
 /// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map
@@ -299,6 +301,33 @@ pub fn render(s: &Sources) -> String {
         &[(vec![], c.late_alerts.load(Relaxed) as f64)],
     );
     names(&mut out, &c.names.lock().unwrap_or_else(|e| e.into_inner()));
+    let (procs, entries) = *c.processes.lock().unwrap_or_else(|e| e.into_inner());
+    out.gauge(
+        "sovereign_agent_process_table_entries",
+        "Processes in the process table (fed by the fork, exec and exit tracepoints).",
+        &[(vec![], entries as f64)],
+    );
+    out.counter(
+        "sovereign_agent_process_records_total",
+        "Process records applied to the process table, by kind.",
+        &[
+            (vec![("kind", "fork")], procs.forks as f64),
+            (vec![("kind", "exec")], procs.execs as f64),
+            (vec![("kind", "exit")], procs.exits as f64),
+        ],
+    );
+    out.counter(
+        "sovereign_agent_process_exec_unread_total",
+        "Execs whose /proc entry was gone before it was read (the executable is the kernel's \
+         path as exec'd).",
+        &[(vec![], procs.exec_unread as f64)],
+    );
+    out.counter(
+        "sovereign_agent_process_identity_unknown_total",
+        "Flows whose process was in no table entry and gone from /proc (identity \
+         exited_before_read).",
+        &[(vec![], procs.unknown as f64)],
+    );
     if s.push_configured {
         let raised = c.alerts_raised.load(Relaxed);
         let delivered = c.alerts_delivered.load(Relaxed);
