@@ -5,9 +5,11 @@
 //! inside a pod (the DaemonSet mounts the host's hierarchy; /proc/PID/cgroup would be relative
 //! to the agent's own cgroup namespace).
 //!
-//! The index is rebuilt by walking the hierarchy when an unknown id appears, at most once a
-//! second (a cgroup created and removed between two walks stays unknown, and the flow keeps
-//! what /proc said), and at most `max_dirs` directories are walked.
+//! The index is rebuilt by walking the hierarchy when an unknown id appears, but never more
+//! than a tenth of the time (the next walk waits ten times as long as the last one took, and
+//! at least 50 ms): a workload that creates cgroups cannot make the agent walk all the time.
+//! A cgroup created and removed between two walks stays unknown (the flow keeps what /proc
+//! said). At most `max_dirs` directories are walked.
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
@@ -18,12 +20,15 @@ use std::{
 
 use super::container::{workload_from_cgroup_path, Workload};
 
+/// Walks are at least this far apart.
+const MIN_REWALK: Duration = Duration::from_millis(50);
+
 pub struct CgroupIndex {
     /// The hierarchy's root directory as mounted here.
     mount: PathBuf,
     workloads: HashMap<u64, Arc<Workload>>,
-    last_walk: Option<Instant>,
-    min_rewalk: Duration,
+    /// When the next walk may start.
+    next_walk: Option<Instant>,
     max_dirs: usize,
     pub walks: u64,
 }
@@ -41,8 +46,7 @@ impl CgroupIndex {
         Self {
             mount,
             workloads: HashMap::new(),
-            last_walk: None,
-            min_rewalk: Duration::from_secs(1),
+            next_walk: None,
             max_dirs: 100_000,
             walks: 0,
         }
@@ -53,18 +57,17 @@ impl CgroupIndex {
         if let Some(w) = self.workloads.get(&id) {
             return Some(w.clone());
         }
-        if self
-            .last_walk
-            .is_some_and(|at| now.duration_since(at) < self.min_rewalk)
-        {
+        if self.next_walk.is_some_and(|at| now < at) {
             return None;
         }
-        self.walk(now);
+        let started = Instant::now();
+        self.walk();
+        let took = started.elapsed();
+        self.next_walk = Some(now + (took * 10).max(MIN_REWALK));
         self.workloads.get(&id).cloned()
     }
 
-    fn walk(&mut self, now: Instant) {
-        self.last_walk = Some(now);
+    fn walk(&mut self) {
         self.walks += 1;
         let mut found = HashMap::new();
         let mut todo = vec![self.mount.clone()];
@@ -120,10 +123,14 @@ mod tests {
             Some("/")
         );
         assert_eq!(index.walks, 1, "one walk served every id");
-        // An unknown id walks again, but not more than once a second.
+        // An unknown id walks again, but not at once: a cgroup made since is found then.
         assert_eq!(index.workload(42, now), None);
         assert_eq!(index.walks, 1);
-        assert_eq!(index.workload(42, now + Duration::from_secs(2)), None);
+        let late = root.join("late.service");
+        std::fs::create_dir_all(&late).unwrap();
+        let later = now + Duration::from_secs(1);
+        let w = index.workload(id(&late), later).unwrap();
+        assert_eq!(w.cgroup.as_deref(), Some("/late.service"));
         assert_eq!(index.walks, 2);
     }
 }
