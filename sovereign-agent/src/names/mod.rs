@@ -188,10 +188,6 @@ impl Namer {
         }
     }
 
-    pub fn trusted_resolvers(&self) -> &[Resolver] {
-        &self.trusted
-    }
-
     /// The counters and sizes, for /metrics.
     pub fn snapshot(&self) -> NamesSnapshot {
         let mut evictions: Vec<(u64, u64)> =
