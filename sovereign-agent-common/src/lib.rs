@@ -12,6 +12,12 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const LOSSES_MAP: &str = "LOSSES";
 /// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
 pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
+/// Name of the LRU hash map of the outbound TCP sockets whose connect the programs saw, by
+/// socket cookie. User space only asks whether a cookie is in it.
+pub const TCP_SOCKETS_MAP: &str = "TCP_SOCKETS";
+/// Size of a `TCP_SOCKETS` value (the eBPF crate's `TcpSocket`; the map's definition is checked
+/// against it when user space opens the map).
+pub const TCP_SOCKET_VALUE_SIZE: usize = 48;
 
 /// Kernel globals (`u64` in .rodata, set at load time) that pace reader wake-ups. A submit
 /// wakes the reader when `WAKEUP_BYTES` or more are waiting, or when this CPU has not woken it

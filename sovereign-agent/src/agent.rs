@@ -183,7 +183,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .and_then(|_| sink.flush())
         .map_err(PipelineError::Output)?;
 
-    let maps = capture.take_maps()?;
+    let mut maps = capture.take_maps()?;
     {
         use std::os::fd::AsFd;
         match metrics::ring::RingFill::new(maps.events.as_fd(), config.ring_buffer_bytes) {
@@ -195,7 +195,15 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     let mut pipeline_options = config.pipeline_options();
     pipeline_options.watched_cgroup = Some(cgroup.clone());
+    let existing = maps
+        .tcp_sockets
+        .take()
+        .filter(|_| config.existing_connections)
+        .and_then(|seen| start_existing_scan(&cgroup, seen, &counters));
     let (mut pipeline, ring) = Pipeline::new(maps, sink, pipeline_options);
+    if let Some(found) = existing {
+        pipeline = pipeline.with_found(found);
+    }
     if let Some(policy) = policy {
         pipeline = pipeline
             .with_policy(policy)
@@ -256,6 +264,32 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let stats = result?;
     tracing::info!(?stats, "stopped");
     Ok(stats)
+}
+
+/// Reports the connections already open in the watched cgroup (and later their ends), so a
+/// restart is not a blind spot; see [`crate::existing`].
+fn start_existing_scan(
+    cgroup: &std::path::Path,
+    seen: aya::maps::HashMap<
+        aya::maps::MapData,
+        u64,
+        [u8; sovereign_agent_common::TCP_SOCKET_VALUE_SIZE],
+    >,
+    counters: &Arc<metrics::Counters>,
+) -> Option<tokio::sync::mpsc::Receiver<crate::existing::Found>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let scope = crate::existing::Scope {
+        watched: cgroup.to_path_buf(),
+        proc_root: "/proc".into(),
+    };
+    let seen_by_kernel = Box::new(move |cookie: u64| seen.get(&cookie, 0).is_ok());
+    match crate::existing::spawn(scope, seen_by_kernel, tx, counters.existing.clone()) {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::warn!("connections open at start will not be reported: {e}");
+            None
+        }
+    }
 }
 
 /// What the journal's start record says about this agent.

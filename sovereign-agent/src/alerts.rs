@@ -133,7 +133,10 @@ impl AlertFolder {
     /// event of a flow (connect, or an unconnected UDP send) counts: its established and
     /// close events are the same flow.
     pub fn observe(&mut self, f: &FlowEvent) -> Option<AlertEvent> {
-        if !matches!(f.kind, EventKind::Connect | EventKind::Send) {
+        if !matches!(
+            f.kind,
+            EventKind::Connect | EventKind::Existing | EventKind::Send
+        ) {
             return None;
         }
         self.observe_late(f)

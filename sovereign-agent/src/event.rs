@@ -13,6 +13,8 @@ use crate::{clock::WallClock, enrich::table::Identity};
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Connect,
+    /// A TCP connection already open when the agent started (found at start, not by a hook).
+    Existing,
     Send,
     Established,
     Close,

@@ -1,6 +1,6 @@
 //! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF
 //! and reports each flow. Modules follow the data flow: `cgroup` and `bpf` (kernel side),
-//! `pipeline` (ring buffer → events), `enrich`, `event`, `output`; `config`, `telemetry`,
+//! `pipeline` (ring buffer → events; `existing` adds the connections open at start), `enrich`, `event`, `output`; `config`, `telemetry`,
 //! `shutdown` and `agent` around them.
 pub mod agent;
 pub mod alerts;
@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod enrich;
 pub mod event;
+pub mod existing;
 pub mod journal;
 pub mod metrics;
 pub mod names;

@@ -79,6 +79,8 @@ impl Default for PipelineOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub connect: u64,
+    /// Connections found open at start.
+    pub existing: u64,
     pub send: u64,
     pub established: u64,
     pub close: u64,
@@ -98,6 +100,7 @@ impl Stats {
     fn count(&mut self, kind: EventKind) {
         match kind {
             EventKind::Connect => self.connect += 1,
+            EventKind::Existing => self.existing += 1,
             EventKind::Send => self.send += 1,
             EventKind::Established => self.established += 1,
             EventKind::Close => self.close += 1,
@@ -140,6 +143,8 @@ pub struct Pipeline {
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
     /// cgroup id → workload, from the watched hierarchy (the kernel's id of every record).
     cgroups: Option<crate::enrich::cgroups::CgroupIndex>,
+    /// Flow steps found outside the ring buffer (connections open at start, and their ends).
+    found: Option<tokio::sync::mpsc::Receiver<crate::existing::Found>>,
 }
 
 impl Pipeline {
@@ -152,6 +157,7 @@ impl Pipeline {
             events,
             losses,
             udp_sends,
+            tcp_sockets: _,
         } = maps;
         let pipeline = Self {
             clock: WallClock::sample(),
@@ -180,6 +186,7 @@ impl Pipeline {
             policy_recorded: false,
             counters: None,
             alerts: None,
+            found: None,
         };
         (pipeline, events)
     }
@@ -188,6 +195,15 @@ impl Pipeline {
     /// pipeline runs: each flow is judged under the policy in force when it is processed).
     pub fn with_policy(mut self, policy: PolicyReceiver) -> Self {
         self.policy = Some(policy);
+        self
+    }
+
+    /// Also reports the flow steps `found` sends (see [`crate::existing`]).
+    pub fn with_found(
+        mut self,
+        found: tokio::sync::mpsc::Receiver<crate::existing::Found>,
+    ) -> Self {
+        self.found = Some(found);
         self
     }
 
@@ -255,6 +271,14 @@ impl Pipeline {
                     guard.clear_ready();
                 }
                 _ = drain_tick.tick() => self.drain(ring.get_mut())?,
+                found = recv_found(&mut self.found) => match found {
+                    Some((kind, rec)) => {
+                        self.record_policy()?;
+                        self.handle_flow(kind, rec)?;
+                        self.sink.flush().map_err(PipelineError::Output)?;
+                    }
+                    None => self.found = None,
+                },
                 _ = loss_tick.tick() => {
                     self.poll_losses()?;
                     self.processes.sweep(Instant::now());
@@ -487,6 +511,10 @@ impl Pipeline {
             debug_assert_eq!(d.kind, RecordKind::UdpRelease);
             return self.udp_released(&rec);
         };
+        self.handle_flow(kind, rec)
+    }
+
+    fn handle_flow(&mut self, kind: EventKind, rec: FlowRecord) -> Result<(), PipelineError> {
         let mut process =
             self.processes
                 .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
@@ -518,7 +546,7 @@ impl Pipeline {
         let alert = self.alerts.as_mut().and_then(|a| a.observe(&event));
         if tcp && self.alerts.is_some() {
             match kind {
-                EventKind::Connect => {
+                EventKind::Connect | EventKind::Existing => {
                     let alerted = AlertFolder::alerts_on(&event);
                     self.open_flows
                         .put(rec.cookie, (Box::new(event.clone()), alerted));
@@ -634,5 +662,15 @@ impl Pipeline {
             self.sink.flush().map_err(PipelineError::Output)?;
         }
         Ok(())
+    }
+}
+
+/// The next flow step found outside the ring buffer; never, once there are no more.
+async fn recv_found(
+    found: &mut Option<tokio::sync::mpsc::Receiver<crate::existing::Found>>,
+) -> Option<crate::existing::Found> {
+    match found {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

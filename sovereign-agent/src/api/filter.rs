@@ -28,6 +28,7 @@ pub fn kind_of(e: &pb::Event) -> &'static str {
     match &e.body {
         Some(Body::Flow(f)) => match pb::FlowKind::try_from(f.kind) {
             Ok(pb::FlowKind::Connect) => "connect",
+            Ok(pb::FlowKind::Existing) => "existing",
             Ok(pb::FlowKind::Send) => "send",
             Ok(pb::FlowKind::Established) => "established",
             _ => "close",
@@ -69,6 +70,7 @@ impl EventFilter {
     pub fn compile(f: &pb::EventFilter) -> Result<Self, String> {
         const KINDS: &[&str] = &[
             "connect",
+            "existing",
             "send",
             "established",
             "close",

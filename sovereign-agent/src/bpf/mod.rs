@@ -16,8 +16,8 @@ use aya::{
 use sovereign_agent_common::{
     SendKey, SendTally, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
     EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, LOSSES_MAP,
-    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PROCESS_SCOPE_MAP, UDP_SENDS_MAP,
-    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
+    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PROCESS_SCOPE_MAP, TCP_SOCKETS_MAP,
+    TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -224,6 +224,9 @@ pub struct CaptureMaps {
     pub events: RingBuf<MapData>,
     pub losses: PerCpuArray<MapData, u64>,
     pub udp_sends: HashMap<MapData, SendKey, SendTally>,
+    /// Outbound TCP sockets whose connect was seen (see [`crate::existing`]); taken by the
+    /// start-up scan.
+    pub tcp_sockets: Option<HashMap<MapData, u64, [u8; TCP_SOCKET_VALUE_SIZE]>>,
 }
 
 /// How the kernel side is sized and when it wakes the reader.
@@ -422,13 +425,18 @@ impl Capture {
                 .take_map(name)
                 .ok_or(BpfError::MissingInObject(name))
         };
-        let (events, losses, udp_sends) =
-            (take(EVENTS_MAP)?, take(LOSSES_MAP)?, take(UDP_SENDS_MAP)?);
+        let (events, losses, udp_sends, tcp_sockets) = (
+            take(EVENTS_MAP)?,
+            take(LOSSES_MAP)?,
+            take(UDP_SENDS_MAP)?,
+            take(TCP_SOCKETS_MAP)?,
+        );
         let map_err = |name| move |source| BpfError::Map { name, source };
         Ok(CaptureMaps {
             events: RingBuf::try_from(events).map_err(map_err(EVENTS_MAP))?,
             losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
             udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,
+            tcp_sockets: Some(HashMap::try_from(tcp_sockets).map_err(map_err(TCP_SOCKETS_MAP))?),
         })
     }
 }

@@ -65,6 +65,9 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
+    /// Report the watched cgroup's TCP connections already open at start (`existing` events)
+    /// and their ends.
+    pub existing_connections: bool,
     /// How often the kernel loss counter is polled, in milliseconds.
     pub loss_poll_interval_ms: u64,
     /// The longest an event waits in the ring buffer before the agent reads it, in
@@ -310,6 +313,7 @@ impl Default for Config {
             name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             process_cache_entries: 32_768,
+            existing_connections: true,
             loss_poll_interval_ms: 1000,
             max_event_delay_ms: 20,
             log: LogConfig::default(),

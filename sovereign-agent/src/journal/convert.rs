@@ -158,6 +158,7 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
     pb::Flow {
         kind: match f.kind {
             EventKind::Connect => pb::FlowKind::Connect,
+            EventKind::Existing => pb::FlowKind::Existing,
             EventKind::Send => pb::FlowKind::Send,
             EventKind::Established => pb::FlowKind::Established,
             EventKind::Close | EventKind::Loss => pb::FlowKind::Close,
@@ -491,6 +492,7 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         ts_unix_ns,
         kind: match pb::FlowKind::try_from(f.kind) {
             Ok(pb::FlowKind::Connect) => EventKind::Connect,
+            Ok(pb::FlowKind::Existing) => EventKind::Existing,
             Ok(pb::FlowKind::Send) => EventKind::Send,
             Ok(pb::FlowKind::Established) => EventKind::Established,
             Ok(pb::FlowKind::Close) => EventKind::Close,
@@ -736,6 +738,7 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
     use wire::*;
     let kind = match f.kind {
         EventKind::Connect => pb::FlowKind::Connect,
+        EventKind::Existing => pb::FlowKind::Existing,
         EventKind::Send => pb::FlowKind::Send,
         EventKind::Established => pb::FlowKind::Established,
         EventKind::Close | EventKind::Loss => pb::FlowKind::Close,

@@ -25,8 +25,8 @@ use exposition::Exposition;
 /// Counters shared by the pipeline, the API's `GetStatus`, the pusher and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Flow events by kind: connect, send, established, close.
-    pub events_by_kind: [AtomicU64; 4],
+    /// Flow events by kind: connect, existing, send, established, close.
+    pub events_by_kind: [AtomicU64; 5],
     pub kernel_losses: AtomicU64,
     pub decode_errors: AtomicU64,
     verdicts: Mutex<Verdicts>,
@@ -51,14 +51,17 @@ pub struct Counters {
     pub late_alerts: AtomicU64,
     /// The process table's counters and size, as the pipeline last published them.
     pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
+    /// The start-up scan for connections already open.
+    pub existing: Arc<crate::existing::Report>,
 }
 
 /// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map
 /// stays as small as the policy, and counting a verdict allocates only the first time.
 type Verdicts = HashMap<(Decision, Option<Severity>), HashMap<String, u64>>;
 
-pub const KINDS: [EventKind; 4] = [
+pub const KINDS: [EventKind; 5] = [
     EventKind::Connect,
+    EventKind::Existing,
     EventKind::Send,
     EventKind::Established,
     EventKind::Close,
@@ -67,6 +70,7 @@ pub const KINDS: [EventKind; 4] = [
 fn kind_name(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Connect => "connect",
+        EventKind::Existing => "existing",
         EventKind::Send => "send",
         EventKind::Established => "established",
         EventKind::Close => "close",
@@ -301,6 +305,27 @@ pub fn render(s: &Sources) -> String {
         &[(vec![], c.late_alerts.load(Relaxed) as f64)],
     );
     names(&mut out, &c.names.lock().unwrap_or_else(|e| e.into_inner()));
+    let existing = &c.existing;
+    out.counter(
+        "sovereign_agent_existing_connections_total",
+        "TCP connections of the watched cgroup found open at start (existing events).",
+        &[(vec![], existing.connections.load(Relaxed) as f64)],
+    );
+    out.counter(
+        "sovereign_agent_existing_unattributed_total",
+        "Sockets of the watched cgroup found at start that no process held any more (not reported).",
+        &[(vec![], existing.unattributed.load(Relaxed) as f64)],
+    );
+    out.counter(
+        "sovereign_agent_existing_namespaces_failed_total",
+        "Network namespaces whose connections could not be listed at start.",
+        &[(vec![], existing.namespaces_failed.load(Relaxed) as f64)],
+    );
+    out.counter(
+        "sovereign_agent_existing_closes_lost_total",
+        "Ends of connections found at start that were not heard (the kernel's announcements overflowed).",
+        &[(vec![], existing.closes_lost.load(Relaxed) as f64)],
+    );
     let (procs, entries) = *c.processes.lock().unwrap_or_else(|e| e.into_inner());
     out.gauge(
         "sovereign_agent_process_table_entries",
