@@ -196,3 +196,33 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A workload that controls its cgroup subtree names a child `docker-<64 hex>.scope` to pass
+/// for a container (and a rule keyed on container ids): the agent does not believe a name
+/// outside the runtime's own place in the hierarchy.
+#[test]
+fn a_cgroup_named_like_a_container_is_not_a_container() {
+    let cgroup = TestCgroup::new("forged-container");
+    let forged = cgroup.child(&format!("docker-{}.scope", "ab".repeat(32)));
+    let dir = tempfile_dir("forged-container");
+    let output = dir.join("events.jsonl");
+    let (agent, _logs) = start_agent_with(&cgroup, &output, &[]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    run_in_cgroup(
+        &forged,
+        &format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{}'", addr.port()),
+    );
+    let e = wait_for_connects(&output, addr.port(), 1).remove(0);
+    assert!(
+        e["cgroup"].as_str().unwrap().ends_with(".scope"),
+        "the path is reported as it is: {e:#}"
+    );
+    assert_eq!(e["cgroup_id"], forged.id());
+    assert_eq!(e["container_id"], serde_json::Value::Null, "{e:#}");
+    assert_eq!(e["container_runtime"], serde_json::Value::Null, "{e:#}");
+    sigterm(&agent.0);
+    drop(agent);
+    drop(forged);
+    let _ = std::fs::remove_dir_all(&dir);
+}

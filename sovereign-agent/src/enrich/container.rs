@@ -1,12 +1,27 @@
-//! Which container or service a process belongs to, from the cgroup path in /proc/PID/cgroup.
+//! Which container or service a process belongs to, from its cgroup path.
 //!
-//! Formats recognised (cgroupfs and systemd cgroup drivers alike):
-//! - Docker:      `/docker/<id>`, `/system.slice/docker-<id>.scope`
-//! - containerd:  `.../cri-containerd-<id>.scope`, `/kubepods/<qos>/pod<uid>/<id>`
-//! - CRI-O:       `.../crio-<id>.scope` (`crio-conmon-<id>.scope` is the monitor, not the container)
-//! - Podman:      `.../libpod-<id>.scope`
-//! - Kubernetes:  the pod UID from `pod<uid>` or `kubepods-<qos>-pod<uid_with_underscores>.slice`
-//! - systemd:     the unit from the last `*.service` component
+//! A cgroup's name is chosen by whoever creates it, and a workload with a delegated subtree
+//! (a `Delegate=yes` service, a rootless user, a container with its own cgroup namespace) can
+//! create children named like anything: `docker-<64 hex>.scope`, `kubepods.slice/...`,
+//! `crm-sync.service`. So a name counts only **where the runtime or systemd puts it**, never
+//! below a workload's own cgroup:
+//!
+//! - Docker:      `/docker/<id>` (cgroupfs driver) or `/system.slice/docker-<id>.scope`
+//!   (systemd driver), directly under the root or `system.slice`
+//! - Podman:      `/machine.slice/libpod-<id>.scope` (rootful)
+//! - Kubernetes:  under `/kubepods[.slice]`, optionally a QoS level (`besteffort`,
+//!   `burstable`, `kubepods-<qos>.slice`), the pod (`pod<uid>` or
+//!   `kubepods[-<qos>]-pod<uid_with_underscores>.slice`), and directly under the pod the
+//!   container: `<id>` (cgroupfs; runtime `kubernetes`), `cri-containerd-<id>.scope`,
+//!   `crio-<id>.scope` or `docker-<id>.scope` (`crio-conmon-<id>.scope` is CRI-O's monitor,
+//!   not a container)
+//! - systemd:     the unit is the first `*.service` component reached through `*.slice`
+//!   components only (`/system.slice/crm-sync.service`, `/user.slice/user-1000.slice/user@1000.service`):
+//!   a `.service` below another unit's cgroup is a name that unit chose, not a unit
+//!
+//! Whatever lies below these positions (a container's own sub-cgroups) still belongs to them.
+//! Rootless containers (under `user@<uid>.service`) are in a subtree their user controls: they
+//! get no container id (their unit is `user@<uid>.service`, their path is still reported).
 use serde::Serialize;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -44,6 +59,7 @@ fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Container scopes of the systemd cgroup driver, by runtime.
 const SCOPE_PREFIXES: [(&str, &str); 4] = [
     ("docker-", "docker"),
     ("cri-containerd-", "containerd"),
@@ -52,45 +68,91 @@ const SCOPE_PREFIXES: [(&str, &str); 4] = [
 ];
 
 pub fn workload_from_cgroup_path(path: &str) -> Workload {
-    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let c: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let mut w = Workload {
         cgroup: Some(path.to_string()),
+        systemd_unit: unit_of(&c),
         ..Workload::default()
     };
-    for (i, comp) in components.iter().enumerate().rev() {
-        if w.container_id.is_none() {
-            let base = comp.strip_suffix(".scope").unwrap_or(comp);
-            if !base.starts_with("crio-conmon-") {
-                for (prefix, runtime) in SCOPE_PREFIXES {
-                    if let Some(id) = base.strip_prefix(prefix).filter(|id| is_container_id(id)) {
-                        w.container_id = Some(id.to_string());
-                        w.container_runtime = Some(runtime);
+    match c.as_slice() {
+        ["docker", id, ..] if is_container_id(id) => w.set_container(id, "docker"),
+        ["system.slice", scope, ..] => {
+            if let Some(("docker", id)) = scoped_container(scope) {
+                w.set_container(id, "docker");
+            }
+        }
+        ["machine.slice", scope, ..] => {
+            if let Some(("podman", id)) = scoped_container(scope) {
+                w.set_container(id, "podman");
+            }
+        }
+        [root, rest @ ..] if *root == "kubepods" || *root == "kubepods.slice" => {
+            // An optional QoS level, then the pod, then the container.
+            let rest = match rest {
+                [qos, tail @ ..] if pod_uid(qos).is_none() => tail,
+                _ => rest,
+            };
+            if let [pod, more @ ..] = rest {
+                w.pod_uid = pod_uid(pod);
+                if w.pod_uid.is_some() {
+                    match more.first() {
+                        Some(id) if is_container_id(id) => w.set_container(id, "kubernetes"),
+                        Some(scope) => {
+                            if let Some((runtime, id)) =
+                                scoped_container(scope).filter(|(r, _)| *r != "podman")
+                            {
+                                w.set_container(id, runtime);
+                            }
+                        }
+                        None => {}
                     }
                 }
             }
-            if w.container_id.is_none() && is_container_id(comp) {
-                w.container_id = Some(comp.to_string());
-                w.container_runtime = Some(match i.checked_sub(1).map(|p| components[p]) {
-                    Some("docker") => "docker",
-                    _ if path.contains("kubepods") => "kubernetes",
-                    _ => "unknown",
-                });
-            }
         }
-        if w.pod_uid.is_none() {
-            w.pod_uid = pod_uid(comp);
-        }
-        if w.systemd_unit.is_none() && comp.ends_with(".service") {
-            w.systemd_unit = Some(comp.to_string());
-        }
+        _ => {}
     }
     w
+}
+
+impl Workload {
+    fn set_container(&mut self, id: &str, runtime: &'static str) {
+        self.container_id = Some(id.to_string());
+        self.container_runtime = Some(runtime);
+    }
+}
+
+/// `<runtime prefix><64 hex>.scope` → (runtime, id).
+fn scoped_container(comp: &str) -> Option<(&'static str, &str)> {
+    let base = comp.strip_suffix(".scope")?;
+    if base.starts_with("crio-conmon-") {
+        return None;
+    }
+    SCOPE_PREFIXES.iter().find_map(|(prefix, runtime)| {
+        let id = base.strip_prefix(prefix)?;
+        is_container_id(id).then_some((*runtime, id))
+    })
+}
+
+/// The first `.service` reached through `.slice` components only.
+fn unit_of(components: &[&str]) -> Option<String> {
+    for comp in components {
+        if comp.ends_with(".service") {
+            return Some(comp.to_string());
+        }
+        if !comp.ends_with(".slice") {
+            return None;
+        }
+    }
+    None
 }
 
 /// `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid_with_underscores>.slice` (systemd).
 fn pod_uid(comp: &str) -> Option<String> {
     let base = comp.strip_suffix(".slice").unwrap_or(comp);
     let at = base.rfind("pod")?;
+    if !(at == 0 || base[..at].ends_with('-')) {
+        return None;
+    }
     let uid = &base[at + 3..];
     let uid = uid.replace('_', "-");
     (uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(uid)
@@ -158,13 +220,43 @@ mod tests {
     }
 
     #[test]
-    fn podman_container() {
+    fn podman_container_rootful_only() {
+        let w = workload_from_cgroup_path(&format!("/machine.slice/libpod-{ID}.scope/container"));
+        assert_eq!(w.container_id.as_deref(), Some(ID));
+        assert_eq!(w.container_runtime, Some("podman"));
+        // Rootless: a subtree its user controls, so the name proves nothing.
         let p = format!(
             "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
         );
         let w = workload_from_cgroup_path(&p);
+        assert_eq!(w.container_id, None);
+        assert_eq!(w.systemd_unit.as_deref(), Some("user@1000.service"));
+    }
+
+    #[test]
+    fn names_a_delegated_subtree_chose_are_not_believed() {
+        for forged in [
+            format!("/system.slice/llm.service/docker-{ID}.scope"),
+            format!("/system.slice/llm.service/docker/{ID}"),
+            format!("/sa-test/docker-{ID}.scope"),
+            format!(
+                "/system.slice/llm.service/kubepods.slice/kubepods-pod8e2a7b1c_4d5e_4f60_a1b2_c3d4e5f60718.slice/cri-containerd-{ID}.scope"
+            ),
+            format!("/docker-{ID}.scope"),
+            format!("/system.slice/llm.service/libpod-{ID}.scope"),
+        ] {
+            let w = workload_from_cgroup_path(&forged);
+            assert_eq!((w.container_id, w.pod_uid), (None, None), "{forged}");
+        }
+        // A unit's children named like another unit are that unit's.
+        let w = workload_from_cgroup_path("/system.slice/llm.service/crm-sync.service");
+        assert_eq!(w.systemd_unit.as_deref(), Some("llm.service"));
+        let w = workload_from_cgroup_path("/sa-test/crm-sync.service");
+        assert_eq!(w.systemd_unit, None);
+        // Inside a real container, its own sub-cgroups do not change its id.
+        let other = "0".repeat(64);
+        let w = workload_from_cgroup_path(&format!("/docker/{ID}/docker/{other}"));
         assert_eq!(w.container_id.as_deref(), Some(ID));
-        assert_eq!(w.container_runtime, Some("podman"));
     }
 
     #[test]
