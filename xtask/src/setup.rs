@@ -39,6 +39,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("systemd", "systemd-analyze verify for the service unit"),
     ("lintian", "Debian's own checker for the package"),
+    (
+        "docker.io",
+        "a real container runtime (dockerd, runc) for the container test",
+    ),
+    (
+        "debootstrap",
+        "a Debian base image for the agent's Containerfile",
+    ),
+    ("busybox-static", "the workload container's only program"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

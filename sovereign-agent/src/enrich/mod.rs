@@ -25,12 +25,20 @@ pub struct ProcessInfo {
     pub ppid: Option<u32>,
 }
 
+/// The executable /proc/PID/exe names, from the process directory `dir`. `/` is what the link
+/// reads for an executable the agent cannot name (a runtime's sealed memfd copy of itself seen
+/// from another mount namespace): unknown, not the root directory.
+pub fn exe_link(dir: &std::path::Path) -> Option<String> {
+    std::fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p != "/")
+}
+
 /// Everything /proc says about process `tgid` (nothing when it is gone).
 pub fn read_proc(proc_root: &std::path::Path, tgid: u32) -> ProcessInfo {
     let dir = proc_root.join(tgid.to_string());
-    let exe = std::fs::read_link(dir.join("exe"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned());
+    let exe = exe_link(&dir);
     let cmdline = std::fs::read(dir.join("cmdline"))
         .ok()
         .filter(|raw| !raw.is_empty())

@@ -168,9 +168,7 @@ impl ProcessTable {
                 // Only what the kernel did not hand over is read from /proc: the executable's
                 // canonical path always; the command line, parent and cgroup only for a process
                 // whose fork and arguments were not seen (one read per exec, not four).
-                let exe = std::fs::read_link(self.proc_root.join(format!("{}/exe", p.tgid)))
-                    .ok()
-                    .map(|l| l.to_string_lossy().into_owned());
+                let exe = super::exe_link(&self.proc_root.join(p.tgid.to_string()));
                 let mut info = match (&before, &args) {
                     (Some(before), Some(_)) => ProcessInfo {
                         workload: before.workload.clone(),
@@ -191,7 +189,8 @@ impl ProcessTable {
                 info.exe = exe.or(info.exe);
                 if info.exe.is_none() {
                     self.stats.exec_unread += 1;
-                    info.exe = path.starts_with('/').then(|| path.clone());
+                    let before_exe = before.as_ref().and_then(|b| b.exe.clone());
+                    info.exe = exe_of_exec_path(&path, p.tgid, before_exe);
                 }
                 // The arguments as the kernel saw them enter execve (a process may rewrite
                 // its /proc command line later, or be gone already).
@@ -303,6 +302,20 @@ impl ProcessTable {
     }
 }
 
+/// The executable a process exec'd, from the path it passed, when /proc could not say: an
+/// absolute path names it; a program that re-executes itself through `/proc/self/exe` (busybox,
+/// runc, many daemons) runs what it ran before; another /proc or /dev/fd path (fexecve) names
+/// nothing the agent can read later.
+fn exe_of_exec_path(path: &str, tgid: u32, before: Option<String>) -> Option<String> {
+    if path == "/proc/self/exe" || path == format!("/proc/{tgid}/exe") {
+        return before;
+    }
+    if path.starts_with("/proc/") || path.starts_with("/dev/fd/") {
+        return None;
+    }
+    path.starts_with('/').then(|| path.to_string())
+}
+
 fn comm_bytes(name: &[u8]) -> [u8; 16] {
     let mut c = [0u8; 16];
     let n = name.len().min(15);
@@ -356,6 +369,23 @@ mod tests {
             Duration::from_secs(5),
             root.to_path_buf(),
         )
+    }
+
+    #[test]
+    fn a_self_re_exec_keeps_the_program_and_magic_paths_name_nothing() {
+        let busybox = Some("/bin/busybox".to_string());
+        assert_eq!(
+            exe_of_exec_path("/proc/self/exe", 7, busybox.clone()),
+            busybox
+        );
+        assert_eq!(exe_of_exec_path("/proc/7/exe", 7, busybox.clone()), busybox);
+        assert_eq!(exe_of_exec_path("/proc/8/exe", 7, busybox.clone()), None);
+        assert_eq!(exe_of_exec_path("/dev/fd/3", 7, busybox.clone()), None);
+        assert_eq!(exe_of_exec_path("./tool", 7, busybox.clone()), None);
+        assert_eq!(
+            exe_of_exec_path("/usr/bin/curl", 7, busybox),
+            Some("/usr/bin/curl".to_string())
+        );
     }
 
     #[test]
