@@ -57,6 +57,9 @@ pub struct FlowEvent {
     /// The file name as passed to execve, when the agent saw the exec.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exec_path: Option<String>,
+    /// The interpreter running `exe`, when the file exec'd was a script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
     /// The parent process, its executable, and the ancestors' executables (parent first).
     pub ppid: Option<u32>,
     pub parent_exe: Option<String>,
@@ -333,6 +336,7 @@ impl FlowEvent {
             sni: self.sni.as_deref(),
             sni_unreadable: self.sni_unreadable.is_some(),
             exe: self.exe.as_deref(),
+            interpreter: self.interpreter.as_deref(),
             ancestors: &self.ancestors,
             comm: &self.comm,
             cgroup: self.cgroup.as_deref(),
@@ -368,6 +372,7 @@ impl FlowEvent {
             exe: process.exe.clone(),
             cmdline: process.cmdline.clone(),
             exec_path: process.exec_path.clone(),
+            interpreter: process.interpreter.clone(),
             ppid: process.ppid,
             parent_exe: id.parent_exe.clone(),
             ancestors: id.ancestors.clone(),

@@ -249,9 +249,12 @@ enum PolicyCommand {
         /// cgroup are unknown (`[policy] unknown_workload` applies).
         #[arg(long, conflicts_with_all = ["exe", "cgroup", "container_id"])]
         exited: bool,
-        /// Executable path of the process.
+        /// Executable path of the process (a script's own path when it is one).
         #[arg(long)]
         exe: Option<String>,
+        /// The interpreter running the script given as --exe.
+        #[arg(long, requires = "exe")]
+        interpreter: Option<String>,
         /// Executable of an ancestor of the process, parent first; repeatable.
         #[arg(long = "ancestor")]
         ancestors: Vec<String>,
@@ -489,6 +492,7 @@ fn main() -> ExitCode {
                 sni,
                 exited,
                 exe,
+                interpreter,
                 ancestors,
                 comm,
                 cgroup,
@@ -504,6 +508,7 @@ fn main() -> ExitCode {
                 sni: sni.as_deref(),
                 exited,
                 exe: exe.as_deref(),
+                interpreter: interpreter.as_deref(),
                 ancestors: &ancestors,
                 comm: &comm,
                 cgroup: cgroup.as_deref(),

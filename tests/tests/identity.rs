@@ -9,6 +9,10 @@ use sovereign_agent_tests::{
     wait_for_event, Reaped, Script, TestCgroup,
 };
 
+/// The pid-reuse test sets the kernel's next pid for the whole host: the tests that count
+/// distinct pids must not run meanwhile.
+static PIDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn connects(output: &Path, port: u16) -> Vec<Value> {
     events_of(output)
         .into_iter()
@@ -30,6 +34,7 @@ fn wait_for_connects(output: &Path, port: u16, n: usize) -> Vec<Value> {
 
 #[test]
 fn short_lived_processes_keep_their_identity_and_lineage() {
+    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
     let cgroup = TestCgroup::new("identity");
     let dir = tempfile_dir("identity");
     let output = dir.join("events.jsonl");
@@ -224,5 +229,130 @@ fn a_cgroup_named_like_a_container_is_not_a_container() {
     sigterm(&agent.0);
     drop(agent);
     drop(forged);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pid is reused: a bash that connects and exits, then a python on the same pid. Each event
+/// carries its own program's executable and command line, never the other's.
+#[test]
+fn two_programs_on_one_pid_are_never_mixed() {
+    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
+    let cgroup = TestCgroup::new("pid-reuse");
+    let dir = tempfile_dir("pid-reuse");
+    let output = dir.join("events.jsonl");
+    let (agent, _logs) = start_agent_with(&cgroup, &output, &[]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let port = addr.port();
+    // Fork with the kernel's next pid set to the one wanted (root may write ns_last_pid).
+    let script = dir.join("reuse.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import os, sys\n\
+             last = int(open('/proc/sys/kernel/ns_last_pid').read())\n\
+             pid_max = int(open('/proc/sys/kernel/pid_max').read())\n\
+             target = next(p for p in range(last + 5000, pid_max) if not os.path.exists(f'/proc/{{p}}'))\n\
+             def at_pid(argv):\n\
+             \x20   for _ in range(1000):\n\
+             \x20       open('/proc/sys/kernel/ns_last_pid', 'w').write(str(target - 1))\n\
+             \x20       pid = os.fork()\n\
+             \x20       if pid == 0:\n\
+             \x20           if os.getpid() != target:\n\
+             \x20               os._exit(99)\n\
+             \x20           os.execv(argv[0], argv)\n\
+             \x20       os.waitpid(pid, 0)\n\
+             \x20       if pid == target:\n\
+             \x20           return\n\
+             \x20   sys.exit(f'pid {{target}} not obtained')\n\
+             at_pid(['/bin/bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/{port}'])\n\
+             at_pid(['/usr/bin/python3', '-c', 'import socket; socket.create_connection((\"127.0.0.1\", {port}))'])\n\
+             print(target)\n"
+        ),
+    )
+    .unwrap();
+    let (_, out) = run_in_cgroup(&cgroup, &format!("python3 {}", script.display()));
+    let target: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let events = wait_for_connects(&output, port, 2);
+    let on_target: Vec<&Value> = events.iter().filter(|e| e["pid"] == target).collect();
+    assert_eq!(
+        on_target.len(),
+        2,
+        "both programs connected from pid {target}: {events:#?}"
+    );
+    let (bash, python) = (on_target[0], on_target[1]);
+    assert!(
+        bash["exe"].as_str().is_some_and(|e| e.ends_with("/bash")),
+        "{bash:#}"
+    );
+    assert!(
+        bash["cmdline"].as_str().unwrap().contains("/dev/tcp"),
+        "{bash:#}"
+    );
+    assert!(
+        python["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains("python3")),
+        "{python:#}"
+    );
+    assert!(
+        python["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("create_connection"),
+        "{python:#}"
+    );
+    sigterm(&agent.0);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A script run through its `#!` line: `exe` is the script, `interpreter` the program running
+/// it, and a rule on the interpreter still selects it.
+#[test]
+fn a_script_names_itself_and_its_interpreter() {
+    let cgroup = TestCgroup::new("script");
+    let dir = tempfile_dir("script");
+    let output = dir.join("events.jsonl");
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"interpreters\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"no-python\"\nworkload = { exe = [\"/usr/bin/python3*\"] }\n\
+         deny = [\"loopback\"]\n",
+    )
+    .unwrap();
+    let (agent, _logs) =
+        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let tool = dir.join("tool.py");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/usr/bin/python3\nimport socket\nsocket.create_connection(('127.0.0.1', {}))\n",
+            addr.port()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    run_in_cgroup(
+        &cgroup,
+        &format!("sh -c 'cd {} && exec ./tool.py'", dir.display()),
+    );
+    let e = wait_for_connects(&output, addr.port(), 1).remove(0);
+    assert_eq!(e["exe"], tool.to_str().unwrap(), "{e:#}");
+    assert_eq!(e["exec_path"], "./tool.py", "{e:#}");
+    assert!(
+        e["interpreter"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("/usr/bin/python3")),
+        "{e:#}"
+    );
+    assert_eq!(e["verdict"]["rule"], "no-python", "{e:#}");
+    assert_eq!(e["verdict"]["decision"], "violation");
+    sigterm(&agent.0);
+    drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

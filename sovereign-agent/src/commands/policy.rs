@@ -63,6 +63,7 @@ pub struct ExplainArgs<'a> {
     /// Executables of the ancestors, parent first.
     pub ancestors: &'a [String],
     pub exe: Option<&'a str>,
+    pub interpreter: Option<&'a str>,
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
@@ -113,6 +114,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         } else {
             Some(a.exe.unwrap_or(""))
         },
+        interpreter: a.interpreter,
         ancestors: if a.exited { &[] } else { a.ancestors },
         comm: a.comm,
         cgroup: if a.exited {

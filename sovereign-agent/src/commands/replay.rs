@@ -218,6 +218,7 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
                 sni: view.sni(),
                 sni_unreadable: view.sni_unreadable,
                 exe: view.exe,
+                interpreter: view.interpreter,
                 ancestors: &view.ancestors,
                 comm: view.comm,
                 cgroup: view.cgroup,

@@ -23,6 +23,8 @@ pub struct ProcessInfo {
     pub exec_path: Option<String>,
     /// The parent process, when known.
     pub ppid: Option<u32>,
+    /// The program running `exe` when the file exec'd was a script: its interpreter.
+    pub interpreter: Option<String>,
 }
 
 /// The executable /proc/PID/exe names, from the process directory `dir`. `/` is what the link
@@ -56,6 +58,7 @@ pub fn read_proc(proc_root: &std::path::Path, tgid: u32) -> ProcessInfo {
         workload,
         exec_path: None,
         ppid,
+        interpreter: None,
     }
 }
 

@@ -15,7 +15,7 @@
 use std::{
     collections::VecDeque,
     num::NonZeroUsize,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -192,6 +192,14 @@ impl ProcessTable {
                     let before_exe = before.as_ref().and_then(|b| b.exe.clone());
                     info.exe = exe_of_exec_path(&path, p.tgid, before_exe);
                 }
+                // A script: `exe` is the file exec'd, `interpreter` the program running it.
+                if let Some(script) = info
+                    .exe
+                    .as_deref()
+                    .and_then(|_| script_file(&self.proc_root, p.tgid, &path))
+                {
+                    info.interpreter = info.exe.replace(script);
+                }
                 // The arguments as the kernel saw them enter execve (a process may rewrite
                 // its /proc command line later, or be gone already).
                 if args.is_some() {
@@ -302,6 +310,47 @@ impl ProcessTable {
     }
 }
 
+/// The file a process exec'd, when it is not the program now running (a script, or a file a
+/// binfmt handler runs): its absolute path. Read from the process's own root and working
+/// directory just after the exec; `None` when it is the running program or cannot be read.
+fn script_file(proc_root: &Path, tgid: u32, path: &str) -> Option<String> {
+    if path.starts_with("/proc/") || path.starts_with("/dev/fd/") {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = proc_root.join(tgid.to_string());
+    let (file, absolute) = match path.strip_prefix('/') {
+        Some(rel) => (dir.join("root").join(rel), PathBuf::from(path)),
+        None => {
+            let cwd = std::fs::read_link(dir.join("cwd")).ok()?;
+            (dir.join("cwd").join(path), cwd.join(path))
+        }
+    };
+    let exec_d = std::fs::metadata(file).ok()?;
+    let running = std::fs::metadata(dir.join("exe")).ok()?;
+    if (exec_d.dev(), exec_d.ino()) == (running.dev(), running.ino()) {
+        return None;
+    }
+    Some(normalize(&absolute).to_string_lossy().into_owned())
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the path may name another mount
+/// namespace's files).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The executable a process exec'd, from the path it passed, when /proc could not say: an
 /// absolute path names it; a program that re-executes itself through `/proc/self/exe` (busybox,
 /// runc, many daemons) runs what it ran before; another /proc or /dev/fd path (fexecve) names
@@ -369,6 +418,34 @@ mod tests {
             Duration::from_secs(5),
             root.to_path_buf(),
         )
+    }
+
+    #[test]
+    fn a_script_is_told_from_its_interpreter() {
+        let proc_root = std::env::temp_dir().join(format!("sa-script-{}", std::process::id()));
+        let work = proc_root.join("work");
+        let pid_dir = proc_root.join("42");
+        std::fs::create_dir_all(work.join("sub")).unwrap();
+        std::fs::create_dir_all(&pid_dir).unwrap();
+        let script = work.join("tool.py");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let running = std::fs::canonicalize("/bin/sh").unwrap();
+        std::os::unix::fs::symlink(&running, pid_dir.join("exe")).unwrap();
+        std::os::unix::fs::symlink("/", pid_dir.join("root")).unwrap();
+        std::os::unix::fs::symlink(&work, pid_dir.join("cwd")).unwrap();
+        let abs = script.to_str().unwrap();
+        assert_eq!(script_file(&proc_root, 42, abs).as_deref(), Some(abs));
+        assert_eq!(
+            script_file(&proc_root, 42, "./sub/../tool.py").as_deref(),
+            Some(abs),
+            "relative to the working directory, normalized"
+        );
+        // The program itself (through a symlink or not) is no script.
+        assert_eq!(script_file(&proc_root, 42, "/bin/sh"), None);
+        assert_eq!(script_file(&proc_root, 42, running.to_str().unwrap()), None);
+        assert_eq!(script_file(&proc_root, 42, "/proc/self/exe"), None);
+        assert_eq!(script_file(&proc_root, 42, "/no/such/file"), None);
+        let _ = std::fs::remove_dir_all(&proc_root);
     }
 
     #[test]

@@ -208,6 +208,7 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
         sni: f.sni.clone(),
         sni_unreadable: f.sni_unreadable.map(str::to_string),
         exec_path: f.exec_path.clone(),
+        interpreter: f.interpreter.clone(),
         ppid: f.ppid,
         parent_exe: f.parent_exe.clone(),
         ancestors: f.ancestors.clone(),
@@ -548,6 +549,7 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
             .as_deref()
             .map(|w| known(w, SNI_UNREADABLE)),
         exec_path: f.exec_path,
+        interpreter: f.interpreter,
         ppid: f.ppid,
         parent_exe: f.parent_exe,
         ancestors: f.ancestors,
@@ -847,6 +849,7 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
         bytes(35, a.as_bytes(), out);
     }
     opt_str(36, f.identity, out);
+    opt_str(37, f.interpreter.as_deref(), out);
 }
 
 /// Encodes a flow event as an `Event` record, without building the message first.
@@ -917,6 +920,7 @@ pub struct FlowView<'a> {
     pub cookie: u64,
     pub comm: &'a str,
     pub exe: Option<&'a str>,
+    pub interpreter: Option<&'a str>,
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
     pub container_runtime: Option<&'a str>,
@@ -1011,6 +1015,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
             (4, Value::Varint(x)) => v.uid = x as u32,
             (6, Value::Bytes(s)) => v.comm = utf8(s)?,
             (7, Value::Bytes(s)) => v.exe = Some(utf8(s)?),
+            (37, Value::Bytes(s)) => v.interpreter = Some(utf8(s)?),
             (10, Value::Bytes(s)) => v.cgroup = Some(utf8(s)?),
             (11, Value::Bytes(s)) => v.container_id = Some(utf8(s)?),
             (12, Value::Bytes(s)) => v.container_runtime = Some(utf8(s)?),

@@ -39,6 +39,7 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         exe: (!i.is_multiple_of(5)).then(|| "/usr/bin/python3.11".into()),
         cmdline: Some(format!("python3 crm_sync.py --batch {i}")),
         exec_path: (i.is_multiple_of(3)).then(|| "./crm_sync.py".into()),
+        interpreter: (i.is_multiple_of(3)).then(|| "/usr/bin/python3.11".into()),
         ppid: (!i.is_multiple_of(5)).then_some(1),
         parent_exe: (i.is_multiple_of(2)).then(|| "/usr/lib/systemd/systemd".into()),
         ancestors: if i.is_multiple_of(2) {

@@ -90,6 +90,8 @@ pub struct Flow<'a> {
     /// The client began a TLS handshake whose server name could not be read.
     pub sni_unreadable: bool,
     pub exe: Option<&'a str>,
+    /// The interpreter running `exe` when it is a script: an `exe` selector matches either.
+    pub interpreter: Option<&'a str>,
     /// Executables of the process's ancestors, parent first (as far as known).
     pub ancestors: &'a [String],
     pub comm: &'a str,
@@ -351,8 +353,14 @@ impl CompiledSelector {
                 }
             }
         };
+        // A script is selected by its path or by its interpreter's: a rule on python3 is not
+        // walked around by a file that starts with `#!/usr/bin/python3`.
+        let exe = match (one(&self.exe, flow.exe), flow.interpreter) {
+            (Some(false), Some(interpreter)) => one(&self.exe, Some(interpreter)),
+            (fact, _) => fact,
+        };
         let facts = [
-            one(&self.exe, flow.exe),
+            exe,
             lineage,
             one(&self.comm, Some(flow.comm)),
             one(&self.cgroup, flow.cgroup),

@@ -106,6 +106,7 @@ fn flow<'a>(ip: &str, dns: &'a [DnsChain], exe: &'a str, comm: &'a str) -> Flow<
         sni: None,
         sni_unreadable: false,
         exe: Some(exe),
+        interpreter: None,
         ancestors: &[],
         comm,
         cgroup: Some("/system.slice/llm.service"),
@@ -712,6 +713,7 @@ fn workload_flow<'a>(exe: Option<&'a str>, cgroup: Option<&'a str>) -> Flow<'a> 
         sni: None,
         sni_unreadable: false,
         exe,
+        interpreter: None,
         ancestors: &[],
         comm: "server",
         cgroup,
@@ -875,4 +877,52 @@ allow = ["eu"]
     let v = p.classify(&workload_flow(None, Some("/system.slice/x.service")));
     assert!(v.weak & weak::UNKNOWN_WORKLOAD != 0);
     assert_eq!(v.decision, Decision::Violation);
+}
+
+#[test]
+fn an_exe_selector_matches_a_script_or_its_interpreter() {
+    let p = policy(
+        r#"
+[policy]
+name = "interpreters"
+version = "1"
+default = "allow"
+
+[zones.eu]
+cidrs = ["10.0.0.0/8"]
+
+[[rule]]
+name = "no-python-abroad"
+workload = { exe = ["/usr/bin/python3*"] }
+allow = ["eu"]
+
+[[rule]]
+name = "crm-sync-script"
+workload = { exe = ["/opt/crm/**"] }
+allow = ["eu"]
+"#,
+    )
+    .unwrap();
+    let judge = |exe: &str, interpreter: Option<&str>| {
+        let f = Flow {
+            interpreter,
+            ..workload_flow(Some(exe), Some("/system.slice/x.service"))
+        };
+        let v = p.classify(&f);
+        (p.rule_name(&v).to_string(), v.decision)
+    };
+    // A script that starts with #!/usr/bin/python3 is still judged as python...
+    assert_eq!(
+        judge("/tmp/x/tool.py", Some("/usr/bin/python3.11")),
+        ("no-python-abroad".to_string(), Decision::Violation)
+    );
+    // ...and a rule on the script's own path selects it too.
+    assert_eq!(
+        judge("/opt/crm/sync.sh", Some("/usr/bin/dash")),
+        ("crm-sync-script".to_string(), Decision::Violation)
+    );
+    assert_eq!(
+        judge("/usr/bin/curl", None),
+        ("(policy default)".to_string(), Decision::Allow)
+    );
 }
