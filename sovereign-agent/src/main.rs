@@ -217,6 +217,8 @@ enum DatasetsCommand {
     },
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate FILE and its datasets; print every error with file, line and column (exit 1).
