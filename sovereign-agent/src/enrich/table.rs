@@ -46,6 +46,11 @@ pub struct TableStats {
     /// Flows whose process was in no table entry and gone from /proc.
     pub unknown: u64,
     pub seeded: u64,
+    /// Live processes pushed out of a full table (their later flows read /proc again, or are
+    /// `exited_before_read`): a steady rise means `process_cache_entries` is too small.
+    pub evicted_live: u64,
+    /// Execs whose path was longer than the kernel record holds (`exec_path` ends in `...`).
+    pub paths_truncated: u64,
 }
 
 pub struct ProcessTable {
@@ -130,7 +135,7 @@ impl ProcessTable {
     }
 
     fn insert(&mut self, tgid: u32, comm: [u8; 16], info: ProcessInfo, from_kernel: bool) {
-        self.procs.put(
+        let pushed_out = self.procs.push(
             tgid,
             Entry {
                 comm,
@@ -139,6 +144,9 @@ impl ProcessTable {
                 exited: false,
             },
         );
+        if pushed_out.is_some_and(|(old, e)| old != tgid && !e.exited) {
+            self.stats.evicted_live += 1;
+        }
     }
 
     /// Applies a fork, exec or exit record.
@@ -164,7 +172,7 @@ impl ProcessTable {
                 self.stats.execs += 1;
                 let before = self.procs.peek(&p.tgid).map(|e| e.info.clone());
                 let args = self.argv.pop(&p.tid).filter(|a| !a.is_empty());
-                let path = String::from_utf8_lossy(p.path).into_owned();
+                let mut path = String::from_utf8_lossy(p.path).into_owned();
                 // Only what the kernel did not hand over is read from /proc: the executable's
                 // canonical path always; the command line, parent and cgroup only for a process
                 // whose fork and arguments were not seen (one read per exec, not four).
@@ -189,13 +197,21 @@ impl ProcessTable {
                 info.exe = exe.or(info.exe);
                 if info.exe.is_none() {
                     self.stats.exec_unread += 1;
-                    let before_exe = before.as_ref().and_then(|b| b.exe.clone());
-                    info.exe = exe_of_exec_path(&path, p.tgid, before_exe);
+                    // A path cut to fit the record names no file.
+                    if !p.path_truncated {
+                        let before_exe = before.as_ref().and_then(|b| b.exe.clone());
+                        info.exe = exe_of_exec_path(&path, p.tgid, before_exe);
+                    }
+                }
+                if p.path_truncated {
+                    self.stats.paths_truncated += 1;
+                    path.push_str("...");
                 }
                 // A script: `exe` is the file exec'd, `interpreter` the program running it.
                 if let Some(script) = info
                     .exe
                     .as_deref()
+                    .filter(|_| !p.path_truncated)
                     .and_then(|_| script_file(&self.proc_root, p.tgid, &path))
                 {
                     info.interpreter = info.exe.replace(script);
@@ -418,6 +434,59 @@ mod tests {
             Duration::from_secs(5),
             root.to_path_buf(),
         )
+    }
+
+    #[test]
+    fn a_cut_path_names_nothing_and_bad_bytes_are_kept_as_what_is_known() {
+        let empty = std::env::temp_dir().join(format!("sa-noproc-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let mut t = table(&empty);
+        // /proc is gone: a cut path is not taken for the executable.
+        let mut exec = record(RecordKind::Exec, 10, 1, "x", b"/opt/very/long/pa");
+        exec.path_truncated = true;
+        t.on_record(&exec, Instant::now());
+        let id = t.lookup(10, &comm_bytes(b"x"));
+        assert_eq!(id.info.exe, None);
+        assert_eq!(id.info.exec_path.as_deref(), Some("/opt/very/long/pa..."));
+        assert_eq!((t.stats.paths_truncated, t.stats.exec_unread), (1, 1));
+        // Not UTF-8: carried with replacement characters, not dropped.
+        t.on_record(
+            &record(RecordKind::Exec, 11, 1, "y", b"/opt/\xff\xfe/tool"),
+            Instant::now(),
+        );
+        let id = t.lookup(11, &comm_bytes(b"y"));
+        assert_eq!(id.info.exe.as_deref(), Some("/opt/\u{fffd}\u{fffd}/tool"));
+        let _ = std::fs::remove_dir_all(&empty);
+    }
+
+    #[test]
+    fn live_processes_pushed_out_of_a_full_table_are_counted() {
+        let empty = std::env::temp_dir().join(format!("sa-full-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let mut t = ProcessTable::with_proc_root(
+            NonZeroUsize::new(2).unwrap(),
+            Duration::from_secs(5),
+            empty.clone(),
+        );
+        for tgid in 1..=3 {
+            t.on_record(
+                &record(RecordKind::Exec, tgid, 0, "p", b"/bin/p"),
+                Instant::now(),
+            );
+        }
+        assert_eq!((t.len(), t.stats.evicted_live), (2, 1));
+        // An exited process making room is no loss.
+        t.on_record(&record(RecordKind::Exit, 2, 0, "p", b""), Instant::now());
+        t.on_record(
+            &record(RecordKind::Exec, 4, 0, "p", b"/bin/p"),
+            Instant::now(),
+        );
+        t.on_record(
+            &record(RecordKind::Exec, 5, 0, "p", b"/bin/p"),
+            Instant::now(),
+        );
+        assert_eq!(t.stats.evicted_live, 2, "pid 2 had exited, pid 3 had not");
+        let _ = std::fs::remove_dir_all(&empty);
     }
 
     #[test]

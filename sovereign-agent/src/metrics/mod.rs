@@ -348,6 +348,17 @@ pub fn render(s: &Sources) -> String {
         &[(vec![], procs.exec_unread as f64)],
     );
     out.counter(
+        "sovereign_agent_process_table_evictions_total",
+        "Live processes pushed out of the full process table (raise process_cache_entries \
+         if this keeps rising).",
+        &[(vec![], procs.evicted_live as f64)],
+    );
+    out.counter(
+        "sovereign_agent_process_paths_truncated_total",
+        "Execs whose path was longer than the kernel record holds (exec_path ends in ...).",
+        &[(vec![], procs.paths_truncated as f64)],
+    );
+    out.counter(
         "sovereign_agent_process_identity_unknown_total",
         "Flows whose process was in no table entry and gone from /proc (identity \
          exited_before_read).",
