@@ -29,6 +29,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("name_ttl_floor_secs", Literal),
     ("ring_buffer_bytes", Literal),
     ("process_cache_entries", Literal),
+    ("process_keep_exited_secs", Literal),
+    ("ancestors_depth", Literal),
     ("existing_connections", Literal),
     ("loss_poll_interval_ms", Literal),
     ("max_event_delay_ms", Literal),

@@ -65,6 +65,11 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
+    /// How long an exited process stays in the table, for its flows still in the ring
+    /// buffer, in seconds.
+    pub process_keep_exited_secs: u64,
+    /// Ancestors carried by each flow event (`ancestors`), parent first.
+    pub ancestors_depth: usize,
     /// Report the watched cgroup's TCP connections already open at start (`existing` events)
     /// and their ends.
     pub existing_connections: bool,
@@ -313,6 +318,8 @@ impl Default for Config {
             name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             process_cache_entries: 32_768,
+            process_keep_exited_secs: 30,
+            ancestors_depth: 4,
             existing_connections: true,
             loss_poll_interval_ms: 1000,
             max_event_delay_ms: 20,
@@ -527,6 +534,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.ancestors_depth > 64 {
+            return Err(invalid(
+                "ancestors_depth",
+                format!("{} is more than 64", self.ancestors_depth),
+            ));
+        }
         if self.max_event_delay_ms > 60_000 {
             return Err(invalid(
                 "max_event_delay_ms",
@@ -737,6 +750,8 @@ impl Config {
             process_cache_entries: NonZeroUsize::new(self.process_cache_entries)
                 .unwrap_or(NonZeroUsize::MIN),
             loss_poll_interval: Duration::from_millis(self.loss_poll_interval_ms),
+            process_keep_exited: Duration::from_secs(self.process_keep_exited_secs),
+            ancestors_depth: self.ancestors_depth,
             names: crate::names::NamesOptions {
                 // Checked by `validate`.
                 trusted_resolvers: self.names.resolvers().unwrap_or_default(),
