@@ -356,3 +356,43 @@ fn a_script_names_itself_and_its_interpreter() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A workload in a nested child cgroup and a cgroup namespace of its own (its /proc/PID/cgroup
+/// reads "/"): events carry the host's path of the child, from the kernel's cgroup id.
+#[test]
+fn a_workload_in_its_own_cgroup_namespace_has_the_hosts_path() {
+    let cgroup = TestCgroup::new("workload-cgroupns");
+    let child = cgroup.child("inner");
+    let dir = tempfile_dir("workload-cgroupns");
+    let output = dir.join("events.jsonl");
+    let (agent, _logs) = start_agent_with(&cgroup, &output, &[]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let (_, out) = run_in_cgroup(
+        &child,
+        &format!(
+            "unshare --cgroup sh -c 'cat /proc/self/cgroup; exec bash -c \"exec 3<>/dev/tcp/127.0.0.1/{}\"'",
+            addr.port()
+        ),
+    );
+    let seen_inside = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen_inside.lines().any(|l| l == "0::/"),
+        "the workload sees itself at its namespace's root: {seen_inside}"
+    );
+    let host_path = format!(
+        "/{}",
+        child
+            .path()
+            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .unwrap()
+            .display()
+    );
+    let e = wait_for_connects(&output, addr.port(), 1).remove(0);
+    assert_eq!(e["cgroup"], host_path.as_str(), "{e:#}");
+    assert_eq!(e["cgroup_id"], child.id(), "{e:#}");
+    sigterm(&agent.0);
+    drop(agent);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
