@@ -169,6 +169,12 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         hooks_failed: failed.clone(),
         started_unix_ns: crate::clock::unix_now_ns(),
     });
+    // Ready (`/readyz`) from here: the programs are attached and the kernel keeps what they
+    // see in the ring buffer until the pipeline reads it. Set before the log line that says
+    // so, since the metrics endpoint answers from its own thread.
+    counters
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(cgroup = %cgroup.display(), hooks = %attached.join(","), "capturing");
 
     let (mut sink, journal): (Box<dyn EventSink>, _) = match journal {
@@ -210,9 +216,6 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             .with_alerts(config.alert_folder());
     }
     pipeline = pipeline.with_counters(counters.clone());
-    counters
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     service::ready(&format!(
         "capturing on {} ({} hooks)",
         cgroup.display(),

@@ -12,6 +12,15 @@ pub trait EventSink: Send {
     fn write(&mut self, event: &Event) -> io::Result<()>;
     /// Called after each drained batch, so a reader of the file sees events promptly.
     fn flush(&mut self) -> io::Result<()>;
+    /// Events are waiting that could not be handed on yet (a journal behind its disk): the
+    /// pipeline stops reading the ring buffer until a `flush` succeeds, instead of blocking.
+    fn behind(&self) -> bool {
+        false
+    }
+    /// Hands everything on, waiting if it must (at shutdown: nothing written is left behind).
+    fn flush_wait(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// One JSON object per line.
@@ -83,5 +92,11 @@ impl EventSink for Tee {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|s| s.flush())
+    }
+    fn behind(&self) -> bool {
+        self.0.iter().any(|s| s.behind())
+    }
+    fn flush_wait(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.flush_wait())
     }
 }

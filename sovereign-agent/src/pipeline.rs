@@ -58,6 +58,11 @@ pub struct PipelineOptions {
     pub max_event_delay: Duration,
 }
 
+/// Records handled per turn of the event loop: a full ring (4 MiB, ~40,000 flow records) is
+/// read in a few slices, with the other tasks of the thread (health, metrics, API) run between
+/// them, so a flood cannot starve `/healthz` or the systemd watchdog.
+const DRAIN_SLICE: usize = 512;
+
 impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
@@ -92,6 +97,8 @@ pub struct Stats {
     pub late_alerts: u64,
     /// Fork, exec, argument and exit records applied to the process table.
     pub process_records: u64,
+    /// Times the ring buffer was left unread because the journal was behind its disk.
+    pub output_behind: u64,
     /// DNS, TLS and refused-answer counters of the naming stage.
     pub names: crate::names::NameStats,
 }
@@ -267,10 +274,22 @@ impl Pipeline {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(PipelineError::Ring)?;
-                    self.drain(guard.get_inner_mut())?;
-                    guard.clear_ready();
+                    let more = self.drain_some(guard.get_inner_mut())?;
+                    if !more {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    if more {
+                        // A flood keeps the ring full: let the health, metrics and API tasks
+                        // of this thread run between slices.
+                        tokio::task::yield_now().await;
+                    }
                 }
-                _ = drain_tick.tick() => self.drain(ring.get_mut())?,
+                _ = drain_tick.tick() => {
+                    if self.drain_some(ring.get_mut())? {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 found = recv_found(&mut self.found) => match found {
                     Some((kind, rec)) => {
                         self.record_policy()?;
@@ -316,16 +335,37 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Handles every record available now.
+    /// Handles every record available now, waiting for the outputs if they are behind (at
+    /// shutdown).
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<(), PipelineError> {
+        loop {
+            self.sink.flush_wait().map_err(PipelineError::Output)?;
+            if !self.drain_some(ring)? {
+                break;
+            }
+        }
+        self.sink.flush_wait().map_err(PipelineError::Output)
+    }
+
+    /// Handles at most `DRAIN_SLICE` records; true when more are waiting. Reads nothing while
+    /// an output is behind (the ring buffer holds the records meanwhile).
+    fn drain_some(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool, PipelineError> {
+        if self.sink.behind() {
+            self.sink.flush().map_err(PipelineError::Output)?;
+            if self.sink.behind() {
+                self.stats.output_behind += 1;
+                return Ok(false);
+            }
+        }
         self.record_policy()?;
         if self.clock_sampled.elapsed() >= self.options.clock_refresh_interval {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
-        let mut any = false;
-        while let Some(item) = ring.next() {
-            any = true;
+        let mut handled = 0;
+        while handled < DRAIN_SLICE {
+            let Some(item) = ring.next() else { break };
+            handled += 1;
             // Packets are parsed in place (CPU only); flow records are copied out so the ring
             // slot is released before /proc is read.
             let flow = match Record::try_from(&*item) {
@@ -356,10 +396,10 @@ impl Pipeline {
                 }
             }
         }
-        if any {
+        if handled > 0 {
             self.sink.flush().map_err(PipelineError::Output)?;
         }
-        Ok(())
+        Ok(handled == DRAIN_SLICE)
     }
 
     fn count_decode_error(&self) {

@@ -1,12 +1,13 @@
 //! The journal as an event sink of the running agent. Events are encoded where they are
 //! produced (cheaper than copying them); writing and fsync happen on a thread of their own, so
 //! a slow disk never stalls the event loop; batches are handed over through a bounded channel
-//! and merged when they queue up (group commit). When the channel is full the pipeline waits for the disk (the
-//! kernel ring buffer absorbs the delay, and whatever it cannot hold is counted as loss):
-//! nothing is dropped silently.
+//! and merged when they queue up (group commit). When the channel is full the sink keeps its
+//! batch and says it is `behind`: the pipeline stops reading the ring buffer (which absorbs
+//! the delay; whatever it cannot hold is counted as loss) but its event loop keeps running, so
+//! health, metrics and the API answer while the disk catches up. Nothing is dropped silently.
 use std::{
     io,
-    sync::mpsc::{self, RecvTimeoutError, SyncSender},
+    sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -47,6 +48,8 @@ pub struct JournalSink {
     batch: EncodedBatch,
     tx: SyncSender<Message>,
     dead: bool,
+    /// `batch` could not be handed to the writer (its queue was full).
+    held: bool,
 }
 
 /// Opens the journal (errors here stop the agent's start) and starts its writer thread.
@@ -118,6 +121,7 @@ pub fn start(
             batch: EncodedBatch::default(),
             tx,
             dead: false,
+            held: false,
         },
         recovery,
         shared,
@@ -241,8 +245,36 @@ impl EventSink for JournalSink {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        self.held = false;
+        match self.tx.try_send(Message::Batch(batch)) {
+            Ok(()) => {}
+            // The writer is behind: keep the batch (events written meanwhile join it).
+            Err(TrySendError::Full(Message::Batch(batch))) => {
+                self.batch = batch;
+                self.held = true;
+            }
+            Err(TrySendError::Full(_)) => unreachable!("only batches are sent here"),
+            Err(TrySendError::Disconnected(_)) => {
+                // Only after the writer stopped (shutdown, or a panic already reported).
+                self.dead = true;
+                tracing::error!("journal writer is gone: events are no longer journaled");
+            }
+        }
+        Ok(())
+    }
+
+    fn behind(&self) -> bool {
+        self.held && !self.dead
+    }
+
+    fn flush_wait(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() || self.dead {
+            self.batch.clear();
+            return Ok(());
+        }
+        self.held = false;
+        let batch = std::mem::take(&mut self.batch);
         if self.tx.send(Message::Batch(batch)).is_err() {
-            // Only after the writer stopped (shutdown, or a panic already reported).
             self.dead = true;
             tracing::error!("journal writer is gone: events are no longer journaled");
         }

@@ -38,7 +38,10 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsEr
         })
 }
 
-/// Serves until `stopped` resolves.
+/// Serves until `stopped` resolves, on a thread and runtime of its own: whatever keeps the
+/// event loop busy (a flood being drained, a slow disk), `/healthz` and `/metrics` answer, and
+/// a probe that times out means the process is really stuck. The returned task ends when the
+/// server does.
 pub fn serve(
     listener: tokio::net::TcpListener,
     sources: Sources,
@@ -49,13 +52,43 @@ pub fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(sources);
+    let (done, ended) = tokio::sync::oneshot::channel::<()>();
+    let listener = listener.into_std();
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("metrics endpoint not started: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match listener.and_then(tokio::net::TcpListener::from_std) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("metrics endpoint not started: {e}");
+                        return;
+                    }
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!("metrics endpoint stopped: {e}");
+                }
+            });
+            let _ = done.send(());
+        });
+    if let Err(e) = thread {
+        tracing::error!("metrics endpoint not started: {e}");
+    }
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("metrics endpoint stopped: {e}");
-        }
+        let _ = ended.await;
     })
 }
 
