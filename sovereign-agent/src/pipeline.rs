@@ -4,7 +4,6 @@
 //! wake-up, not one per record. Kernel losses are polled from the per-CPU counter and flow on
 //! as `loss` events. Unknown or truncated records are counted and skipped.
 use std::{
-    collections::HashMap as StdHashMap,
     future::Future,
     io,
     num::NonZeroUsize,
@@ -58,6 +57,18 @@ pub struct PipelineOptions {
     pub max_event_delay: Duration,
 }
 
+/// Destinations kept per UDP socket until its release: as many as the kernel's send map holds
+/// (more could not have a count).
+const MAX_SENDS_PER_SOCKET: usize = 65_536;
+
+/// The sends of one UDP socket, kept until it is released: its first `send` event as the
+/// template of its `close` events, and each destination as a 32-byte key, so a socket that
+/// sprays 60,000 destinations costs 2 MB here instead of 60,000 events.
+struct UdpSends {
+    template: Box<FlowEvent>,
+    keys: Vec<SendKey>,
+}
+
 /// Records handled per turn of the event loop: a full ring (4 MiB, ~40,000 flow records) is
 /// read in a few slices, with the other tasks of the thread (health, metrics, API) run between
 /// them, so a flood cannot starve `/healthz` or the systemd watchdog.
@@ -99,6 +110,11 @@ pub struct Stats {
     pub process_records: u64,
     /// Times the ring buffer was left unread because the journal was behind its disk.
     pub output_behind: u64,
+    /// Destinations of one UDP socket beyond `MAX_SENDS_PER_SOCKET` (their datagrams stay
+    /// counted in the kernel until its map's LRU drops them).
+    pub udp_sends_not_kept: u64,
+    /// Releases of sockets whose sends were not seen, not looked up during a flood.
+    pub udp_release_unscanned: u64,
     /// DNS, TLS and refused-answer counters of the naming stage.
     pub names: crate::names::NameStats,
 }
@@ -130,7 +146,9 @@ pub struct Pipeline {
     options: PipelineOptions,
     processes: ProcessTable,
     /// First `send` event of each (socket, destination), by socket cookie, until release.
-    udp_pairs: LruCache<u64, Vec<(SendKey, FlowEvent)>>,
+    udp_pairs: LruCache<u64, UdpSends>,
+    /// When the kernel's send map was last scanned for a socket whose sends were not seen.
+    last_send_scan: Option<Instant>,
     udp_sends: HashMap<MapData, SendKey, SendTally>,
     losses: PerCpuArray<MapData, u64>,
     losses_reported: u64,
@@ -176,6 +194,7 @@ impl Pipeline {
                 t
             },
             udp_pairs: LruCache::new(options.udp_socket_entries),
+            last_send_scan: None,
             names: Namer::new(&options.names),
             open_flows: LruCache::new(options.open_flow_entries),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
@@ -617,9 +636,18 @@ impl Pipeline {
                 _pad: 0,
             };
             match self.udp_pairs.get_mut(&rec.cookie) {
-                Some(pairs) => pairs.push((key, event.clone())),
+                Some(sends) if sends.keys.len() >= MAX_SENDS_PER_SOCKET => {
+                    self.stats.udp_sends_not_kept += 1;
+                }
+                Some(sends) => sends.keys.push(key),
                 None => {
-                    self.udp_pairs.put(rec.cookie, vec![(key, event.clone())]);
+                    self.udp_pairs.put(
+                        rec.cookie,
+                        UdpSends {
+                            template: Box::new(event.clone()),
+                            keys: vec![key],
+                        },
+                    );
                 }
             }
         }
@@ -633,11 +661,22 @@ impl Pipeline {
     /// A UDP socket closed: one `close` event per destination it sent to, with the number of
     /// datagrams the kernel counted, read and removed from `UDP_SENDS`.
     fn udp_released(&mut self, rec: &FlowRecord) -> Result<(), PipelineError> {
-        let pairs = match self.udp_pairs.pop(&rec.cookie) {
-            Some(pairs) => pairs,
+        let sends = match self.udp_pairs.pop(&rec.cookie) {
+            Some(sends) => sends,
             None => {
-                // The first-send records were lost or evicted: find the pairs in the map.
+                // The first-send records were lost or evicted: find the pairs in the map. A
+                // scan reads the whole map, so during a flood (when this happens for every
+                // socket) at most one a second; the rest stay counted in the kernel.
                 self.stats.udp_release_without_sends += 1;
+                let now = Instant::now();
+                if self
+                    .last_send_scan
+                    .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+                {
+                    self.stats.udp_release_unscanned += 1;
+                    return Ok(());
+                }
+                self.last_send_scan = Some(now);
                 let keys: Vec<SendKey> = self
                     .udp_sends
                     .keys()
@@ -647,32 +686,47 @@ impl Pipeline {
                 let process =
                     self.processes
                         .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
-                keys.into_iter()
-                    .map(|key| {
-                        let mut first = *rec;
-                        first.family = key.family;
-                        first.dst_addr = key.dst_addr;
-                        first.dst_port = key.dst_port;
-                        let mut ev =
-                            FlowEvent::from_record(EventKind::Send, &first, &process, &self.clock);
-                        self.judge(&mut ev);
-                        (key, ev)
-                    })
-                    .collect()
+                UdpSends {
+                    template: Box::new(FlowEvent::from_record(
+                        EventKind::Send,
+                        rec,
+                        &process,
+                        &self.clock,
+                    )),
+                    keys,
+                }
             }
         };
-        let mut seen = StdHashMap::new();
-        for (key, first) in pairs {
-            if seen.insert(key, ()).is_some() {
+        let mut seen = std::collections::HashSet::new();
+        for key in sends.keys {
+            if !seen.insert(key) {
                 continue;
             }
             let count = self.udp_sends.get(&key, 0).map(|t| t.count).unwrap_or(0);
             let _ = self.udp_sends.remove(&key);
-            let mut close = first;
+            // The destination's close: the socket's facts, this destination's address, names
+            // and verdict.
+            let mut close = (*sends.template).clone();
             close.kind = EventKind::Close;
             close.ts = self.clock.rfc3339(rec.ts_ns);
             close.ts_unix_ns = self.clock.unix_ns(rec.ts_ns) as i64;
             close.count = Some(count);
+            close.family = if key.family == sovereign_agent_common::AF_INET {
+                crate::event::Family::Ipv4
+            } else {
+                crate::event::Family::Ipv6
+            };
+            close.dst_ip = crate::event::ip_of(key.family, &key.dst_addr);
+            close.dst_port = key.dst_port;
+            close.verdict = None;
+            close.name(self.names.lookup(
+                rec.cgroup_id,
+                close.dst_ip,
+                close.dst_port,
+                rec.cookie,
+                Instant::now(),
+            ));
+            self.judge(&mut close);
             self.emit(Event::Flow(Box::new(close)))?;
         }
         Ok(())
