@@ -41,7 +41,16 @@ pub fn exe_link(dir: &std::path::Path) -> Option<String> {
 pub fn read_proc(proc_root: &std::path::Path, tgid: u32) -> ProcessInfo {
     let dir = proc_root.join(tgid.to_string());
     let exe = exe_link(&dir);
-    let cmdline = std::fs::read(dir.join("cmdline"))
+    // Only what is kept is read (a command line may be megabytes long).
+    let cmdline = std::fs::File::open(dir.join("cmdline"))
+        .and_then(|f| {
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, MAX_CMDLINE_BYTES as u64 + 1),
+                &mut raw,
+            )?;
+            Ok(raw)
+        })
         .ok()
         .filter(|raw| !raw.is_empty())
         .map(|raw| cmdline_string(&raw));
@@ -70,12 +79,23 @@ pub fn ppid_of_stat(stat: &str) -> Option<u32> {
 }
 
 /// /proc/PID/cmdline: NUL-separated arguments, joined with spaces.
+/// Command lines are cut to this many bytes (` ...` marks the cut): a process with a 2 MiB
+/// command line must not make its flows and alerts too large to journal or push.
+pub const MAX_CMDLINE_BYTES: usize = 4096;
+
 pub fn cmdline_string(raw: &[u8]) -> String {
-    raw.split(|b| *b == 0)
+    let cut = raw.len() > MAX_CMDLINE_BYTES;
+    let raw = &raw[..raw.len().min(MAX_CMDLINE_BYTES)];
+    let mut s = raw
+        .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
         .map(String::from_utf8_lossy)
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if cut {
+        s.push_str(" ...");
+    }
+    s
 }
 
 #[cfg(test)]
@@ -89,6 +109,15 @@ mod tests {
             "python3 -m http.server"
         );
         assert_eq!(cmdline_string(b"curl"), "curl");
+    }
+
+    #[test]
+    fn a_huge_command_line_is_cut_and_marked() {
+        let mut raw = b"python3\0".to_vec();
+        raw.extend(std::iter::repeat_n(b'x', 2 << 20));
+        let s = cmdline_string(&raw);
+        assert!(s.len() <= MAX_CMDLINE_BYTES + 4, "{}", s.len());
+        assert!(s.starts_with("python3 xxx") && s.ends_with(" ..."));
     }
 
     #[test]
