@@ -142,17 +142,23 @@ async fn push_once(
         tokio::select! {
             item = sub_rx.recv() => {
                 let mut events = Vec::new();
+                let mut bytes = 0;
                 let mut next = item;
                 while let Some(item) = next {
                     match item {
-                        Ok(pb::StreamEventsResponse { item: Some(pb::stream_events_response::Item::Event(e)) }) => events.push(e),
+                        Ok(pb::StreamEventsResponse { item: Some(pb::stream_events_response::Item::Event(e)) }) => {
+                            bytes += prost::Message::encoded_len(&e);
+                            events.push(e);
+                        }
                         Ok(pb::StreamEventsResponse { item: Some(pb::stream_events_response::Item::Missed(m)) }) => {
                             tracing::error!(events = m.events, "alerts deleted by journal retention before they were pushed");
                         }
                         Ok(_) => {}
                         Err(s) => return Err((progressed, format!("reading the journal: {}", s.message()))),
                     }
-                    if events.len() >= opts.batch {
+                    // Bounded in bytes too: a batch over the collector's message limit would be
+                    // refused and re-sent forever.
+                    if events.len() >= opts.batch || bytes >= MAX_BATCH_BYTES {
                         break;
                     }
                     next = sub_rx.try_recv().ok();
@@ -192,6 +198,10 @@ async fn push_once(
         }
     }
 }
+
+/// Bytes of alerts per push request at most (the collector accepts messages of up to 4 MiB; a
+/// single alert is far smaller, since command lines and paths are bounded).
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Resolves when `stop` turns true (the guard `wait_for` returns is dropped at once).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
