@@ -371,7 +371,12 @@ impl Pipeline {
     fn drain_some(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool, PipelineError> {
         if self.sink.behind() {
             self.sink.flush().map_err(PipelineError::Output)?;
-            if self.sink.behind() {
+            let behind = self.sink.behind();
+            if let Some(c) = &self.counters {
+                c.output_behind
+                    .store(behind, std::sync::atomic::Ordering::Relaxed);
+            }
+            if behind {
                 self.stats.output_behind += 1;
                 return Ok(false);
             }

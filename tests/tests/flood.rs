@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sovereign_agent_tests::{free_port, start_agent_with, target_bin, Reaped, TestCgroup};
+use sovereign_agent_tests::{
+    free_port, http_get, start_agent_with, target_bin, Reaped, TestCgroup,
+};
 
 /// `GET /healthz` with the deadline the issue sets: an answer within a second, or an error.
 fn healthz(addr: &str) -> Result<Duration, String> {
@@ -108,6 +110,23 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
         failed.len(),
         probes.len()
     );
+    // Once the flood is over the agent catches up and says it is ready again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(&addr, "/readyz");
+        if status == 200 {
+            break;
+        }
+        assert!(
+            body.starts_with("overloaded"),
+            "only overload keeps it unready: {body}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "still {body} 30 s after the flood"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

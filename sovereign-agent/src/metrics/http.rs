@@ -102,13 +102,31 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     )
 }
 
+/// Ready: attached and keeping up. Overloaded (the ring buffer nine-tenths full, or the
+/// journal behind its disk) is said as such: the agent is alive (`/healthz`), but records may
+/// be lost until it catches up.
 async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
-    if s.counters.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+    if !s.counters.ready.load(Ordering::Relaxed) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the programs are not attached (starting or stopping)\n",
-        )
+        );
     }
+    let ring_full = s
+        .ring
+        .get()
+        .is_some_and(|r| r.size() > 0 && r.used() * 10 >= r.size() * 9);
+    if ring_full {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded: the ring buffer is over 90% full (records may be lost)\n",
+        );
+    }
+    if s.counters.output_behind.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded: the journal is behind its disk (reading paused)\n",
+        );
+    }
+    (StatusCode::OK, "ready\n")
 }

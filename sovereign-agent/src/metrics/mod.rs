@@ -45,6 +45,8 @@ pub struct Counters {
     pub policy_reloads_failed: AtomicU64,
     /// Programs attached and the policy loaded (`/readyz`).
     pub ready: AtomicBool,
+    /// The journal is behind its disk and the pipeline has paused reading (`/readyz`).
+    pub output_behind: AtomicBool,
     /// The naming stage's counters, as the pipeline last published them.
     pub names: Mutex<crate::names::NamesSnapshot>,
     /// Alerts raised after a flow's first event (its SNI was read later).
