@@ -132,11 +132,13 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     // The ring's fill is known once the maps are taken (after attaching).
     let ring_fill = Arc::new(std::sync::OnceLock::new());
+    let program_fds = Arc::new(std::sync::OnceLock::new());
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().ok();
         let sources = metrics::Sources {
             counters: counters.clone(),
             ring: ring_fill.clone(),
+            programs: program_fds.clone(),
             journal: journal.as_ref().map(|j| j.2.clone()),
             policy: policy.clone(),
             subscribers: api.subscribers(),
@@ -151,7 +153,8 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     if let Some(tls) = config.api_tcp() {
         api_tasks.push(api::serve_tcp(&tls, api.clone(), None, stopped()).await?);
     }
-    let hooks = capture.attach(&cgroup)?;
+    let hooks = capture.attach(&cgroup)?.to_vec();
+    let _ = program_fds.set(metrics::programs::Programs(capture.program_fds()));
     let attached: Vec<String> = hooks
         .iter()
         .filter(|h| h.error.is_none())

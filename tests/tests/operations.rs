@@ -89,6 +89,17 @@ fn metrics_count_what_the_agent_saw_and_promtool_accepts_them() {
     assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".to_string()));
 
     const CONNECTS: usize = 40;
+    // The kernel's run-time statistics of the programs, on for this test (and put back).
+    struct BpfStats(String);
+    impl Drop for BpfStats {
+        fn drop(&mut self) {
+            let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+        }
+    }
+    let _stats = BpfStats(
+        std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or("0".into()),
+    );
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").unwrap();
     cgroup.traffic(&["connect-loop", "127.0.0.1:0", &CONNECTS.to_string()]);
     let text = wait_for_metric(
         &addr,
@@ -98,6 +109,23 @@ fn metrics_count_what_the_agent_saw_and_promtool_accepts_them() {
     assert_eq!(
         metric(&text, "sovereign_agent_events_total{kind=\"connect\"}"),
         Some(CONNECTS as f64),
+        "{text}"
+    );
+    let runs = metric(
+        &text,
+        "sovereign_agent_bpf_program_runs_total{program=\"connect4\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(
+        runs >= CONNECTS as f64,
+        "connect4 ran for each connect: {text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "sovereign_agent_bpf_program_run_seconds_total{program=\"connect4\"}"
+        )
+        .is_some_and(|s| s > 0.0),
         "{text}"
     );
     // Every connect, established and close of the generator violates the policy's rule.

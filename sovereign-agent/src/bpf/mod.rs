@@ -207,7 +207,7 @@ fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The result of attaching one hook.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HookStatus {
     pub hook: Hook,
     pub error: Option<String>,
@@ -325,6 +325,28 @@ impl Capture {
             });
         }
         Ok(&self.hooks)
+    }
+
+    /// A file descriptor of each attached program, for its run-time statistics.
+    pub fn program_fds(&self) -> Vec<(String, std::os::fd::OwnedFd)> {
+        self.hooks
+            .iter()
+            .filter(|h| h.error.is_none())
+            .filter_map(|h| {
+                let fd = self.ebpf.program(h.hook.program())?.fd().ok()?;
+                let fd = std::os::fd::AsFd::as_fd(fd).try_clone_to_owned().ok()?;
+                Some((h.hook.program().to_string(), fd))
+            })
+            .fold(
+                Vec::new(),
+                |mut all: Vec<(String, std::os::fd::OwnedFd)>, p| {
+                    // Several hooks may run one program.
+                    if !all.iter().any(|(name, _)| *name == p.0) {
+                        all.push(p);
+                    }
+                    all
+                },
+            )
     }
 
     fn attach_one(&mut self, hook: Hook, cgroup: &File) -> Result<(), ProgramError> {

@@ -4,6 +4,7 @@
 //! read at scrape time instead of being kept current on the hot path.
 pub mod exposition;
 pub mod http;
+pub mod programs;
 pub mod ring;
 
 use std::{
@@ -123,6 +124,8 @@ impl Counters {
 pub struct Sources {
     pub counters: Arc<Counters>,
     pub ring: Arc<std::sync::OnceLock<ring::RingFill>>,
+    /// The attached programs, for their run-time statistics.
+    pub programs: Arc<std::sync::OnceLock<programs::Programs>>,
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
@@ -307,6 +310,25 @@ pub fn render(s: &Sources) -> String {
         &[(vec![], c.late_alerts.load(Relaxed) as f64)],
     );
     names(&mut out, &c.names.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(programs) = s.programs.get() {
+        let stats = programs.read();
+        out.counter(
+            "sovereign_agent_bpf_program_run_seconds_total",
+            "Kernel time spent in each of the agent's programs (0 unless kernel.bpf_stats_enabled=1).",
+            &stats
+                .iter()
+                .map(|(name, r)| (vec![("program", *name)], r.run_time_ns as f64 / 1e9))
+                .collect::<Vec<_>>(),
+        );
+        out.counter(
+            "sovereign_agent_bpf_program_runs_total",
+            "Runs of each of the agent's programs (0 unless kernel.bpf_stats_enabled=1).",
+            &stats
+                .iter()
+                .map(|(name, r)| (vec![("program", *name)], r.runs as f64))
+                .collect::<Vec<_>>(),
+        );
+    }
     let existing = &c.existing;
     out.counter(
         "sovereign_agent_existing_connections_total",
