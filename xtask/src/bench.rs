@@ -53,37 +53,135 @@ pub fn run(root: &Path) -> Result<()> {
     crate::cargo(&["build", "--release", "--bins"])?;
     let bin = root.join("target/release");
     let cgroup = make_cgroup()?;
+    // Rounds are comparable only if waking a thread costs the same in each: an idle CPU that
+    // halts takes far longer to wake (here 10,000 loopback connects took 0.96-1.09 s with
+    // idle halts, 0.28-0.31 s without), and a running agent keeps CPUs from idling, which made
+    // rounds *with* the agent look faster than rounds without. So CPUs are kept out of idle
+    // states for the whole run (PM QoS: 0 µs wake-up latency, released when the file closes).
+    let _no_idle = hold_no_idle();
+    let _stats = BpfStats::enable();
     let result = bench_all(&bin, &cgroup);
     let _ = std::fs::remove_dir(&cgroup);
     result
 }
 
+/// `/dev/cpu_dma_latency` held at 0 (the kernel's PM QoS request lasts while it is open).
+fn hold_no_idle() -> Option<std::fs::File> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .map_err(|e| eprintln!("bench: warning: CPUs may idle between operations: {e}"))
+        .ok()?;
+    f.write_all(&0i32.to_ne_bytes()).ok()?;
+    Some(f)
+}
+
+/// The kernel's run-time statistics of BPF programs, on for the run and put back after.
+struct BpfStats(Option<String>);
+
+impl BpfStats {
+    const SYSCTL: &'static str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> Self {
+        let before = std::fs::read_to_string(Self::SYSCTL).ok();
+        let _ = std::fs::write(Self::SYSCTL, "1");
+        BpfStats(before)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            let _ = std::fs::write(Self::SYSCTL, before.trim());
+        }
+    }
+}
+
+/// Run time (ns) and runs of every loaded program with one of the agent's program names.
+fn program_stats() -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut stats = std::collections::BTreeMap::new();
+    let Ok(out) = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+    else {
+        return stats;
+    };
+    let Ok(progs) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return stats;
+    };
+    for p in progs.as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or_default();
+        if !AGENT_PROGRAMS.contains(&name) {
+            continue;
+        }
+        let e = stats.entry(name.to_string()).or_insert((0, 0));
+        e.0 += p["run_time_ns"].as_u64().unwrap_or(0);
+        e.1 += p["run_cnt"].as_u64().unwrap_or(0);
+    }
+    stats
+}
+
+/// The agent's programs as bpftool names them (15 characters at most).
+const AGENT_PROGRAMS: [&str; 13] = [
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    "tcp_state",
+    "sock_release",
+    "dns_ingress",
+    "names_egress",
+    "process_fork",
+    "execve_args",
+    "execveat_args",
+    "process_exec",
+    "process_exit",
+];
+
+/// One round of a workload: operations per second, and for connect-loop the p50 and p99 of one
+/// connect + first byte + close, in nanoseconds.
+struct Round {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
 fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
     println!(
-        "| workload | without agent | with agent | ratio | agent CPU | events | agent max RSS |"
+        "| workload | without agent | with agent | ratio (spread) | p50 ratio | p99 ratio | agent CPU | events | agent max RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut kernel = Vec::new();
     for w in &WORKLOADS {
-        let (mut base, mut with) = (Vec::new(), Vec::new());
+        let (mut base, mut with): (Vec<Round>, Vec<Round>) = (Vec::new(), Vec::new());
         let (mut cpu_s, mut events, mut rss_kb) = (0.0, 0u64, 0u64);
-        rate(bin, cgroup, w)?; // warm-up: page cache, first-use allocations
-        for round in 0..ROUNDS {
+        let mut programs: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        round(bin, cgroup, w)?; // warm-up: page cache, first-use allocations
+        for r in 0..ROUNDS {
             // Alternate the order, so neither side always runs right after the other.
-            let agent_first = round % 2 == 1;
+            let agent_first = r % 2 == 1;
             if !agent_first {
-                base.push(rate(bin, cgroup, w)?);
+                base.push(round(bin, cgroup, w)?);
             }
             let out = std::env::temp_dir().join("sovereign-bench.jsonl");
             let _ = std::fs::remove_file(&out);
             let _ = std::fs::remove_dir_all(out.with_extension("journal"));
             let agent = start_agent(bin, cgroup, &out)?;
             let cpu_before = cpu_seconds(agent.id())?;
-            with.push(rate(bin, cgroup, w)?);
+            let before = program_stats();
+            with.push(round(bin, cgroup, w)?);
             std::thread::sleep(Duration::from_millis(300)); // let it drain
+            for (name, (ns, runs)) in program_stats() {
+                let (ns0, runs0) = before.get(&name).copied().unwrap_or((0, 0));
+                let e = programs.entry(name).or_insert((0, 0));
+                e.0 += ns.saturating_sub(ns0);
+                e.1 += runs.saturating_sub(runs0);
+            }
             let cpu = cpu_seconds(agent.id())? - cpu_before;
             let rss = stop_agent(agent)?;
             if agent_first {
-                base.push(rate(bin, cgroup, w)?);
+                base.push(round(bin, cgroup, w)?);
             }
             cpu_s += cpu;
             rss_kb = rss_kb.max(rss);
@@ -93,15 +191,35 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             eprintln!(
                 "bench: {} round {}: without {:.0}, with {:.0} {}",
                 w.mode,
-                round + 1,
-                base[round],
-                with[round],
+                r + 1,
+                base[r].rate,
+                with[r].rate,
                 w.unit
             );
         }
-        let (b, a) = (median(&mut base), median(&mut with));
+        let ratios: Vec<f64> = base
+            .iter()
+            .zip(&with)
+            .map(|(b, a)| a.rate / b.rate)
+            .collect();
+        let spread = format!(
+            "{:.2}-{:.2}",
+            ratios.iter().copied().fold(f64::MAX, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max)
+        );
+        let med =
+            |v: &[Round], f: fn(&Round) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+        let (b, a) = (med(&base, |r| r.rate), med(&with, |r| r.rate));
+        let latency = |f: fn(&Round) -> f64| {
+            let (b, a) = (med(&base, f), med(&with, f));
+            if b > 0.0 {
+                format!("{:.2} ({:.1} / {:.1} µs)", a / b, b / 1e3, a / 1e3)
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "| {} ×{} | {:.0} {} | {:.0} {} | {:.3} | {:.2} s for {} events ({:.1} µs/event) | {} per round | {} MiB |",
+            "| {} ×{} | {:.0} {} | {:.0} {} | {:.3} ({spread}) | {} | {} | {:.2} s for {} events ({:.1} µs/event) | {} per round | {} MiB |",
             w.mode,
             w.n,
             b,
@@ -109,12 +227,26 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             a,
             w.unit,
             a / b,
+            latency(|r| r.p50),
+            latency(|r| r.p99),
             cpu_s,
             events,
             if events > 0 { cpu_s * 1e6 / events as f64 } else { 0.0 },
             events / ROUNDS as u64,
             rss_kb / 1024
         );
+        kernel.push((w.mode, programs));
+    }
+    println!();
+    println!("Kernel time per program run (ns/run, runs in the with-agent rounds; kernel.bpf_stats_enabled=1):");
+    println!();
+    for (mode, programs) in kernel {
+        let cells: Vec<String> = programs
+            .iter()
+            .filter(|(_, (_, runs))| *runs > 0)
+            .map(|(name, (ns, runs))| format!("{name} {} ns × {runs}", ns / runs))
+            .collect();
+        println!("- {mode}: {}", cells.join(", "));
     }
     Ok(())
 }
@@ -140,8 +272,8 @@ pub(crate) fn make_cgroup() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Runs one workload round inside the cgroup; returns operations per second.
-fn rate(bin: &Path, cgroup: &Path, w: &Workload) -> Result<f64> {
+/// Runs one workload round inside the cgroup.
+fn round(bin: &Path, cgroup: &Path, w: &Workload) -> Result<Round> {
     let out = Command::new(bin.join("sa-traffic"))
         .arg(cgroup.join("cgroup.procs"))
         .args([w.mode, w.addr, &w.n.to_string()])
@@ -167,7 +299,11 @@ fn rate(bin: &Path, cgroup: &Path, w: &Workload) -> Result<f64> {
             w.mode
         );
     }
-    Ok(w.n as f64 / (ns / 1e9))
+    Ok(Round {
+        rate: w.n as f64 / (ns / 1e9),
+        p50: field("p50_ns").unwrap_or(0.0),
+        p99: field("p99_ns").unwrap_or(0.0),
+    })
 }
 
 fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {

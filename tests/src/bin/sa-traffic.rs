@@ -188,6 +188,7 @@ fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
         .ok()
         .and_then(|r| r.parse().ok());
     let start = std::time::Instant::now();
+    let mut took: Vec<u64> = Vec::with_capacity(n);
     for i in 0..n {
         if let Some(rate) = rate {
             let due = start + std::time::Duration::from_secs_f64(i as f64 / rate);
@@ -199,12 +200,24 @@ fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
         let mut c = TcpStream::connect(target).unwrap_or_else(|e| fail(format!("connect: {e}")));
         let _ = c.write_all(b"x");
         let _ = c.read(&mut eof);
-        if t.elapsed().as_millis() > 100 {
+        let elapsed = t.elapsed();
+        if elapsed.as_millis() > 100 {
             stalls += 1;
         }
+        took.push(elapsed.as_nanos() as u64);
     }
     let ns = start.elapsed().as_nanos();
-    println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":{stalls}}}");
+    // Latency of one connect + first byte + close, as the workload sees it.
+    took.sort_unstable();
+    let at = |q: f64| {
+        took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let (p50, p99) = (at(0.50), at(0.99));
+    println!(
+        "{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":{stalls},\"p50_ns\":{p50},\"p99_ns\":{p99}}}"
+    );
     exit(0)
 }
 
