@@ -100,16 +100,22 @@ pub fn for_each_payload_from(
     let mut expected: Option<u64> = None;
     let last = segments.len() - 1;
     for (i, (index, path)) in segments.iter().enumerate() {
-        let bytes = fs::read(path).map_err(|source| JournalError::Io {
+        let io_error = |source| JournalError::Io {
             path: path.clone(),
             source,
-        })?;
+        };
+        // Streamed a frame at a time: a reader (a subscriber catching up, an export) holds one
+        // record in memory, not a whole segment.
+        let mut file =
+            std::io::BufReader::with_capacity(64 * 1024, fs::File::open(path).map_err(io_error)?);
         let damaged = |offset: usize, message: String| JournalError::Segment {
             path: path.clone(),
             offset: offset as u64,
             message,
         };
-        let header = SegmentHeader::decode(&bytes).map_err(|e| damaged(0, e.to_string()))?;
+        let mut head = [0u8; HEADER_LEN];
+        let n = read_full(&mut file, &mut head).map_err(io_error)?;
+        let header = SegmentHeader::decode(&head[..n]).map_err(|e| damaged(0, e.to_string()))?;
         if header.segment != *index {
             return Err(damaged(
                 16,
@@ -129,8 +135,30 @@ pub fn for_each_payload_from(
         }
         let mut seq = header.first_seq;
         let mut off = HEADER_LEN;
-        while off < bytes.len() {
-            match format::decode_frame(&bytes[off..]) {
+        let mut frame_bytes = Vec::new();
+        loop {
+            frame_bytes.resize(format::FRAME_HEADER_LEN, 0);
+            let n = read_full(&mut file, &mut frame_bytes).map_err(io_error)?;
+            if n == 0 {
+                break; // the end of the segment
+            }
+            frame_bytes.truncate(n);
+            if n == format::FRAME_HEADER_LEN {
+                let len = u32::from_le_bytes([
+                    frame_bytes[0],
+                    frame_bytes[1],
+                    frame_bytes[2],
+                    frame_bytes[3],
+                ]);
+                // A length over the limit is decode_frame's to report; nothing more is read.
+                if len <= format::MAX_PAYLOAD {
+                    frame_bytes.resize(format::FRAME_HEADER_LEN + len as usize, 0);
+                    let got = read_full(&mut file, &mut frame_bytes[format::FRAME_HEADER_LEN..])
+                        .map_err(io_error)?;
+                    frame_bytes.truncate(format::FRAME_HEADER_LEN + got);
+                }
+            }
+            match format::decode_frame(&frame_bytes) {
                 Ok(frame) if frame.seq == seq => {
                     if seq >= from {
                         f(seq, frame.payload)?;
@@ -159,9 +187,23 @@ pub fn for_each_payload_from(
             }
         }
         expected = Some(seq);
-        progress(bytes.len() as u64);
+        progress(off as u64);
     }
     Ok(())
+}
+
+/// Reads until `buf` is full or the file ends; how many bytes were read.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Like [`for_each_payload`], decoding each record into the event it was written from.

@@ -63,8 +63,9 @@ pub struct JournalShared {
     pub live: tokio::sync::broadcast::Sender<super::LiveFrames>,
 }
 
-/// Batches kept for live subscribers that are behind; beyond, they catch up from the journal.
-const LIVE_BATCHES: usize = 1024;
+/// Batches kept for live subscribers that are behind; beyond, they catch up from the journal
+/// (streamed a record at a time). A stalled subscriber pins at most this many batches.
+const LIVE_BATCHES: usize = 64;
 
 impl JournalShared {
     /// The view of `writer`'s journal that the API serves: its directory, counters, and a
