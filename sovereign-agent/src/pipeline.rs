@@ -69,9 +69,9 @@ struct UdpSends {
     keys: Vec<SendKey>,
 }
 
-/// Records handled per turn of the event loop: a full ring (4 MiB, ~40,000 flow records) is
-/// read in a few slices, with the other tasks of the thread (health, metrics, API) run between
-/// them, so a flood cannot starve `/healthz` or the systemd watchdog.
+/// Records handled per turn of the event loop (a few milliseconds of work in a release build),
+/// with the other tasks of the thread (the API, the watchdog) run between turns, so a flood
+/// that keeps the ring full cannot starve them.
 const DRAIN_SLICE: usize = 512;
 
 impl Default for PipelineOptions {
@@ -145,7 +145,7 @@ pub struct Pipeline {
     clock_sampled: Instant,
     options: PipelineOptions,
     processes: ProcessTable,
-    /// First `send` event of each (socket, destination), by socket cookie, until release.
+    /// The sends of each UDP socket that sent unconnected datagrams, by cookie, until release.
     udp_pairs: LruCache<u64, UdpSends>,
     /// When the kernel's send map was last scanned for a socket whose sends were not seen.
     last_send_scan: Option<Instant>,
