@@ -10,6 +10,99 @@
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU `u64` array (one slot) counting records the kernel could not reserve.
 pub const LOSSES_MAP: &str = "LOSSES";
+/// Name of the second, smaller ring buffer: TCP connect, established and close records and
+/// flood notices. Nothing a UDP, DNS or TLS flood writes goes there, so such a flood cannot
+/// make a TCP connection's records be lost.
+pub const PRIORITY_MAP: &str = "PRIORITY";
+/// Default size of [`PRIORITY_MAP`] (bytes, a power of two and a multiple of the page size).
+pub const DEFAULT_PRIORITY_RING_BYTES: u32 = 1024 * 1024;
+/// Name of the LRU hash map of per-workload budgets: [`BudgetKey`] → [`Budget`].
+pub const BUDGETS_MAP: &str = "BUDGETS";
+/// Entries of [`BUDGETS_MAP`].
+pub const BUDGET_ENTRIES: u32 = 16_384;
+/// Name of the per-CPU array ([`SUPPRESSED_KINDS`] × `u64`) counting every suppressed record
+/// by what it would have reported, attributed or not.
+pub const SUPPRESSED_MAP: &str = "SUPPRESSED";
+
+/// Kernel globals (`u64` in .rodata, set at load time) of the per-workload budgets (generic
+/// cell rate: one record per `INTERVAL_NS`, bursts of `BURST_NS / INTERVAL_NS` records). An
+/// interval of 0 turns that budget off; both off, nothing is suppressed.
+pub const BUDGET_PROCESS_INTERVAL_NS_GLOBAL: &str = "BUDGET_PROCESS_INTERVAL_NS";
+pub const BUDGET_PROCESS_BURST_NS_GLOBAL: &str = "BUDGET_PROCESS_BURST_NS";
+pub const BUDGET_CGROUP_INTERVAL_NS_GLOBAL: &str = "BUDGET_CGROUP_INTERVAL_NS";
+pub const BUDGET_CGROUP_BURST_NS_GLOBAL: &str = "BUDGET_CGROUP_BURST_NS";
+
+/// What a suppressed record would have reported (index into [`Budget::suppressed`] and
+/// [`SUPPRESSED_MAP`]).
+pub const SUPPRESSED_TCP_CONNECT: usize = 0;
+/// A UDP connect() or the first datagram to a new destination.
+pub const SUPPRESSED_UDP: usize = 1;
+/// A DNS query or answer packet.
+pub const SUPPRESSED_DNS: usize = 2;
+/// A segment of a TLS ClientHello.
+pub const SUPPRESSED_TLS: usize = 3;
+pub const SUPPRESSED_KINDS: usize = 4;
+
+/// Budgets are kept per process and per cgroup, and for TCP connects apart from everything
+/// else: a UDP or packet flood never spends a workload's TCP budget.
+pub const BUDGET_SCOPE_PROCESS: u32 = 1;
+pub const BUDGET_SCOPE_CGROUP: u32 = 2;
+pub const BUDGET_CLASS_TCP: u32 = 0;
+pub const BUDGET_CLASS_OTHER: u32 = 1;
+
+/// Key of [`BUDGETS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BudgetKey {
+    /// The process id ([`BUDGET_SCOPE_PROCESS`]) or the cgroup id ([`BUDGET_SCOPE_CGROUP`]).
+    pub id: u64,
+    pub scope: u32,
+    /// [`BUDGET_CLASS_TCP`] or [`BUDGET_CLASS_OTHER`].
+    pub class: u32,
+}
+
+/// Value of [`BUDGETS_MAP`]: the budget's state (shared by every CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Theoretical arrival time of the next record (generic cell rate algorithm).
+    pub tat_ns: u64,
+    /// When the last flood notice for this entry was written (at most one a second).
+    pub notice_ns: u64,
+    pub cgroup_id: u64,
+    pub uid: u32,
+    pub _pad: u32,
+    /// Task name when the entry was created.
+    pub comm: [u8; 16],
+}
+
+/// Name of the per-CPU LRU hash map of what each budget suppressed: [`BudgetKey`] →
+/// [`FloodTally`] (per CPU, so counts are exact without atomics; user space sums them). A
+/// suppressed record is counted under its process's key when the program knows the process
+/// (socket calls), else under its cgroup's (packets).
+pub const FLOODS_MAP: &str = "FLOODS";
+
+/// Value of [`FLOODS_MAP`] on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodTally {
+    /// Suppressed records by `SUPPRESSED_*` index, cumulative.
+    pub suppressed: [u64; SUPPRESSED_KINDS],
+    /// First and last suppression on this CPU (monotonic ns).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The last suppressed destination on this CPU (network byte order; port in host order).
+    pub sample_addr: [u8; 16],
+    pub sample_port: u16,
+    pub sample_family: u16,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Budget>() == 48);
+const _: () = assert!(core::mem::size_of::<FloodTally>() == 72);
+
+/// Nanoseconds between two flood notices of one budget entry.
+pub const FLOOD_NOTICE_INTERVAL_NS: u64 = 1_000_000_000;
 /// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
 pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
 /// Name of the LRU hash map of the outbound TCP sockets whose connect the programs saw, by
@@ -81,6 +174,11 @@ pub enum RecordKind {
     /// holds them NUL-separated (tracepoints syscalls/sys_enter_execve[at]). The
     /// [`RecordKind::Exec`] of the same thread follows when the exec succeeds.
     Argv = 13,
+    /// A budget suppressed records (at most one notice a second per [`BudgetKey`]): a
+    /// [`FlowRecord`] whose `family` is the key's scope, `flags` its class, `tgid` the
+    /// process (process scope) and `cgroup_id` the cgroup. User space reads the counts from
+    /// [`BUDGETS_MAP`]. Written to [`PRIORITY_MAP`].
+    Flood = 14,
 }
 
 impl RecordKind {
@@ -115,6 +213,7 @@ impl TryFrom<u32> for RecordKind {
             11 => Self::Exec,
             12 => Self::Exit,
             13 => Self::Argv,
+            14 => Self::Flood,
             other => return Err(other),
         })
     }
@@ -291,6 +390,9 @@ mod user {
     unsafe impl aya::Pod for FlowRecord {}
     unsafe impl aya::Pod for SendKey {}
     unsafe impl aya::Pod for SendTally {}
+    unsafe impl aya::Pod for BudgetKey {}
+    unsafe impl aya::Pod for Budget {}
+    unsafe impl aya::Pod for FloodTally {}
 
     /// Why a ring-buffer item could not be decoded.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -535,7 +637,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_rejected_not_transmuted() {
-        for raw in [0, 14, 0xdead_beef] {
+        for raw in [0, 15, 0xdead_beef] {
             assert_eq!(
                 Decoded::try_from(record(raw).as_bytes()),
                 Err(DecodeError::UnknownKind(raw))

@@ -2,10 +2,14 @@
 use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
-use sovereign_agent_common::{RecordKind, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use sovereign_agent_common::{
+    RecordKind, AF_INET, AF_INET6, BUDGET_CLASS_OTHER, BUDGET_CLASS_TCP, IPPROTO_TCP, IPPROTO_UDP,
+    SUPPRESSED_TCP_CONNECT, SUPPRESSED_UDP,
+};
 
 use crate::{
-    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit},
+    budget::{admit_task, Suppressed},
+    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit, submit_priority},
     maps::{TcpSocket, TCP_SOCKETS, TLS_HELLO},
 };
 
@@ -60,6 +64,23 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
+    let tcp = protocol == IPPROTO_TCP;
+    let (class, what) = if tcp {
+        (BUDGET_CLASS_TCP, SUPPRESSED_TCP_CONNECT)
+    } else {
+        (BUDGET_CLASS_OTHER, SUPPRESSED_UDP)
+    };
+    let suppressed = Suppressed {
+        what,
+        family,
+        addr: &dst_addr,
+        port: dst_port,
+    };
+    if !admit_task(class, &owner, &suppressed) {
+        // Over budget: counted there. Not tracked either, so its established and close
+        // (which would be the only records of this connection) are not written.
+        return;
+    }
 
     let mut rec = record(RecordKind::Connect as u32, &owner);
     rec.family = family;
@@ -67,9 +88,13 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
     rec.cookie = cookie;
     rec.dst_addr = dst_addr;
     rec.dst_port = dst_port;
-    submit(&rec);
+    if tcp {
+        submit_priority(&rec);
+    } else {
+        submit(&rec);
+    }
 
-    if protocol == IPPROTO_TCP {
+    if tcp {
         // Remember who connected: established/close callbacks may run in softirq context.
         let socket = TcpSocket {
             owner,

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
 };
 use sovereign_agent_common::FlowRecord;
 
-use crate::maps::{Owner, EVENTS, LAST_WAKEUP, LOSSES};
+use crate::maps::{Owner, EVENTS, LAST_WAKEUP, LOSSES, PRIORITY};
 
 /// The current task, as the kernel sees it.
 #[inline(always)]
@@ -59,6 +59,19 @@ pub fn submit(rec: &FlowRecord) {
             entry.write(*rec);
             let flags = wakeup_flags(rec.ts_ns);
             entry.submit(flags);
+        }
+        None => count_loss(),
+    }
+}
+
+/// Copies `rec` into the priority ring buffer (TCP connections, flood notices), or counts it
+/// as lost when that is full. Always wakes the reader: these records are few and matter now.
+#[inline(always)]
+pub fn submit_priority(rec: &FlowRecord) {
+    match PRIORITY.reserve::<FlowRecord>(0) {
+        Some(mut entry) => {
+            entry.write(*rec);
+            entry.submit(0);
         }
         None => count_loss(),
     }

@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod budget;
 mod connect;
 mod dns;
 mod egress;

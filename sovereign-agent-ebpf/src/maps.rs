@@ -1,15 +1,36 @@
 //! The maps shared by the programs. Names are the user-space contract (see the common crate).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use sovereign_agent_common::{SendKey, SendTally, DEFAULT_RING_BYTES};
+use sovereign_agent_common::{
+    Budget, BudgetKey, FloodTally, SendKey, SendTally, BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES,
+    DEFAULT_RING_BYTES, SUPPRESSED_KINDS,
+};
 
 /// Every record for user space. User space may resize it at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
-/// Records that could not be reserved in `EVENTS` (ring full), per CPU.
+/// TCP connect, established and close records and flood notices: what a UDP, DNS or TLS
+/// flood must never make lost. User space may resize it at load time.
+#[map]
+pub static PRIORITY: RingBuf = RingBuf::with_byte_size(DEFAULT_PRIORITY_RING_BYTES, 0);
+
+/// Per-workload budgets and what they suppressed (see `budget`).
+#[map]
+pub static BUDGETS: LruHashMap<BudgetKey, Budget> = LruHashMap::with_max_entries(BUDGET_ENTRIES, 0);
+
+/// What each budget suppressed, per CPU (see `budget`).
+#[map]
+pub static FLOODS: LruPerCpuHashMap<BudgetKey, FloodTally> =
+    LruPerCpuHashMap::with_max_entries(BUDGET_ENTRIES, 0);
+
+/// Every suppressed record by what it would have reported, per CPU.
+#[map]
+pub static SUPPRESSED: PerCpuArray<u64> = PerCpuArray::with_max_entries(SUPPRESSED_KINDS as u32, 0);
+
+/// Records that could not be reserved in `EVENTS` or `PRIORITY` (ring full), per CPU.
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 

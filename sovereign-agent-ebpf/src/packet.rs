@@ -8,10 +8,15 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use sovereign_agent_common::{
-    PacketRecord, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, PACKET_DATA_LEN,
+    PacketRecord, RecordKind, AF_INET, AF_INET6, BUDGET_CLASS_OTHER, IPPROTO_TCP, IPPROTO_UDP,
+    PACKET_DATA_LEN, SUPPRESSED_DNS, SUPPRESSED_TLS,
 };
 
-use crate::{emit::count_loss, maps::EVENTS};
+use crate::{
+    budget::{admit_packet, Suppressed},
+    emit::count_loss,
+    maps::EVENTS,
+};
 
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86DD;
@@ -110,7 +115,7 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
 }
 
 /// Copies up to [`PACKET_DATA_LEN`] payload bytes into a new ring-buffer record, or counts a
-/// loss when the ring is full.
+/// loss when the ring is full, or a suppression when the socket's cgroup is over its budget.
 #[inline(always)]
 pub fn submit_payload(
     ctx: &SkBuffContext,
@@ -120,11 +125,27 @@ pub fn submit_payload(
     peer_port: u16,
     local_port: u16,
 ) {
+    let skb = ctx.skb.skb as *mut __sk_buff;
+    // SAFETY: the helper accepts the program's own skb.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
+    let what = if kind == RecordKind::TlsClientHello as u32 {
+        SUPPRESSED_TLS
+    } else {
+        SUPPRESSED_DNS
+    };
+    let suppressed = Suppressed {
+        what,
+        family: h.family,
+        addr: peer,
+        port: peer_port,
+    };
+    if !admit_packet(BUDGET_CLASS_OTHER, cgroup_id, &suppressed) {
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<PacketRecord>(0) else {
         count_loss();
         return;
     };
-    let skb = ctx.skb.skb as *mut __sk_buff;
     let mut n = h.payload_len;
     if n > PACKET_DATA_LEN as u32 {
         n = PACKET_DATA_LEN as u32;
@@ -141,7 +162,7 @@ pub fn submit_payload(
         (*p).protocol = h.protocol;
         (*p)._pad0 = 0;
         (*p).ts_ns = bpf_ktime_get_ns();
-        (*p).cgroup_id = bpf_skb_cgroup_id(skb);
+        (*p).cgroup_id = cgroup_id;
         (*p).cookie = bpf_get_socket_cookie(skb.cast());
         (*p).peer_addr = *peer;
         (*p).peer_port = peer_port;

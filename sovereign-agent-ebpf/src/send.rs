@@ -4,9 +4,13 @@
 use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
-use sovereign_agent_common::{RecordKind, SendKey, SendTally, AF_INET, AF_INET6, IPPROTO_UDP};
+use sovereign_agent_common::{
+    RecordKind, SendKey, SendTally, AF_INET, AF_INET6, BUDGET_CLASS_OTHER, IPPROTO_UDP,
+    SUPPRESSED_UDP,
+};
 
 use crate::{
+    budget::{admit_task, Suppressed},
     connect::{destination, transport},
     emit::{current_owner, record, submit},
     maps::{UDP_SENDS, UDP_SOCKETS},
@@ -45,10 +49,22 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) {
         unsafe { (*tally).count += 1 };
         return;
     }
+    let owner = current_owner();
+    let suppressed = Suppressed {
+        what: SUPPRESSED_UDP,
+        family,
+        addr: &dst_addr,
+        port: dst_port,
+    };
+    if !admit_task(BUDGET_CLASS_OTHER, &owner, &suppressed) {
+        // Over budget: counted there, and not folded either (every later datagram to this
+        // destination is judged against the budget again).
+        return;
+    }
     let _ = UDP_SENDS.insert(&key, &SendTally { count: 1 }, 0);
     let _ = UDP_SOCKETS.insert(&cookie, &1u8, 0);
 
-    let mut rec = record(RecordKind::Send as u32, &current_owner());
+    let mut rec = record(RecordKind::Send as u32, &owner);
     rec.family = family;
     rec.protocol = IPPROTO_UDP;
     rec.cookie = cookie;

@@ -16,7 +16,7 @@ use sovereign_agent_common::{
 };
 
 use crate::{
-    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit},
+    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit_priority},
     maps::{TcpSocket, TCP_SOCKETS},
 };
 
@@ -129,7 +129,7 @@ fn on_close(ctx: &SockOpsContext, cookie: u64, socket: &TcpSocket, old: u32) {
         .saturating_sub(established as u64)
         .saturating_sub(our_fin_acked as u64);
     rec.bytes_received = received.saturating_sub(peer_fin as u64);
-    submit(&rec);
+    submit_priority(&rec);
 }
 
 #[inline(always)]
@@ -143,7 +143,7 @@ fn emit(ctx: &SockOpsContext, kind: RecordKind, flags: u8) {
     };
     let mut rec = flow_record(ctx, kind, cookie, &owner);
     rec.flags = flags;
-    submit(&rec);
+    submit_priority(&rec);
 }
 
 #[inline(always)]

@@ -213,10 +213,10 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     if let Some(found) = existing {
         pipeline = pipeline.with_found(found);
     }
+    // Alerts with or without a policy: a flood is an alert on its own.
+    pipeline = pipeline.with_alerts(config.alert_folder());
     if let Some(policy) = policy {
-        pipeline = pipeline
-            .with_policy(policy)
-            .with_alerts(config.alert_folder());
+        pipeline = pipeline.with_policy(policy);
     }
     pipeline = pipeline.with_counters(counters.clone());
     service::ready(&format!(

@@ -82,6 +82,9 @@ pub fn destination(f: &FlowEvent) -> String {
 
 type Key = (String, String, String);
 
+/// The rule name of alerts raised for `flood` events.
+pub const FLOOD_RULE: &str = "flood";
+
 struct Open {
     /// When the current window started (the last alert raised for this key).
     window_start_ns: i64,
@@ -116,7 +119,11 @@ impl AlertFolder {
             ts: flow.ts.clone(),
             ts_unix_ns: flow.ts_unix_ns,
             kind: "alert",
-            severity: v.and_then(|v| v.severity),
+            severity: if key.2 == FLOOD_RULE {
+                Some(Severity::High)
+            } else {
+                v.and_then(|v| v.severity)
+            },
             rule: key.2.clone(),
             workload: key.0.clone(),
             destination: key.1.clone(),
@@ -142,6 +149,13 @@ impl AlertFolder {
         self.observe_late(f)
     }
 
+    /// A workload over its budget: an alert with rule `flood` (severity high), folded per
+    /// workload like violations, whatever the verdict of the destination it flooded.
+    pub fn observe_flood(&mut self, f: &crate::event::FloodEvent) -> Option<AlertEvent> {
+        let key: Key = (workload(&f.flow), "flood".into(), FLOOD_RULE.into());
+        self.fold(key, &f.flow)
+    }
+
     /// Whether `f` is a violation worth an alert (not `info`).
     pub fn alerts_on(f: &FlowEvent) -> bool {
         f.verdict.as_ref().is_some_and(|v| {
@@ -157,6 +171,11 @@ impl AlertFolder {
             return None;
         }
         let key: Key = (workload(f), destination(f), v.rule.clone());
+        self.fold(key, f)
+    }
+
+    /// The alert to raise now for `f` under `key`, if its window allows one.
+    fn fold(&mut self, key: Key, f: &FlowEvent) -> Option<AlertEvent> {
         let now = f.ts_unix_ns;
         match self.open.get_mut(&key) {
             Some(open) if now - open.window_start_ns < self.window_ns => {
@@ -238,6 +257,53 @@ mod tests {
         f.ts = rfc3339_from_unix_ns(f.ts_unix_ns as i128);
         f.dst_port = port;
         f
+    }
+
+    fn flood(ts_s: i64, port: u16, verdict: bool) -> crate::event::FloodEvent {
+        let mut flow = violation(0, ts_s, port);
+        if !verdict {
+            flow.verdict = None;
+        }
+        crate::event::FloodEvent {
+            ts: flow.ts.clone(),
+            ts_unix_ns: flow.ts_unix_ns,
+            kind: "flood",
+            scope: "process",
+            suppressed: crate::event::Suppressed {
+                udp: 5000,
+                ..Default::default()
+            },
+            first: flow.ts.clone(),
+            last: flow.ts.clone(),
+            first_unix_ns: flow.ts_unix_ns,
+            last_unix_ns: flow.ts_unix_ns,
+            flow: Box::new(flow),
+        }
+    }
+
+    #[test]
+    fn a_flood_alerts_high_once_per_window_whatever_its_destinations_and_verdict() {
+        let mut a = AlertFolder::new(
+            std::time::Duration::from_secs(60),
+            NonZeroUsize::new(16).unwrap(),
+        );
+        // No verdict at all (no policy): a flood still alerts.
+        let first = a.observe_flood(&flood(1000, 1, false)).expect("alerts");
+        assert_eq!(
+            (first.rule.as_str(), first.severity, first.count),
+            (FLOOD_RULE, Some(Severity::High), 1)
+        );
+        assert_eq!(first.workload, "crm-sync.service");
+        // A flood event a second, each with another last destination: folded.
+        for s in 1..30 {
+            assert!(a.observe_flood(&flood(1000 + s, s as u16, true)).is_none());
+        }
+        let due = a.expire(1061 * 1_000_000_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].rule.as_str(), due[0].severity, due[0].count),
+            (FLOOD_RULE, Some(Severity::High), 29)
+        );
     }
 
     #[test]

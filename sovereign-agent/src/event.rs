@@ -146,6 +146,47 @@ pub struct DnsRefusedEvent {
     pub count: u64,
 }
 
+/// A workload went over its budget: records it would have caused were counted in the kernel
+/// instead of written (docs/events.md, "flood"). One per budget entry and poll while the
+/// flood lasts; the counts are those since the previous one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FloodEvent {
+    pub ts: String,
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
+    /// Always `flood`.
+    pub kind: &'static str,
+    /// `process` (socket calls, attributed to the process) or `cgroup` (packets).
+    pub scope: &'static str,
+    pub suppressed: Suppressed,
+    /// First and last suppression this event counts.
+    pub first: String,
+    pub last: String,
+    #[serde(skip)]
+    pub first_unix_ns: i64,
+    #[serde(skip)]
+    pub last_unix_ns: i64,
+    /// The workload (process facts, cgroup, container, unit) and the last destination it was
+    /// suppressed on, judged like any flow.
+    pub flow: Box<FlowEvent>,
+}
+
+/// Records a budget suppressed, by what they would have reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Suppressed {
+    pub tcp_connects: u64,
+    /// UDP connects and first datagrams to new destinations.
+    pub udp: u64,
+    pub dns_packets: u64,
+    pub tls_segments: u64,
+}
+
+impl Suppressed {
+    pub fn total(&self) -> u64 {
+        self.tcp_connects + self.udp + self.dns_packets + self.tls_segments
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Event {
@@ -154,6 +195,7 @@ pub enum Event {
     Lifecycle(Box<LifecycleEvent>),
     Alert(Box<crate::alerts::AlertEvent>),
     DnsRefused(Box<DnsRefusedEvent>),
+    Flood(Box<FloodEvent>),
 }
 
 impl Event {
@@ -172,6 +214,7 @@ impl Event {
             Event::Lifecycle(l) => l.ts_unix_ns,
             Event::Alert(a) => a.ts_unix_ns,
             Event::DnsRefused(d) => d.ts_unix_ns,
+            Event::Flood(f) => f.ts_unix_ns,
         }
     }
 }
@@ -424,7 +467,8 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         | RecordKind::Fork
         | RecordKind::Exec
         | RecordKind::Exit
-        | RecordKind::Argv => None,
+        | RecordKind::Argv
+        | RecordKind::Flood => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF
 //! and reports each flow. Modules follow the data flow: `cgroup` and `bpf` (kernel side),
-//! `pipeline` (ring buffer → events; `existing` adds the connections open at start), `enrich`, `event`, `output`; `config`, `telemetry`,
+//! `pipeline` (ring buffers → events; `existing` adds the connections open at start, `flood`
+//! what the kernel's budgets suppressed), `enrich`, `event`, `output`; `config`, `telemetry`,
 //! `shutdown` and `agent` around them.
 pub mod agent;
 pub mod alerts;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod enrich;
 pub mod event;
 pub mod existing;
+pub mod flood;
 pub mod journal;
 pub mod metrics;
 pub mod names;

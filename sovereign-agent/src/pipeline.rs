@@ -1,8 +1,10 @@
-//! The user-space flow: ring buffer → decode → enrich → event → sink.
+//! The user-space flow: ring buffers → decode → enrich → event → sink.
 //!
-//! One task drains everything the ring buffer holds on each wake-up, so a burst costs one
+//! One task drains the ring buffers on each wake-up (in slices, the bulk ring first so a
+//! process's exec is read before its TCP connect in the priority ring), so a burst costs one
 //! wake-up, not one per record. Kernel losses are polled from the per-CPU counter and flow on
-//! as `loss` events. Unknown or truncated records are counted and skipped.
+//! as `loss` events; budget suppressions as `flood` events. Unknown or truncated records are
+//! counted and skipped.
 use std::{
     future::Future,
     io,
@@ -24,9 +26,10 @@ use crate::{
     clock::WallClock,
     enrich::ProcessTable,
     event::{
-        flow_kind, DnsRefusedEvent, Event, EventKind, FlowEvent, Lifecycle, LifecycleEvent,
-        LossEvent,
+        flow_kind, DnsRefusedEvent, Event, EventKind, FloodEvent, FlowEvent, Lifecycle,
+        LifecycleEvent, LossEvent,
     },
+    flood::{FloodReport, FloodTracker},
     names::{Learned, Namer, NamesOptions, RefusedAnswer},
     output::EventSink,
     policy_watch::PolicyReceiver,
@@ -115,6 +118,9 @@ pub struct Stats {
     pub udp_sends_not_kept: u64,
     /// Releases of sockets whose sends were not seen, not looked up during a flood.
     pub udp_release_unscanned: u64,
+    /// `flood` events emitted, and the records they stand for.
+    pub flood_events: u64,
+    pub suppressed_reported: u64,
     /// DNS, TLS and refused-answer counters of the naming stage.
     pub names: crate::names::NameStats,
 }
@@ -152,6 +158,9 @@ pub struct Pipeline {
     udp_sends: HashMap<MapData, SendKey, SendTally>,
     losses: PerCpuArray<MapData, u64>,
     losses_reported: u64,
+    floods: FloodTracker,
+    /// Priority-ring records read and waiting for their turn in time order (see `drain_some`).
+    pending_priority: std::collections::VecDeque<Decoded>,
     sink: Box<dyn EventSink>,
     stats: Stats,
     policy: Option<PolicyReceiver>,
@@ -172,14 +181,25 @@ pub struct Pipeline {
     found: Option<tokio::sync::mpsc::Receiver<crate::existing::Found>>,
 }
 
+/// The kernel's two ring buffers.
+pub struct Rings {
+    /// UDP, DNS, TLS and process records.
+    pub events: RingBuf<MapData>,
+    /// TCP connections and flood notices.
+    pub priority: RingBuf<MapData>,
+}
+
 impl Pipeline {
     pub fn new(
         maps: CaptureMaps,
         sink: Box<dyn EventSink>,
         options: PipelineOptions,
-    ) -> (Self, RingBuf<MapData>) {
+    ) -> (Self, Rings) {
         let CaptureMaps {
             events,
+            priority,
+            floods,
+            suppressed,
             losses,
             udp_sends,
             tcp_sockets: _,
@@ -206,6 +226,8 @@ impl Pipeline {
             udp_sends,
             losses,
             losses_reported: 0,
+            floods: FloodTracker::new(floods, suppressed),
+            pending_priority: std::collections::VecDeque::with_capacity(DRAIN_SLICE),
             sink,
             stats: Stats::default(),
             policy: None,
@@ -214,7 +236,7 @@ impl Pipeline {
             alerts: None,
             found: None,
         };
-        (pipeline, events)
+        (pipeline, Rings { events, priority })
     }
 
     /// Judges every flow under the policy this receiver publishes (it may change while the
@@ -273,16 +295,20 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Runs until `shutdown` resolves, then drains what the ring buffer still holds.
+    /// Runs until `shutdown` resolves, then drains what the ring buffers still hold.
     pub async fn run(
         mut self,
-        ring: RingBuf<MapData>,
+        rings: Rings,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Stats, PipelineError> {
-        // SAFETY: the RingBuf owns its map fd and neither replaces nor closes it while the
-        // AsyncFd holds it; the fd is deregistered when `ring` is dropped at the end.
-        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        // SAFETY: each RingBuf owns its map fd and neither replaces nor closes it while the
+        // AsyncFd holds it; the fd is deregistered when the ring is dropped at the end.
+        let mut ring = unsafe { AsyncFd::register_with_interest(rings.events, Interest::READABLE) }
             .map_err(|e| PipelineError::Ring(e.into()))?;
+        // SAFETY: as above.
+        let mut priority =
+            unsafe { AsyncFd::register_with_interest(rings.priority, Interest::READABLE) }
+                .map_err(|e| PipelineError::Ring(e.into()))?;
         let mut loss_tick = tokio::time::interval(self.options.loss_poll_interval);
         loss_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_tick = tokio::time::interval(self.options.max_event_delay);
@@ -293,7 +319,7 @@ impl Pipeline {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(PipelineError::Ring)?;
-                    let more = self.drain_some(guard.get_inner_mut())?;
+                    let more = self.drain_some(guard.get_inner_mut(), priority.get_mut())?;
                     if !more {
                         guard.clear_ready();
                     }
@@ -304,8 +330,19 @@ impl Pipeline {
                         tokio::task::yield_now().await;
                     }
                 }
+                guard = priority.readable_mut() => {
+                    let mut guard = guard.map_err(PipelineError::Ring)?;
+                    let more = self.drain_some(ring.get_mut(), guard.get_inner_mut())?;
+                    if !more {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    if more {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 _ = drain_tick.tick() => {
-                    if self.drain_some(ring.get_mut())? {
+                    if self.drain_some(ring.get_mut(), priority.get_mut())? {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -319,6 +356,7 @@ impl Pipeline {
                 },
                 _ = loss_tick.tick() => {
                     self.poll_losses()?;
+                    self.report_floods()?;
                     self.processes.sweep(Instant::now());
                     self.publish_name_metrics();
                     self.expire_alerts(crate::clock::unix_now_ns())?;
@@ -326,8 +364,9 @@ impl Pipeline {
                 _ = &mut shutdown => break,
             }
         }
-        self.drain(ring.get_mut())?;
+        self.drain(ring.get_mut(), priority.get_mut())?;
         self.poll_losses()?;
+        self.report_floods()?;
         // Folded repeats are reported now rather than lost with the process.
         self.expire_alerts(i64::MAX)?;
         self.sink.flush().map_err(PipelineError::Output)?;
@@ -356,19 +395,33 @@ impl Pipeline {
 
     /// Handles every record available now, waiting for the outputs if they are behind (at
     /// shutdown).
-    pub fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<(), PipelineError> {
+    pub fn drain(
+        &mut self,
+        events: &mut RingBuf<MapData>,
+        priority: &mut RingBuf<MapData>,
+    ) -> Result<(), PipelineError> {
         loop {
             self.sink.flush_wait().map_err(PipelineError::Output)?;
-            if !self.drain_some(ring)? {
+            if !self.drain_some(events, priority)? {
                 break;
             }
         }
         self.sink.flush_wait().map_err(PipelineError::Output)
     }
 
-    /// Handles at most `DRAIN_SLICE` records; true when more are waiting. Reads nothing while
-    /// an output is behind (the ring buffer holds the records meanwhile).
-    fn drain_some(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool, PipelineError> {
+    /// Handles at most `DRAIN_SLICE` records of each ring, in the kernel's time order; true
+    /// when more are waiting. Reads nothing while an output is behind (the ring buffers hold
+    /// the records meanwhile).
+    ///
+    /// The two rings are merged by timestamp: a process's exec (bulk ring) is applied before
+    /// its TCP connect (priority ring), a DNS answer before the connect it names, and a
+    /// connect before its ClientHello. Priority records are copied out and wait in
+    /// `pending_priority` until the bulk ring has been read past their time (or is empty).
+    fn drain_some(
+        &mut self,
+        events: &mut RingBuf<MapData>,
+        priority: &mut RingBuf<MapData>,
+    ) -> Result<bool, PipelineError> {
         if self.sink.behind() {
             self.sink.flush().map_err(PipelineError::Output)?;
             let behind = self.sink.behind();
@@ -386,10 +439,34 @@ impl Pipeline {
             self.clock = WallClock::sample();
             self.clock_sampled = Instant::now();
         }
+        let mut priority_more = false;
+        while self.pending_priority.len() < DRAIN_SLICE {
+            let Some(item) = priority.next() else { break };
+            match Decoded::try_from(&*item) {
+                Ok(d) => self.pending_priority.push_back(d),
+                Err(e) => self.skip_undecodable(e),
+            }
+            priority_more = self.pending_priority.len() == DRAIN_SLICE;
+        }
         let mut handled = 0;
+        let mut priority_handled = 0;
         while handled < DRAIN_SLICE {
-            let Some(item) = ring.next() else { break };
+            let Some(item) = events.next() else { break };
             handled += 1;
+            // Every record kind has its kernel time at bytes 8..16.
+            let ts = item
+                .get(8..16)
+                .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
+            while self
+                .pending_priority
+                .front()
+                .is_some_and(|d| d.record.ts_ns <= ts)
+            {
+                if let Some(d) = self.pending_priority.pop_front() {
+                    priority_handled += 1;
+                    self.handle(d)?;
+                }
+            }
             // Packets are parsed in place (CPU only); flow records are copied out so the ring
             // slot is released before /proc is read.
             let flow = match Record::try_from(&*item) {
@@ -408,22 +485,35 @@ impl Pipeline {
             drop(item);
             match flow {
                 Ok(d) => self.handle(d)?,
-                Err(DecodeError::Truncated { len }) => {
-                    self.stats.truncated_records += 1;
-                    self.count_decode_error();
-                    tracing::warn!(len, "skipping truncated ring buffer record");
-                }
-                Err(DecodeError::UnknownKind(kind)) => {
-                    self.stats.unknown_kinds += 1;
-                    self.count_decode_error();
-                    tracing::warn!(kind, "skipping record of unknown kind");
-                }
+                Err(e) => self.skip_undecodable(e),
             }
         }
-        if handled > 0 {
+        let events_more = handled == DRAIN_SLICE;
+        if !events_more {
+            // The bulk ring is read up to now: nothing older can still come from it.
+            while let Some(d) = self.pending_priority.pop_front() {
+                priority_handled += 1;
+                self.handle(d)?;
+            }
+        }
+        if handled + priority_handled > 0 {
             self.sink.flush().map_err(PipelineError::Output)?;
         }
-        Ok(handled == DRAIN_SLICE)
+        Ok(events_more || priority_more)
+    }
+
+    fn skip_undecodable(&mut self, e: DecodeError) {
+        self.count_decode_error();
+        match e {
+            DecodeError::Truncated { len } => {
+                self.stats.truncated_records += 1;
+                tracing::warn!(len, "skipping truncated ring buffer record");
+            }
+            DecodeError::UnknownKind(kind) => {
+                self.stats.unknown_kinds += 1;
+                tracing::warn!(kind, "skipping record of unknown kind");
+            }
+        }
     }
 
     fn count_decode_error(&self) {
@@ -564,6 +654,10 @@ impl Pipeline {
                     c.alerts_raised.fetch_add(1, Relaxed);
                 }
             }
+            Event::Flood(f) => {
+                self.stats.flood_events += 1;
+                self.stats.suppressed_reported += f.suppressed.total();
+            }
             Event::Lifecycle(_) | Event::DnsRefused(_) => {}
         }
         self.sink.write(&event).map_err(PipelineError::Output)
@@ -572,6 +666,10 @@ impl Pipeline {
     fn handle(&mut self, d: Decoded) -> Result<(), PipelineError> {
         let rec = d.record;
         let Some(kind) = flow_kind(d.kind) else {
+            if d.kind == RecordKind::Flood {
+                self.floods.on_notice(&rec);
+                return Ok(());
+            }
             debug_assert_eq!(d.kind, RecordKind::UdpRelease);
             return self.udp_released(&rec);
         };
@@ -608,7 +706,7 @@ impl Pipeline {
         ));
         self.judge(&mut event);
         let alert = self.alerts.as_mut().and_then(|a| a.observe(&event));
-        if tcp && self.alerts.is_some() {
+        if tcp && self.alerts.is_some() && self.policy.is_some() {
             match kind {
                 EventKind::Connect | EventKind::Existing => {
                     let alerted = AlertFolder::alerts_on(&event);
@@ -735,6 +833,85 @@ impl Pipeline {
             self.emit(Event::Flow(Box::new(close)))?;
         }
         Ok(())
+    }
+
+    /// Emits a `flood` event (and its alert) for each workload whose budget suppressed records
+    /// since the last poll.
+    pub fn report_floods(&mut self) -> Result<(), PipelineError> {
+        let reports = self.floods.poll();
+        if let Some(c) = &self.counters {
+            *c.suppressed.lock().unwrap_or_else(|p| p.into_inner()) = self.floods.totals();
+        }
+        if reports.is_empty() {
+            return Ok(());
+        }
+        for report in reports {
+            let event = self.flood_event(&report);
+            tracing::warn!(
+                pid = event.flow.pid,
+                comm = %event.flow.comm,
+                cgroup = event.flow.cgroup.as_deref().unwrap_or(""),
+                suppressed = event.suppressed.total(),
+                "workload over its budget: records suppressed (see the flood event)"
+            );
+            let alert = self.alerts.as_mut().map(|a| a.observe_flood(&event));
+            self.emit(Event::Flood(Box::new(event)))?;
+            if let Some(alert) = alert.flatten() {
+                self.emit(Event::Alert(Box::new(alert)))?;
+            }
+        }
+        self.sink.flush().map_err(PipelineError::Output)
+    }
+
+    /// The event of a report: the workload's facts, and its last suppressed destination as a
+    /// flow judged under the policy in force.
+    fn flood_event(&mut self, r: &FloodReport) -> FloodEvent {
+        let (family, addr, port) = r.sample;
+        let mut rec = r.notice;
+        rec.ts_ns = r.last_ns;
+        rec.pid = rec.tgid;
+        rec.family = family;
+        rec.protocol = if r.is_tcp() {
+            IPPROTO_TCP
+        } else {
+            sovereign_agent_common::IPPROTO_UDP
+        };
+        rec.flags = 0;
+        rec.dst_addr = addr;
+        rec.dst_port = port;
+        let kind = if r.is_tcp() {
+            EventKind::Connect
+        } else {
+            EventKind::Send
+        };
+        let mut process = if rec.tgid != 0 {
+            self.processes
+                .identify(rec.tgid, &rec.comm, self.options.ancestors_depth)
+        } else {
+            crate::enrich::table::Identity::default()
+        };
+        if let Some(index) = self.cgroups.as_mut() {
+            process.workload = index.workload(rec.cgroup_id, Instant::now());
+        }
+        let mut flow = FlowEvent::from_record(kind, &rec, &process, &self.clock);
+        flow.name(
+            self.names
+                .lookup(rec.cgroup_id, flow.dst_ip, flow.dst_port, 0, Instant::now()),
+        );
+        self.judge(&mut flow);
+        let first_ns = self.clock.unix_ns(r.first_ns) as i64;
+        FloodEvent {
+            ts: flow.ts.clone(),
+            ts_unix_ns: flow.ts_unix_ns,
+            kind: "flood",
+            scope: r.scope(),
+            suppressed: r.suppressed,
+            first: crate::clock::rfc3339_from_unix_ns(first_ns as i128),
+            last: flow.ts.clone(),
+            first_unix_ns: first_ns,
+            last_unix_ns: flow.ts_unix_ns,
+            flow: Box::new(flow),
+        }
     }
 
     /// Emits a `loss` event when the kernel's loss counter grew since the last poll.

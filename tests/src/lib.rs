@@ -229,7 +229,9 @@ pub async fn collect_until(
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(Event::Flow(f))) => flows.push(*f),
             Ok(Some(Event::Loss(l))) => panic!("kernel lost {} records in a test", l.lost),
-            Ok(Some(Event::Lifecycle(_) | Event::Alert(_) | Event::DnsRefused(_))) => {}
+            Ok(Some(
+                Event::Lifecycle(_) | Event::Alert(_) | Event::DnsRefused(_) | Event::Flood(_),
+            )) => {}
             Ok(None) | Err(_) => {
                 panic!("events did not arrive within {deadline:?}; got {flows:#?}")
             }
@@ -372,10 +374,11 @@ pub fn run_in_cgroup(cgroup: &TestCgroup, script: &str) -> (u32, std::process::O
     (pid, out)
 }
 
-/// Every JSON line written so far.
+/// Every JSON line written so far (a last line still being written is left for next time).
 pub fn events_of(output: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(output)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(output).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
         .collect()

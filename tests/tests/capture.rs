@@ -2,13 +2,11 @@
 //! and checks the exact events the pipeline produces.
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
-
 use sovereign_agent::{
     bpf::{Capture, CaptureOptions},
     event::{Event, EventKind, Family, FlowEvent, Proto},
     output::ChannelSink,
-    pipeline::{Pipeline, PipelineOptions, Stats},
+    pipeline::{Pipeline, PipelineOptions, Rings, Stats},
 };
 use sovereign_agent_tests::{closed_port, collect_until, tcp_server, Script, TestCgroup};
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Harness {
     cgroup: TestCgroup,
     capture: Option<Capture>,
-    pipeline: Option<(Pipeline, RingBuf<MapData>)>,
+    pipeline: Option<(Pipeline, Rings)>,
     rx: mpsc::UnboundedReceiver<Event>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Stats>>,

@@ -65,27 +65,29 @@ fn collector_alerts(dir: &Path, n: usize) -> Vec<Value> {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read while it runs: thousands of alerts are more than a pipe holds.
+    let mut stdout = tail.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
     let start = Instant::now();
     while tail.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(60) {
             let _ = tail.kill();
-            let mut got = String::new();
-            tail.stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut got)
-                .unwrap();
-            panic!("the collector did not get {n} alerts within 60 s; got:\n{got}");
+            let got = reader.join().unwrap();
+            panic!(
+                "the collector did not get {n} alerts within 60 s; got {}",
+                got.lines().count()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut text = String::new();
-    tail.stdout
-        .take()
+    reader
+        .join()
         .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    text.lines()
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
@@ -284,5 +286,140 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["journal_next_seq"], 9, "{status}");
     sigterm(&agent.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A process with a 2.1 MiB command line makes 3,000 violating connects while the collector is
+/// down. Each flow and alert is journaled with the command line cut to 4 KiB (` ...` marks the
+/// cut) instead of being too large to journal or push; the backlog (over 4 MiB of alerts, more
+/// than one push message may carry) is delivered in full, in order, when the collector starts.
+#[test]
+fn alerts_with_huge_command_lines_and_a_backlog_over_the_message_limit_are_all_delivered() {
+    require_root();
+    const N: usize = 3000;
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sa-collector-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl_cert(&dir, "ca", None, "2", "");
+    openssl_cert(
+        &dir,
+        "collector",
+        Some("ca"),
+        "2",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    openssl_cert(
+        &dir,
+        "agent-a",
+        Some("ca"),
+        "2",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    let port = free_port();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[policy]\nname = \"no-loopback\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"python\"\nworkload = { comm = [\"python3\"] }\n\
+         deny = [\"loopback\"]\nseverity = \"high\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "[alerts]\nwindow_secs = 0\n\n[push]\ncollector = \"https://127.0.0.1:{port}\"\nca = \"{d}/ca.pem\"\ncert = \"{d}/agent-a.pem\"\nkey = \"{d}/agent-a.key\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    // The workload re-executes itself with 21 arguments of 100 KiB (a larger stack limit
+    // raises the kernel's argument limit above 2 MiB), then connects N times.
+    let script = dir.join("long.py");
+    std::fs::write(
+        &script,
+        "import os, resource, socket, sys\n\
+         if len(sys.argv) == 2:\n\
+         \x20   resource.setrlimit(resource.RLIMIT_STACK, (64 << 20, 64 << 20))\n\
+         \x20   os.execv('/usr/bin/python3', ['python3', __file__, sys.argv[1]] + ['a' * 100_000] * 21)\n\
+         for _ in range(int(os.environ['N'])):\n\
+         \x20   s = socket.socket()\n\
+         \x20   try:\n\
+         \x20       s.connect(('127.0.0.1', int(sys.argv[1].rsplit(':', 1)[1])))\n\
+         \x20   except OSError:\n\
+         \x20       pass\n\
+         \x20   s.close()\n\
+         print(os.getpid())\n",
+    )
+    .unwrap();
+
+    let cgroup = TestCgroup::new("collector-big");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let agent = Reaped(start_agent(&cgroup, &dir, "run.jsonl", &metrics));
+    let closed = closed_port("127.0.0.1:0");
+    let (pid, _) = sovereign_agent_tests::run_in_cgroup(
+        &cgroup,
+        &format!("env N={N} /usr/bin/python3 {} {closed}", script.display()),
+    );
+    let output = dir.join("run.jsonl");
+    let alerts = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "alert" && e["flow"]["pid"] == pid)
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let journaled = loop {
+        let a = alerts(&sovereign_agent_tests::events_of(&output));
+        if a.len() >= N || Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(journaled.len(), N, "one alert per violating connect");
+    let backlog: usize = journaled.iter().map(|a| a.to_string().len()).sum();
+    assert!(
+        backlog > 4 << 20,
+        "the backlog ({backlog} bytes of alerts) is over the collector's 4 MiB message limit"
+    );
+    for a in &journaled {
+        let cmdline = a["flow"]["cmdline"].as_str().unwrap();
+        assert!(
+            cmdline.starts_with("python3 ") && cmdline.ends_with(" ...") && cmdline.len() <= 4100,
+            "cut to 4 KiB with its marker: {} bytes",
+            cmdline.len()
+        );
+    }
+    // The flows themselves are journaled too (their export is the journal's decode).
+    let export = Command::new(target_bin("sovereign-agent"))
+        .args(["journal", "export"])
+        .arg(dir.join("agent-journal"))
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let connects = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "connect" && e["pid"] == pid)
+        .count();
+    assert_eq!(connects, N, "every violating connect is in the journal");
+
+    // The collector starts: the whole backlog arrives, once, in order.
+    let _collector = start_collector(&dir, port);
+    let delivered = collector_alerts(&dir, N);
+    assert_eq!(delivered.len(), N);
+    assert!(delivered.iter().all(|a| a["flow"]["pid"] == pid));
+    let seqs: Vec<u64> = delivered
+        .iter()
+        .map(|a| a["agent_seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in the agent's order");
+    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 0.0);
+    assert_metrics(
+        &text,
+        &[("sovereign_agent_alerts_delivered_total", N as f64)],
+    );
+    drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! A watched workload floods the agent: it must not blind, stall or kill it.
 use std::{
+    collections::HashMap,
     io::{Read, Write},
     net::TcpStream,
     process::Command,
@@ -11,7 +12,7 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    free_port, http_get, start_agent_with, target_bin, Reaped, TestCgroup,
+    events_of, free_port, http_get, sigterm, start_agent_with, target_bin, Reaped, TestCgroup,
 };
 
 /// `GET /healthz` with the deadline the issue sets: an answer within a second, or an error.
@@ -44,10 +45,22 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// The pid an `sa-traffic` run printed (`{"pid":N,...}`).
+fn pid_of(stdout: &[u8]) -> u64 {
+    let line = String::from_utf8_lossy(stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("sa-traffic's JSON line");
+    v["pid"].as_u64().expect("pid")
+}
+
 /// Two processes spray datagrams at 20,000 new destinations each, again and again, for ten
-/// seconds. The agent's single event loop used to stay inside the ring-buffer drain for the
-/// whole flood (`/healthz` silent for ~25 s, the systemd watchdog close to killing it): now it
-/// reads in slices and lets the health endpoint answer between them.
+/// seconds, with the agent's default configuration. The agent's single event loop used to
+/// stay inside the ring-buffer drain for the whole flood (`/healthz` silent for ~25 s, the
+/// systemd watchdog close to killing it): now it reads in slices and lets the health endpoint
+/// answer between them. The flood used to fill the one ring buffer, so a TCP connection made
+/// meanwhile by another process was lost with the flood's records (4 of 5 runs), and the
+/// losses named nobody: now each process's budget suppresses its excess in the kernel, TCP
+/// records have a ring of their own, and `flood` events name the sprayers with counts that add
+/// up to exactly what they sent.
 #[test]
 fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
     let cgroup = TestCgroup::new("flood");
@@ -65,31 +78,45 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
         .map(|i| {
             let (stop, procs) = (stop.clone(), procs.clone());
             std::thread::spawn(move || {
-                let mut rounds = 0;
+                let mut pids = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let status = Command::new(target_bin("sa-traffic"))
+                    let out = Command::new(target_bin("sa-traffic"))
                         .arg(&procs)
                         .args(["udp-spray", &format!("127.0.0.{}:40000", i + 1), "20000"])
-                        .stdout(std::process::Stdio::null())
-                        .status()
+                        .output()
                         .unwrap();
-                    assert!(status.success());
-                    rounds += 1;
+                    assert!(out.status.success());
+                    pids.push(pid_of(&out.stdout));
                 }
-                rounds
+                pids
             })
         })
         .collect();
     let mut probes = Vec::new();
     let mut rss_samples = Vec::new();
+    let mut connector = None;
     let flood_start = Instant::now();
     while flood_start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(500));
         probes.push(healthz(&addr));
         rss_samples.push(rss_kib(agent.0.id()));
+        if connector.is_none() && flood_start.elapsed() > Duration::from_secs(4) {
+            // Mid-flood, another process of the same cgroup makes three TCP connections.
+            let out = Command::new(target_bin("sa-traffic"))
+                .arg(&procs)
+                .args(["connect-loop", "127.0.0.9:0", "3"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            connector = Some(pid_of(&out.stdout));
+        }
     }
     stop.store(true, Ordering::Relaxed);
-    let rounds: usize = sprayers.into_iter().map(|s| s.join().unwrap()).sum();
+    let sprayer_pids: Vec<u64> = sprayers
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    let rounds = sprayer_pids.len();
     assert!(rounds >= 4, "the flood ran ({rounds} sprays of 20,000)");
     // The agent's resident memory through the flood (sampled with each probe): the
     // per-socket send lists used to keep one event per destination (1.26 GiB after 30 s).
@@ -127,6 +154,82 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(agent);
+    // A clean stop reports what the budgets suppressed last.
+    sigterm(&agent.0);
+    let mut agent = agent;
+    assert!(agent.0.wait().unwrap().success());
+    let events = events_of(&output);
+    eprintln!("{} events", events.len());
+
+    let connector = connector.expect("the connector ran");
+    let connects = events
+        .iter()
+        .filter(|e| e["kind"] == "connect" && e["proto"] == "tcp" && e["pid"] == connector)
+        .count();
+    assert_eq!(
+        connects, 3,
+        "every TCP connect made mid-flood is recorded (the UDP flood cannot drown it)"
+    );
+    let lost: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "loss")
+        .map(|e| e["lost"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        lost, 0,
+        "the budgets keep the ring buffers from overflowing"
+    );
+
+    // Every destination each sprayer sent to is either a `send` event or counted in a
+    // `flood` event naming that process: nothing silent, nothing counted twice.
+    let mut sends_of: HashMap<u64, u64> = HashMap::new();
+    let mut floods_of: HashMap<u64, Vec<&serde_json::Value>> = HashMap::new();
+    for e in &events {
+        if e["kind"] == "send" {
+            *sends_of.entry(e["pid"].as_u64().unwrap()).or_default() += 1;
+        } else if e["kind"] == "flood" {
+            let pid = e["flow"]["pid"].as_u64().unwrap();
+            floods_of.entry(pid).or_default().push(e);
+        }
+    }
+    let mut suppressed_total = 0;
+    let mut flooded = 0;
+    for pid in &sprayer_pids {
+        let sends = sends_of.get(pid).copied().unwrap_or(0);
+        let floods = floods_of.remove(pid).unwrap_or_default();
+        let suppressed: u64 = floods
+            .iter()
+            .map(|e| e["suppressed"]["udp"].as_u64().unwrap())
+            .sum();
+        for f in &floods {
+            assert_eq!(f["scope"], "process");
+            assert_eq!(f["flow"]["comm"], "sa-traffic");
+            assert_eq!(f["flow"]["proto"], "udp");
+            assert_eq!(f["suppressed"]["tcp_connects"], 0);
+        }
+        assert_eq!(
+            sends + suppressed,
+            20_000,
+            "sprayer {pid}: {sends} send events + {suppressed} suppressed in {} flood events",
+            floods.len()
+        );
+        suppressed_total += suppressed;
+        flooded += usize::from(!floods.is_empty());
+    }
+    eprintln!(
+        "{rounds} sprays: {suppressed_total} destinations suppressed, {flooded} sprayers named in flood events"
+    );
+    assert!(
+        suppressed_total > 0 && flooded > 0,
+        "the default budget suppressed part of the flood"
+    );
+    // Each flood raised an alert (folded per workload) naming the sprayer.
+    assert!(
+        events.iter().any(|e| e["kind"] == "alert"
+            && e["rule"] == "flood"
+            && e["severity"] == "high"
+            && sprayer_pids.iter().any(|p| e["flow"]["pid"] == *p)),
+        "a flood alert"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

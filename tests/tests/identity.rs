@@ -252,7 +252,9 @@ fn two_programs_on_one_pid_are_never_mixed() {
             "import os, sys\n\
              last = int(open('/proc/sys/kernel/ns_last_pid').read())\n\
              pid_max = int(open('/proc/sys/kernel/pid_max').read())\n\
-             target = next(p for p in range(last + 5000, pid_max) if not os.path.exists(f'/proc/{{p}}'))\n\
+             # Ahead of the pid counter, wrapping past pid_max (32768 here) like the kernel does.\n\
+             ahead = [p % pid_max for p in range(last + 5000, last + 5000 + pid_max)]\n\
+             target = next(p for p in ahead if p > 300 and not os.path.exists(f'/proc/{{p}}'))\n\
              def at_pid(argv):\n\
              \x20   for _ in range(1000):\n\
              \x20       open('/proc/sys/kernel/ns_last_pid', 'w').write(str(target - 1))\n\

@@ -36,6 +36,7 @@ pub fn kind_of(e: &pb::Event) -> &'static str {
         Some(Body::Loss(_)) => "loss",
         Some(Body::Alert(_)) => "alert",
         Some(Body::DnsRefused(_)) => "dns_refused",
+        Some(Body::Flood(_)) => "flood",
         Some(Body::Lifecycle(l)) => match &l.kind {
             Some(Kind::Start(_)) => "agent_start",
             Some(Kind::Stop(_)) => "agent_stop",
@@ -76,6 +77,7 @@ impl EventFilter {
             "close",
             "alert",
             "dns_refused",
+            "flood",
             "loss",
             "agent_start",
             "agent_stop",
@@ -130,10 +132,14 @@ impl EventFilter {
         if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == kind_of(e)) {
             return false;
         }
-        // Flow conditions apply to flows and to the flow of an alert.
+        // Flow conditions apply to flows and to the flow of an alert or a flood.
         let f = match &e.body {
             Some(pb::event::Body::Flow(f)) => f.as_ref(),
             Some(pb::event::Body::Alert(a)) => match &a.flow {
+                Some(f) => f,
+                None => return false,
+            },
+            Some(pb::event::Body::Flood(fl)) => match &fl.flow {
                 Some(f) => f,
                 None => return false,
             },

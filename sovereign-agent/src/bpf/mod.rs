@@ -6,7 +6,7 @@
 use std::{fmt, fs::File, io, path::Path};
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
         SockOps, TracePoint,
@@ -14,10 +14,13 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use sovereign_agent_common::{
-    SendKey, SendTally, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
-    EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, LOSSES_MAP,
-    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PROCESS_SCOPE_MAP, TCP_SOCKETS_MAP,
-    TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
+    BudgetKey, FloodTally, SendKey, SendTally, BUDGET_CGROUP_BURST_NS_GLOBAL,
+    BUDGET_CGROUP_INTERVAL_NS_GLOBAL, BUDGET_PROCESS_BURST_NS_GLOBAL,
+    BUDGET_PROCESS_INTERVAL_NS_GLOBAL, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL,
+    EXECVE_ARGV_OFFSET_GLOBAL, EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP,
+    LOSSES_MAP, NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP,
+    PROCESS_SCOPE_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP,
+    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -222,6 +225,12 @@ pub struct Capture {
 /// The maps user space reads, taken out of the [`Capture`].
 pub struct CaptureMaps {
     pub events: RingBuf<MapData>,
+    /// TCP connections and flood notices (never written by a UDP, DNS or TLS flood).
+    pub priority: RingBuf<MapData>,
+    /// What each budget suppressed, per CPU.
+    pub floods: PerCpuHashMap<MapData, BudgetKey, FloodTally>,
+    /// Every suppressed record by what it would have reported, per CPU.
+    pub suppressed: PerCpuArray<MapData, u64>,
     pub losses: PerCpuArray<MapData, u64>,
     pub udp_sends: HashMap<MapData, SendKey, SendTally>,
     /// Outbound TCP sockets whose connect was seen (see [`crate::existing`]); taken by the
@@ -229,11 +238,35 @@ pub struct CaptureMaps {
     pub tcp_sockets: Option<HashMap<MapData, u64, [u8; TCP_SOCKET_VALUE_SIZE]>>,
 }
 
+/// A workload's budget of new records (per process, and per cgroup): `per_sec` sustained,
+/// `burst` at once. `per_sec` 0: no budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rate {
+    pub per_sec: u64,
+    pub burst: u64,
+}
+
+impl Rate {
+    /// The kernel's form: nanoseconds per record, and the burst as nanoseconds of credit.
+    fn kernel(self) -> (u64, u64) {
+        if self.per_sec == 0 {
+            return (0, 0);
+        }
+        let interval = (1_000_000_000 / self.per_sec).max(1);
+        (interval, interval.saturating_mul(self.burst.max(1)))
+    }
+}
+
 /// How the kernel side is sized and when it wakes the reader.
 #[derive(Clone, Copy, Debug)]
 pub struct CaptureOptions {
     /// Ring buffer size: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// The priority ring's size (TCP connections, flood notices); same constraints.
+    pub priority_ring_bytes: u32,
+    /// Budgets of new records per process and per cgroup (both off by default).
+    pub process_budget: Rate,
+    pub cgroup_budget: Rate,
     /// Wake the reader when this many bytes are waiting...
     pub wakeup_bytes: u64,
     /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
@@ -247,6 +280,9 @@ impl CaptureOptions {
     pub fn paced(ring_buffer_bytes: u32) -> Self {
         Self {
             ring_buffer_bytes,
+            priority_ring_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
+            process_budget: Rate::default(),
+            cgroup_budget: Rate::default(),
             wakeup_bytes: u64::from(ring_buffer_bytes / 8),
             wakeup_interval_ns: 1_000_000,
         }
@@ -255,9 +291,9 @@ impl CaptureOptions {
     /// A wake-up for every record (lowest latency, highest CPU cost per event).
     pub fn per_record(ring_buffer_bytes: u32) -> Self {
         Self {
-            ring_buffer_bytes,
             wakeup_bytes: 0,
             wakeup_interval_ns: 0,
+            ..Self::paced(ring_buffer_bytes)
         }
     }
 }
@@ -266,8 +302,15 @@ impl Capture {
     pub fn load(options: CaptureOptions) -> Result<Self, BpfError> {
         raise_memlock_limit();
         let offsets = TracepointOffsets::read();
+        let (process_interval, process_burst) = options.process_budget.kernel();
+        let (cgroup_interval, cgroup_burst) = options.cgroup_budget.kernel();
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
+            .map_max_entries(PRIORITY_MAP, options.priority_ring_bytes)
+            .override_global(BUDGET_PROCESS_INTERVAL_NS_GLOBAL, &process_interval, true)
+            .override_global(BUDGET_PROCESS_BURST_NS_GLOBAL, &process_burst, true)
+            .override_global(BUDGET_CGROUP_INTERVAL_NS_GLOBAL, &cgroup_interval, true)
+            .override_global(BUDGET_CGROUP_BURST_NS_GLOBAL, &cgroup_burst, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &options.wakeup_bytes, true)
             .override_global(WAKEUP_INTERVAL_NS_GLOBAL, &options.wakeup_interval_ns, true)
             .override_global(EXEC_FILENAME_OFFSET_GLOBAL, &offsets.exec_filename, true)
@@ -447,8 +490,11 @@ impl Capture {
                 .take_map(name)
                 .ok_or(BpfError::MissingInObject(name))
         };
-        let (events, losses, udp_sends, tcp_sockets) = (
+        let (events, priority, floods, suppressed, losses, udp_sends, tcp_sockets) = (
             take(EVENTS_MAP)?,
+            take(PRIORITY_MAP)?,
+            take(FLOODS_MAP)?,
+            take(SUPPRESSED_MAP)?,
             take(LOSSES_MAP)?,
             take(UDP_SENDS_MAP)?,
             take(TCP_SOCKETS_MAP)?,
@@ -456,6 +502,9 @@ impl Capture {
         let map_err = |name| move |source| BpfError::Map { name, source };
         Ok(CaptureMaps {
             events: RingBuf::try_from(events).map_err(map_err(EVENTS_MAP))?,
+            priority: RingBuf::try_from(priority).map_err(map_err(PRIORITY_MAP))?,
+            floods: PerCpuHashMap::try_from(floods).map_err(map_err(FLOODS_MAP))?,
+            suppressed: PerCpuArray::try_from(suppressed).map_err(map_err(SUPPRESSED_MAP))?,
             losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
             udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,
             tcp_sockets: Some(HashMap::try_from(tcp_sockets).map_err(map_err(TCP_SOCKETS_MAP))?),

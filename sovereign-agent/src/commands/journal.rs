@@ -436,6 +436,28 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
                 a.count, a.first, a.last, a.workload, a.destination
             );
         }
+        Event::Flood(f) => {
+            row[1] = f.ts.clone();
+            row[2] = "flood".into();
+            row[3] = f.flow.pid.to_string();
+            row[6] = f.flow.comm.clone();
+            row[7] = opt(f.flow.exe.clone());
+            row[9] = opt(f.flow.cgroup.clone());
+            row[10] = opt(f.flow.container_id.clone());
+            row[12] = opt(f.flow.systemd_unit.clone());
+            row[16] = f.flow.dst_ip.to_string();
+            row[17] = f.flow.dst_port.to_string();
+            row[30] = format!(
+                "scope={} tcp_connects={} udp={} dns_packets={} tls_segments={} first={} last={}",
+                f.scope,
+                f.suppressed.tcp_connects,
+                f.suppressed.udp,
+                f.suppressed.dns_packets,
+                f.suppressed.tls_segments,
+                f.first,
+                f.last
+            );
+        }
         Event::DnsRefused(d) => {
             row[1] = d.ts.clone();
             row[2] = "dns_refused".into();

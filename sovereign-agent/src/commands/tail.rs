@@ -233,6 +233,14 @@ fn pretty_line(e: &pb::Event) -> String {
                 d.count
             )
         }
+        Some(pb::event::Body::Flood(f)) => {
+            let who = f.flow.as_ref().map(filter::workload_of).unwrap_or("?");
+            let pid = f.flow.as_ref().map_or(0, |f| f.pid);
+            format!(
+                "\x1b[2m{ts} #{}\x1b[0m \x1b[1;31mFLOOD\x1b[0m {who} (pid {pid}, {}) suppressed tcp_connects={} udp={} dns={} tls={}",
+                e.seq, f.scope, f.tcp_connects, f.udp, f.dns_packets, f.tls_segments
+            )
+        }
         _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),
     }
 }

@@ -63,6 +63,8 @@ pub struct Config {
     pub name_ttl_floor_secs: u64,
     /// Size of the kernel ring buffer in bytes: a power of two, at least 4096.
     pub ring_buffer_bytes: u32,
+    /// Size of the priority ring buffer (TCP connections, flood notices); same constraints.
+    pub priority_ring_buffer_bytes: u32,
     /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
     /// How long an exited process stays in the table, for its flows still in the ring
@@ -87,6 +89,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Alerts: violations folded per (workload, destination, rule) (docs/api.md).
     pub alerts: AlertsConfig,
+    /// Per-workload budgets of new records in the kernel (docs/operations.md#budgets).
+    pub budget: BudgetConfig,
     /// Push alerts to a collector (docs/collector.md).
     pub push: Option<PushConfig>,
     /// Prometheus metrics and health endpoints (docs/operations.md).
@@ -149,6 +153,32 @@ pub struct AlertsConfig {
     pub window_secs: u64,
     /// (workload, destination, rule) keys remembered (least recently seen forgotten first).
     pub max_keys: usize,
+}
+
+/// What one workload may make the kernel write, before the excess is only counted (and
+/// reported in `flood` events). TCP connects have a budget of their own, apart from UDP,
+/// DNS and TLS records: a UDP flood never costs a workload its TCP records.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// New records per second per process, sustained; 0: no per-process budget.
+    pub process_records_per_sec: u64,
+    /// Records a process may make at once above that rate.
+    pub process_burst: u64,
+    /// New records per second per cgroup (every process in it together); 0: none.
+    pub cgroup_records_per_sec: u64,
+    pub cgroup_burst: u64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            process_records_per_sec: 1_000,
+            process_burst: 5_000,
+            cgroup_records_per_sec: 5_000,
+            cgroup_burst: 10_000,
+        }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -317,6 +347,7 @@ impl Default for Config {
             name_map_entries: 65_536,
             name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
+            priority_ring_buffer_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
             process_cache_entries: 32_768,
             process_keep_exited_secs: 30,
             ancestors_depth: 4,
@@ -327,6 +358,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
+            budget: BudgetConfig::default(),
             push: None,
             metrics: MetricsConfig::default(),
             names: NamesConfig::default(),
@@ -521,12 +553,44 @@ impl Config {
             key,
             message,
         };
-        let ring = self.ring_buffer_bytes;
-        if ring < 4096 || !ring.is_power_of_two() {
-            return Err(invalid(
-                "ring_buffer_bytes",
-                format!("{ring} is not a power of two of at least 4096"),
-            ));
+        for (key, ring) in [
+            ("ring_buffer_bytes", self.ring_buffer_bytes),
+            (
+                "priority_ring_buffer_bytes",
+                self.priority_ring_buffer_bytes,
+            ),
+        ] {
+            if ring < 4096 || !ring.is_power_of_two() {
+                return Err(invalid(
+                    key,
+                    format!("{ring} is not a power of two of at least 4096"),
+                ));
+            }
+        }
+        for (key, rate, burst) in [
+            (
+                "budget.process_burst",
+                self.budget.process_records_per_sec,
+                self.budget.process_burst,
+            ),
+            (
+                "budget.cgroup_burst",
+                self.budget.cgroup_records_per_sec,
+                self.budget.cgroup_burst,
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                return Err(invalid(
+                    key,
+                    "must be at least 1 when the rate is set".into(),
+                ));
+            }
+            if rate > 1_000_000_000 {
+                return Err(invalid(
+                    key,
+                    format!("rate {rate} is more than 10^9 per second"),
+                ));
+            }
         }
         if self.process_cache_entries == 0 {
             return Err(invalid(
@@ -648,11 +712,21 @@ impl Config {
     }
 
     pub fn capture_options(&self) -> CaptureOptions {
-        if self.max_event_delay_ms == 0 {
+        let mut options = if self.max_event_delay_ms == 0 {
             CaptureOptions::per_record(self.ring_buffer_bytes)
         } else {
             CaptureOptions::paced(self.ring_buffer_bytes)
-        }
+        };
+        options.priority_ring_bytes = self.priority_ring_buffer_bytes;
+        options.process_budget = crate::bpf::Rate {
+            per_sec: self.budget.process_records_per_sec,
+            burst: self.budget.process_burst,
+        };
+        options.cgroup_budget = crate::bpf::Rate {
+            per_sec: self.budget.cgroup_records_per_sec,
+            burst: self.budget.cgroup_burst,
+        };
+        options
     }
 
     /// The journal's settings, with its signing key read; `None` when the journal is off.

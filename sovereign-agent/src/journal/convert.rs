@@ -9,8 +9,8 @@ use sovereign_agent_proto::agent::v1 as pb;
 use crate::{
     clock::rfc3339_from_unix_ns,
     event::{
-        DatasetVersion, DnsRefusedEvent, Event, EventKind, Family, FlowEvent, Lifecycle,
-        LifecycleEvent, LossEvent, Proto,
+        DatasetVersion, DnsRefusedEvent, Event, EventKind, Family, FloodEvent, FlowEvent,
+        Lifecycle, LifecycleEvent, LossEvent, Proto, Suppressed,
     },
     names::DnsChain,
     policy::{Decision, Evidence, Explanation, PolicyRef, Severity},
@@ -123,6 +123,19 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
                 comm: d.comm.clone(),
                 exe: d.exe.clone(),
                 cgroup: d.cgroup.clone(),
+            }),
+        ),
+        Event::Flood(f) => (
+            f.ts_unix_ns,
+            pb::event::Body::Flood(pb::Flood {
+                flow: Some(flow_to_proto(&f.flow)),
+                scope: f.scope.to_string(),
+                tcp_connects: f.suppressed.tcp_connects,
+                udp: f.suppressed.udp,
+                dns_packets: f.suppressed.dns_packets,
+                tls_segments: f.suppressed.tls_segments,
+                first_unix_ns: f.first_unix_ns,
+                last_unix_ns: f.last_unix_ns,
             }),
         ),
     };
@@ -399,6 +412,7 @@ const EVIDENCE_SOURCES: &[&str] = &[
     "cidr", "domain", "ai", "aws", "azure", "gcp", "oracle", "country", "asn", "cname",
 ];
 const EVIDENCE_VIA: &[&str] = &["address", "dns", "dns_cname", "dns_untrusted", "sni"];
+const FLOOD_SCOPES: &[&str] = &["process", "cgroup"];
 const REFUSALS: &[&str] = &[
     "no_query",
     "wrong_question",
@@ -458,6 +472,29 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                 first_unix_ns: a.first_unix_ns,
                 last_unix_ns: a.last_unix_ns,
                 flow: Box::new(flow_from_proto(flow, flow_ts, a.last_unix_ns)?),
+            }))
+        }
+        pb::event::Body::Flood(f) => {
+            let flow = f
+                .flow
+                .ok_or(ConvertError::Invalid("flood without its flow"))?;
+            let flow_ts = rfc3339_from_unix_ns(f.last_unix_ns as i128);
+            Event::Flood(Box::new(FloodEvent {
+                ts,
+                ts_unix_ns,
+                kind: "flood",
+                scope: known(&f.scope, FLOOD_SCOPES),
+                suppressed: Suppressed {
+                    tcp_connects: f.tcp_connects,
+                    udp: f.udp,
+                    dns_packets: f.dns_packets,
+                    tls_segments: f.tls_segments,
+                },
+                first: rfc3339_from_unix_ns(f.first_unix_ns as i128),
+                last: flow_ts.clone(),
+                first_unix_ns: f.first_unix_ns,
+                last_unix_ns: f.last_unix_ns,
+                flow: Box::new(flow_from_proto(flow, flow_ts, f.last_unix_ns)?),
             }))
         }
         pb::event::Body::DnsRefused(d) => Event::DnsRefused(Box::new(DnsRefusedEvent {

@@ -157,6 +157,26 @@ pub fn sample_event(i: u64) -> Event {
             addresses: vec![IpAddr::from([203, 0, 113, 99])],
             count: i,
         })),
+        29 => {
+            let flow = sample_flow(i);
+            Event::Flood(Box::new(crate::event::FloodEvent {
+                ts: flow.ts.clone(),
+                ts_unix_ns: flow.ts_unix_ns,
+                kind: "flood",
+                scope: "process",
+                suppressed: crate::event::Suppressed {
+                    tcp_connects: 1,
+                    udp: i,
+                    dns_packets: 3,
+                    tls_segments: 4,
+                },
+                first: rfc3339_from_unix_ns(flow.ts_unix_ns as i128 - 1_000_000_000),
+                last: flow.ts.clone(),
+                first_unix_ns: flow.ts_unix_ns - 1_000_000_000,
+                last_unix_ns: flow.ts_unix_ns,
+                flow: Box::new(flow),
+            }))
+        }
         _ => Event::Flow(Box::new(sample_flow(i))),
     }
 }

@@ -29,6 +29,8 @@ pub struct Counters {
     /// Flow events by kind: connect, existing, send, established, close.
     pub events_by_kind: [AtomicU64; 5],
     pub kernel_losses: AtomicU64,
+    /// Records the kernel's budgets suppressed since load, by what they would have reported.
+    pub suppressed: Mutex<crate::event::Suppressed>,
     pub decode_errors: AtomicU64,
     verdicts: Mutex<Verdicts>,
     /// Alerts raised (a folded repeat is counted when its summary alert is raised).
@@ -281,6 +283,17 @@ pub fn render(s: &Sources) -> String {
         "sovereign_agent_kernel_lost_events_total",
         "Events the kernel could not deliver because the ring buffer was full.",
         &[(vec![], c.kernel_losses.load(Relaxed) as f64)],
+    );
+    let suppressed = *c.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+    out.counter(
+        "sovereign_agent_suppressed_records_total",
+        "Records a workload's budget suppressed in the kernel (reported in flood events), by what they would have reported.",
+        &[
+            (vec![("what", "tcp_connect")], suppressed.tcp_connects as f64),
+            (vec![("what", "udp")], suppressed.udp as f64),
+            (vec![("what", "dns_packet")], suppressed.dns_packets as f64),
+            (vec![("what", "tls_segment")], suppressed.tls_segments as f64),
+        ],
     );
     out.counter(
         "sovereign_agent_decode_errors_total",
