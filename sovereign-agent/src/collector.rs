@@ -71,26 +71,6 @@ impl Collector {
     }
 }
 
-/// The agent's identity: the common name of the client certificate it connected with.
-fn agent_identity<T>(request: &Request<T>) -> Result<String, Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let der = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .filter(|cn| !cn.is_empty())
-        .ok_or_else(|| Status::unauthenticated("the client certificate has no common name"))?;
-    Ok(cn.to_string())
-}
-
 #[tonic::async_trait]
 impl CollectorService for Collector {
     type PushStream = ReceiverStream<Result<PushAck, Status>>;
@@ -99,7 +79,8 @@ impl CollectorService for Collector {
         &self,
         request: Request<Streaming<PushRequest>>,
     ) -> Result<Response<Self::PushStream>, Status> {
-        let agent = agent_identity(&request)?;
+        // The agent's identity: the common name of the client certificate it connected with.
+        let agent = crate::api::client_identity(&request)?;
         tracing::info!(%agent, "agent connected");
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);

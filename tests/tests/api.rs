@@ -370,3 +370,124 @@ fn tcp_needs_a_valid_client_certificate_from_the_right_ca() {
     }
     sigterm(&agent_child.0);
 }
+
+/// Twenty subscribers ask for a journal of a million records from its start and read nothing
+/// (their pipes and gRPC windows fill up at once). Catch-up readers stream the journal a
+/// record at a time, so the agent's memory stays bounded by its configuration; a subscriber
+/// that does read gets its records, in order, meanwhile.
+#[test]
+fn twenty_stalled_subscribers_on_a_million_records_leave_memory_bounded_and_others_served() {
+    require_root();
+    const RECORDS: u64 = 1_000_000;
+    let dir = tmpdir("stalled");
+    let journal = dir.join("journal");
+    let written = Command::new(target_bin("sa-journal-writer"))
+        .arg(&journal)
+        .args(["1", &(64u64 << 20).to_string(), &RECORDS.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(written.success());
+    let cgroup = TestCgroup::new("api-stalled");
+    let output = dir.join("events.jsonl");
+    let (agent_child, _logs) =
+        start_agent_with(&cgroup, &output, &["--journal", journal.to_str().unwrap()]);
+    let agent_child = Reaped(agent_child);
+    let socket = api_socket_of(&output);
+    let rss_kib = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", agent_child.0.id()))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    };
+    let before = rss_kib();
+    let stalled: Vec<_> = (0..20)
+        .map(|_| Reaped(tail(&socket, &["--since-seq", "0"])))
+        .collect();
+    // Let every stalled stream fill whatever it can hold.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = agent()
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["subscribers"], 20, "{status}");
+    // Another subscriber, reading, is served while the twenty stall.
+    let start = std::time::Instant::now();
+    let mut reader = tail(&socket, &["--since-seq", "500000", "--count", "20000"]);
+    let mut text = String::new();
+    reader
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(reader.wait().unwrap().success());
+    let got = seqs(&text);
+    assert_eq!(got.len(), 20_000);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, s)| *s == 500_000 + i as u64));
+    let served_in = start.elapsed();
+    let mut peak = 0;
+    for _ in 0..10 {
+        peak = peak.max(rss_kib());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!(
+        "agent RSS {} MiB before, at most {} MiB with 20 stalled subscribers on {RECORDS} records; \
+         a reading subscriber got 20,000 records in {served_in:?}",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(
+        peak < 256 * 1024,
+        "agent RSS {} MiB with 20 stalled subscribers",
+        peak / 1024
+    );
+    // Twelve more make 32 streams of this client (the Unix socket's `local`): the limit. One
+    // more is refused, with the numbers, and everything already open stays served.
+    let more: Vec<_> = (0..12)
+        .map(|_| Reaped(tail(&socket, &["--since-seq", "0"])))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = agent()
+            .args(["status", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        if status["subscribers"] == 32 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = agent()
+        .args([
+            "tail",
+            "--json",
+            "--since-seq",
+            "0",
+            "--count",
+            "1",
+            "--socket",
+        ])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("already has 32 event streams open"),
+        "{stderr}"
+    );
+    drop(more);
+    drop(stalled);
+    drop(agent_child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

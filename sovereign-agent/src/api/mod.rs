@@ -33,12 +33,21 @@ pub struct Identity {
     pub started_unix_ns: i64,
 }
 
+/// Event streams served at once, in all and per client. A subscriber catching up from the
+/// journal holds one of the runtime's blocking threads while it waits for its client; bounding
+/// the streams (well below tokio's 512 blocking threads) keeps stalled clients from starving
+/// the rest: at a collector, the stores that acknowledge agents' pushes.
+pub const MAX_SUBSCRIBERS: u64 = 128;
+pub const MAX_SUBSCRIBERS_PER_CLIENT: u32 = 32;
+
 pub struct Api {
     identity: Mutex<Identity>,
     counters: Arc<Counters>,
     journal: Option<Arc<JournalShared>>,
     policy: Option<PolicyReceiver>,
     subscribers: Arc<AtomicU64>,
+    /// Streams open per client (certificate common name; `local` on the Unix socket).
+    per_client: Arc<Mutex<std::collections::HashMap<String, u32>>>,
 }
 
 impl Api {
@@ -53,6 +62,7 @@ impl Api {
             journal,
             policy,
             subscribers: Arc::new(AtomicU64::new(0)),
+            per_client: Arc::default(),
         }
     }
 
@@ -66,12 +76,53 @@ impl Api {
     }
 }
 
-/// Decrements the subscriber count when a subscription ends, however it ends.
-struct Subscribed(Arc<AtomicU64>);
+/// Decrements the subscriber counts when a subscription ends, however it ends.
+struct Subscribed {
+    all: Arc<AtomicU64>,
+    per_client: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+    client: String,
+}
 impl Drop for Subscribed {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.all.fetch_sub(1, Ordering::Relaxed);
+        let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(&self.client);
+            }
+        }
     }
+}
+
+/// Who is asking: the common name of the client certificate (TCP with mutual TLS), or
+/// `local` (the Unix socket, root only).
+fn client_of<T>(request: &Request<T>) -> String {
+    match request.peer_certs() {
+        Some(_) => client_identity(request).unwrap_or_else(|_| "unidentified".into()),
+        None => "local".into(),
+    }
+}
+
+/// The common name of the client certificate a request came with (an agent's identity at a
+/// collector).
+pub fn client_identity<T>(request: &Request<T>) -> Result<String, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| Status::unauthenticated("the client certificate has no common name"))?;
+    Ok(cn.to_string())
 }
 
 #[tonic::async_trait]
@@ -82,6 +133,7 @@ impl AgentService for Api {
         &self,
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let client = client_of(&request);
         let req = request.into_inner();
         let filter = filter::EventFilter::compile(&req.filter.unwrap_or_default())
             .map_err(Status::invalid_argument)?;
@@ -90,9 +142,29 @@ impl AgentService for Api {
                 "the agent runs without a journal (--no-journal): there is no event stream",
             ));
         };
+        {
+            let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = per_client.get(&client).copied().unwrap_or(0);
+            if mine >= MAX_SUBSCRIBERS_PER_CLIENT {
+                return Err(Status::resource_exhausted(format!(
+                    "client {client} already has {mine} event streams open (at most {MAX_SUBSCRIBERS_PER_CLIENT})"
+                )));
+            }
+            let all = self.subscribers.load(Ordering::Relaxed);
+            if all >= MAX_SUBSCRIBERS {
+                return Err(Status::resource_exhausted(format!(
+                    "{all} event streams open (at most {MAX_SUBSCRIBERS})"
+                )));
+            }
+            per_client.insert(client.clone(), mine + 1);
+            self.subscribers.fetch_add(1, Ordering::Relaxed);
+        }
         let (tx, rx) = mpsc::channel(stream::SUBSCRIBER_BUFFER);
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
-        let guard = Subscribed(self.subscribers.clone());
+        let guard = Subscribed {
+            all: self.subscribers.clone(),
+            per_client: self.per_client.clone(),
+            client,
+        };
         tokio::spawn(async move {
             let _guard = guard;
             stream::run(journal, req.since_seq, filter, tx).await;
