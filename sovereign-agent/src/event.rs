@@ -9,7 +9,7 @@ use sovereign_agent_common::{
 
 use crate::{clock::WallClock, enrich::table::Identity};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Connect,
@@ -21,7 +21,7 @@ pub enum EventKind {
     Loss,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -108,6 +108,21 @@ pub struct FlowEvent {
     /// The residency verdict, when the agent runs with a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::policy::Explanation>,
+    /// This event stands for several flows that came over the flow ceiling (see
+    /// [`crate::ceiling`]); the rest of its fields are the last one's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregated: Option<Aggregated>,
+}
+
+/// Flows of one (kind, workload, destination) written as one event by the flow ceiling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Aggregated {
+    /// How many flows (this one included).
+    pub flows: u64,
+    /// When the first of them happened.
+    pub first: String,
+    #[serde(skip)]
+    pub first_unix_ns: i64,
 }
 
 /// Records the kernel could not deliver since the previous loss event.
@@ -448,6 +463,7 @@ impl FlowEvent {
             sni: None,
             sni_unreadable: None,
             verdict: None,
+            aggregated: None,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF
 //! and reports each flow. Modules follow the data flow: `cgroup` and `bpf` (kernel side),
 //! `pipeline` (ring buffers → events; `existing` adds the connections open at start, `flood`
-//! what the kernel's budgets suppressed), `enrich`, `event`, `output`; `config`, `telemetry`,
+//! what the kernel's budgets suppressed; `ceiling` folds flows beyond the journal's rate),
+//! `enrich`, `event`, `output`; `config`, `telemetry`,
 //! `shutdown` and `agent` around them.
 pub mod agent;
 pub mod alerts;
 pub mod api;
 pub mod bpf;
+pub mod ceiling;
 pub mod cgroup;
 pub mod clock;
 pub mod collector;

@@ -58,6 +58,9 @@ pub struct PipelineOptions {
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
     /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
+    /// Flow events written per second and at once before flows are folded (see
+    /// [`crate::ceiling`]); `None`: no ceiling.
+    pub flow_ceiling: Option<(u64, u64)>,
 }
 
 /// Destinations kept per UDP socket until its release: as many as the kernel's send map holds
@@ -90,6 +93,7 @@ impl Default for PipelineOptions {
             open_flow_entries: NonZeroUsize::new(16_384).unwrap(),
             watched_cgroup: None,
             max_event_delay: Duration::from_millis(20),
+            flow_ceiling: None,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Stats {
     /// `flood` events emitted, and the records they stand for.
     pub flood_events: u64,
     pub suppressed_reported: u64,
+    /// Flows the ceiling folded into `aggregated` events.
+    pub flows_folded: u64,
     /// DNS, TLS and refused-answer counters of the naming stage.
     pub names: crate::names::NameStats,
 }
@@ -159,6 +165,8 @@ pub struct Pipeline {
     losses: PerCpuArray<MapData, u64>,
     losses_reported: u64,
     floods: FloodTracker,
+    /// Folds flows beyond the configured rate (the journal's disk budget).
+    ceiling: Option<crate::ceiling::FlowCeiling>,
     /// Priority-ring records read and waiting for their turn in time order (see `drain_some`).
     pending_priority: std::collections::VecDeque<Decoded>,
     sink: Box<dyn EventSink>,
@@ -204,6 +212,9 @@ impl Pipeline {
             udp_sends,
             tcp_sockets: _,
         } = maps;
+        let ceiling = options
+            .flow_ceiling
+            .map(|(rate, burst)| crate::ceiling::FlowCeiling::new(rate, burst));
         let pipeline = Self {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
@@ -227,6 +238,7 @@ impl Pipeline {
             losses,
             losses_reported: 0,
             floods: FloodTracker::new(floods, suppressed),
+            ceiling,
             pending_priority: std::collections::VecDeque::with_capacity(DRAIN_SLICE),
             sink,
             stats: Stats::default(),
@@ -357,6 +369,7 @@ impl Pipeline {
                 _ = loss_tick.tick() => {
                     self.poll_losses()?;
                     self.report_floods()?;
+                    self.release_folded()?;
                     self.processes.sweep(Instant::now());
                     self.publish_name_metrics();
                     self.expire_alerts(crate::clock::unix_now_ns())?;
@@ -367,6 +380,7 @@ impl Pipeline {
         self.drain(ring.get_mut(), priority.get_mut())?;
         self.poll_losses()?;
         self.report_floods()?;
+        self.release_folded()?;
         // Folded repeats are reported now rather than lost with the process.
         self.expire_alerts(i64::MAX)?;
         self.sink.flush().map_err(PipelineError::Output)?;
@@ -660,7 +674,37 @@ impl Pipeline {
             }
             Event::Lifecycle(_) | Event::DnsRefused(_) => {}
         }
+        let event = match (event, self.ceiling.as_mut()) {
+            (Event::Flow(f), Some(ceiling)) => match ceiling.admit(f, Instant::now()) {
+                Some(f) => Event::Flow(f),
+                None => return Ok(()), // folded: written by `release_folded`
+            },
+            (event, _) => event,
+        };
         self.sink.write(&event).map_err(PipelineError::Output)
+    }
+
+    /// Writes the flows the ceiling folded since the last call, one event per (kind, workload,
+    /// destination) with their count.
+    fn release_folded(&mut self) -> Result<(), PipelineError> {
+        let Some(ceiling) = self.ceiling.as_mut() else {
+            return Ok(());
+        };
+        let folded = ceiling.release();
+        if folded.is_empty() {
+            return Ok(());
+        }
+        self.stats.flows_folded = ceiling.folded;
+        if let Some(c) = &self.counters {
+            c.flows_folded
+                .store(ceiling.folded, std::sync::atomic::Ordering::Relaxed);
+        }
+        for f in folded {
+            self.sink
+                .write(&Event::Flow(f))
+                .map_err(PipelineError::Output)?;
+        }
+        self.sink.flush().map_err(PipelineError::Output)
     }
 
     fn handle(&mut self, d: Decoded) -> Result<(), PipelineError> {

@@ -12,8 +12,76 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    events_of, free_port, http_get, sigterm, start_agent_with, target_bin, Reaped, TestCgroup,
+    events_of, free_port, http_get, journal_dir_of, sigterm, start_agent_wrapped, target_bin,
+    Reaped, TestCgroup,
 };
+
+/// A memory cgroup the agent runs in, limited like the packaged unit (`MemoryMax=512M`): the
+/// cgroup v2 memory controller where the unified hierarchy has it, else cgroup v1's (hybrid
+/// hosts like this CI machine).
+struct MemoryLimit {
+    dir: std::path::PathBuf,
+    v2: bool,
+}
+
+impl MemoryLimit {
+    fn new(name: &str, bytes: u64) -> Self {
+        let unified = sovereign_agent::cgroup::cgroup2_root().unwrap();
+        let v2 = std::fs::read_to_string(unified.join("cgroup.controllers"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == "memory");
+        let dir = if v2 {
+            let _ = std::fs::write(unified.join("cgroup.subtree_control"), "+memory");
+            unified.join(format!("sa-mem-{name}-{}", std::process::id()))
+        } else {
+            std::path::PathBuf::from(format!(
+                "/sys/fs/cgroup/memory/sa-mem-{name}-{}",
+                std::process::id()
+            ))
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let limit = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        std::fs::write(dir.join(limit), bytes.to_string()).unwrap();
+        Self { dir, v2 }
+    }
+
+    fn procs(&self) -> std::path::PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
+    /// The most memory the cgroup was charged (bytes), and whether anything in it was
+    /// OOM-killed.
+    fn peak_and_oom(&self) -> (u64, bool) {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        if self.v2 {
+            let peak = read("memory.peak").trim().parse().unwrap_or(0);
+            let oom = read("memory.events")
+                .lines()
+                .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+            (peak, oom)
+        } else {
+            let peak = read("memory.max_usage_in_bytes")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            let oom = read("memory.oom_control")
+                .lines()
+                .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"));
+            (peak, oom)
+        }
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
 
 /// `GET /healthz` with the deadline the issue sets: an answer within a second, or an error.
 fn healthz(addr: &str) -> Result<Duration, String> {
@@ -52,8 +120,9 @@ fn pid_of(stdout: &[u8]) -> u64 {
     v["pid"].as_u64().expect("pid")
 }
 
-/// Two processes spray datagrams at 20,000 new destinations each, again and again, for ten
-/// seconds, with the agent's default configuration. The agent's single event loop used to
+/// Two processes spray datagrams at 20,000 new destinations each, again and again, for thirty
+/// seconds (over a million new destinations), with the agent's default configuration, under
+/// the packaged unit's memory limit (512 MiB, a real memory cgroup). The agent's single event loop used to
 /// stay inside the ring-buffer drain for the whole flood (`/healthz` silent for ~25 s, the
 /// systemd watchdog close to killing it): now it reads in slices and lets the health endpoint
 /// answer between them. The flood used to fill the one ring buffer, so a TCP connection made
@@ -68,7 +137,16 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
     std::fs::create_dir_all(&dir).unwrap();
     let output = dir.join("events.jsonl");
     let addr = format!("127.0.0.1:{}", free_port());
-    let (agent, _logs) = start_agent_with(&cgroup, &output, &["--metrics-listen", &addr]);
+    // The agent under the packaged unit's memory limit: the old agent grew to 1.26 GiB in such
+    // a flood and would have been OOM-killed (a restart is a blind spot).
+    let memory = MemoryLimit::new("flood", 512 << 20);
+    let join = format!("echo $$ > {} && exec \"$@\"", memory.procs().display());
+    let (agent, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--metrics-listen", &addr],
+        &["sh", "-c", &join, "sh"],
+    );
     let agent = Reaped(agent);
     healthz(&addr).expect("healthy before the flood");
 
@@ -96,11 +174,11 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
     let mut rss_samples = Vec::new();
     let mut connector = None;
     let flood_start = Instant::now();
-    while flood_start.elapsed() < Duration::from_secs(10) {
+    while flood_start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(500));
         probes.push(healthz(&addr));
         rss_samples.push(rss_kib(agent.0.id()));
-        if connector.is_none() && flood_start.elapsed() > Duration::from_secs(4) {
+        if connector.is_none() && flood_start.elapsed() > Duration::from_secs(15) {
             // Mid-flood, another process of the same cgroup makes three TCP connections.
             let out = Command::new(target_bin("sa-traffic"))
                 .arg(&procs)
@@ -117,7 +195,10 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
         .flat_map(|s| s.join().unwrap())
         .collect();
     let rounds = sprayer_pids.len();
-    assert!(rounds >= 4, "the flood ran ({rounds} sprays of 20,000)");
+    assert!(
+        rounds >= 50,
+        "the flood ran: {rounds} sprays of 20,000 (a million destinations at least)"
+    );
     // The agent's resident memory through the flood (sampled with each probe): the
     // per-socket send lists used to keep one event per destination (1.26 GiB after 30 s).
     let peak_kib = rss_samples.iter().copied().max().unwrap();
@@ -158,8 +239,34 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
     sigterm(&agent.0);
     let mut agent = agent;
     assert!(agent.0.wait().unwrap().success());
+    let (peak_bytes, oom) = memory.peak_and_oom();
+    eprintln!(
+        "memory cgroup peak {} MiB (limit 512 MiB)",
+        peak_bytes >> 20
+    );
+    assert!(!oom, "nothing in the agent's memory cgroup was OOM-killed");
+    // The journal written through the flood verifies.
+    let verify = Command::new(target_bin("sovereign-agent"))
+        .args(["journal", "verify"])
+        .arg(journal_dir_of(&output))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "journal verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let journal_bytes: u64 = std::fs::read_dir(journal_dir_of(&output))
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     let events = events_of(&output);
-    eprintln!("{} events", events.len());
+    eprintln!(
+        "{} events, journal {} MiB",
+        events.len(),
+        journal_bytes >> 20
+    );
 
     let connector = connector.expect("the connector ran");
     let connects = events
@@ -230,6 +337,75 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
             && e["severity"] == "high"
             && sprayer_pids.iter().any(|p| e["flow"]["pid"] == *p)),
         "a flood alert"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The flow ceiling bounds what all workloads together make the agent write. With the
+/// kernel's budgets off and a ceiling of 1,000 flows a second, one process sprays 20,000
+/// destinations: the burst is written one by one, the rest folded into `aggregated` events,
+/// and the counts add up to exactly the 20,000 it sent to.
+#[test]
+fn over_the_flow_ceiling_flows_are_folded_and_add_up() {
+    let cgroup = TestCgroup::new("ceiling");
+    let dir = std::env::temp_dir().join(format!("sa-ceiling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[budget]\nprocess_records_per_sec = 0\ncgroup_records_per_sec = 0\n\n\
+         [journal]\nmax_flows_per_sec = 1000\nmax_flows_burst = 2000\n",
+    )
+    .unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    let out = Command::new(target_bin("sa-traffic"))
+        .arg(cgroup.path().join("cgroup.procs"))
+        .args(["udp-spray", "127.0.0.1:40000", "20000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pid = pid_of(&out.stdout);
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    let sends: Vec<_> = events_of(&output)
+        .into_iter()
+        .filter(|e| e["kind"] == "send" && e["pid"] == pid)
+        .collect();
+    let one_by_one = sends
+        .iter()
+        .filter(|e| e.get("aggregated").is_none())
+        .count() as u64;
+    let folded: u64 = sends
+        .iter()
+        .filter_map(|e| e["aggregated"]["flows"].as_u64())
+        .sum();
+    eprintln!(
+        "{} send records for 20,000 destinations: {one_by_one} one by one, {folded} folded",
+        sends.len()
+    );
+    assert_eq!(one_by_one + folded, 20_000, "nothing lost, nothing twice");
+    assert!(
+        (2000..10_000).contains(&one_by_one),
+        "the burst one by one, then the ceiling: {one_by_one}"
+    );
+    assert!(
+        sends.len() < 10_000,
+        "fewer records than flows: {}",
+        sends.len()
+    );
+    assert!(
+        sends.iter().any(|e| e["dst_ip"] == "0.0.0.0"
+            && e["dst_port"] == 0
+            && e["aggregated"]["flows"].as_u64().unwrap() > 1000),
+        "beyond the key bound, one record per workload stands for the rest"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,6 +47,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("journal.fsync_interval_ms", Literal),
     ("journal.checkpoint_interval_ms", Literal),
     ("journal.signing_key", Text),
+    ("journal.max_flows_per_sec", Literal),
+    ("journal.max_flows_burst", Literal),
     ("api.enabled", Literal),
     ("api.socket", Text),
     ("api.tcp_listen", Text),

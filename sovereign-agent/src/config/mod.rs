@@ -122,6 +122,12 @@ pub struct JournalConfig {
     pub fsync_interval_ms: u64,
     /// How often the `HEAD` checkpoint is rewritten, in milliseconds.
     pub checkpoint_interval_ms: u64,
+    /// The flow ceiling: flow events written per second, sustained (to the journal, the
+    /// output and the API alike); beyond it flows are folded per (kind, workload,
+    /// destination) into `aggregated` events. 0: no ceiling.
+    pub max_flows_per_sec: u64,
+    /// Flow events written at once above that rate.
+    pub max_flows_burst: u64,
     /// Ed25519 private key (PKCS#8 PEM) that signs every seal and checkpoint.
     pub signing_key: Option<PathBuf>,
 }
@@ -258,6 +264,8 @@ impl Default for JournalConfig {
             fsync: FsyncMode::Batch,
             fsync_interval_ms: 1000,
             checkpoint_interval_ms: 1000,
+            max_flows_per_sec: 20_000,
+            max_flows_burst: 100_000,
             signing_key: None,
         }
     }
@@ -845,6 +853,8 @@ impl Config {
                 0 => 1000,
                 ms => ms,
             }),
+            flow_ceiling: (self.journal.max_flows_per_sec > 0)
+                .then_some((self.journal.max_flows_per_sec, self.journal.max_flows_burst)),
             ..PipelineOptions::default()
         }
     }

@@ -226,6 +226,10 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
         parent_exe: f.parent_exe.clone(),
         ancestors: f.ancestors.clone(),
         identity: f.identity.map(str::to_string),
+        aggregated: f.aggregated.as_ref().map(|a| pb::Aggregated {
+            flows: a.flows,
+            first_unix_ns: a.first_unix_ns,
+        }),
     }
 }
 
@@ -592,6 +596,11 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         ancestors: f.ancestors,
         identity: f.identity.as_deref().map(|w| known(w, IDENTITY)),
         verdict: f.verdict.map(verdict_from_proto).transpose()?,
+        aggregated: f.aggregated.map(|a| crate::event::Aggregated {
+            flows: a.flows,
+            first: rfc3339_from_unix_ns(a.first_unix_ns as i128),
+            first_unix_ns: a.first_unix_ns,
+        }),
     })
 }
 
@@ -887,6 +896,15 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
     }
     opt_str(36, f.identity, out);
     opt_str(37, f.interpreter.as_deref(), out);
+    if let Some(a) = &f.aggregated {
+        message(38, out, |out| {
+            uint(1, a.flows, out);
+            if a.first_unix_ns != 0 {
+                key(2, VARINT, out);
+                varint(a.first_unix_ns as u64, out);
+            }
+        });
+    }
 }
 
 /// Encodes a flow event as an `Event` record, without building the message first.

@@ -112,6 +112,11 @@ pub fn sample_flow(i: u64) -> FlowEvent {
                 hash: "sha256:00ff".into(),
             },
         }),
+        aggregated: i.is_multiple_of(17).then(|| crate::event::Aggregated {
+            flows: i + 2,
+            first: rfc3339_from_unix_ns(ts_unix_ns as i128 - 5_000_000),
+            first_unix_ns: ts_unix_ns - 5_000_000,
+        }),
     }
 }
 

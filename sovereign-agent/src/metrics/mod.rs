@@ -31,6 +31,8 @@ pub struct Counters {
     pub kernel_losses: AtomicU64,
     /// Records the kernel's budgets suppressed since load, by what they would have reported.
     pub suppressed: Mutex<crate::event::Suppressed>,
+    /// Flows the flow ceiling folded into `aggregated` events.
+    pub flows_folded: AtomicU64,
     pub decode_errors: AtomicU64,
     verdicts: Mutex<Verdicts>,
     /// Alerts raised (a folded repeat is counted when its summary alert is raised).
@@ -294,6 +296,11 @@ pub fn render(s: &Sources) -> String {
             (vec![("what", "dns_packet")], suppressed.dns_packets as f64),
             (vec![("what", "tls_segment")], suppressed.tls_segments as f64),
         ],
+    );
+    out.counter(
+        "sovereign_agent_flows_folded_total",
+        "Flows over the flow ceiling (journal.max_flows_per_sec), written folded into aggregated events.",
+        &[(vec![], c.flows_folded.load(Relaxed) as f64)],
     );
     out.counter(
         "sovereign_agent_decode_errors_total",
