@@ -7,6 +7,8 @@
 //!   events (connect, established, close), so this is the worst case per connection;
 //! - udp-loop: sendto() of one datagram to one destination; after the first, every datagram
 //!   only increments a kernel counter;
+//! - udp-distinct: one datagram to each of 200,000 new destinations: one event each, as fast
+//!   as the workload can send (the sustained event rate, and whether any was lost);
 //! - exec-loop: fork + exec of /bin/true, waited for: four process records each (fork,
 //!   arguments, exec, exit), no flow.
 use std::{
@@ -27,7 +29,7 @@ struct Workload {
     unit: &'static str,
 }
 
-const WORKLOADS: [Workload; 3] = [
+const WORKLOADS: [Workload; 4] = [
     Workload {
         mode: "connect-loop",
         addr: "127.0.0.1:0",
@@ -39,6 +41,15 @@ const WORKLOADS: [Workload; 3] = [
         addr: "127.0.0.1:9",
         n: 500_000,
         unit: "datagrams/s",
+    },
+    // Every datagram to a new destination: one `send` event each (and a `close` per
+    // destination the agent keeps, when the socket closes). The sustained-rate
+    // figure: events per second with zero loss.
+    Workload {
+        mode: "udp-distinct",
+        addr: "127.0.0.1:0",
+        n: 200_000,
+        unit: "new destinations/s",
     },
     // Each exec makes four process records (fork, arguments, exec, exit) and no flow.
     Workload {
@@ -149,13 +160,18 @@ struct Round {
 
 fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
     println!(
-        "| workload | without agent | with agent | ratio (spread) | p50 ratio | p99 ratio | agent CPU | events | agent max RSS |"
+        "| workload | without agent | with agent | ratio (spread) | p50 ratio | p99 ratio | agent CPU | events | lost | agent max RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut kernel = Vec::new();
-    for w in &WORKLOADS {
+    // SOVEREIGN_BENCH_ONLY=connect-loop,udp-loop: only these workloads (quicker A/B runs).
+    let only = std::env::var("SOVEREIGN_BENCH_ONLY").ok();
+    for w in WORKLOADS.iter().filter(|w| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|m| m == w.mode))
+    }) {
         let (mut base, mut with): (Vec<Round>, Vec<Round>) = (Vec::new(), Vec::new());
-        let (mut cpu_s, mut events, mut rss_kb) = (0.0, 0u64, 0u64);
+        let (mut cpu_s, mut events, mut rss_kb, mut lost) = (0.0, 0u64, 0u64, 0u64);
         let mut programs: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
         round(bin, cgroup, w)?; // warm-up: page cache, first-use allocations
         for r in 0..ROUNDS {
@@ -185,9 +201,21 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             }
             cpu_s += cpu;
             rss_kb = rss_kb.max(rss);
-            events += std::fs::read_to_string(&out)
-                .map(|s| s.lines().count() as u64)
-                .unwrap_or(0);
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            events += text.lines().count() as u64;
+            // Records the kernel could not deliver (`loss` events).
+            lost += text
+                .lines()
+                .filter(|l| l.contains("\"kind\":\"loss\""))
+                .filter_map(|l| {
+                    l.split("\"lost\":")
+                        .nth(1)?
+                        .split('}')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum::<u64>();
             eprintln!(
                 "bench: {} round {}: without {:.0}, with {:.0} {}",
                 w.mode,
@@ -219,7 +247,7 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             }
         };
         println!(
-            "| {} ×{} | {:.0} {} | {:.0} {} | {:.3} ({spread}) | {} | {} | {:.2} s for {} events ({:.1} µs/event) | {} per round | {} MiB |",
+            "| {} ×{} | {:.0} {} | {:.0} {} | {:.3} ({spread}) | {} | {} | {:.2} s for {} events ({:.1} µs/event) | {} per round | {lost} | {} MiB |",
             w.mode,
             w.n,
             b,
@@ -322,10 +350,11 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
         .arg(out.with_extension("journal"))
         .arg("--api-socket")
         .arg(out.with_extension("sock"))
-        // The budgets off: the workloads here are floods by design, and what is measured is
-        // the capture path itself (docs/performance.md).
+        // The budgets and the flow ceiling off: the workloads here are floods by design, and
+        // what is measured is the capture path itself (docs/performance.md).
         .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
         .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
+        .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0")
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().unwrap();

@@ -134,10 +134,11 @@ fn start_agent(bin: &Path, cgroup: &Path, dir: &Path, config: &str, name: &str) 
         .arg(dir.join("agent-journal"))
         .arg("--api-socket")
         .arg(dir.join(format!("{name}.sock")))
-        // The budgets off: the workloads here are floods by design, and what is measured is
-        // the capture path itself (docs/performance.md).
+        // The budgets and the flow ceiling off: the workloads here are floods by design, and
+        // what is measured is the capture path itself (docs/performance.md).
         .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
         .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
+        .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0")
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().unwrap();

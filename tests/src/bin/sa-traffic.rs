@@ -15,6 +15,9 @@
 //!                                              ADDR, which closes first; prints elapsed_ns
 //!                                              (SA_TRAFFIC_RATE=R: at most R per second)
 //! sa-traffic CGROUP_PROCS udp-loop ADDR N      N datagrams to ADDR from one socket; elapsed_ns
+//! sa-traffic CGROUP_PROCS udp-distinct ADDR N  N datagrams from one socket, each to a new
+//!                                              destination (ports 1024.., then the next IPv4
+//!                                              address up from ADDR's); elapsed_ns
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
 use std::{
@@ -98,6 +101,25 @@ fn main() {
             s.local_addr().unwrap().port()
         }
         "connect-loop" => connect_loop(pid, addr, num(4)),
+        "udp-distinct" => {
+            let n = num(4);
+            let SocketAddr::V4(base) = addr else {
+                fail("udp-distinct takes an IPv4 address".into())
+            };
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            const PORTS: usize = 60_000;
+            let start = std::time::Instant::now();
+            for i in 0..n {
+                let ip = u32::from(*base.ip()) + (i / PORTS) as u32;
+                let dst =
+                    SocketAddr::from((std::net::Ipv4Addr::from(ip), 1024 + (i % PORTS) as u16));
+                s.send_to(b"datagram", dst)
+                    .unwrap_or_else(|e| fail(format!("send_to {dst}: {e}")));
+            }
+            let ns = start.elapsed().as_nanos();
+            println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":0}}");
+            exit(0)
+        }
         "udp-loop" => {
             let n = num(4);
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
