@@ -3,7 +3,7 @@
 //!
 //! The eBPF crate is built by a second cargo, with the toolchain named by
 //! `SOVEREIGN_EBPF_TOOLCHAIN` (default `/usr`: Debian's rustc, which ships a prebuilt `core`
-//! for bpfel-unknown-none; see ../shared/ebpf-toolchain.md). A user with rustup nightly and
+//! for bpfel-unknown-none; see docs/development.md). A user with rustup nightly and
 //! rust-src can set `SOVEREIGN_EBPF_TOOLCHAIN=nightly RUSTC_BOOTSTRAP=` instead.
 use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};

@@ -18,12 +18,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::IpNet;
 use sovereign_agent::policy::{DnsChain, Flow, Policy};
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 fn policy_text() -> String {
-    let geo = shared().join("geoip");
+    let geo = testdata().join("geoip");
     format!(
         r#"
 [policy]
@@ -70,13 +70,13 @@ severity = "critical"
 fn load() -> Policy {
     let path = std::env::temp_dir().join("sovereign-bench-policy.toml");
     std::fs::write(&path, policy_text()).unwrap();
-    Policy::load(&path, Some(&shared().join("cloud-ranges"))).unwrap_or_else(|e| panic!("{e}"))
+    Policy::load(&path, Some(&testdata().join("cloud-ranges"))).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Addresses spread over the provider files' prefixes (one per prefix, in file order), so
 /// lookups hit every part of the table, plus addresses in no dataset.
 fn addresses() -> Vec<IpAddr> {
-    let text = std::fs::read_to_string(shared().join("cloud-ranges/aws-ip-ranges.json")).unwrap();
+    let text = std::fs::read_to_string(testdata().join("cloud-ranges/aws-ip-ranges.json")).unwrap();
     let mut out = Vec::new();
     for part in text.split('"') {
         if let Ok(net) = part.parse::<IpNet>() {
@@ -84,7 +84,7 @@ fn addresses() -> Vec<IpAddr> {
         }
     }
     let azure =
-        std::fs::read_to_string(shared().join("cloud-ranges/microsoft-azure-ip-ranges.json"))
+        std::fs::read_to_string(testdata().join("cloud-ranges/microsoft-azure-ip-ranges.json"))
             .unwrap();
     for part in azure.split('"').step_by(7) {
         if let Ok(net) = part.parse::<IpNet>() {

@@ -25,12 +25,12 @@ use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 const BATCH: usize = 1024;
 const REPLAY_RECORDS: u64 = 1_000_000;
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 fn policy_path(name: &str, deny_ai: bool) -> PathBuf {
-    let geo = shared().join("geoip");
+    let geo = testdata().join("geoip");
     let text = format!(
         r#"
 [policy]
@@ -132,7 +132,7 @@ fn options(dir: &Path, fsync: FsyncPolicy) -> JournalOptions {
 fn bench(c: &mut Criterion) {
     let old = Policy::load(
         &policy_path("old", false),
-        Some(&shared().join("cloud-ranges")),
+        Some(&testdata().join("cloud-ranges")),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let batch = events(&old, BATCH);
@@ -205,7 +205,7 @@ fn bench(c: &mut Criterion) {
             let r = replay::replay(&replay::ReplayArgs {
                 dir: &dir,
                 policy: &new_policy,
-                datasets: Some(&shared().join("cloud-ranges")),
+                datasets: Some(&testdata().join("cloud-ranges")),
                 filter: Filter::default(),
                 json: true,
                 limit: 0,

@@ -125,7 +125,7 @@ fn the_debian_package_installs_upgrades_keeps_its_conffile_and_purges_cleanly() 
         "check",
         "/etc/sovereign-agent/agent.toml",
     ]));
-    let datasets = root().join("../shared/data/cloud-ranges");
+    let datasets = root().join("testdata/cloud-ranges");
     for entry in std::fs::read_dir("/usr/share/sovereign-agent/examples/policies").unwrap() {
         ok(Command::new("/usr/bin/sovereign-agent")
             .args(["policy", "check"])

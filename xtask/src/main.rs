@@ -5,8 +5,14 @@
 //!   cargo xtask run     setup, build (release), run the agent on the whole host
 //!   cargo xtask test    setup, then fmt, clippy, build and every test (integration tests
 //!                       load the real programs: root)
+//!   cargo xtask integration-test   only the root-only integration tests (the `tests` crate)
 //!   cargo xtask bench   throughput with and without the agent attached (root)
+//!   cargo xtask bench-alerts   alert push throughput and latency through a real collector
+//!   cargo xtask fuzz    every fuzz target for a bounded time (nightly)
 //!   cargo xtask package deb   the Debian package, into target/debian/
+//!
+//! A plain `cargo test` (no root) runs the unit tests and the agent crate's own integration
+//! tests; the `tests` crate is outside `default-members` for that reason.
 mod bench;
 mod bench_alerts;
 mod package;
@@ -55,6 +61,13 @@ enum Cmd {
         /// Cargo profile of the binaries.
         #[arg(long, default_value = "release")]
         profile: String,
+    },
+    /// Only the root-only integration tests (the `tests` crate: real kernel programs, real
+    /// agents), after building the binaries they run.
+    IntegrationTest {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// Check formatting and lints, then run every unit and integration test.
     Test {
@@ -122,14 +135,31 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure_fuzz()?;
             fuzz(&root, seconds)
         }
+        Cmd::IntegrationTest { args } => {
+            setup::ensure()?;
+            cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
+            let mut test = vec!["test", "--package", "sovereign-agent-tests"];
+            if !args.is_empty() {
+                test.push("--");
+                test.extend(args.iter().map(String::as_str));
+            }
+            cargo_test_with_summary(&test).map(drop)
+        }
         Cmd::Test { args } => {
             setup::ensure()?;
             cargo(&["fmt", "--all", "--check"])?;
-            // The eBPF crate builds only for bpfel-unknown-none (through build.rs), so lint and
-            // test the default members.
-            cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
-            cargo(&["build", "--bins"])?;
-            let mut test = vec!["test"];
+            // Every crate but the eBPF one, which builds only for bpfel-unknown-none (through
+            // build.rs): the default members and the root-only `tests` crate.
+            cargo(
+                &[
+                    &["clippy"],
+                    ALL_HOST_CRATES,
+                    &["--all-targets", "--", "-D", "warnings"],
+                ]
+                .concat(),
+            )?;
+            cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
+            let mut test = [&["test"], ALL_HOST_CRATES].concat();
             if !args.is_empty() {
                 test.push("--");
                 test.extend(args.iter().map(String::as_str));
@@ -159,6 +189,11 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
 }
+
+/// Cargo arguments that select every crate built for the host: the default members and the
+/// root-only integration tests (`tests`, out of `default-members` so that a plain `cargo test`
+/// passes without root).
+const ALL_HOST_CRATES: &[&str] = &["--workspace", "--exclude", "sovereign-agent-ebpf"];
 
 /// The fuzz targets, each run for `seconds` from the recorded packets as seed corpus.
 const FUZZ_TARGETS: [&str; 3] = ["dns_response", "tls_client_hello", "journal_record"];

@@ -1,4 +1,4 @@
-//! Installs what a new machine lacks, following ../shared/ebpf-toolchain.md, and nothing else.
+//! Installs what a new machine lacks, following docs/development.md ("The eBPF toolchain"), and nothing else.
 //!
 //! - Debian packages: Debian's rustc/cargo 1.96 with a prebuilt `core` for bpfel-unknown-none
 //!   (no rust-src or nightly needed), LLVM 22 for bpf-linker, and the tools the tests drive

@@ -582,9 +582,9 @@ pub fn mmdb_country(path: &Path, ip: std::net::IpAddr) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn shared(name: &str) -> PathBuf {
+    fn testdata(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data")
+            .join("../testdata")
             .join(name)
     }
 
@@ -614,7 +614,7 @@ mod tests {
             ),
             ("geoip/GeoLite2-ASN-Test.mmdb", DatasetKind::Asn, 300),
         ] {
-            let l = load(&shared(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let l = load(&testdata(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(l.info.kind, kind, "{file}");
             assert!(
                 l.info.prefixes >= min_prefixes,
@@ -622,7 +622,7 @@ mod tests {
                 l.info.prefixes
             );
         }
-        let aws = load(&shared("cloud-ranges/aws-ip-ranges.json")).unwrap();
+        let aws = load(&testdata("cloud-ranges/aws-ip-ranges.json")).unwrap();
         assert_eq!(
             aws.info.version,
             "syncToken 1753388594 (2025-07-24-20-23-14)"
@@ -636,7 +636,7 @@ mod tests {
             "geoip/MaxMind-DB-test-broken-pointers-24.mmdb",
             "geoip/MaxMind-DB-test-broken-search-tree-24.mmdb",
         ] {
-            let err = load(&shared(file))
+            let err = load(&testdata(file))
                 .err()
                 .unwrap_or_else(|| panic!("{file} loaded"))
                 .to_string();
@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn truncated_file_is_an_error() {
-        let full = std::fs::read(shared("cloud-ranges/google-cloud-ip-ranges.json")).unwrap();
+        let full = std::fs::read(testdata("cloud-ranges/google-cloud-ip-ranges.json")).unwrap();
         let p = temp("gcp-truncated.json", &full[..full.len() / 2]);
         let err = load(&p).err().unwrap().to_string();
         assert!(
@@ -694,13 +694,13 @@ mod tests {
     fn unrecognised_files_are_skipped_in_a_directory_but_errors_elsewhere() {
         let p = temp("README.txt", b"not a dataset");
         assert!(matches!(load(&p), Err(DatasetError::Unrecognised { .. })));
-        let loaded = match load_dir(&shared("geoip")) {
+        let loaded = match load_dir(&testdata("geoip")) {
             Ok(_) => panic!("the corrupt databases must fail the directory"),
             Err(e) => e.to_string(),
         };
         // The geoip folder holds the deliberately corrupt databases too.
         assert!(loaded.contains("corrupt MaxMind database"), "{loaded}");
-        let all = load_dir(&shared("cloud-ranges")).unwrap();
+        let all = load_dir(&testdata("cloud-ranges")).unwrap();
         let mut kinds: Vec<_> = all.iter().map(|l| l.info.kind.key()).collect();
         kinds.sort();
         assert_eq!(kinds, ["aws", "azure", "gcp", "oracle"]);

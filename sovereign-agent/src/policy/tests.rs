@@ -1,5 +1,5 @@
 //! Policy engine tests against the real provider files and MaxMind test databases in
-//! ../shared/data, read in place. Addresses are picked from the files themselves.
+//! testdata/ (the repository root), read in place. Addresses are picked from the files themselves.
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
@@ -10,8 +10,8 @@ use super::{
     *,
 };
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 /// Writes `text` as a policy file next to nothing (datasets come from --datasets dirs).
@@ -21,7 +21,7 @@ fn policy(text: &str) -> Result<Policy, PolicyErrors> {
         std::process::id(),
         text.len()
     ));
-    Policy::compile(text, &path, Some(&shared().join("cloud-ranges"))).map(|mut p| {
+    Policy::compile(text, &path, Some(&testdata().join("cloud-ranges"))).map(|mut p| {
         p.path = path;
         p
     })
@@ -38,7 +38,7 @@ asn = "GEO/GeoLite2-ASN-Test.mmdb"
 fn with_geo(text: &str) -> String {
     format!(
         "{text}\n{}",
-        GEO.replace("GEO", shared().join("geoip").to_str().unwrap())
+        GEO.replace("GEO", testdata().join("geoip").to_str().unwrap())
     )
 }
 
@@ -118,7 +118,7 @@ fn flow<'a>(ip: &str, dns: &'a [DnsChain], exe: &'a str, comm: &'a str) -> Flow<
 /// An address inside the first prefix of `file` that `pick` selects.
 fn address_from(file: &str, pick: impl Fn(&serde_json::Value) -> Option<String>) -> IpAddr {
     let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(shared().join(file)).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(testdata().join(file)).unwrap()).unwrap();
     let prefix = walk(&v, &pick).expect("a matching prefix");
     let net: IpNet = prefix.parse().unwrap();
     // One past the network address (still inside unless it is a /32).
@@ -240,7 +240,7 @@ fn countries_from_the_geoip_database() {
         "{e:#?}"
     );
     assert_eq!(
-        datasets::mmdb_country(&shared().join("geoip/GeoLite2-Country-Test.mmdb"), gb.ip)
+        datasets::mmdb_country(&testdata().join("geoip/GeoLite2-Country-Test.mmdb"), gb.ip)
             .as_deref(),
         Some("GB")
     );
@@ -439,7 +439,7 @@ fn missing_datasets_are_named() {
     );
     let corrupt = format!(
         "[policy]\nname = \"x\"\nversion = \"1\"\ndefault = \"allow\"\n[datasets]\ncountry = \"{}\"\n",
-        shared().join("geoip/MaxMind-DB-test-broken-search-tree-24.mmdb").display()
+        testdata().join("geoip/MaxMind-DB-test-broken-search-tree-24.mmdb").display()
     );
     let errs = errors(&corrupt);
     assert!(errs[0].contains("corrupt MaxMind database"), "{errs:#?}");
@@ -453,7 +453,7 @@ fn examples_compile() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             n += 1;
-            if let Err(e) = Policy::load(&path, Some(&shared().join("cloud-ranges"))) {
+            if let Err(e) = Policy::load(&path, Some(&testdata().join("cloud-ranges"))) {
                 panic!("{e}");
             }
         }
@@ -513,7 +513,7 @@ fn dataset_paths_are_relative_to_the_policy_file() {
     let dir = std::env::temp_dir().join(format!("sa-policy-rel-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::copy(
-        shared().join("geoip/GeoLite2-Country-Test.mmdb"),
+        testdata().join("geoip/GeoLite2-Country-Test.mmdb"),
         dir.join("data/countries.mmdb"),
     )
     .unwrap();

@@ -2,14 +2,15 @@
 //! provider files.
 use std::path::{Path, PathBuf};
 
-use sovereign_agent_tests::run_agent;
+mod common;
+use common::run_agent;
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
 }
 
 fn agent(args: &[&str]) -> (i32, String, String) {
-    let datasets = repo("../shared/data/cloud-ranges");
+    let datasets = repo("testdata/cloud-ranges");
     let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     all.extend(["--datasets".as_ref(), datasets.as_os_str()]);
     run_agent(all)

@@ -9,11 +9,12 @@ use std::{
 };
 
 use serde_json::Value;
-use sovereign_agent_tests::run_agent;
+mod common;
+use common::run_agent;
 
-fn shared(name: &str) -> PathBuf {
+fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../testdata")
         .join(name)
 }
 
@@ -65,7 +66,7 @@ fn update_replaces_validated_files_and_reports_changes_per_region() {
     let dir = std::env::temp_dir().join(format!("sa-datasets-update-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let original = std::fs::read(shared("cloud-ranges/aws-ip-ranges.json")).unwrap();
+    let original = std::fs::read(testdata("cloud-ranges/aws-ip-ranges.json")).unwrap();
     let target = dir.join("ip-ranges.json");
     std::fs::write(&target, &original).unwrap();
 
@@ -148,7 +149,7 @@ fn update_replaces_validated_files_and_reports_changes_per_region() {
     assert!(!dir.join("ip-ranges.json.tmp").exists());
 
     // A provider not yet in the directory; the wrong kind of file is refused.
-    let gcp = std::fs::read(shared("cloud-ranges/google-cloud-ip-ranges.json")).unwrap();
+    let gcp = std::fs::read(testdata("cloud-ranges/google-cloud-ip-ranges.json")).unwrap();
     routes
         .lock()
         .unwrap()
