@@ -193,7 +193,7 @@ fn bench(c: &mut Criterion) {
         uid: 1000,
     };
     let explanation = policy.explain(&flow, &policy.classify(&flow));
-    let counters = sovereign_agent::metrics::Counters::default();
+    let counters = sovereign_agent::serve::metrics::Counters::default();
     let mut g = c.benchmark_group("metrics");
     g.throughput(Throughput::Elements(1));
     g.bench_function("count_judged_flow", |b| {

@@ -13,8 +13,8 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::{
+    cli::{journal::Filter, replay},
     clock::WallClock,
-    commands::{journal::Filter, replay},
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},

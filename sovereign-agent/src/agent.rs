@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::{
-    api,
-    bpf::{BpfError, Capture},
-    cgroup::{self, CgroupError},
+    capture::bpf::{BpfError, Capture},
+    capture::cgroup::{self, CgroupError},
+    capture::pipeline::{Pipeline, PipelineError, Stats},
     config::Config,
     event::{Event, Lifecycle, LifecycleEvent},
+    journal::output::{self, EventSink, OutputError},
     journal::{sink as journal_sink, JournalError},
-    metrics,
-    output::{self, EventSink, OutputError},
-    pipeline::{Pipeline, PipelineError, Stats},
-    policy_watch::{self, PolicySource},
-    service, shutdown,
+    policy::watch::{self, PolicySource},
+    serve::api,
+    serve::metrics,
+    serve::service,
+    shutdown,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     // The policy is compiled before anything is attached: a bad one stops the start.
     let policy = match &config.policy {
         Some(path) => Some(
-            policy_watch::start(
+            watch::start(
                 PolicySource {
                     path: path.clone(),
                     datasets: config.datasets.clone(),
@@ -123,7 +124,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     if let (Some(opts), Some(j)) = (config.push_options(), journal.as_ref()) {
         let stop = api_stop.subscribe();
-        api_tasks.push(tokio::spawn(crate::push::run(
+        api_tasks.push(tokio::spawn(crate::serve::push::run(
             opts,
             j.2.clone(),
             counters.clone(),
@@ -273,7 +274,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
 }
 
 /// Reports the connections already open in the watched cgroup (and later their ends), so a
-/// restart is not a blind spot; see [`crate::existing`].
+/// restart is not a blind spot; see [`crate::capture::existing`].
 fn start_existing_scan(
     cgroup: &std::path::Path,
     seen: aya::maps::HashMap<
@@ -282,14 +283,14 @@ fn start_existing_scan(
         [u8; sovereign_agent_common::TCP_SOCKET_VALUE_SIZE],
     >,
     counters: &Arc<metrics::Counters>,
-) -> Option<tokio::sync::mpsc::Receiver<crate::existing::Found>> {
+) -> Option<tokio::sync::mpsc::Receiver<crate::capture::existing::Found>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let scope = crate::existing::Scope {
+    let scope = crate::capture::existing::Scope {
         watched: cgroup.to_path_buf(),
         proc_root: "/proc".into(),
     };
     let seen_by_kernel = Box::new(move |cookie: u64| seen.get(&cookie, 0).is_ok());
-    match crate::existing::spawn(scope, seen_by_kernel, tx, counters.existing.clone()) {
+    match crate::capture::existing::spawn(scope, seen_by_kernel, tx, counters.existing.clone()) {
         Ok(_) => Some(rx),
         Err(e) => {
             tracing::warn!("connections open at start will not be reported: {e}");

@@ -109,7 +109,7 @@ pub struct FlowEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::policy::Explanation>,
     /// This event stands for several flows that came over the flow ceiling (see
-    /// [`crate::ceiling`]); the rest of its fields are the last one's.
+    /// [`crate::journal::ceiling`]); the rest of its fields are the last one's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregated: Option<Aggregated>,
 }
@@ -208,7 +208,7 @@ pub enum Event {
     Flow(Box<FlowEvent>),
     Loss(LossEvent),
     Lifecycle(Box<LifecycleEvent>),
-    Alert(Box<crate::alerts::AlertEvent>),
+    Alert(Box<crate::policy::alerts::AlertEvent>),
     DnsRefused(Box<DnsRefusedEvent>),
     Flood(Box<FloodEvent>),
 }

@@ -1,31 +1,39 @@
-//! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF
-//! and reports each flow. Modules follow the data flow: `cgroup` and `bpf` (kernel side),
-//! `pipeline` (ring buffers → events; `existing` adds the connections open at start, `flood`
-//! what the kernel's budgets suppressed; `ceiling` folds flows beyond the journal's rate),
-//! `enrich`, `event`, `output`; `config`, `telemetry`,
-//! `shutdown` and `agent` around them.
+//! sovereign-agent: watches every outbound connection of a host (or of one cgroup) with eBPF,
+//! names and judges each flow against a residency policy, journals it and serves it.
+//!
+//! # Layout
+//!
+//! The modules follow the data flow, in this order:
+//!
+//! - [`capture`]: find the cgroup, load and attach the kernel programs, drain their ring
+//!   buffers ([`capture::pipeline`] drives every later stage for each record); connections
+//!   open at start, and what the kernel's flood budgets suppressed.
+//! - [`enrich`]: who made the flow (process, ancestors, cgroup, container), from the kernel's
+//!   exec records and /proc.
+//! - [`names`]: what the destination is called, from the DNS answers and TLS ClientHellos the
+//!   same workload sent and received.
+//! - [`policy`]: the verdict for each flow (zones, rules, evidence), the policy's reloads and
+//!   the alerts that violations raise.
+//! - [`event`]: the event every stage fills in and every sink writes (with [`clock`] for its
+//!   timestamps).
+//! - [`journal`]: the tamper-evident journal (write, read, verify, convert), the JSON-lines
+//!   output, and the flow ceiling that bounds both.
+//! - [`serve`]: the gRPC API, the push of alerts to the collector, `/metrics` and the health
+//!   endpoints, systemd's notify protocol.
+//!
+//! Around them: [`config`] (the file and the environment, validated), [`agent`] (`run`: wires
+//! the stages together), [`cli`] (every other subcommand), [`telemetry`] (the agent's own logs)
+//! and [`shutdown`].
 pub mod agent;
-pub mod alerts;
-pub mod api;
-pub mod bpf;
-pub mod ceiling;
-pub mod cgroup;
+pub mod capture;
+pub mod cli;
 pub mod clock;
-pub mod collector;
-pub mod commands;
 pub mod config;
 pub mod enrich;
 pub mod event;
-pub mod existing;
-pub mod flood;
 pub mod journal;
-pub mod metrics;
 pub mod names;
-pub mod output;
-pub mod pipeline;
 pub mod policy;
-pub mod policy_watch;
-pub mod push;
-pub mod service;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use sovereign_agent::{
-    agent, commands,
+    agent, cli,
     config::{Config, LogFormat},
     telemetry,
 };
@@ -151,12 +151,12 @@ struct TargetFlags {
 }
 
 impl TargetFlags {
-    fn target(self) -> commands::tail::Target {
+    fn target(self) -> cli::tail::Target {
         match (self.collector, self.ca, self.cert, self.key) {
             (Some(url), Some(ca), Some(cert), Some(key)) => {
-                commands::tail::Target::Tls { url, ca, cert, key }
+                cli::tail::Target::Tls { url, ca, cert, key }
             }
-            _ => commands::tail::Target::Socket(self.socket),
+            _ => cli::tail::Target::Socket(self.socket),
         }
     }
 }
@@ -185,8 +185,8 @@ struct FilterFlags {
 }
 
 impl FilterFlags {
-    fn compile(self) -> Result<commands::journal::Filter, String> {
-        commands::journal::FilterArgs {
+    fn compile(self) -> Result<cli::journal::Filter, String> {
+        cli::journal::FilterArgs {
             since: self.since,
             until: self.until,
             pids: self.pids,
@@ -458,7 +458,7 @@ fn main() -> ExitCode {
             for u in &urls {
                 let parsed = u
                     .split_once('=')
-                    .and_then(|(p, url)| Some((commands::datasets::parse_provider(p)?, url)));
+                    .and_then(|(p, url)| Some((cli::datasets::parse_provider(p)?, url)));
                 match parsed {
                     Some((kind, url)) => {
                         overrides.insert(kind, url.to_string());
@@ -469,21 +469,19 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            ExitCode::from(commands::datasets::update(
-                &commands::datasets::UpdateArgs {
-                    dir: &dir,
-                    providers: providers
-                        .iter()
-                        .filter_map(|p| commands::datasets::parse_provider(p))
-                        .collect(),
-                    urls: overrides,
-                    timeout: std::time::Duration::from_secs(timeout_secs),
-                },
-            ))
+            ExitCode::from(cli::datasets::update(&cli::datasets::UpdateArgs {
+                dir: &dir,
+                providers: providers
+                    .iter()
+                    .filter_map(|p| cli::datasets::parse_provider(p))
+                    .collect(),
+                urls: overrides,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            }))
         }
         Command::Policy { command } => ExitCode::from(match command {
             PolicyCommand::Check { file, datasets } => {
-                commands::policy::check(&file, datasets.as_deref())
+                cli::policy::check(&file, datasets.as_deref())
             }
             PolicyCommand::Explain {
                 file,
@@ -501,7 +499,7 @@ fn main() -> ExitCode {
                 container_id,
                 uid,
                 json,
-            } => commands::policy::explain(&commands::policy::ExplainArgs {
+            } => cli::policy::explain(&cli::policy::ExplainArgs {
                 file: &file,
                 datasets: datasets.as_deref(),
                 dst: &dst,
@@ -526,7 +524,7 @@ fn main() -> ExitCode {
                     public_key,
                     json,
                 },
-        } => ExitCode::from(commands::journal::verify(&dir, public_key.as_deref(), json)),
+        } => ExitCode::from(cli::journal::verify(&dir, public_key.as_deref(), json)),
         Command::Journal {
             command:
                 JournalCommand::Export {
@@ -535,13 +533,13 @@ fn main() -> ExitCode {
                     format,
                 },
         } => match filter.compile() {
-            Ok(filter) => ExitCode::from(commands::journal::export(
+            Ok(filter) => ExitCode::from(cli::journal::export(
                 &dir,
                 &filter,
                 if format == "csv" {
-                    commands::journal::ExportFormat::Csv
+                    cli::journal::ExportFormat::Csv
                 } else {
-                    commands::journal::ExportFormat::Jsonl
+                    cli::journal::ExportFormat::Jsonl
                 },
             )),
             Err(e) => {
@@ -557,7 +555,7 @@ fn main() -> ExitCode {
             json,
             limit,
         } => match filter.compile() {
-            Ok(filter) => ExitCode::from(commands::replay::run(&commands::replay::ReplayArgs {
+            Ok(filter) => ExitCode::from(cli::replay::run(&cli::replay::ReplayArgs {
                 dir: &dir,
                 policy: &policy,
                 datasets: datasets.as_deref(),
@@ -594,19 +592,19 @@ fn main() -> ExitCode {
                 workload: workload.unwrap_or_default(),
                 destination: dst.unwrap_or_default(),
             };
-            ExitCode::from(client_runtime().block_on(commands::tail::tail(
-                commands::tail::TailArgs {
+            ExitCode::from(
+                client_runtime().block_on(cli::tail::tail(cli::tail::TailArgs {
                     target: target.target(),
                     since_seq,
                     filter,
                     json,
                     count,
-                },
-            )))
+                })),
+            )
         }
-        Command::Status { target, json } => ExitCode::from(
-            client_runtime().block_on(commands::tail::status(&target.target(), json)),
-        ),
+        Command::Status { target, json } => {
+            ExitCode::from(client_runtime().block_on(cli::tail::status(&target.target(), json)))
+        }
         Command::Run(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,

@@ -71,7 +71,7 @@ impl TestCgroup {
     pub fn new(name: &str) -> Self {
         require_root();
         static N: AtomicU32 = AtomicU32::new(0);
-        let root = sovereign_agent::cgroup::cgroup2_root().expect("cgroup v2 is mounted");
+        let root = sovereign_agent::capture::cgroup::cgroup2_root().expect("cgroup v2 is mounted");
         let path = root.join(format!(
             "sa-test-{}-{}-{name}",
             std::process::id(),

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use sovereign_agent::{
-    bpf::{Capture, CaptureOptions},
+    capture::bpf::{Capture, CaptureOptions},
+    capture::pipeline::{Pipeline, PipelineOptions, Rings, Stats},
     event::{Event, EventKind, Family, FlowEvent, Proto},
-    output::ChannelSink,
-    pipeline::{Pipeline, PipelineOptions, Rings, Stats},
+    journal::output::ChannelSink,
 };
 use sovereign_agent_tests::{closed_port, collect_until, tcp_server, Script, TestCgroup};
 use tokio::sync::{mpsc, oneshot};

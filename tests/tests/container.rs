@@ -256,7 +256,7 @@ fn the_agent_in_a_daemonset_like_container_names_another_containers_processes() 
     let out = work.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let mut host_mounts = daemonset_host_mounts();
-    let cgroup_root = sovereign_agent::cgroup::cgroup2_root().unwrap();
+    let cgroup_root = sovereign_agent::capture::cgroup::cgroup2_root().unwrap();
     for m in &mut host_mounts {
         // The DaemonSet mounts /sys/fs/cgroup: on hybrid hosts the v2 hierarchy is below it.
         if m.0 == "/sys/fs/cgroup" {

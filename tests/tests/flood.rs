@@ -26,7 +26,7 @@ struct MemoryLimit {
 
 impl MemoryLimit {
     fn new(name: &str, bytes: u64) -> Self {
-        let unified = sovereign_agent::cgroup::cgroup2_root().unwrap();
+        let unified = sovereign_agent::capture::cgroup::cgroup2_root().unwrap();
         let v2 = std::fs::read_to_string(unified.join("cgroup.controllers"))
             .unwrap_or_default()
             .split_whitespace()

@@ -68,7 +68,7 @@ fn short_lived_processes_keep_their_identity_and_lineage() {
         "/{}",
         cgroup
             .path()
-            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .strip_prefix(sovereign_agent::capture::cgroup::cgroup2_root().unwrap())
             .unwrap()
             .display()
     );
@@ -180,7 +180,7 @@ fn cgroups_are_the_hosts_paths_from_the_kernels_id() {
         "/{}",
         cgroup
             .path()
-            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .strip_prefix(sovereign_agent::capture::cgroup::cgroup2_root().unwrap())
             .unwrap()
             .display()
     );
@@ -386,7 +386,7 @@ fn a_workload_in_its_own_cgroup_namespace_has_the_hosts_path() {
         "/{}",
         child
             .path()
-            .strip_prefix(sovereign_agent::cgroup::cgroup2_root().unwrap())
+            .strip_prefix(sovereign_agent::capture::cgroup::cgroup2_root().unwrap())
             .unwrap()
             .display()
     );

@@ -4,7 +4,8 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use sovereign_agent::{
-    api, collector::Collector, config::LogConfig, journal::JournalOptions, shutdown, telemetry,
+    config::LogConfig, journal::JournalOptions, serve::api, serve::collector::Collector, shutdown,
+    telemetry,
 };
 use sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer;
 
@@ -86,7 +87,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let (collector, shared) = Collector::open(opts).map_err(|e| (73, e.to_string()))?;
     let collector = Arc::new(collector);
     let api = Arc::new(api::Api::new(
-        Arc::new(sovereign_agent::metrics::Counters::default()),
+        Arc::new(sovereign_agent::serve::metrics::Counters::default()),
         Some(shared),
         None,
     ));

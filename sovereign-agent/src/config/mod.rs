@@ -13,9 +13,9 @@ pub mod env;
 use sovereign_agent_common::DEFAULT_RING_BYTES;
 
 use crate::{
-    bpf::CaptureOptions,
+    capture::bpf::CaptureOptions,
+    capture::pipeline::PipelineOptions,
     journal::{FsyncPolicy, JournalOptions},
-    pipeline::PipelineOptions,
 };
 
 /// Reads an Ed25519 private key in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
@@ -726,11 +726,11 @@ impl Config {
             CaptureOptions::paced(self.ring_buffer_bytes)
         };
         options.priority_ring_bytes = self.priority_ring_buffer_bytes;
-        options.process_budget = crate::bpf::Rate {
+        options.process_budget = crate::capture::bpf::Rate {
             per_sec: self.budget.process_records_per_sec,
             burst: self.budget.process_burst,
         };
-        options.cgroup_budget = crate::bpf::Rate {
+        options.cgroup_budget = crate::capture::bpf::Rate {
             per_sec: self.budget.cgroup_records_per_sec,
             burst: self.budget.cgroup_burst,
         };
@@ -773,15 +773,15 @@ impl Config {
         }))
     }
 
-    pub fn alert_folder(&self) -> crate::alerts::AlertFolder {
-        crate::alerts::AlertFolder::new(
+    pub fn alert_folder(&self) -> crate::policy::alerts::AlertFolder {
+        crate::policy::alerts::AlertFolder::new(
             Duration::from_secs(self.alerts.window_secs),
             NonZeroUsize::new(self.alerts.max_keys).unwrap_or(NonZeroUsize::MIN),
         )
     }
 
     /// The API's TCP listener with its TLS files, when configured (and the API is on).
-    pub fn api_tcp(&self) -> Option<crate::api::TcpTls> {
+    pub fn api_tcp(&self) -> Option<crate::serve::api::TcpTls> {
         let a = &self.api;
         match (
             a.enabled,
@@ -790,18 +790,20 @@ impl Config {
             &a.tls_key,
             &a.client_ca,
         ) {
-            (true, Some(listen), Some(cert), Some(key), Some(ca)) => Some(crate::api::TcpTls {
-                listen,
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: ca.clone(),
-            }),
+            (true, Some(listen), Some(cert), Some(key), Some(ca)) => {
+                Some(crate::serve::api::TcpTls {
+                    listen,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: ca.clone(),
+                })
+            }
             _ => None,
         }
     }
 
-    pub fn push_options(&self) -> Option<crate::push::PushOptions> {
-        self.push.as_ref().map(|p| crate::push::PushOptions {
+    pub fn push_options(&self) -> Option<crate::serve::push::PushOptions> {
+        self.push.as_ref().map(|p| crate::serve::push::PushOptions {
             collector: p.collector.clone(),
             ca: p.ca.clone(),
             cert: p.cert.clone(),

@@ -1,7 +1,11 @@
 //! The forensic journal (docs/journal.md): every event, appended to hash-chained segment
-//! files that are sealed into their successors; verified, exported and replayed later.
+//! files that are sealed into their successors; verified, exported and replayed later. Events
+//! also go to the [`output`] (JSON lines), and the [`ceiling`] bounds how many a second all
+//! of them get.
+pub mod ceiling;
 pub mod convert;
 pub mod format;
+pub mod output;
 pub mod reader;
 pub mod sink;
 pub mod verify;

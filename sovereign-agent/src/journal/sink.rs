@@ -19,7 +19,7 @@ use std::{
 use super::{EncodedBatch, JournalError, JournalOptions, JournalStats, JournalWriter, Recovery};
 use crate::{
     event::{Event, Lifecycle, LifecycleEvent},
-    output::EventSink,
+    journal::output::EventSink,
 };
 
 /// Batches queued for the writer thread before the pipeline waits.

@@ -6,12 +6,17 @@
 //! [`prefix::PrefixSets`], every name fact in a domain index, and each fact carries the
 //! bitmask of the zones it belongs to. Classifying a flow is then one binary search, a few hash
 //! lookups per name, and bit operations, with no allocation.
+//!
+//! Around the engine: [`watch`] keeps the running agent's policy current, and [`alerts`]
+//! turns violations into folded alerts.
+pub mod alerts;
 pub mod catalogue;
 pub mod countries;
 pub mod datasets;
 pub mod file;
 pub mod prefix;
 pub mod verdict;
+pub mod watch;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -18,8 +18,8 @@ use std::{
 use crate::{
     event::EventKind,
     journal::sink::JournalShared,
+    policy::watch::PolicyReceiver,
     policy::{Decision, Explanation, Severity},
-    policy_watch::PolicyReceiver,
 };
 use exposition::Exposition;
 
@@ -59,7 +59,7 @@ pub struct Counters {
     /// The process table's counters and size, as the pipeline last published them.
     pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
     /// The start-up scan for connections already open.
-    pub existing: Arc<crate::existing::Report>,
+    pub existing: Arc<crate::capture::existing::Report>,
 }
 
 /// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map

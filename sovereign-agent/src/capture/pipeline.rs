@@ -21,18 +21,18 @@ use sovereign_agent_common::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
-    alerts::AlertFolder,
-    bpf::CaptureMaps,
+    capture::bpf::CaptureMaps,
+    capture::flood::{FloodReport, FloodTracker},
     clock::WallClock,
     enrich::ProcessTable,
     event::{
         flow_kind, DnsRefusedEvent, Event, EventKind, FloodEvent, FlowEvent, Lifecycle,
         LifecycleEvent, LossEvent,
     },
-    flood::{FloodReport, FloodTracker},
+    journal::output::EventSink,
     names::{Learned, Namer, NamesOptions, RefusedAnswer},
-    output::EventSink,
-    policy_watch::PolicyReceiver,
+    policy::alerts::AlertFolder,
+    policy::watch::PolicyReceiver,
 };
 
 /// Tunables of the pipeline (from the config file).
@@ -56,10 +56,10 @@ pub struct PipelineOptions {
     /// The watched cgroup's directory: where a cgroup id seen in no flow is looked up.
     pub watched_cgroup: Option<std::path::PathBuf>,
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
-    /// large batches when [`crate::bpf::CaptureOptions::wakeup_bytes`] is set).
+    /// large batches when [`crate::capture::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
     /// Flow events written per second and at once before flows are folded (see
-    /// [`crate::ceiling`]); `None`: no ceiling.
+    /// [`crate::journal::ceiling`]); `None`: no ceiling.
     pub flow_ceiling: Option<(u64, u64)>,
 }
 
@@ -166,7 +166,7 @@ pub struct Pipeline {
     losses_reported: u64,
     floods: FloodTracker,
     /// Folds flows beyond the configured rate (the journal's disk budget).
-    ceiling: Option<crate::ceiling::FlowCeiling>,
+    ceiling: Option<crate::journal::ceiling::FlowCeiling>,
     /// Priority-ring records read and waiting for their turn in time order (see `drain_some`).
     pending_priority: std::collections::VecDeque<Decoded>,
     sink: Box<dyn EventSink>,
@@ -175,7 +175,7 @@ pub struct Pipeline {
     /// Whether the policy in force has been recorded (a `policy` lifecycle event).
     policy_recorded: bool,
     /// Shared with the API's `GetStatus`.
-    counters: Option<std::sync::Arc<crate::metrics::Counters>>,
+    counters: Option<std::sync::Arc<crate::serve::metrics::Counters>>,
     /// Violations → alerts, folded per (workload, destination, rule).
     alerts: Option<AlertFolder>,
     names: Namer,
@@ -186,7 +186,7 @@ pub struct Pipeline {
     /// cgroup id → workload, from the watched hierarchy (the kernel's id of every record).
     cgroups: Option<crate::enrich::cgroups::CgroupIndex>,
     /// Flow steps found outside the ring buffer (connections open at start, and their ends).
-    found: Option<tokio::sync::mpsc::Receiver<crate::existing::Found>>,
+    found: Option<tokio::sync::mpsc::Receiver<crate::capture::existing::Found>>,
 }
 
 /// The kernel's two ring buffers.
@@ -214,7 +214,7 @@ impl Pipeline {
         } = maps;
         let ceiling = options
             .flow_ceiling
-            .map(|(rate, burst)| crate::ceiling::FlowCeiling::new(rate, burst));
+            .map(|(rate, burst)| crate::journal::ceiling::FlowCeiling::new(rate, burst));
         let pipeline = Self {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
@@ -258,10 +258,10 @@ impl Pipeline {
         self
     }
 
-    /// Also reports the flow steps `found` sends (see [`crate::existing`]).
+    /// Also reports the flow steps `found` sends (see [`crate::capture::existing`]).
     pub fn with_found(
         mut self,
-        found: tokio::sync::mpsc::Receiver<crate::existing::Found>,
+        found: tokio::sync::mpsc::Receiver<crate::capture::existing::Found>,
     ) -> Self {
         self.found = Some(found);
         self
@@ -298,7 +298,10 @@ impl Pipeline {
     }
 
     /// Keeps `counters` current (events, kernel losses, decode errors) for the API.
-    pub fn with_counters(mut self, counters: std::sync::Arc<crate::metrics::Counters>) -> Self {
+    pub fn with_counters(
+        mut self,
+        counters: std::sync::Arc<crate::serve::metrics::Counters>,
+    ) -> Self {
         self.counters = Some(counters);
         self
     }
@@ -987,8 +990,8 @@ impl Pipeline {
 
 /// The next flow step found outside the ring buffer; never, once there are no more.
 async fn recv_found(
-    found: &mut Option<tokio::sync::mpsc::Receiver<crate::existing::Found>>,
-) -> Option<crate::existing::Found> {
+    found: &mut Option<tokio::sync::mpsc::Receiver<crate::capture::existing::Found>>,
+) -> Option<crate::capture::existing::Found> {
     match found {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -21,9 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    api::{filter::EventFilter, stream},
     journal::sink::JournalShared,
-    metrics::Counters,
+    serve::api::{filter::EventFilter, stream},
+    serve::metrics::Counters,
 };
 
 #[derive(Clone, Debug)]
@@ -99,7 +99,8 @@ pub async fn run(
 async fn connect(
     opts: &PushOptions,
 ) -> Result<CollectorServiceClient<tonic::transport::Channel>, String> {
-    let channel = crate::api::tls_channel(&opts.collector, &opts.ca, &opts.cert, &opts.key).await?;
+    let channel =
+        crate::serve::api::tls_channel(&opts.collector, &opts.ca, &opts.cert, &opts.key).await?;
     Ok(CollectorServiceClient::new(channel))
 }
 

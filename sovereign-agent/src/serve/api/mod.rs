@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
-use crate::{journal::sink::JournalShared, policy_watch::PolicyReceiver};
+use crate::{journal::sink::JournalShared, policy::watch::PolicyReceiver};
 
-use crate::metrics::Counters;
+use crate::serve::metrics::Counters;
 
 /// What `GetStatus` reports that is fixed at start.
 #[derive(Clone, Debug, Default)]
@@ -299,7 +299,7 @@ pub async fn serve_tcp(
     api: Arc<Api>,
     collector: Option<
         sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer<
-            crate::collector::Collector,
+            crate::serve::collector::Collector,
         >,
     >,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

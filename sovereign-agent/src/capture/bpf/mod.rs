@@ -233,7 +233,7 @@ pub struct CaptureMaps {
     pub suppressed: PerCpuArray<MapData, u64>,
     pub losses: PerCpuArray<MapData, u64>,
     pub udp_sends: HashMap<MapData, SendKey, SendTally>,
-    /// Outbound TCP sockets whose connect was seen (see [`crate::existing`]); taken by the
+    /// Outbound TCP sockets whose connect was seen (see [`crate::capture::existing`]); taken by the
     /// start-up scan.
     pub tcp_sockets: Option<HashMap<MapData, u64, [u8; TCP_SOCKET_VALUE_SIZE]>>,
 }

@@ -12,7 +12,7 @@ use sovereign_agent_proto::agent::v1::{
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::{api::filter, event::Event, journal::convert};
+use crate::{event::Event, journal::convert, serve::api::filter};
 
 /// Where the API is: a local Unix socket, or a collector (or agent) on TCP with mutual TLS.
 #[derive(Clone, Debug)]
@@ -32,7 +32,7 @@ pub async fn connect_to(target: &Target) -> Result<AgentServiceClient<Channel>, 
     match target {
         Target::Socket(path) => connect(path).await,
         Target::Tls { url, ca, cert, key } => Ok(AgentServiceClient::new(
-            crate::api::tls_channel(url, ca, cert, key).await?,
+            crate::serve::api::tls_channel(url, ca, cert, key).await?,
         )),
     }
 }

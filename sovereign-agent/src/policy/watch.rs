@@ -13,8 +13,8 @@ use tokio::{
 };
 
 use crate::{
-    metrics::Counters,
     policy::{Policy, PolicyErrors},
+    serve::metrics::Counters,
 };
 
 /// Where the pipeline reads the policy in force.
@@ -99,7 +99,7 @@ async fn watch_loop(
             Ok(p) => {
                 counters.policy_loaded(began.elapsed(), Some(true));
                 log_loaded(&p, &format!("policy reloaded ({reason})"));
-                crate::service::status(&format!(
+                crate::serve::service::status(&format!(
                     "capturing; policy {} version {} reloaded ({reason})",
                     p.name, p.version
                 ));

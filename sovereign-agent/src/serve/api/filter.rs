@@ -20,7 +20,7 @@ enum Destination {
     Name(globset::GlobMatcher),
 }
 
-use crate::commands::journal::glob;
+use crate::cli::journal::glob;
 
 /// The JSON `kind` of an event (docs/events.md, docs/journal.md).
 pub fn kind_of(e: &pb::Event) -> &'static str {

@@ -1,0 +1,8 @@
+//! The last stage, serving what was recorded: the gRPC [`api`] (journal and live events),
+//! [`push`] of alerts to a [`collector`], Prometheus [`metrics`] with the health endpoints, and
+//! the [`service`] manager's notify protocol.
+pub mod api;
+pub mod collector;
+pub mod metrics;
+pub mod push;
+pub mod service;
