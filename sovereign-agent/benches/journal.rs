@@ -13,7 +13,7 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::{
-    cli::{journal::Filter, replay},
+    cli::{journal::FilterArgs, replay},
     clock::WallClock,
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
@@ -203,10 +203,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("replay_with_datasets", |b| {
         b.iter(|| {
             let r = replay::replay(&replay::ReplayArgs {
-                dir: &dir,
-                policy: &new_policy,
-                datasets: Some(&testdata().join("cloud-ranges")),
-                filter: Filter::default(),
+                dir: dir.clone(),
+                policy: new_policy.clone(),
+                datasets: Some(testdata().join("cloud-ranges")),
+                filter: FilterArgs::default(),
                 json: true,
                 limit: 0,
             })

@@ -10,6 +10,7 @@ use crate::{
     capture::pipeline::{Pipeline, PipelineError, Stats},
     config::Config,
     event::{Event, Lifecycle, LifecycleEvent},
+    exit,
     journal::output::{self, EventSink, OutputError},
     journal::{sink as journal_sink, JournalError},
     policy::watch::{self, PolicySource},
@@ -44,20 +45,23 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// Exit codes from sysexits.h, so service managers and scripts can tell causes apart.
+    /// The exit code for this error ([`crate::exit`]), so service managers and scripts can
+    /// tell causes apart.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AgentError::Bpf(BpfError::PermissionDenied) => 77, // EX_NOPERM
+            AgentError::Bpf(BpfError::PermissionDenied) => exit::NOPERM,
             AgentError::Cgroup(CgroupError::BadPath { .. })
             | AgentError::Policy(_)
-            | AgentError::Config(_) => 64, // EX_USAGE
+            | AgentError::Config(_) => exit::USAGE,
             // A damaged journal or one of a newer format: the operator must look at it.
-            AgentError::Journal(JournalError::Segment { .. } | JournalError::Record { .. }) => 65, // EX_DATAERR
-            AgentError::Journal(JournalError::Locked { .. }) => 75, // EX_TEMPFAIL
-            AgentError::Journal(_) => 73,                           // EX_CANTCREAT
-            AgentError::Cgroup(_) | AgentError::Bpf(_) => 69,       // EX_UNAVAILABLE
-            AgentError::Output(_) | AgentError::Api(_) | AgentError::Metrics(_) => 73, // EX_CANTCREAT
-            AgentError::Pipeline(_) | AgentError::Signals(_) => 74,                    // EX_IOERR
+            AgentError::Journal(JournalError::Segment { .. } | JournalError::Record { .. }) => {
+                exit::DATAERR
+            }
+            AgentError::Journal(JournalError::Locked { .. }) => exit::TEMPFAIL,
+            AgentError::Journal(_) => exit::CANTCREAT,
+            AgentError::Cgroup(_) | AgentError::Bpf(_) => exit::UNAVAILABLE,
+            AgentError::Output(_) | AgentError::Api(_) | AgentError::Metrics(_) => exit::CANTCREAT,
+            AgentError::Pipeline(_) | AgentError::Signals(_) => exit::IOERR,
         }
     }
 }

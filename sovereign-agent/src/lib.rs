@@ -22,8 +22,8 @@
 //!   endpoints, systemd's notify protocol.
 //!
 //! Around them: [`config`] (the file and the environment, validated), [`agent`] (`run`: wires
-//! the stages together), [`cli`] (every other subcommand), [`telemetry`] (the agent's own logs)
-//! and [`shutdown`].
+//! the stages together), [`cli`] (the command line, one module per subcommand), [`exit`]
+//! (exit codes), [`telemetry`] (the agent's own logs) and [`shutdown`].
 pub mod agent;
 pub mod capture;
 pub mod cli;
@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod enrich;
 pub mod event;
+pub mod exit;
 pub mod journal;
 pub mod names;
 pub mod policy;

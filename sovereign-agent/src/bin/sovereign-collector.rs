@@ -4,8 +4,8 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use sovereign_agent::{
-    config::LogConfig, journal::JournalOptions, serve::api, serve::collector::Collector, shutdown,
-    telemetry,
+    config::LogConfig, exit, journal::JournalOptions, serve::api, serve::collector::Collector,
+    shutdown, telemetry,
 };
 use sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer;
 
@@ -77,14 +77,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
-    let stop =
-        shutdown::signalled().map_err(|e| (74, format!("cannot install signal handlers: {e}")))?;
+    let stop = shutdown::signalled()
+        .map_err(|e| (exit::IOERR, format!("cannot install signal handlers: {e}")))?;
     let opts = JournalOptions {
         retention_max_age: None,
         retention_max_bytes: None,
         ..JournalOptions::new(&cli.journal)
     };
-    let (collector, shared) = Collector::open(opts).map_err(|e| (73, e.to_string()))?;
+    let (collector, shared) =
+        Collector::open(opts).map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     let collector = Arc::new(collector);
     let api = Arc::new(api::Api::new(
         Arc::new(sovereign_agent::serve::metrics::Counters::default()),
@@ -111,10 +112,10 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         stopped(),
     )
     .await
-    .map_err(|e| (73, e.to_string()))?;
+    .map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     let unix = api::serve(&cli.api_socket, api, stopped())
         .await
-        .map_err(|e| (73, e.to_string()))?;
+        .map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     tracing::info!("collector running");
     stop.await;
     let _ = tx.send(true);

@@ -11,9 +11,67 @@ use std::{
     time::Duration,
 };
 
+use clap::Subcommand;
 use ipnet::IpNet;
 
-use crate::policy::datasets::{self, DatasetKind, Loaded};
+use super::complain;
+use crate::{
+    exit,
+    policy::datasets::{self, DatasetKind, Loaded},
+};
+
+#[derive(Subcommand)]
+pub enum DatasetsCommand {
+    /// Download each provider file, validate it, replace the old one atomically, print what
+    /// changed per region. Exit 1 if any provider failed (its old file is kept).
+    Update {
+        dir: PathBuf,
+        /// Providers to update (aws, azure, gcp, oracle); default: those already in DIR, or all.
+        #[arg(long = "provider", value_parser = ["aws", "azure", "gcp", "oracle"])]
+        providers: Vec<String>,
+        /// Where to download a provider's file from instead of its publisher: PROVIDER=URL
+        /// (e.g. an internal mirror); repeatable.
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        /// Give up on a download after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+}
+
+impl DatasetsCommand {
+    pub fn execute(self) -> u8 {
+        let DatasetsCommand::Update {
+            dir,
+            providers,
+            urls,
+            timeout_secs,
+        } = self;
+        let mut overrides = HashMap::new();
+        for u in &urls {
+            let parsed = u
+                .split_once('=')
+                .and_then(|(p, url)| Some((parse_provider(p)?, url)));
+            match parsed {
+                Some((kind, url)) => {
+                    overrides.insert(kind, url.to_string());
+                }
+                None => {
+                    complain(format_args!(
+                        "--url {u:?}: expected PROVIDER=URL with PROVIDER one of aws, azure, gcp, oracle"
+                    ));
+                    return exit::USAGE;
+                }
+            }
+        }
+        update(&UpdateArgs {
+            dir: &dir,
+            providers: providers.iter().filter_map(|p| parse_provider(p)).collect(),
+            urls: overrides,
+            timeout: Duration::from_secs(timeout_secs),
+        })
+    }
+}
 
 /// The publishers' own addresses. Azure's file moves every week; its download page is read
 /// for the current link.
@@ -66,7 +124,7 @@ pub fn update(a: &UpdateArgs<'_>) -> u8 {
             "sovereign-agent: datasets directory {}: {e}",
             a.dir.display()
         );
-        return 1;
+        return exit::FAILURE;
     }
     let existing = existing_files(a.dir);
     let mut providers = a.providers.clone();
@@ -102,7 +160,11 @@ pub fn update(a: &UpdateArgs<'_>) -> u8 {
             }
         }
     }
-    u8::from(failed > 0)
+    if failed > 0 {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
 }
 
 /// Provider files already in DIR, by kind (recognised by content), kept loaded: they are

@@ -2,17 +2,74 @@
 use std::{
     io::{self, Write},
     net::IpAddr,
-    path::Path,
+    path::{Path, PathBuf},
 };
 
+use clap::{Args, Subcommand};
 use ipnet::IpNet;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
+use super::complain;
 use crate::{
     event::{Event, FlowEvent},
+    exit,
     journal::{reader, verify},
     policy::Decision,
 };
+
+#[derive(Subcommand)]
+pub enum JournalCommand {
+    /// Check every frame, checksum, sequence number, hash link, seal and the HEAD checkpoint
+    /// (and signatures with --public-key). Exit 0 valid, 1 at the first problem.
+    Verify {
+        dir: PathBuf,
+        /// Ed25519 public key (PEM) that must have signed every seal and the checkpoint.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as JSON lines (the live output's fields plus `seq`) or CSV.
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
+}
+
+impl JournalCommand {
+    pub fn execute(self) -> u8 {
+        match self {
+            JournalCommand::Verify {
+                dir,
+                public_key,
+                json,
+            } => verify(&dir, public_key.as_deref(), json),
+            JournalCommand::Export {
+                dir,
+                filter,
+                format,
+            } => match filter.compile() {
+                Ok(filter) => export(
+                    &dir,
+                    &filter,
+                    if format == "csv" {
+                        ExportFormat::Csv
+                    } else {
+                        ExportFormat::Jsonl
+                    },
+                ),
+                Err(e) => {
+                    complain(e);
+                    exit::USAGE
+                }
+            },
+        }
+    }
+}
 
 /// Which records a command looks at. Time bounds apply to every record; the flow filters
 /// (pid, exe, dst, verdict) keep only flows that match all of them.
@@ -41,14 +98,26 @@ pub enum VerdictFilter {
     None,
 }
 
-/// The raw filter arguments of the command line.
-#[derive(Clone, Debug, Default)]
+/// The record filters of `journal export` and `replay`, as given on the command line.
+#[derive(Args, Clone, Debug, Default)]
 pub struct FilterArgs {
+    /// Records at or after this time (RFC 3339, a date, or Unix seconds).
+    #[arg(long)]
     pub since: Option<String>,
+    /// Records before this time.
+    #[arg(long)]
     pub until: Option<String>,
+    /// Flows of this process id; repeatable.
+    #[arg(long = "pid")]
     pub pids: Vec<u32>,
+    /// Flows whose executable matches this glob, e.g. `/usr/bin/python*`.
+    #[arg(long)]
     pub exe: Option<String>,
+    /// Flows to this address, CIDR, or name glob (`*.openai.com`).
+    #[arg(long)]
     pub dst: Option<String>,
+    /// Flows with this recorded verdict: allow, violation, none.
+    #[arg(long)]
     pub verdict: Option<String>,
 }
 
@@ -199,16 +268,16 @@ pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
     {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("sovereign-agent: --public-key {e}");
-            return 64;
+            complain(format_args!("--public-key {e}"));
+            return exit::USAGE;
         }
     };
     let started = std::time::Instant::now();
     let report = match verify::verify(dir, key.as_ref()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sovereign-agent: {e}");
-            return 66;
+            complain(e);
+            return exit::NOINPUT;
         }
     };
     let secs = started.elapsed().as_secs_f64();
@@ -250,9 +319,9 @@ pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
         }
     }
     if report.problem.is_some() {
-        1
+        exit::FAILURE
     } else {
-        0
+        exit::OK
     }
 }
 
@@ -352,18 +421,18 @@ pub fn export(dir: &Path, filter: &Filter, format: ExportFormat) -> u8 {
         Err(crate::journal::JournalError::Io { source, .. })
             if source.kind() == io::ErrorKind::BrokenPipe =>
         {
-            0
+            exit::OK
         }
         Err(e) => {
-            eprintln!("sovereign-agent: {e}");
+            complain(&e);
             if matches!(e, crate::journal::JournalError::Dir { .. }) {
-                66
+                exit::NOINPUT
             } else {
-                1
+                exit::FAILURE
             }
         }
-        Ok(()) if flushed.is_err() => 1,
-        Ok(()) => 0,
+        Ok(()) if flushed.is_err() => exit::FAILURE,
+        Ok(()) => exit::OK,
     }
 }
 

@@ -1,11 +1,41 @@
 //! `sovereign-agent policy check|explain`.
 use std::{
     net::{IpAddr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     time::Instant,
 };
 
-use crate::policy::{DnsChain, Flow, Policy};
+use clap::{Args, Subcommand};
+
+use super::complain;
+use crate::{
+    exit,
+    policy::{verdict::Decision, DnsChain, Flow, Policy},
+};
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Validate FILE and its datasets; print every error with file, line and column (exit 1).
+    Check {
+        file: PathBuf,
+        /// A directory of datasets (provider IP-range files, .mmdb), recognised by content.
+        #[arg(long, env = "SOVEREIGN_DATASETS")]
+        datasets: Option<PathBuf>,
+    },
+    /// Print the verdict and its reasoning for one hypothetical flow (exit 0 allow, 2 violation).
+    Explain(ExplainArgs),
+}
+
+impl PolicyCommand {
+    pub fn execute(self) -> u8 {
+        match self {
+            PolicyCommand::Check { file, datasets } => check(&file, datasets.as_deref()),
+            PolicyCommand::Explain(args) => explain(&args),
+        }
+    }
+}
 
 /// Validates a policy and its datasets. Prints a summary (exit 0) or every error with its
 /// file, line and column (exit 1).
@@ -36,59 +66,84 @@ pub fn check(file: &Path, datasets: Option<&Path>) -> u8 {
                 started.elapsed().as_secs_f64() * 1000.0,
                 p.heap_bytes() as f64 / (1 << 20) as f64
             );
-            0
+            exit::OK
         }
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("{e}");
             }
             eprintln!("{}: {} error(s)", file.display(), errors.0.len());
-            1
+            exit::FAILURE
         }
     }
 }
 
-/// A hypothetical flow to explain.
-pub struct ExplainArgs<'a> {
-    pub file: &'a Path,
-    pub datasets: Option<&'a Path>,
-    pub dst: &'a str,
-    /// One DNS chain, in order.
-    pub names: &'a [String],
-    /// The chain came from a resolver that is not trusted.
-    pub dns_untrusted: bool,
-    pub sni: Option<&'a str>,
-    /// The process exited before it was read: executable and cgroup unknown.
-    pub exited: bool,
-    /// Executables of the ancestors, parent first.
-    pub ancestors: &'a [String],
-    pub exe: Option<&'a str>,
-    pub interpreter: Option<&'a str>,
-    pub comm: &'a str,
-    pub cgroup: Option<&'a str>,
-    pub container_id: Option<&'a str>,
-    pub uid: u32,
-    pub json: bool,
+/// A hypothetical flow to explain: the facts of a [`Flow`] as flags.
+#[derive(Args)]
+pub struct ExplainArgs {
+    file: PathBuf,
+    #[arg(long, env = "SOVEREIGN_DATASETS")]
+    datasets: Option<PathBuf>,
+    /// Destination: IP or IP:PORT ([IPv6]:PORT).
+    #[arg(long)]
+    dst: String,
+    /// A DNS name of the destination, verified (an answer to the workload's own query from a
+    /// trusted resolver); repeat it for a CNAME chain, in order: the name asked first, the
+    /// owner of the address record last.
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// The DNS names came from a resolver that is not trusted: claims, not verified.
+    #[arg(long, requires = "names")]
+    dns_untrusted: bool,
+    /// The TLS server name (SNI) the client sent: a claim.
+    #[arg(long)]
+    sni: Option<String>,
+    /// Explain as for a process that exited before the agent read it: its executable and
+    /// cgroup are unknown (`[policy] unknown_workload` applies).
+    #[arg(long, conflicts_with_all = ["exe", "cgroup", "container_id"])]
+    exited: bool,
+    /// Executable path of the process (a script's own path when it is one).
+    #[arg(long)]
+    exe: Option<String>,
+    /// The interpreter running the script given as --exe.
+    #[arg(long, requires = "exe")]
+    interpreter: Option<String>,
+    /// Executable of an ancestor of the process, parent first; repeatable.
+    #[arg(long = "ancestor")]
+    ancestors: Vec<String>,
+    /// Task name (comm) of the process.
+    #[arg(long, default_value = "")]
+    comm: String,
+    /// cgroup v2 path of the process.
+    #[arg(long)]
+    cgroup: Option<String>,
+    #[arg(long)]
+    container_id: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    uid: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Prints the verdict for one flow and every reason behind it. Exit 0 for allow, 2 for a
 /// violation (so scripts can test a destination), 1 for a bad policy or argument.
-pub fn explain(a: &ExplainArgs<'_>) -> u8 {
-    let (ip, port) = match parse_dst(a.dst) {
+pub fn explain(a: &ExplainArgs) -> u8 {
+    let (ip, port) = match parse_dst(&a.dst) {
         Some(d) => d,
         None => {
-            eprintln!(
-                "sovereign-agent: --dst {:?}: expected IP or IP:PORT ([IPv6]:PORT)",
+            complain(format_args!(
+                "--dst {:?}: expected IP or IP:PORT ([IPv6]:PORT)",
                 a.dst
-            );
-            return 1;
+            ));
+            return exit::FAILURE;
         }
     };
-    let policy = match Policy::load(a.file, a.datasets) {
+    let policy = match Policy::load(&a.file, a.datasets.as_deref()) {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");
-            return 1;
+            return exit::FAILURE;
         }
     };
     let dns: Vec<DnsChain> = if a.names.is_empty() {
@@ -100,7 +155,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
             verified: !a.dns_untrusted,
         }]
     };
-    let sni = a.sni.map(str::to_ascii_lowercase);
+    let sni = a.sni.as_deref().map(str::to_ascii_lowercase);
     let flow = Flow {
         ip,
         port,
@@ -112,17 +167,17 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         exe: if a.exited {
             None
         } else {
-            Some(a.exe.unwrap_or(""))
+            Some(a.exe.as_deref().unwrap_or(""))
         },
-        interpreter: a.interpreter,
-        ancestors: if a.exited { &[] } else { a.ancestors },
-        comm: a.comm,
+        interpreter: a.interpreter.as_deref(),
+        ancestors: if a.exited { &[] } else { &a.ancestors },
+        comm: &a.comm,
         cgroup: if a.exited {
             None
         } else {
-            Some(a.cgroup.unwrap_or(""))
+            Some(a.cgroup.as_deref().unwrap_or(""))
         },
-        container_id: a.container_id,
+        container_id: a.container_id.as_deref(),
         uid: a.uid,
     };
     let verdict = policy.classify(&flow);
@@ -141,7 +196,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
                 a.names.join(" -> ")
             ));
         }
-        if let Some(s) = a.sni {
+        if let Some(s) = &a.sni {
             known.push(format!("SNI {s}"));
         }
         let names = if known.is_empty() {
@@ -149,7 +204,7 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         } else {
             known.join("; ")
         };
-        let process = match a.exe.unwrap_or(a.comm) {
+        let process = match a.exe.as_deref().unwrap_or(&a.comm) {
             _ if a.exited => "a process that exited before it was read",
             "" => "any process",
             p => p,
@@ -202,8 +257,8 @@ pub fn explain(a: &ExplainArgs<'_>) -> u8 {
         );
     }
     match e.decision {
-        crate::policy::verdict::Decision::Allow => 0,
-        crate::policy::verdict::Decision::Violation => 2,
+        Decision::Allow => exit::OK,
+        Decision::Violation => exit::VIOLATION,
     }
 }
 

@@ -5,16 +5,18 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io::IsTerminal,
-    path::Path,
+    path::PathBuf,
     time::Instant,
 };
 
+use clap::Args;
 use serde::Serialize;
 
-use super::journal::Filter;
+use super::{complain, journal::FilterArgs};
 use crate::{
     clock::rfc3339_from_unix_ns,
     event::{DatasetVersion, Event, Lifecycle},
+    exit,
     journal::{
         convert::{self, FlowView},
         reader,
@@ -22,13 +24,23 @@ use crate::{
     policy::{Decision, Flow, Policy},
 };
 
-pub struct ReplayArgs<'a> {
-    pub dir: &'a Path,
-    pub policy: &'a Path,
-    pub datasets: Option<&'a Path>,
-    pub filter: Filter,
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The journal directory.
+    pub dir: PathBuf,
+    /// The policy to replay under.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// A directory of datasets for the policy.
+    #[arg(long, env = "SOVEREIGN_DATASETS")]
+    pub datasets: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the full report as JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
-    /// Rows of the change table printed (all go to JSON).
+    /// Rows of the change table to print (all go to JSON).
+    #[arg(long, default_value_t = 50)]
     pub limit: usize,
 }
 
@@ -118,13 +130,14 @@ pub fn destination(f: &FlowView<'_>) -> String {
 }
 
 /// Judges every flow again; the report, or a message for the user (exit 64/66/1).
-pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
+pub fn replay(args: &ReplayArgs) -> Result<ReplayReport, (u8, String)> {
     let started = Instant::now();
-    let policy = Policy::load(args.policy, args.datasets).map_err(|errors| {
+    let filter = args.filter.compile().map_err(|e| (exit::USAGE, e))?;
+    let policy = Policy::load(&args.policy, args.datasets.as_deref()).map_err(|errors| {
         let text: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
-        (64, text.join("\n"))
+        (exit::USAGE, text.join("\n"))
     })?;
-    let segments = reader::segments(args.dir).map_err(|e| (66, e.to_string()))?;
+    let segments = reader::segments(&args.dir).map_err(|e| (exit::NOINPUT, e.to_string()))?;
     let total = reader::total_bytes(&segments);
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let bar = indicatif::ProgressBar::new(total);
@@ -156,7 +169,7 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
     let mut recorded_datasets: BTreeMap<(String, String), DatasetVersion> = BTreeMap::new();
     let mut decode_error = None;
     let result = reader::for_each_payload(
-        args.dir,
+        &args.dir,
         true,
         |bytes| {
             if let Some(b) = &bar {
@@ -190,7 +203,7 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
                     });
                 }
             };
-            if !args.filter.matches_view(&view) {
+            if !filter.matches_view(&view) {
                 return Ok(());
             }
             report.flow_events += 1;
@@ -280,9 +293,9 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
         b.finish_and_clear();
     }
     if let Some(message) = decode_error {
-        return Err((1, message));
+        return Err((exit::FAILURE, message));
     }
-    result.map_err(|e| (1, e.to_string()))?;
+    result.map_err(|e| (exit::FAILURE, e.to_string()))?;
     let mut changes: Vec<Group> = groups
         .into_values()
         .map(|mut g| {
@@ -306,11 +319,11 @@ pub fn replay(args: &ReplayArgs<'_>) -> Result<ReplayReport, (u8, String)> {
 
 /// Runs the replay and prints it. Exit 0: no new violations; 2: new violations; 1: the
 /// journal is damaged; 64: bad policy or arguments; 66: not a journal.
-pub fn run(args: &ReplayArgs<'_>) -> u8 {
+pub fn run(args: &ReplayArgs) -> u8 {
     let report = match replay(args) {
         Ok(r) => r,
         Err((code, message)) => {
-            eprintln!("sovereign-agent: {message}");
+            complain(message);
             return code;
         }
     };
@@ -323,9 +336,9 @@ pub fn run(args: &ReplayArgs<'_>) -> u8 {
         print_table(&report, args.limit);
     }
     if report.new_violations > 0 {
-        2
+        exit::VIOLATION
     } else {
-        0
+        exit::OK
     }
 }
 

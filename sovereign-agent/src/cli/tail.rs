@@ -6,13 +6,126 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use clap::Args;
 use hyper_util::rt::TokioIo;
 use sovereign_agent_proto::agent::v1::{
     self as pb, agent_service_client::AgentServiceClient, stream_events_response::Item,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::{event::Event, journal::convert, serve::api::filter};
+use super::complain;
+use crate::{event::Event, exit, journal::convert, serve::api::filter};
+
+/// Where `tail` and `status` find the API.
+#[derive(Args)]
+pub struct TargetFlags {
+    /// The API's Unix socket (an agent's, or a collector's --api-socket).
+    #[arg(
+        long,
+        env = "SOVEREIGN_API_SOCKET",
+        default_value = "/run/sovereign-agent/agent.sock"
+    )]
+    socket: PathBuf,
+    /// A collector (or an agent's TCP API) instead: https://HOST:PORT, with mutual TLS.
+    #[arg(long, requires_all = ["ca", "cert", "key"])]
+    collector: Option<String>,
+    /// CA the server's certificate chains to (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_CA")]
+    ca: Option<PathBuf>,
+    /// This client's certificate (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_CERT")]
+    cert: Option<PathBuf>,
+    /// This client's key (PEM), with --collector.
+    #[arg(long, env = "SOVEREIGN_TLS_KEY")]
+    key: Option<PathBuf>,
+}
+
+impl TargetFlags {
+    fn target(&self) -> Target {
+        match (&self.collector, &self.ca, &self.cert, &self.key) {
+            (Some(url), Some(ca), Some(cert), Some(key)) => Target::Tls {
+                url: url.clone(),
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => Target::Socket(self.socket.clone()),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    target: TargetFlags,
+    /// Start from this journal sequence number (history first, then live).
+    #[arg(long)]
+    since_seq: Option<u64>,
+    /// Only these kinds (connect, send, close, policy, ...); repeatable.
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only flows with this verdict: allow or violation.
+    #[arg(long)]
+    verdict: Option<String>,
+    /// Only violations at least this severe: info, low, medium, high, critical.
+    #[arg(long, value_parser = ["info", "low", "medium", "high", "critical"])]
+    min_severity: Option<String>,
+    /// Only flows whose workload (unit, container, executable) matches this glob.
+    #[arg(long)]
+    workload: Option<String>,
+    /// Only flows to this address, CIDR or name glob.
+    #[arg(long)]
+    dst: Option<String>,
+    /// JSON lines even on a terminal.
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+impl TailArgs {
+    /// The stream filter, as the API takes it (the agent validates it).
+    fn filter(&self) -> pb::EventFilter {
+        pb::EventFilter {
+            kinds: self.kinds.clone(),
+            verdict: self.verdict.clone().unwrap_or_default(),
+            min_severity: self
+                .min_severity
+                .as_deref()
+                .and_then(|s| {
+                    pb::Severity::from_str_name(&format!("SEVERITY_{}", s.to_uppercase()))
+                })
+                .map_or(0, |s| s as i32),
+            workload: self.workload.clone().unwrap_or_default(),
+            destination: self.dst.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    target: TargetFlags,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn execute_tail(args: TailArgs) -> u8 {
+    client_runtime().block_on(tail(args))
+}
+
+pub fn execute_status(args: &StatusArgs) -> u8 {
+    client_runtime().block_on(status(&args.target.target(), args.json))
+}
+
+/// A small runtime for the API clients.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
 
 /// Where the API is: a local Unix socket, or a collector (or agent) on TCP with mutual TLS.
 #[derive(Clone, Debug)]
@@ -60,42 +173,32 @@ pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, Strin
     Ok(AgentServiceClient::new(channel))
 }
 
-pub struct TailArgs {
-    pub target: Target,
-    pub since_seq: Option<u64>,
-    pub filter: pb::EventFilter,
-    /// Force JSON lines even on a terminal.
-    pub json: bool,
-    /// Stop after this many events.
-    pub count: Option<u64>,
-}
-
 /// Exit 0 when `count` events were printed or the agent ended the stream; 1 when the stream
 /// broke; 64 for a bad filter; 69 when the agent cannot be reached.
 pub async fn tail(args: TailArgs) -> u8 {
-    let mut client = match connect_to(&args.target).await {
+    let mut client = match connect_to(&args.target.target()).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sovereign-agent: {e}");
-            return 69;
+            complain(e);
+            return exit::UNAVAILABLE;
         }
     };
     let request = pb::StreamEventsRequest {
         since_seq: args.since_seq,
-        filter: Some(args.filter),
+        filter: Some(args.filter()),
     };
     let mut stream = match client.stream_events(request).await {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            eprintln!("sovereign-agent: {}", s.message());
-            return 64;
+            complain(s.message());
+            return exit::USAGE;
         }
         Err(s) => {
             eprintln!(
                 "sovereign-agent: the agent refused the stream: {}",
                 s.message()
             );
-            return 1;
+            return exit::FAILURE;
         }
     };
     let pretty = std::io::stdout().is_terminal() && !args.json;
@@ -104,10 +207,10 @@ pub async fn tail(args: TailArgs) -> u8 {
     loop {
         let message = match stream.message().await {
             Ok(Some(m)) => m,
-            Ok(None) => return 0,
+            Ok(None) => return exit::OK,
             Err(s) => {
                 eprintln!("sovereign-agent: the stream broke: {}", s.message());
-                return 1;
+                return exit::FAILURE;
             }
         };
         let line = match message.item {
@@ -138,10 +241,10 @@ pub async fn tail(args: TailArgs) -> u8 {
             None => continue,
         };
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-            return 0; // stdout closed (e.g. `| head`)
+            return exit::OK; // stdout closed (e.g. `| head`)
         }
         if args.count.is_some_and(|n| printed >= n) {
-            return 0;
+            return exit::OK;
         }
     }
 }
@@ -250,15 +353,15 @@ pub async fn status(target: &Target, json: bool) -> u8 {
     let mut client = match connect_to(target).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sovereign-agent: {e}");
-            return 69;
+            complain(e);
+            return exit::UNAVAILABLE;
         }
     };
     let s = match client.get_status(pb::GetStatusRequest {}).await {
         Ok(r) => r.into_inner(),
         Err(e) => {
             eprintln!("sovereign-agent: GetStatus failed: {}", e.message());
-            return 1;
+            return exit::FAILURE;
         }
     };
     if json {
@@ -300,5 +403,5 @@ pub async fn status(target: &Target, json: bool) -> u8 {
         );
         println!("  subscribers   {}", s.subscribers);
     }
-    0
+    exit::OK
 }
