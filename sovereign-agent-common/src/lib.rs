@@ -6,6 +6,9 @@
 //! does not know (feature `user`).
 #![no_std]
 
+#[cfg(feature = "user")]
+extern crate alloc;
+
 /// Name of the ring buffer map that carries [`FlowRecord`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU `u64` array (one slot) counting records the kernel could not reserve.
@@ -384,7 +387,30 @@ pub struct SendTally {
 
 #[cfg(feature = "user")]
 mod user {
+    use alloc::string::String;
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
     use super::*;
+
+    /// A kernel address field (`family`, 16 bytes; IPv4 in the first four) as an address. An
+    /// IPv4-mapped IPv6 address (a dual-stack socket reaching an IPv4 host) is the IPv4 one.
+    pub fn ip_of(family: u16, addr: &[u8; 16]) -> IpAddr {
+        if family == AF_INET {
+            IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+        } else {
+            let v6 = Ipv6Addr::from(*addr);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            }
+        }
+    }
+
+    /// A task name (`comm`, NUL-padded, not necessarily UTF-8) as text.
+    pub fn comm_string(comm: &[u8; 16]) -> String {
+        let end = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+        String::from_utf8_lossy(&comm[..end]).into_owned()
+    }
 
     // SAFETY: plain-old-data: only integers and byte arrays, no implicit padding.
     unsafe impl aya::Pod for FlowRecord {}
@@ -560,7 +586,7 @@ mod user {
 }
 
 #[cfg(feature = "user")]
-pub use user::{DecodeError, Decoded, PacketView, ProcessView, Record};
+pub use user::{comm_string, ip_of, DecodeError, Decoded, PacketView, ProcessView, Record};
 
 #[cfg(all(test, feature = "user"))]
 mod tests {

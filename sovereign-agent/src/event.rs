@@ -1,10 +1,10 @@
 //! The events the agent emits, one JSON object per line. Field names are a public contract
 //! (docs/events.md): later stages, the journal and external tools rely on them.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 use sovereign_agent_common::{
-    FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
+    comm_string, ip_of, FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
 };
 
 use crate::{clock::WallClock, enrich::table::Identity};
@@ -208,9 +208,33 @@ pub enum Event {
     Flow(Box<FlowEvent>),
     Loss(LossEvent),
     Lifecycle(Box<LifecycleEvent>),
-    Alert(Box<crate::policy::alerts::AlertEvent>),
+    Alert(Box<AlertEvent>),
     DnsRefused(Box<DnsRefusedEvent>),
     Flood(Box<FloodEvent>),
+}
+
+/// An alert (JSON `kind: "alert"`): violations of one (workload, destination, rule), folded
+/// by [`crate::policy::alerts::AlertFolder`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertEvent {
+    pub ts: String,
+    #[serde(skip)]
+    pub ts_unix_ns: i64,
+    pub kind: &'static str,
+    pub severity: Option<crate::policy::Severity>,
+    pub rule: String,
+    pub workload: String,
+    pub destination: String,
+    /// Violations this alert stands for.
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+    #[serde(skip)]
+    pub first_unix_ns: i64,
+    #[serde(skip)]
+    pub last_unix_ns: i64,
+    /// The flow that raised it (the first, or the last of the folded repeats).
+    pub flow: Box<FlowEvent>,
 }
 
 impl Event {
@@ -349,32 +373,64 @@ pub struct DatasetVersion {
     pub path: String,
 }
 
-/// An address as records carry it (network order, IPv4 in the first 4 bytes); IPv4-mapped
-/// IPv6 addresses are shown as IPv4.
-pub fn ip_of(family: u16, addr: &[u8; 16]) -> IpAddr {
-    if family == AF_INET {
-        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
-    } else {
-        let v6 = Ipv6Addr::from(*addr);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        }
-    }
-}
-
 /// Destination address of a record. IPv4-mapped IPv6 addresses (an IPv6 socket talking to an
 /// IPv4 host) are shown as the IPv4 address they are, so policies match them as such.
 pub fn dst_ip(rec: &FlowRecord) -> IpAddr {
     ip_of(rec.family, &rec.dst_addr)
 }
 
-pub fn comm_string(comm: &[u8; 16]) -> String {
-    let end = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+/// Who made a flow, in the terms an operator uses: the systemd unit, the container (runtime
+/// and short id), the executable, or at least the task name. (Alerts and replay reports.)
+pub fn workload_label(
+    systemd_unit: Option<&str>,
+    container_id: Option<&str>,
+    container_runtime: Option<&str>,
+    exe: Option<&str>,
+    comm: &str,
+) -> String {
+    if let Some(u) = systemd_unit {
+        return u.to_string();
+    }
+    if let Some(id) = container_id {
+        return format!(
+            "{} {}",
+            container_runtime.unwrap_or("container"),
+            &id[..id.len().min(12)]
+        );
+    }
+    exe.unwrap_or(comm).to_string()
+}
+
+/// A destination as people read it: its first name (or address) and port.
+pub fn destination_label(first_name: Option<&str>, ip: IpAddr, port: u16) -> String {
+    match first_name {
+        Some(n) => format!("{n}:{port}"),
+        None if ip.is_ipv6() => format!("[{ip}]:{port}"),
+        None => format!("{ip}:{port}"),
+    }
 }
 
 impl FlowEvent {
+    /// Who made the flow ([`workload_label`]): what alerts, folding and reports group by.
+    pub fn workload(&self) -> String {
+        workload_label(
+            self.systemd_unit.as_deref(),
+            self.container_id.as_deref(),
+            self.container_runtime,
+            self.exe.as_deref(),
+            &self.comm,
+        )
+    }
+
+    /// Where the flow went ([`destination_label`]).
+    pub fn destination(&self) -> String {
+        destination_label(
+            self.names.first().map(String::as_str),
+            self.dst_ip,
+            self.dst_port,
+        )
+    }
+
     /// Records what the destination is called and how that was learned.
     pub fn name(&mut self, naming: crate::names::Naming) {
         self.names = naming.names;
@@ -490,6 +546,8 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use sovereign_agent_common::{AF_INET6, IPPROTO_UDP};
 
     use super::*;

@@ -99,7 +99,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let tls = api::TcpTls {
+    let tls = sovereign_agent::serve::tls::TcpTls {
         listen: cli.listen,
         cert: cli.tls_cert,
         key: cli.tls_key,

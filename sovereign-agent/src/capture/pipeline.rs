@@ -32,7 +32,7 @@ use crate::{
     journal::output::EventSink,
     names::{Learned, Namer, NamesOptions, RefusedAnswer},
     policy::alerts::AlertFolder,
-    policy::watch::PolicyReceiver,
+    policy::PolicyReceiver,
 };
 
 /// Tunables of the pipeline (from the config file).
@@ -593,7 +593,7 @@ impl Pipeline {
             cgroup_id: r.cgroup_id,
             cgroup,
             pid,
-            comm: crate::event::comm_string(&comm),
+            comm: sovereign_agent_common::comm_string(&comm),
             exe: process.and_then(|p| p.exe.clone()),
             cookie: r.cookie,
             resolver: r.resolver,
@@ -866,7 +866,7 @@ impl Pipeline {
             } else {
                 crate::event::Family::Ipv6
             };
-            close.dst_ip = crate::event::ip_of(key.family, &key.dst_addr);
+            close.dst_ip = sovereign_agent_common::ip_of(key.family, &key.dst_addr);
             close.dst_port = key.dst_port;
             close.verdict = None;
             close.name(self.names.lookup(

@@ -1,18 +1,17 @@
 //! `sovereign-agent journal verify|export`, and the record filters `replay` shares.
 use std::{
     io::{self, Write},
-    net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use clap::{Args, Subcommand};
-use ipnet::IpNet;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use super::complain;
 use crate::{
     event::{Event, FlowEvent},
     exit,
+    journal::filter::{glob, Destination},
     journal::{reader, verify},
     policy::Decision,
 };
@@ -79,15 +78,8 @@ pub struct Filter {
     pub until_ns: Option<i64>,
     pub pids: Vec<u32>,
     pub exe: Option<globset::GlobMatcher>,
-    pub dst: Option<DstFilter>,
+    pub dst: Option<Destination>,
     pub verdict: Option<VerdictFilter>,
-}
-
-#[derive(Clone, Debug)]
-pub enum DstFilter {
-    Net(IpNet),
-    /// A name (exact, or `*.suffix`) among the flow's names.
-    Name(globset::GlobMatcher),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,15 +129,6 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     ))
 }
 
-/// A glob where `*` also crosses `/` (paths, names); the error names `what`.
-pub(crate) fn glob(pattern: &str, what: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("{what} {pattern:?}: {e}"))
-}
-
 impl FilterArgs {
     pub fn compile(&self) -> Result<Filter, String> {
         Ok(Filter {
@@ -164,15 +147,7 @@ impl FilterArgs {
             dst: self
                 .dst
                 .as_deref()
-                .map(|d| {
-                    if let Ok(net) = d.parse::<IpNet>() {
-                        Ok(DstFilter::Net(net))
-                    } else if let Ok(ip) = d.parse::<IpAddr>() {
-                        Ok(DstFilter::Net(IpNet::from(ip)))
-                    } else {
-                        glob(&d.to_ascii_lowercase(), "--dst").map(DstFilter::Name)
-                    }
-                })
+                .map(|d| Destination::parse(d, "--dst"))
                 .transpose()?,
             verdict: match self.verdict.as_deref() {
                 None => None,
@@ -219,12 +194,10 @@ impl Filter {
                 return false;
             }
         }
-        match (&self.dst, f.dst_ip) {
-            (Some(DstFilter::Net(net)), Some(ip)) if !net.contains(&ip) => return false,
-            (Some(DstFilter::Name(g)), _) if !f.names.iter().any(|n| g.is_match(n)) => {
-                return false
+        if let Some(d) = &self.dst {
+            if !d.matches(f.dst_ip, &f.names) {
+                return false;
             }
-            _ => {}
         }
         match (self.verdict, &f.verdict) {
             (None, _) => true,
@@ -244,10 +217,10 @@ impl Filter {
                 return false;
             }
         }
-        match &self.dst {
-            Some(DstFilter::Net(net)) if !net.contains(&f.dst_ip) => return false,
-            Some(DstFilter::Name(g)) if !f.names.iter().any(|n| g.is_match(n)) => return false,
-            _ => {}
+        if let Some(d) = &self.dst {
+            if !d.matches(Some(f.dst_ip), &f.names) {
+                return false;
+            }
         }
         match (self.verdict, &f.verdict) {
             (None, _) => true,
@@ -263,7 +236,7 @@ impl Filter {
 /// 64 bad arguments (key), 66 not a journal.
 pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
     let key = match public_key
-        .map(crate::config::read_verifying_key)
+        .map(crate::journal::keys::read_verifying_key)
         .transpose()
     {
         Ok(k) => k,

@@ -115,7 +115,7 @@ pub struct RecordedPolicy {
 }
 
 pub fn workload(f: &FlowView<'_>) -> String {
-    crate::policy::alerts::workload_label(
+    crate::event::workload_label(
         f.systemd_unit,
         f.container_id,
         f.container_runtime,
@@ -126,7 +126,7 @@ pub fn workload(f: &FlowView<'_>) -> String {
 
 pub fn destination(f: &FlowView<'_>) -> String {
     let ip = f.dst_ip.expect("views have an address");
-    crate::policy::alerts::destination_label(f.names.first().map(String::as_str), ip, f.dst_port)
+    crate::event::destination_label(f.names.first().map(String::as_str), ip, f.dst_port)
 }
 
 /// Judges every flow again; the report, or a message for the user (exit 64/66/1).

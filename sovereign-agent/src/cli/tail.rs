@@ -145,7 +145,7 @@ pub async fn connect_to(target: &Target) -> Result<AgentServiceClient<Channel>, 
     match target {
         Target::Socket(path) => connect(path).await,
         Target::Tls { url, ca, cert, key } => Ok(AgentServiceClient::new(
-            crate::serve::api::tls_channel(url, ca, cert, key).await?,
+            crate::serve::tls::tls_channel(url, ca, cert, key).await?,
         )),
     }
 }

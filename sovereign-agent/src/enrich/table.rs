@@ -24,7 +24,7 @@ use lru::LruCache;
 use sovereign_agent_common::{ProcessView, RecordKind};
 
 use super::{read_proc, ProcessInfo};
-use crate::event::comm_string;
+use sovereign_agent_common::comm_string;
 
 struct Entry {
     comm: [u8; 16],

@@ -64,7 +64,7 @@ impl FlowCeiling {
             return Some(f);
         }
         self.folded += 1;
-        let workload = crate::policy::alerts::workload(&f);
+        let workload = f.workload();
         let mut key: Key = (f.kind, workload, f.dst_ip, f.dst_port, f.proto);
         if !self.held.contains_key(&key) && self.held.len() >= MAX_KEYS {
             key.2 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

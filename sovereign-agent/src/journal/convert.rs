@@ -462,7 +462,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                 .flow
                 .ok_or(ConvertError::Invalid("alert without its flow"))?;
             let flow_ts = rfc3339_from_unix_ns(a.last_unix_ns as i128);
-            Event::Alert(Box::new(crate::policy::alerts::AlertEvent {
+            Event::Alert(Box::new(crate::event::AlertEvent {
                 ts,
                 ts_unix_ns,
                 kind: "alert",

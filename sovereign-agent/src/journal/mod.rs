@@ -4,7 +4,9 @@
 //! of them get.
 pub mod ceiling;
 pub mod convert;
+pub mod filter;
 pub mod format;
+pub mod keys;
 pub mod output;
 pub mod reader;
 pub mod sink;

@@ -205,7 +205,7 @@ impl Namer {
     /// Learns from one DNS or TLS packet record. Malformed packets are counted and skipped.
     pub fn on_packet(&mut self, p: &PacketView<'_>, now: Instant) -> Learned {
         let tcp = p.protocol == IPPROTO_TCP;
-        let peer = crate::event::ip_of(p.family, &p.peer_addr);
+        let peer = sovereign_agent_common::ip_of(p.family, &p.peer_addr);
         match p.kind {
             RecordKind::DnsQuery => {
                 match dns::parse_query(p.data, tcp) {

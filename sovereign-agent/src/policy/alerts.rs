@@ -4,81 +4,12 @@
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
-use serde::Serialize;
 
 use crate::{
     clock::rfc3339_from_unix_ns,
-    event::{EventKind, FlowEvent},
+    event::{AlertEvent, EventKind, FlowEvent},
     policy::{Decision, Severity},
 };
-
-/// An alert (JSON `kind: "alert"`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AlertEvent {
-    pub ts: String,
-    #[serde(skip)]
-    pub ts_unix_ns: i64,
-    pub kind: &'static str,
-    pub severity: Option<Severity>,
-    pub rule: String,
-    pub workload: String,
-    pub destination: String,
-    /// Violations this alert stands for.
-    pub count: u64,
-    pub first: String,
-    pub last: String,
-    #[serde(skip)]
-    pub first_unix_ns: i64,
-    #[serde(skip)]
-    pub last_unix_ns: i64,
-    /// The flow that raised it (the first, or the last of the folded repeats).
-    pub flow: Box<FlowEvent>,
-}
-
-/// Who made a flow, in the terms an operator uses: the systemd unit, the container (runtime
-/// and short id), the executable, or at least the task name. (Alerts and replay reports.)
-pub fn workload_label(
-    systemd_unit: Option<&str>,
-    container_id: Option<&str>,
-    container_runtime: Option<&str>,
-    exe: Option<&str>,
-    comm: &str,
-) -> String {
-    if let Some(u) = systemd_unit {
-        return u.to_string();
-    }
-    if let Some(id) = container_id {
-        return format!(
-            "{} {}",
-            container_runtime.unwrap_or("container"),
-            &id[..id.len().min(12)]
-        );
-    }
-    exe.unwrap_or(comm).to_string()
-}
-
-/// A destination as people read it: its first name (or address) and port.
-pub fn destination_label(first_name: Option<&str>, ip: std::net::IpAddr, port: u16) -> String {
-    match first_name {
-        Some(n) => format!("{n}:{port}"),
-        None if ip.is_ipv6() => format!("[{ip}]:{port}"),
-        None => format!("{ip}:{port}"),
-    }
-}
-
-pub fn workload(f: &FlowEvent) -> String {
-    workload_label(
-        f.systemd_unit.as_deref(),
-        f.container_id.as_deref(),
-        f.container_runtime,
-        f.exe.as_deref(),
-        &f.comm,
-    )
-}
-
-pub fn destination(f: &FlowEvent) -> String {
-    destination_label(f.names.first().map(String::as_str), f.dst_ip, f.dst_port)
-}
 
 type Key = (String, String, String);
 
@@ -152,7 +83,7 @@ impl AlertFolder {
     /// A workload over its budget: an alert with rule `flood` (severity high), folded per
     /// workload like violations, whatever the verdict of the destination it flooded.
     pub fn observe_flood(&mut self, f: &crate::event::FloodEvent) -> Option<AlertEvent> {
-        let key: Key = (workload(&f.flow), "flood".into(), FLOOD_RULE.into());
+        let key: Key = (f.flow.workload(), "flood".into(), FLOOD_RULE.into());
         self.fold(key, &f.flow)
     }
 
@@ -170,7 +101,7 @@ impl AlertFolder {
         if !Self::alerts_on(f) {
             return None;
         }
-        let key: Key = (workload(f), destination(f), v.rule.clone());
+        let key: Key = (f.workload(), f.destination(), v.rule.clone());
         self.fold(key, f)
     }
 

@@ -33,6 +33,10 @@ use toml::Spanned;
 
 pub use crate::names::DnsChain;
 
+/// Where the pipeline, the API and `/metrics` read the policy in force ([`watch`] publishes
+/// each one that compiled).
+pub type PolicyReceiver = tokio::sync::watch::Receiver<Option<std::sync::Arc<Policy>>>;
+
 use self::{
     catalogue::Catalogue,
     datasets::{DatasetInfo, DatasetKind, Entry, Loaded},

@@ -13,12 +13,9 @@ use tokio::{
 };
 
 use crate::{
-    policy::{Policy, PolicyErrors},
+    policy::{Policy, PolicyErrors, PolicyReceiver},
     serve::metrics::Counters,
 };
-
-/// Where the pipeline reads the policy in force.
-pub type PolicyReceiver = watch::Receiver<Option<Arc<Policy>>>;
 
 #[derive(Clone, Debug)]
 pub struct PolicySource {

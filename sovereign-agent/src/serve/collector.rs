@@ -80,7 +80,7 @@ impl CollectorService for Collector {
         request: Request<Streaming<PushRequest>>,
     ) -> Result<Response<Self::PushStream>, Status> {
         // The agent's identity: the common name of the client certificate it connected with.
-        let agent = crate::serve::api::client_identity(&request)?;
+        let agent = crate::serve::tls::client_identity(&request)?;
         tracing::info!(%agent, "agent connected");
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);

@@ -6,3 +6,4 @@ pub mod collector;
 pub mod metrics;
 pub mod push;
 pub mod service;
+pub mod tls;

@@ -100,7 +100,7 @@ async fn connect(
     opts: &PushOptions,
 ) -> Result<CollectorServiceClient<tonic::transport::Channel>, String> {
     let channel =
-        crate::serve::api::tls_channel(&opts.collector, &opts.ca, &opts.cert, &opts.key).await?;
+        crate::serve::tls::tls_channel(&opts.collector, &opts.ca, &opts.cert, &opts.key).await?;
     Ok(CollectorServiceClient::new(channel))
 }
 

@@ -1,7 +1,6 @@
 //! `EventFilter` of StreamEvents, compiled once per subscriber and applied to each event.
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use sovereign_agent_proto::agent::v1 as pb;
 
 /// A compiled `EventFilter`. Every set condition must hold.
@@ -14,13 +13,7 @@ pub struct EventFilter {
     destination: Option<Destination>,
 }
 
-#[derive(Debug)]
-enum Destination {
-    Net(IpNet),
-    Name(globset::GlobMatcher),
-}
-
-use crate::cli::journal::glob;
+use crate::journal::filter::{glob, Destination};
 
 /// The JSON `kind` of an event (docs/events.md, docs/journal.md).
 pub fn kind_of(e: &pb::Event) -> &'static str {
@@ -106,18 +99,9 @@ impl EventFilter {
             workload: (!f.workload.is_empty())
                 .then(|| glob(&f.workload, "filter.workload"))
                 .transpose()?,
-            destination: if f.destination.is_empty() {
-                None
-            } else if let Ok(net) = f.destination.parse::<IpNet>() {
-                Some(Destination::Net(net))
-            } else if let Ok(ip) = f.destination.parse::<IpAddr>() {
-                Some(Destination::Net(IpNet::from(ip)))
-            } else {
-                Some(Destination::Name(glob(
-                    &f.destination.to_ascii_lowercase(),
-                    "filter.destination",
-                )?))
-            },
+            destination: (!f.destination.is_empty())
+                .then(|| Destination::parse(&f.destination, "filter.destination"))
+                .transpose()?,
         })
     }
 
@@ -162,8 +146,7 @@ impl EventFilter {
             }
         }
         match &self.destination {
-            Some(Destination::Net(net)) => dst_ip_of(f).is_some_and(|ip| net.contains(&ip)),
-            Some(Destination::Name(g)) => f.names.iter().any(|n| g.is_match(n)),
+            Some(d) => d.matches(dst_ip_of(f), &f.names),
             None => true,
         }
     }

@@ -18,7 +18,7 @@ use std::{
 use crate::{
     event::EventKind,
     journal::sink::JournalShared,
-    policy::watch::PolicyReceiver,
+    policy::PolicyReceiver,
     policy::{Decision, Explanation, Severity},
 };
 use exposition::Exposition;

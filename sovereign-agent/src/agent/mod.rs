@@ -1,5 +1,8 @@
 //! `sovereign-agent run`: resolve the cgroup, load and attach the programs, run the pipeline
-//! until SIGINT/SIGTERM, then drain and detach.
+//! until SIGINT/SIGTERM, then drain and detach. [`options`] turns the configuration into each
+//! stage's options.
+pub mod options;
+
 use std::path::PathBuf;
 
 use std::sync::Arc;
@@ -73,7 +76,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     config.check_files()?;
     let cgroup: PathBuf = cgroup::resolve(config.cgroup.as_deref())?;
     let output = output::open(&config.output)?;
-    let journal_options = config.journal_options()?;
+    let journal_options = options::journal_options(config)?;
     let metrics_listener = match config.metrics_listen() {
         Some(addr) => Some(metrics::http::bind(addr).await?),
         None => None,
@@ -97,7 +100,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
 
     // Hashing the executable takes a moment: done before attaching, so no event waits on it.
     let identity = Identity::collect(config);
-    let mut capture = Capture::load(config.capture_options())?;
+    let mut capture = Capture::load(options::capture_options(config))?;
     // The journal opens (and recovers) before anything is attached: a journal that cannot be
     // written stops the start rather than running unrecorded. (After loading the programs,
     // so that an unprivileged start is reported as such.)
@@ -126,7 +129,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     if let Some(socket) = &config.api_socket() {
         api_tasks.push(api::serve(socket, api.clone(), stopped()).await?);
     }
-    if let (Some(opts), Some(j)) = (config.push_options(), journal.as_ref()) {
+    if let (Some(opts), Some(j)) = (options::push_options(config), journal.as_ref()) {
         let stop = api_stop.subscribe();
         api_tasks.push(tokio::spawn(crate::serve::push::run(
             opts,
@@ -155,7 +158,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             tracing::info!("metrics on http://{addr}/metrics, probes on /healthz and /readyz");
         }
     }
-    if let Some(tls) = config.api_tcp() {
+    if let Some(tls) = options::api_tcp(config) {
         api_tasks.push(api::serve_tcp(&tls, api.clone(), None, stopped()).await?);
     }
     let hooks = capture.attach(&cgroup)?.to_vec();
@@ -207,7 +210,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             Err(e) => tracing::warn!("ring-buffer fill will not be reported: {e}"),
         }
     }
-    let mut pipeline_options = config.pipeline_options();
+    let mut pipeline_options = options::pipeline_options(config);
     pipeline_options.watched_cgroup = Some(cgroup.clone());
     let existing = maps
         .tcp_sockets
@@ -219,7 +222,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         pipeline = pipeline.with_found(found);
     }
     // Alerts with or without a policy: a flood is an alert on its own.
-    pipeline = pipeline.with_alerts(config.alert_folder());
+    pipeline = pipeline.with_alerts(options::alert_folder(config));
     if let Some(policy) = policy {
         pipeline = pipeline.with_policy(policy);
     }

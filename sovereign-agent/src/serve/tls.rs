@@ -1,0 +1,65 @@
+//! Mutual TLS, both ways: what an agent's TCP API and the collector serve with ([`TcpTls`]),
+//! the channel a client (the pusher, `tail --collector`) dials with ([`tls_channel`]), and the
+//! identity a server reads from the client's certificate ([`client_identity`]).
+use std::path::{Path, PathBuf};
+
+use tonic::{Request, Status};
+
+/// The common name of the client certificate a request came with (an agent's identity at a
+/// collector).
+pub fn client_identity<T>(request: &Request<T>) -> Result<String, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| Status::unauthenticated("the client certificate has no common name"))?;
+    Ok(cn.to_string())
+}
+
+/// A client channel to `url` (`https://host:port`) with mutual TLS: the server must chain to
+/// `ca`; this client presents `cert` and `key`.
+pub async fn tls_channel(
+    url: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?));
+    Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("{url:?}: {e}"))?
+        .tls_config(tls)
+        .map_err(|e| format!("TLS: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to {url}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string())
+            )
+        })
+}
+
+/// TCP with TLS: the server's certificate and key, and the CA client certificates must chain to.
+pub struct TcpTls {
+    pub listen: std::net::SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
