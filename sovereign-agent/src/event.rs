@@ -214,7 +214,7 @@ pub enum Event {
 }
 
 /// An alert (JSON `kind: "alert"`): violations of one (workload, destination, rule), folded
-/// by [`crate::policy::alerts::AlertFolder`].
+/// by [`crate::alerts::AlertFolder`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertEvent {
     pub ts: String,

@@ -12,10 +12,11 @@
 //!   exec records and /proc.
 //! - [`names`]: what the destination is called, from the DNS answers and TLS ClientHellos the
 //!   same workload sent and received.
-//! - [`policy`]: the verdict for each flow (zones, rules, evidence), the policy's reloads and
-//!   the alerts that violations raise.
-//! - [`event`]: the event every stage fills in and every sink writes (with [`clock`] for its
-//!   timestamps).
+//! - [`policy`]: the verdict for each flow (zones, rules, evidence) and the policy's reloads.
+//! - [`event`]: the event the stages above fill in and everything below reads (with [`clock`]
+//!   for its timestamps).
+//! - [`alerts`]: violations and floods become alerts, folded per workload, destination and
+//!   rule.
 //! - [`journal`]: the tamper-evident journal (write, read, verify, convert), the JSON-lines
 //!   output, and the flow ceiling that bounds both.
 //! - [`serve`]: the gRPC API, the push of alerts to the collector, `/metrics` and the health
@@ -23,8 +24,14 @@
 //!
 //! Around them: [`config`] (the file and the environment, validated), [`agent`] (`run`: wires
 //! the stages together), [`cli`] (the command line, one module per subcommand), [`exit`]
-//! (exit codes), [`telemetry`] (the agent's own logs) and [`shutdown`].
+//! (exit codes), [`telemetry`] (the agent's own logs and counters) and [`shutdown`].
+//!
+//! Imports run one way, with no cycle between these modules: `names`, `enrich` and `policy`
+//! import none of the later ones; `event` holds their results; `alerts` and `journal` read
+//! events; `capture` (whose pipeline drives every stage) imports the stages and the journal,
+//! and nothing imports it but `serve` (for what it measured), `agent` and `cli`.
 pub mod agent;
+pub mod alerts;
 pub mod capture;
 pub mod cli;
 pub mod clock;

@@ -82,6 +82,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         None => None,
     };
     let counters = Arc::new(metrics::Counters::default());
+    let existing_report = Arc::new(crate::capture::existing::Report::default());
     // The policy is compiled before anything is attached: a bad one stops the start.
     let policy = match &config.policy {
         Some(path) => Some(
@@ -91,7 +92,8 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
                     datasets: config.datasets.clone(),
                     poll_interval: std::time::Duration::from_millis(config.policy_poll_interval_ms),
                 },
-                counters.clone(),
+                counters.policy_loads.clone(),
+                crate::serve::service::status,
             )
             .await?,
         ),
@@ -152,6 +154,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             subscribers: api.subscribers(),
             push_configured: config.push.is_some(),
             started_unix_ns: crate::clock::unix_now_ns(),
+            existing: existing_report.clone(),
         };
         api_tasks.push(metrics::http::serve(listener, sources, stopped()));
         if let Some(addr) = addr {
@@ -216,7 +219,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .tcp_sockets
         .take()
         .filter(|_| config.existing_connections)
-        .and_then(|seen| start_existing_scan(&cgroup, seen, &counters));
+        .and_then(|seen| start_existing_scan(&cgroup, seen, existing_report.clone()));
     let (mut pipeline, ring) = Pipeline::new(maps, sink, pipeline_options);
     if let Some(found) = existing {
         pipeline = pipeline.with_found(found);
@@ -289,7 +292,7 @@ fn start_existing_scan(
         u64,
         [u8; sovereign_agent_common::TCP_SOCKET_VALUE_SIZE],
     >,
-    counters: &Arc<metrics::Counters>,
+    report: Arc<crate::capture::existing::Report>,
 ) -> Option<tokio::sync::mpsc::Receiver<crate::capture::existing::Found>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let scope = crate::capture::existing::Scope {
@@ -297,7 +300,7 @@ fn start_existing_scan(
         proc_root: "/proc".into(),
     };
     let seen_by_kernel = Box::new(move |cookie: u64| seen.get(&cookie, 0).is_ok());
-    match crate::capture::existing::spawn(scope, seen_by_kernel, tx, counters.existing.clone()) {
+    match crate::capture::existing::spawn(scope, seen_by_kernel, tx, report) {
         Ok(_) => Some(rx),
         Err(e) => {
             tracing::warn!("connections open at start will not be reported: {e}");

@@ -4,6 +4,7 @@
 use std::{num::NonZeroUsize, time::Duration};
 
 use crate::{
+    alerts::AlertFolder,
     capture::{
         bpf::{CaptureOptions, Rate},
         pipeline::PipelineOptions,
@@ -11,7 +12,6 @@ use crate::{
     config::{Config, ConfigError, FsyncMode},
     journal::{keys, FsyncPolicy, JournalOptions},
     names::NamesOptions,
-    policy::alerts::AlertFolder,
     serve::{push::PushOptions, tls::TcpTls},
 };
 

@@ -21,6 +21,7 @@ use sovereign_agent_common::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::{
+    alerts::AlertFolder,
     capture::bpf::CaptureMaps,
     capture::flood::{FloodReport, FloodTracker},
     clock::WallClock,
@@ -31,7 +32,6 @@ use crate::{
     },
     journal::output::EventSink,
     names::{Learned, Namer, NamesOptions, RefusedAnswer},
-    policy::alerts::AlertFolder,
     policy::PolicyReceiver,
 };
 
@@ -175,7 +175,7 @@ pub struct Pipeline {
     /// Whether the policy in force has been recorded (a `policy` lifecycle event).
     policy_recorded: bool,
     /// Shared with the API's `GetStatus`.
-    counters: Option<std::sync::Arc<crate::serve::metrics::Counters>>,
+    counters: Option<std::sync::Arc<crate::telemetry::counters::Counters>>,
     /// Violations → alerts, folded per (workload, destination, rule).
     alerts: Option<AlertFolder>,
     names: Namer,
@@ -300,7 +300,7 @@ impl Pipeline {
     /// Keeps `counters` current (events, kernel losses, decode errors) for the API.
     pub fn with_counters(
         mut self,
-        counters: std::sync::Arc<crate::serve::metrics::Counters>,
+        counters: std::sync::Arc<crate::telemetry::counters::Counters>,
     ) -> Self {
         self.counters = Some(counters);
         self

@@ -7,9 +7,7 @@
 //! bitmask of the zones it belongs to. Classifying a flow is then one binary search, a few hash
 //! lookups per name, and bit operations, with no allocation.
 //!
-//! Around the engine: [`watch`] keeps the running agent's policy current, and [`alerts`]
-//! turns violations into folded alerts.
-pub mod alerts;
+//! Around the engine: [`watch`] keeps the running agent's policy current.
 pub mod catalogue;
 pub mod countries;
 pub mod datasets;

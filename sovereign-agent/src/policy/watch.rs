@@ -3,7 +3,10 @@
 //! compiled. A policy that fails to load is reported and the previous one stays in force.
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -12,10 +15,38 @@ use tokio::{
     sync::watch,
 };
 
-use crate::{
-    policy::{Policy, PolicyErrors, PolicyReceiver},
-    serve::metrics::Counters,
-};
+use crate::policy::{Policy, PolicyErrors, PolicyReceiver};
+
+/// What the watcher did, for `/metrics`: the last load's duration and time, reloads by outcome.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub load_ns: AtomicU64,
+    pub loaded_unix_ns: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+impl LoadStats {
+    /// A load that took `took`: the first (`reload` None) or a reload that compiled or not. A
+    /// failed reload leaves the figures of the policy in force.
+    fn record(&self, took: Duration, reload: Option<bool>) {
+        match reload {
+            Some(true) => self.reloads_ok.fetch_add(1, Relaxed),
+            Some(false) => {
+                self.reloads_failed.fetch_add(1, Relaxed);
+                return;
+            }
+            None => 0,
+        };
+        self.load_ns
+            .store(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+        self.loaded_unix_ns
+            .store(crate::clock::unix_now_ns().max(0) as u64, Relaxed);
+    }
+}
+
+/// Told of each policy now in force (e.g. systemd's STATUS line).
+pub type OnReload = fn(&str);
 
 #[derive(Clone, Debug)]
 pub struct PolicySource {
@@ -32,14 +63,15 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// it was given), then watches it in a background task.
 pub async fn start(
     source: PolicySource,
-    counters: Arc<Counters>,
+    stats: Arc<LoadStats>,
+    on_reload: OnReload,
 ) -> Result<PolicyReceiver, PolicyErrors> {
     let began = Instant::now();
     let first = load(&source).await?;
-    counters.policy_loaded(began.elapsed(), None);
+    stats.record(began.elapsed(), None);
     log_loaded(&first, "policy loaded");
     let (tx, rx) = watch::channel(Some(Arc::new(first)));
-    tokio::spawn(watch_loop(source, tx, counters));
+    tokio::spawn(watch_loop(source, tx, stats, on_reload));
     Ok(rx)
 }
 
@@ -66,7 +98,8 @@ fn log_loaded(p: &Policy, what: &str) {
 async fn watch_loop(
     source: PolicySource,
     tx: watch::Sender<Option<Arc<Policy>>>,
-    counters: Arc<Counters>,
+    stats: Arc<LoadStats>,
+    on_reload: OnReload,
 ) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -94,9 +127,9 @@ async fn watch_loop(
         let began = Instant::now();
         match load(&source).await {
             Ok(p) => {
-                counters.policy_loaded(began.elapsed(), Some(true));
+                stats.record(began.elapsed(), Some(true));
                 log_loaded(&p, &format!("policy reloaded ({reason})"));
-                crate::serve::service::status(&format!(
+                on_reload(&format!(
                     "capturing; policy {} version {} reloaded ({reason})",
                     p.name, p.version
                 ));
@@ -105,7 +138,7 @@ async fn watch_loop(
                 }
             }
             Err(errors) => {
-                counters.policy_loaded(began.elapsed(), Some(false));
+                stats.record(began.elapsed(), Some(false));
                 let current = tx
                     .borrow()
                     .as_ref()

@@ -1,5 +1,6 @@
-//! What the agent counts, and its Prometheus text exposition (`/metrics`). The pipeline,
-//! the pusher and the policy watcher update [`Counters`] with relaxed atomic adds; gauges
+//! The Prometheus text exposition (`/metrics`) of what the agent counts: the [`Counters`]
+//! the pipeline, the API and the pusher update with relaxed atomic adds
+//! ([`crate::telemetry::counters`]), the policy watcher's loads; gauges
 //! that are cheap to read (ring-buffer fill, journal size, subscribers, process figures) are
 //! read at scrape time instead of being kept current on the hot path.
 pub mod exposition;
@@ -7,121 +8,17 @@ pub mod http;
 pub mod programs;
 pub mod ring;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        Arc, Mutex,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering::Relaxed},
+    Arc,
 };
 
+pub use crate::telemetry::counters::Counters;
 use crate::{
-    event::EventKind,
-    journal::sink::JournalShared,
-    policy::PolicyReceiver,
-    policy::{Decision, Explanation, Severity},
+    event::EventKind, journal::sink::JournalShared, policy::PolicyReceiver,
+    telemetry::counters::KINDS,
 };
 use exposition::Exposition;
-
-/// Counters shared by the pipeline, the API's `GetStatus`, the pusher and `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Flow events by kind: connect, existing, send, established, close.
-    pub events_by_kind: [AtomicU64; 5],
-    pub kernel_losses: AtomicU64,
-    /// Records the kernel's budgets suppressed since load, by what they would have reported.
-    pub suppressed: Mutex<crate::event::Suppressed>,
-    /// Flows the flow ceiling folded into `aggregated` events.
-    pub flows_folded: AtomicU64,
-    pub decode_errors: AtomicU64,
-    verdicts: Mutex<Verdicts>,
-    /// Alerts raised (a folded repeat is counted when its summary alert is raised).
-    pub alerts_raised: AtomicU64,
-    /// Alerts raised by this run that the collector acknowledged.
-    pub alerts_delivered: AtomicU64,
-    /// Push connections that failed or broke.
-    pub push_errors: AtomicU64,
-    pub push_connected: AtomicBool,
-    /// Raise-to-acknowledgement time of the most recently acknowledged alert, nanoseconds.
-    pub alert_delivery_lag_ns: AtomicU64,
-    pub policy_load_ns: AtomicU64,
-    pub policy_loaded_unix_ns: AtomicU64,
-    pub policy_reloads_ok: AtomicU64,
-    pub policy_reloads_failed: AtomicU64,
-    /// Programs attached and the policy loaded (`/readyz`).
-    pub ready: AtomicBool,
-    /// The journal is behind its disk and the pipeline has paused reading (`/readyz`).
-    pub output_behind: AtomicBool,
-    /// The naming stage's counters, as the pipeline last published them.
-    pub names: Mutex<crate::names::NamesSnapshot>,
-    /// Alerts raised after a flow's first event (its SNI was read later).
-    pub late_alerts: AtomicU64,
-    /// The process table's counters and size, as the pipeline last published them.
-    pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
-    /// The start-up scan for connections already open.
-    pub existing: Arc<crate::capture::existing::Report>,
-}
-
-/// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map
-/// stays as small as the policy, and counting a verdict allocates only the first time.
-type Verdicts = HashMap<(Decision, Option<Severity>), HashMap<String, u64>>;
-
-pub const KINDS: [EventKind; 5] = [
-    EventKind::Connect,
-    EventKind::Existing,
-    EventKind::Send,
-    EventKind::Established,
-    EventKind::Close,
-];
-
-fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Connect => "connect",
-        EventKind::Existing => "existing",
-        EventKind::Send => "send",
-        EventKind::Established => "established",
-        EventKind::Close => "close",
-        EventKind::Loss => "loss",
-    }
-}
-
-impl Counters {
-    pub fn count_event(&self, kind: EventKind, verdict: Option<&Explanation>) {
-        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
-            self.events_by_kind[i].fetch_add(1, Relaxed);
-        }
-        if let Some(v) = verdict {
-            let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-            let by_rule = verdicts.entry((v.decision, v.severity)).or_default();
-            match by_rule.get_mut(v.rule.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    by_rule.insert(v.rule.clone(), 1);
-                }
-            }
-        }
-    }
-
-    /// Flow events of every kind.
-    pub fn events(&self) -> u64 {
-        self.events_by_kind.iter().map(|n| n.load(Relaxed)).sum()
-    }
-
-    pub fn policy_loaded(&self, took: std::time::Duration, reload: Option<bool>) {
-        match reload {
-            Some(true) => self.policy_reloads_ok.fetch_add(1, Relaxed),
-            Some(false) => {
-                self.policy_reloads_failed.fetch_add(1, Relaxed);
-                return;
-            }
-            None => 0,
-        };
-        self.policy_load_ns
-            .store(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
-        self.policy_loaded_unix_ns
-            .store(crate::clock::unix_now_ns().max(0) as u64, Relaxed);
-    }
-}
 
 /// Everything `/metrics` reads.
 #[derive(Clone)]
@@ -135,6 +32,19 @@ pub struct Sources {
     pub subscribers: Arc<AtomicU64>,
     pub push_configured: bool,
     pub started_unix_ns: i64,
+    /// The start-up scan for connections already open.
+    pub existing: Arc<crate::capture::existing::Report>,
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Connect => "connect",
+        EventKind::Existing => "existing",
+        EventKind::Send => "send",
+        EventKind::Established => "established",
+        EventKind::Close => "close",
+        EventKind::Loss => "loss",
+    }
 }
 
 const NS: f64 = 1e-9;
@@ -349,7 +259,7 @@ pub fn render(s: &Sources) -> String {
                 .collect::<Vec<_>>(),
         );
     }
-    let existing = &c.existing;
+    let existing = &s.existing;
     out.counter(
         "sovereign_agent_existing_connections_total",
         "TCP connections of the watched cgroup found open at start (existing events).",
@@ -476,12 +386,15 @@ pub fn render(s: &Sources) -> String {
         out.gauge(
             "sovereign_agent_policy_load_duration_seconds",
             "How long loading and compiling the policy in force took.",
-            &[(vec![], c.policy_load_ns.load(Relaxed) as f64 * NS)],
+            &[(vec![], c.policy_loads.load_ns.load(Relaxed) as f64 * NS)],
         );
         out.gauge(
             "sovereign_agent_policy_loaded_timestamp_seconds",
             "When the policy in force was loaded, Unix time.",
-            &[(vec![], c.policy_loaded_unix_ns.load(Relaxed) as f64 * NS)],
+            &[(
+                vec![],
+                c.policy_loads.loaded_unix_ns.load(Relaxed) as f64 * NS,
+            )],
         );
         out.counter(
             "sovereign_agent_policy_reloads_total",
@@ -490,11 +403,11 @@ pub fn render(s: &Sources) -> String {
             &[
                 (
                     vec![("result", "ok")],
-                    c.policy_reloads_ok.load(Relaxed) as f64,
+                    c.policy_loads.reloads_ok.load(Relaxed) as f64,
                 ),
                 (
                     vec![("result", "error")],
-                    c.policy_reloads_failed.load(Relaxed) as f64,
+                    c.policy_loads.reloads_failed.load(Relaxed) as f64,
                 ),
             ],
         );
