@@ -101,8 +101,8 @@ pub struct FloodTally {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Budget>() == 48);
-const _: () = assert!(core::mem::size_of::<FloodTally>() == 72);
+const _: () = assert!(size_of::<Budget>() == 48);
+const _: () = assert!(size_of::<FloodTally>() == 72);
 
 /// Nanoseconds between two flood notices of one budget entry.
 pub const FLOOD_NOTICE_INTERVAL_NS: u64 = 1_000_000_000;
@@ -264,7 +264,7 @@ pub struct FlowRecord {
 }
 
 /// Size of one [`FlowRecord`] on the wire.
-pub const FLOW_RECORD_SIZE: usize = core::mem::size_of::<FlowRecord>();
+pub const FLOW_RECORD_SIZE: usize = size_of::<FlowRecord>();
 const _: () = assert!(FLOW_RECORD_SIZE == 104);
 
 /// Payload bytes a [`PacketRecord`] carries at most (a DNS response or the start of a
@@ -346,7 +346,7 @@ pub struct ProcessRecord {
 }
 
 /// Size of a [`ProcessRecord`] on the wire.
-pub const PROCESS_RECORD_SIZE: usize = core::mem::size_of::<ProcessRecord>();
+pub const PROCESS_RECORD_SIZE: usize = size_of::<ProcessRecord>();
 const _: () = assert!(PROCESS_RECORD_SIZE == 64 + PROCESS_PATH_LEN);
 
 /// Name of the array map (2 × u64) that scopes the process tracepoints: the watched cgroup's
@@ -412,12 +412,17 @@ mod user {
         String::from_utf8_lossy(&comm[..end]).into_owned()
     }
 
-    // SAFETY: plain-old-data: only integers and byte arrays, no implicit padding.
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for FlowRecord {}
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for SendKey {}
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for SendTally {}
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for BudgetKey {}
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for Budget {}
+    // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for FloodTally {}
 
     /// Why a ring-buffer item could not be decoded.
@@ -525,7 +530,7 @@ mod user {
             let u16_at = |o: usize| u16::from_ne_bytes([bytes[o], bytes[o + 1]]);
             let u32_at =
                 |o: usize| u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-            let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
+            let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
             let mut peer_addr = [0u8; 16];
             peer_addr.copy_from_slice(&bytes[32..48]);
             let data_len = (u32_at(52) as usize).min(PACKET_DATA_LEN);
@@ -555,7 +560,7 @@ mod user {
         }
         let u32_at =
             |o: usize| u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-        let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
+        let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
         let mut comm = [0u8; 16];
         comm.copy_from_slice(&bytes[40..56]);
         let path_len = (u32_at(56) as usize).min(PROCESS_PATH_LEN);
@@ -696,7 +701,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FlowRecord, cgroup_id), 32);
         assert_eq!(core::mem::offset_of!(FlowRecord, dst_addr), 48);
         assert_eq!(core::mem::offset_of!(FlowRecord, comm), 88);
-        assert_eq!(core::mem::size_of::<SendKey>(), 32);
+        assert_eq!(size_of::<SendKey>(), 32);
         assert_eq!(core::mem::offset_of!(ProcessRecord, cgroup_id), 32);
         assert_eq!(core::mem::offset_of!(ProcessRecord, comm), 40);
         assert_eq!(core::mem::offset_of!(ProcessRecord, path_len), 56);

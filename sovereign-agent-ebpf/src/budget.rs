@@ -73,7 +73,7 @@ fn entry(
         comm: *comm,
     };
     // BPF_NOEXIST: another CPU may have created it meanwhile; then use theirs.
-    let _ = BUDGETS.insert(key, &fresh, 1);
+    let _ = BUDGETS.insert(key, fresh, 1);
     BUDGETS.get_ptr_mut(key)
 }
 
@@ -109,7 +109,7 @@ pub fn admit_task(class: u32, owner: &Owner, s: &Suppressed) -> bool {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let pkey = BudgetKey {
-        id: owner.tgid as u64,
+        id: u64::from(owner.tgid),
         scope: BUDGET_SCOPE_PROCESS,
         class,
     };
@@ -194,7 +194,7 @@ fn suppress(b: *mut Budget, key: &BudgetKey, s: &Suppressed, now: u64) {
     let tally = match FLOODS.get_ptr_mut(key) {
         Some(t) => Some(t),
         None => {
-            let _ = FLOODS.insert(key, &FloodTally::default(), 0);
+            let _ = FLOODS.insert(key, FloodTally::default(), 0);
             FLOODS.get_ptr_mut(key)
         }
     };

@@ -104,6 +104,6 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
         let _ = TCP_SOCKETS.insert(cookie, socket, 0);
         // A socket disconnected (AF_UNSPEC) and connected again starts a new connection:
         // its first payload is examined afresh, never named by the previous connection's.
-        let _ = TLS_HELLO.remove(&cookie);
+        let _ = TLS_HELLO.remove(cookie);
     }
 }

@@ -52,7 +52,8 @@ pub static UDP_SENDS: LruHashMap<SendKey, SendTally> = LruHashMap::with_max_entr
 #[map]
 pub static UDP_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65_536, 0);
 
-/// The task facts copied into a record (kept per socket in `SOCK_OWNERS`).
+/// The task facts copied into a record: of the current task, or of the task that connected a
+/// socket (kept in `TCP_SOCKETS` for the callbacks that run in no task's context).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Owner {

@@ -1,7 +1,6 @@
 //! Reading IP and TCP/UDP headers in cgroup_skb programs (the skb starts at the IP header)
 //! and copying a payload into a [`PacketRecord`] in the ring buffer.
 use aya_ebpf::{
-    bindings::__sk_buff,
     helpers::generated::{
         bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_cgroup_id, bpf_skb_load_bytes,
     },
@@ -56,10 +55,10 @@ fn load<const N: usize>(ctx: &SkBuffContext, offset: u32) -> Option<[u8; N]> {
 pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
     // SAFETY: context fields of __sk_buff.
     let (proto, len) = unsafe { ((*ctx.skb.skb).protocol, (*ctx.skb.skb).len) };
-    let (family, protocol, l4, src, dst) = match u16::from_be(proto as u16) as u32 {
+    let (family, protocol, l4, src, dst) = match u32::from(u16::from_be(proto as u16)) {
         ETH_P_IP => {
             let h: [u8; 20] = load(ctx, 0)?;
-            let ihl = ((h[0] & 0x0f) as u32) * 4;
+            let ihl = u32::from(h[0] & 0x0f) * 4;
             let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
             s[..4].copy_from_slice(&h[12..16]);
             d[..4].copy_from_slice(&h[16..20]);
@@ -89,7 +88,7 @@ pub fn parse(ctx: &SkBuffContext) -> Option<Headers> {
         }
         IPPROTO_TCP => {
             let t: [u8; 20] = load(ctx, l4)?;
-            let doff = ((t[12] >> 4) as u32) * 4;
+            let doff = u32::from(t[12] >> 4) * 4;
             (
                 u16::from_be_bytes([t[0], t[1]]),
                 u16::from_be_bytes([t[2], t[3]]),
@@ -125,7 +124,7 @@ pub fn submit_payload(
     peer_port: u16,
     local_port: u16,
 ) {
-    let skb = ctx.skb.skb as *mut __sk_buff;
+    let skb = ctx.skb.skb;
     // SAFETY: the helper accepts the program's own skb.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
     let what = if kind == RecordKind::TlsClientHello as u32 {

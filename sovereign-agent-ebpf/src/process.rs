@@ -229,7 +229,7 @@ fn emit(ctx: &TracePointContext, kind: RecordKind, tgid: u32, ppid: u32, with_pa
                 if n > 0 {
                     (*p).path_len = (n - 1) as u32;
                 }
-                (*p).path_truncated = ((loc >> 16) as usize > PROCESS_PATH_LEN) as u32;
+                (*p).path_truncated = u32::from((loc >> 16) as usize > PROCESS_PATH_LEN);
             }
         }
     }

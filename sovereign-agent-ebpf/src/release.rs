@@ -15,8 +15,8 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     // SAFETY: the helper accepts a cgroup_sock context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     // SAFETY: only the presence of the key matters.
-    if unsafe { UDP_SOCKETS.get(&cookie) }.is_some() {
-        let _ = UDP_SOCKETS.remove(&cookie);
+    if unsafe { UDP_SOCKETS.get(cookie) }.is_some() {
+        let _ = UDP_SOCKETS.remove(cookie);
         let mut rec = record(RecordKind::UdpRelease as u32, &current_owner());
         rec.protocol = IPPROTO_UDP;
         rec.cookie = cookie;

@@ -43,7 +43,7 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) {
         family,
         _pad: 0,
     };
-    if let Some(tally) = UDP_SENDS.get_ptr_mut(&key) {
+    if let Some(tally) = UDP_SENDS.get_ptr_mut(key) {
         // SAFETY: pointer into the map value; a racing increment from another CPU may be
         // lost, which only undercounts a flood (the atomic add would need a newer verifier).
         unsafe { (*tally).count += 1 };
@@ -61,8 +61,8 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) {
         // destination is judged against the budget again).
         return;
     }
-    let _ = UDP_SENDS.insert(&key, &SendTally { count: 1 }, 0);
-    let _ = UDP_SOCKETS.insert(&cookie, &1u8, 0);
+    let _ = UDP_SENDS.insert(key, SendTally { count: 1 }, 0);
+    let _ = UDP_SOCKETS.insert(cookie, 1u8, 0);
 
     let mut rec = record(RecordKind::Send as u32, &owner);
     rec.family = family;

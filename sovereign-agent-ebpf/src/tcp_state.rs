@@ -64,7 +64,7 @@ fn cookie(ctx: &SockOpsContext) -> u64 {
 #[inline(always)]
 fn on_state_change(ctx: &SockOpsContext, old: u32, new: u32) {
     let cookie = cookie(ctx);
-    let Some(socket) = TCP_SOCKETS.get_ptr_mut(&cookie) else {
+    let Some(socket) = TCP_SOCKETS.get_ptr_mut(cookie) else {
         return; // not connected while we watched: nothing to report
     };
     // SAFETY: pointer into the map value, valid for this program run.
@@ -76,7 +76,7 @@ fn on_state_change(ctx: &SockOpsContext, old: u32, new: u32) {
         let _ = ctx.set_cb_flags(ctx.cb_flags() as i32 | BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG);
     } else if new == BPF_TCP_CLOSE {
         let s = *socket;
-        let _ = TCP_SOCKETS.remove(&cookie);
+        let _ = TCP_SOCKETS.remove(cookie);
         on_close(ctx, cookie, &s, old);
     }
 }
@@ -88,7 +88,7 @@ fn on_incoming_header(ctx: &SockOpsContext) {
     if tcp_flags & TCPHDR_FIN == 0 {
         return;
     }
-    if let Some(socket) = TCP_SOCKETS.get_ptr_mut(&cookie(ctx)) {
+    if let Some(socket) = TCP_SOCKETS.get_ptr_mut(cookie(ctx)) {
         // SAFETY: pointer into the map value.
         unsafe { (*socket).peer_fin = 1 };
     }
@@ -126,9 +126,9 @@ fn on_close(ctx: &SockOpsContext, cookie: u64, socket: &TcpSocket, old: u32) {
         0
     };
     rec.bytes_sent = acked
-        .saturating_sub(established as u64)
-        .saturating_sub(our_fin_acked as u64);
-    rec.bytes_received = received.saturating_sub(peer_fin as u64);
+        .saturating_sub(u64::from(established))
+        .saturating_sub(u64::from(our_fin_acked));
+    rec.bytes_received = received.saturating_sub(u64::from(peer_fin));
     submit_priority(&rec);
 }
 
@@ -137,7 +137,7 @@ fn emit(ctx: &SockOpsContext, kind: RecordKind, flags: u8) {
     let cookie = cookie(ctx);
     // The socket's owner as recorded at connect(); the current task otherwise.
     // SAFETY: the value is copied out before any other map operation.
-    let owner = match unsafe { TCP_SOCKETS.get(&cookie) } {
+    let owner = match unsafe { TCP_SOCKETS.get(cookie) } {
         Some(socket) => socket.owner,
         None => current_owner(),
     };

@@ -6,9 +6,7 @@
 //! still found, and one split into more pieces than that is reported as unreadable by user
 //! space, not silently missed. Any other first byte ends the examination at once, and every
 //! later packet of the connection costs one map lookup.
-use aya_ebpf::{
-    bindings::__sk_buff, helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext,
-};
+use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, programs::SkBuffContext};
 use sovereign_agent_common::{RecordKind, PACKET_DATA_LEN, TLS_HELLO_MAX_SEGMENTS};
 
 use crate::{
@@ -22,8 +20,8 @@ const RECORD_HEADER: u32 = 5;
 #[inline(always)]
 pub fn on_segment(ctx: &SkBuffContext, h: &Headers) {
     // SAFETY: the helper accepts the skb context.
-    let cookie = unsafe { bpf_get_socket_cookie((ctx.skb.skb as *mut __sk_buff).cast()) };
-    let Some(state) = TLS_HELLO.get_ptr_mut(&cookie) else {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    let Some(state) = TLS_HELLO.get_ptr_mut(cookie) else {
         first_segment(ctx, h, cookie);
         return;
     };
@@ -63,7 +61,7 @@ fn first_segment(ctx: &SkBuffContext, h: &Headers, cookie: u64) {
         _pad: 0,
     };
     let Ok(first) = ctx.load::<u8>(h.payload_off as usize) else {
-        let _ = TLS_HELLO.insert(&cookie, &state, 0);
+        let _ = TLS_HELLO.insert(cookie, state, 0);
         return;
     };
     if first == TLS_HANDSHAKE {
@@ -77,13 +75,13 @@ fn first_segment(ctx: &SkBuffContext, h: &Headers, cookie: u64) {
             state.segments = 1;
         }
     }
-    let _ = TLS_HELLO.insert(&cookie, &state, 0);
+    let _ = TLS_HELLO.insert(cookie, state, 0);
 }
 
 /// Stream bytes of a record whose length field is `len`, at most what a record carries.
 #[inline(always)]
 fn wanted(len: [u8; 2]) -> u32 {
-    let total = RECORD_HEADER + u16::from_be_bytes(len) as u32;
+    let total = RECORD_HEADER + u32::from(u16::from_be_bytes(len));
     if total > PACKET_DATA_LEN as u32 {
         PACKET_DATA_LEN as u32
     } else {

@@ -150,7 +150,7 @@ fn bench(c: &mut Criterion) {
                 };
                 black_box(policy.classify(black_box(&flow)));
             }
-        })
+        });
     });
     g.bench_function("with_name", |b| {
         b.iter(|| {
@@ -172,7 +172,7 @@ fn bench(c: &mut Criterion) {
                 };
                 black_box(policy.classify(black_box(&flow)));
             }
-        })
+        });
     });
     g.finish();
 
@@ -201,15 +201,15 @@ fn bench(c: &mut Criterion) {
             counters.count_event(
                 sovereign_agent::event::EventKind::Connect,
                 black_box(Some(&explanation)),
-            )
-        })
+            );
+        });
     });
     g.finish();
 
     let mut g = c.benchmark_group("load");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("four_provider_files_and_geoip", |b| {
-        b.iter(|| black_box(load()))
+        b.iter(|| black_box(load()));
     });
     g.finish();
 }

@@ -182,7 +182,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let r = verify::verify(&dir, None).unwrap();
             assert!(r.problem.is_none() && r.records == records);
-        })
+        });
     });
     g.bench_function("decode_all", |b| {
         b.iter(|| {
@@ -197,7 +197,7 @@ fn bench(c: &mut Criterion) {
             )
             .unwrap();
             assert_eq!(n, records);
-        })
+        });
     });
     let new_policy = policy_path("new", true);
     g.bench_function("replay_with_datasets", |b| {
@@ -213,7 +213,7 @@ fn bench(c: &mut Criterion) {
             .unwrap_or_else(|(_, e)| panic!("{e}"));
             // A quarter of the flows go to api.openai.com, which the new policy denies.
             assert_eq!(r.new_violations, records / 4);
-        })
+        });
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);

@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
                 black_box(dns::parse_response(black_box(r), false).unwrap());
             }
             black_box(dns::parse_response(black_box(&tcp), true).unwrap());
-        })
+        });
     });
     g.finish();
 
@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
             for h in &hellos {
                 black_box(sni::server_name(black_box(h)).unwrap());
             }
-        })
+        });
     });
     g.finish();
 }
@@ -149,7 +149,7 @@ fn verification(c: &mut Criterion) {
                 black_box(n)
             },
             BatchSize::SmallInput,
-        )
+        );
     });
     g.finish();
 }

@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
             birth(&mut t, tgid, now);
             black_box(t.identify(tgid, &[0; 16], 4));
             t.on_record(&record(RecordKind::Exit, tgid, 0, b""), now);
-        })
+        });
     });
     g.finish();
 }

@@ -59,7 +59,7 @@ impl AlertFolder {
             workload: key.0.clone(),
             destination: key.1.clone(),
             count,
-            first: rfc3339_from_unix_ns(first_ns as i128),
+            first: rfc3339_from_unix_ns(i128::from(first_ns)),
             last: flow.ts.clone(),
             first_unix_ns: first_ns,
             last_unix_ns: flow.ts_unix_ns,
@@ -165,8 +165,7 @@ impl AlertFolder {
             let (count, first) = (open.pending, open.first_pending_ns);
             let flow = open.last_flow.take();
             open.pending = 0;
-            open.window_start_ns =
-                now_ns.min(flow.as_ref().map(|f| f.ts_unix_ns).unwrap_or(now_ns));
+            open.window_start_ns = now_ns.min(flow.as_ref().map_or(now_ns, |f| f.ts_unix_ns));
             if let Some(flow) = flow {
                 out.push(self.alert(&key, flow, count, first));
             }
@@ -185,7 +184,7 @@ mod tests {
         let mut f = sample_flow(0); // a connect with a violation verdict
         f.cookie = i;
         f.ts_unix_ns = ts_s * 1_000_000_000;
-        f.ts = rfc3339_from_unix_ns(f.ts_unix_ns as i128);
+        f.ts = rfc3339_from_unix_ns(i128::from(f.ts_unix_ns));
         f.dst_port = port;
         f
     }

@@ -17,7 +17,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     };
     // SAFETY: valid pointer to a timespec; the clocks used here always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 impl WallClock {
@@ -35,7 +35,7 @@ impl WallClock {
 
     /// Unix time in nanoseconds of a kernel monotonic timestamp.
     pub fn unix_ns(&self, monotonic_ns: u64) -> i128 {
-        self.offset_ns + monotonic_ns as i128
+        self.offset_ns + i128::from(monotonic_ns)
     }
 
     /// RFC 3339 (UTC, nanoseconds) of a kernel monotonic timestamp.

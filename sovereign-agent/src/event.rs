@@ -274,7 +274,7 @@ impl LifecycleEvent {
     pub fn now(body: Lifecycle) -> Self {
         let ts_unix_ns = crate::clock::unix_now_ns();
         Self {
-            ts: crate::clock::rfc3339_from_unix_ns(ts_unix_ns as i128),
+            ts: crate::clock::rfc3339_from_unix_ns(i128::from(ts_unix_ns)),
             ts_unix_ns,
             body,
         }
@@ -509,7 +509,7 @@ impl FlowEvent {
             src_port: (rec.src_port != 0).then_some(rec.src_port),
             bytes_sent: (tcp && is_close).then_some(rec.bytes_sent),
             bytes_received: (tcp && is_close).then_some(rec.bytes_received),
-            count: (kind == EventKind::Send).then_some(rec.count as u64),
+            count: (kind == EventKind::Send).then_some(u64::from(rec.count)),
             was_established: (tcp && is_close)
                 .then_some(rec.flags & CLOSE_FLAG_WAS_ESTABLISHED != 0),
             names: Vec::new(),

@@ -326,14 +326,14 @@ pub fn start_agent_wrapped(
 }
 
 /// The API socket `start_agent` gives an agent writing to `output`.
-pub fn api_socket_of(output: &Path) -> std::path::PathBuf {
+pub fn api_socket_of(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
     name.push(".sock");
     output.with_file_name(name)
 }
 
 /// The journal directory `start_agent` gives an agent writing to `output`.
-pub fn journal_dir_of(output: &Path) -> std::path::PathBuf {
+pub fn journal_dir_of(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
     name.push(".journal");
     output.with_file_name(name)
@@ -400,8 +400,8 @@ pub fn wait_for_event(
 
 /// Waits (up to 10 s) for a stderr line of the agent that satisfies `pred`.
 pub fn wait_for_log(logs: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match logs.recv_timeout(left) {
             Ok(line) if pred(&line) => return true,
             Ok(_) => {}

@@ -95,7 +95,7 @@ impl Harness {
             if attached.trim().is_empty() {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             attached = self.cgroup.attached_programs();
         }
         assert_eq!(attached.trim(), "", "programs left attached");

@@ -34,7 +34,9 @@ fn wait_for_connects(output: &Path, port: u16, n: usize) -> Vec<Value> {
 
 #[test]
 fn short_lived_processes_keep_their_identity_and_lineage() {
-    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _pids = PIDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let cgroup = TestCgroup::new("identity");
     let dir = tempfile_dir("identity");
     let output = dir.join("events.jsonl");
@@ -224,8 +226,8 @@ fn a_cgroup_named_like_a_container_is_not_a_container() {
         "the path is reported as it is: {e:#}"
     );
     assert_eq!(e["cgroup_id"], forged.id());
-    assert_eq!(e["container_id"], serde_json::Value::Null, "{e:#}");
-    assert_eq!(e["container_runtime"], serde_json::Value::Null, "{e:#}");
+    assert_eq!(e["container_id"], Value::Null, "{e:#}");
+    assert_eq!(e["container_runtime"], Value::Null, "{e:#}");
     sigterm(&agent.0);
     drop(agent);
     drop(forged);
@@ -236,7 +238,9 @@ fn a_cgroup_named_like_a_container_is_not_a_container() {
 /// carries its own program's executable and command line, never the other's.
 #[test]
 fn two_programs_on_one_pid_are_never_mixed() {
-    let _pids = PIDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _pids = PIDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let cgroup = TestCgroup::new("pid-reuse");
     let dir = tempfile_dir("pid-reuse");
     let output = dir.join("events.jsonl");

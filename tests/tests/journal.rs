@@ -359,7 +359,7 @@ fn signed_journal_verifies_only_with_its_key() {
         .arg(&journal));
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains(&format!("{} signatures verified", segments)),
+        out.contains(&format!("{segments} signatures verified")),
         "{out}"
     );
     let (code, out, _) = run(agent()
@@ -413,7 +413,7 @@ impl Lcg {
 fn sigkill_at_random_moments_loses_nothing_reported_durable() {
     let dir = tmpdir("crash");
     let journal = dir.join("journal");
-    let seed = std::process::id() as u64;
+    let seed = u64::from(std::process::id());
     let mut rng = Lcg(seed);
     let mut durable: Vec<(u64, u64)> = Vec::new();
     let mut recovered = 0;
@@ -447,7 +447,7 @@ fn sigkill_at_random_moments_loses_nothing_reported_durable() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let (last, was_recovered) = reader.join().unwrap();
-        recovered += was_recovered as u32;
+        recovered += u32::from(was_recovered);
         if let Some(last) = last {
             durable.push((first, last));
         }

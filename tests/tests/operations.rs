@@ -193,6 +193,7 @@ fn metrics_count_what_the_agent_saw_and_promtool_accepts_them() {
         loopback_policy("no-loopback", "4", "allow = [\"loopback\"]"),
     )
     .unwrap();
+    // SAFETY: kill(2) on the agent this test started and still owns.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
     let text = wait_for_metric(
         &addr,

@@ -338,8 +338,7 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
     // Another build of the agent (e.g. the previous release) can be measured with the same
     // workloads: SOVEREIGN_BENCH_AGENT=/path/to/sovereign-agent.
     let agent = std::env::var_os("SOVEREIGN_BENCH_AGENT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| bin.join("sovereign-agent"));
+        .map_or_else(|| bin.join("sovereign-agent"), PathBuf::from);
     let mut child = Command::new(agent)
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup)
@@ -379,8 +378,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
-        .map(|(_, r)| r)
-        .unwrap_or("")
+        .map_or("", |(_, r)| r)
         .split(' ')
         .collect();
     // utime and stime, in clock ticks (USER_HZ, 100 on Linux).

@@ -158,6 +158,7 @@ fn run(cli: Cli) -> Result<()> {
                 ]
                 .concat(),
             )?;
+            clippy_ebpf(&root)?;
             cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
             let mut test = [&["test"], ALL_HOST_CRATES].concat();
             if !args.is_empty() {
@@ -194,6 +195,37 @@ fn run(cli: Cli) -> Result<()> {
 /// root-only integration tests (`tests`, out of `default-members` so that a plain `cargo test`
 /// passes without root).
 const ALL_HOST_CRATES: &[&str] = &["--workspace", "--exclude", "sovereign-agent-ebpf"];
+
+/// Lints the eBPF crate on its own target (bpfel-unknown-none), as aya's xtask does: with
+/// Debian's toolchain, which has the prebuilt `core` for it, in a target directory of its own.
+fn clippy_ebpf(root: &std::path::Path) -> Result<()> {
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    eprintln!("xtask: cargo clippy -p sovereign-agent-ebpf --target bpfel-unknown-none (Debian's toolchain)");
+    let status = Command::new("/usr/bin/cargo")
+        .args([
+            "clippy",
+            "--package",
+            "sovereign-agent-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+        ])
+        .args(["--", "-D", "warnings"])
+        .env("PATH", path)
+        // aya-ebpf needs one unstable feature; so does nothing else (as in build.rs).
+        .env("RUSTC_BOOTSTRAP", "aya_ebpf")
+        .env("CARGO_TARGET_DIR", root.join("target/bpf-clippy"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .context("running /usr/bin/cargo clippy for the eBPF crate")?;
+    if !status.success() {
+        bail!("clippy on the eBPF crate failed ({status})");
+    }
+    Ok(())
+}
 
 /// The fuzz targets, each run for `seconds` from the recorded packets as seed corpus.
 const FUZZ_TARGETS: [&str; 3] = ["dns_response", "tls_client_hello", "journal_record"];

@@ -14,6 +14,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("rustc-web", "rustc for the eBPF target"),
     ("cargo-web", "cargo matching rustc-web"),
     (
+        "rust-web-clippy",
+        "clippy for the eBPF crate on its own target",
+    ),
+    (
         "libstd-rust-web-dev-bpf",
         "prebuilt core for bpfel-unknown-none",
     ),
@@ -118,10 +122,9 @@ fn ensure_python_grpc() -> Result<()> {
             "-c",
             "import grpc, grpc_tools, grpc_reflection, grpc_health, kubernetes_validate",
         ])
-        .stderr(std::process::Stdio::null())
+        .stderr(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     if ok {
         return Ok(());
     }
@@ -147,33 +150,29 @@ fn package_installed(name: &str) -> bool {
         .args(["-W", "-f=${Status}", name])
         .stderr(Stdio::null())
         .output()
-        .map(|o| {
+        .is_ok_and(|o| {
             o.status.success()
                 && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
         })
-        .unwrap_or(false)
 }
 
 fn bpf_linker_ok() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
 }
 
 fn is_mountpoint(path: &str) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(path)))
-        .unwrap_or(false)
+        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(path)))
 }
 
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn require_root(what: &str) -> Result<()> {

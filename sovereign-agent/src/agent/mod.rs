@@ -93,7 +93,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
                     poll_interval: std::time::Duration::from_millis(config.policy_poll_interval_ms),
                 },
                 counters.policy_loads.clone(),
-                crate::serve::service::status,
+                service::status,
             )
             .await?,
         ),
@@ -322,12 +322,9 @@ impl Identity {
         use sha2::{Digest, Sha256};
         let digest = |bytes: &[u8]| format!("sha256:{:x}", Sha256::digest(bytes));
         let binary_hash = std::fs::read("/proc/self/exe")
-            .map(|b| digest(&b))
-            .unwrap_or_else(|e| format!("unreadable: {e}"));
+            .map_or_else(|e| format!("unreadable: {e}"), |b| digest(&b));
         let config_hash = match &config.source {
-            Some(p) => std::fs::read(p)
-                .map(|b| digest(&b))
-                .unwrap_or_else(|e| format!("unreadable: {e}")),
+            Some(p) => std::fs::read(p).map_or_else(|e| format!("unreadable: {e}"), |b| digest(&b)),
             None => digest(b""),
         };
         // In a Kubernetes pod the kernel's hostname is the pod's: the DaemonSet passes the

@@ -281,7 +281,7 @@ pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
             report.segments,
             report.first_segment,
             report.first_segment + report.segments.saturating_sub(1),
-            report.bytes as f64 / (1 << 20) as f64,
+            report.bytes as f64 / f64::from(1 << 20),
             secs
         );
         println!("  chain head {}", report.head);

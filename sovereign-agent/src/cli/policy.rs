@@ -64,7 +64,7 @@ pub fn check(file: &Path, datasets: Option<&Path>) -> u8 {
             println!(
                 "compiled in {:.0} ms, tables {:.1} MiB",
                 started.elapsed().as_secs_f64() * 1000.0,
-                p.heap_bytes() as f64 / (1 << 20) as f64
+                p.heap_bytes() as f64 / f64::from(1 << 20)
             );
             exit::OK
         }
@@ -129,15 +129,12 @@ pub struct ExplainArgs {
 /// Prints the verdict for one flow and every reason behind it. Exit 0 for allow, 2 for a
 /// violation (so scripts can test a destination), 1 for a bad policy or argument.
 pub fn explain(a: &ExplainArgs) -> u8 {
-    let (ip, port) = match parse_dst(&a.dst) {
-        Some(d) => d,
-        None => {
-            complain(format_args!(
-                "--dst {:?}: expected IP or IP:PORT ([IPv6]:PORT)",
-                a.dst
-            ));
-            return exit::FAILURE;
-        }
+    let Some((ip, port)) = parse_dst(&a.dst) else {
+        complain(format_args!(
+            "--dst {:?}: expected IP or IP:PORT ([IPv6]:PORT)",
+            a.dst
+        ));
+        return exit::FAILURE;
     };
     let policy = match Policy::load(&a.file, a.datasets.as_deref()) {
         Ok(p) => p,

@@ -134,7 +134,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport, (u8, String)> {
     let started = Instant::now();
     let filter = args.filter.compile().map_err(|e| (exit::USAGE, e))?;
     let policy = Policy::load(&args.policy, args.datasets.as_deref()).map_err(|errors| {
-        let text: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        let text: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         (exit::USAGE, text.join("\n"))
     })?;
     let segments = reader::segments(&args.dir).map_err(|e| (exit::NOINPUT, e.to_string()))?;
@@ -173,7 +173,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport, (u8, String)> {
         true,
         |bytes| {
             if let Some(b) = &bar {
-                b.inc(bytes)
+                b.inc(bytes);
             }
         },
         |seq, payload| {
@@ -279,7 +279,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport, (u8, String)> {
                 key: k.clone(),
                 events: 0,
                 first_seq: seq,
-                first_ts: rfc3339_from_unix_ns(view.ts_unix_ns as i128),
+                first_ts: rfc3339_from_unix_ns(i128::from(view.ts_unix_ns)),
                 last_ts: String::new(),
                 last_ts_ns: 0,
                 now_zones: policy.explain(&flow, &verdict).zones,
@@ -299,7 +299,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport, (u8, String)> {
     let mut changes: Vec<Group> = groups
         .into_values()
         .map(|mut g| {
-            g.last_ts = rfc3339_from_unix_ns(g.last_ts_ns as i128);
+            g.last_ts = rfc3339_from_unix_ns(i128::from(g.last_ts_ns));
             g
         })
         .collect();

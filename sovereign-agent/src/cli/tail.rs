@@ -167,7 +167,7 @@ pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, Strin
             format!(
                 "cannot connect to the agent's API at {}: {} (is the agent running, and are you root?)",
                 socket.display(),
-                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
             )
         })?;
     Ok(AgentServiceClient::new(channel))
@@ -264,7 +264,7 @@ fn json_line(seq: u64, agent: Option<(String, u64)>, event: &Event) -> String {
 }
 
 fn pretty_line(e: &pb::Event) -> String {
-    let ts = crate::clock::rfc3339_from_unix_ns(e.ts_unix_ns as i128);
+    let ts = crate::clock::rfc3339_from_unix_ns(i128::from(e.ts_unix_ns));
     let kind = filter::kind_of(e);
     match &e.body {
         Some(pb::event::Body::Flow(f)) => {
@@ -337,7 +337,7 @@ fn pretty_line(e: &pb::Event) -> String {
             )
         }
         Some(pb::event::Body::Flood(f)) => {
-            let who = f.flow.as_ref().map(filter::workload_of).unwrap_or("?");
+            let who = f.flow.as_ref().map_or("?", filter::workload_of);
             let pid = f.flow.as_ref().map_or(0, |f| f.pid);
             format!(
                 "\x1b[2m{ts} #{}\x1b[0m \x1b[1;31mFLOOD\x1b[0m {who} (pid {pid}, {}) suppressed tcp_connects={} udp={} dns={} tls={}",
@@ -372,7 +372,7 @@ pub async fn status(target: &Target, json: bool) -> u8 {
         let v = serde_json::json!({
             "version": s.version, "hostname": s.hostname, "cgroup": s.cgroup,
             "hooks": s.hooks, "hooks_failed": s.hooks_failed, "policy": policy,
-            "started": crate::clock::rfc3339_from_unix_ns(s.started_unix_ns as i128),
+            "started": crate::clock::rfc3339_from_unix_ns(i128::from(s.started_unix_ns)),
             "events": s.events, "kernel_losses": s.kernel_losses,
             "decode_errors": s.decode_errors, "subscribers": s.subscribers,
             "journal_dir": s.journal_dir, "journal_next_seq": s.journal_next_seq,

@@ -66,7 +66,11 @@ fn names_section() {
     )
     .unwrap();
     let o = options::pipeline_options(&c).names;
-    let rs: Vec<String> = o.trusted_resolvers.iter().map(|r| r.to_string()).collect();
+    let rs: Vec<String> = o
+        .trusted_resolvers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(rs, ["10.96.0.10:53", "[fd00::a]:5353"]);
     assert_eq!(o.ttl_cap, Duration::from_secs(300));
     // "host" brings the systemd-resolved stub (and resolv.conf's nameservers).

@@ -127,8 +127,7 @@ impl ProcessTable {
                 continue; // kernel threads, or gone meanwhile
             }
             let comm = std::fs::read(entry.path().join("comm"))
-                .map(|c| comm_bytes(c.trim_ascii_end()))
-                .unwrap_or([0; 16]);
+                .map_or([0; 16], |c| comm_bytes(c.trim_ascii_end()));
             self.insert(tgid, comm, info, false);
             self.stats.seeded += 1;
         }
@@ -418,7 +417,7 @@ mod tests {
     }
 
     /// A fake /proc with one process: `tgid` running `exe`.
-    fn fake_proc(dir: &std::path::Path, tgid: u32, ppid: u32, exe: &str, cmdline: &[u8]) {
+    fn fake_proc(dir: &Path, tgid: u32, ppid: u32, exe: &str, cmdline: &[u8]) {
         let p = dir.join(tgid.to_string());
         std::fs::create_dir_all(&p).unwrap();
         std::os::unix::fs::symlink(exe, p.join("exe")).unwrap();
@@ -428,7 +427,7 @@ mod tests {
         std::fs::write(p.join("comm"), "x\n").unwrap();
     }
 
-    fn table(root: &std::path::Path) -> ProcessTable {
+    fn table(root: &Path) -> ProcessTable {
         ProcessTable::with_proc_root(
             NonZeroUsize::new(64).unwrap(),
             Duration::from_secs(5),

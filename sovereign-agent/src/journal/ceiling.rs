@@ -106,7 +106,7 @@ impl FlowCeiling {
             }
             f.aggregated = Some(Aggregated {
                 flows: h.flows,
-                first: crate::clock::rfc3339_from_unix_ns(h.first_unix_ns as i128),
+                first: crate::clock::rfc3339_from_unix_ns(i128::from(h.first_unix_ns)),
                 first_unix_ns: h.first_unix_ns,
             });
             out.push(f);

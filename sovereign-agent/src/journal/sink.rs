@@ -155,8 +155,7 @@ fn run(
                 // traffic, batches grow instead of syncs multiplying.
                 let due = last_write
                     .filter(|_| linger)
-                    .map(|at| at + MIN_SYNC_GAP)
-                    .unwrap_or_else(Instant::now);
+                    .map_or_else(Instant::now, |at| at + MIN_SYNC_GAP);
                 let mut stop = None;
                 while batch.bytes.len() < GROUP_COMMIT_BYTES {
                     let wait = due.saturating_duration_since(Instant::now());

@@ -22,7 +22,7 @@ use crate::{
 pub fn sample_flow(i: u64) -> FlowEvent {
     let ts_unix_ns = 1_795_824_000_000_000_000 + i as i64 * 1_000_003;
     FlowEvent {
-        ts: rfc3339_from_unix_ns(ts_unix_ns as i128),
+        ts: rfc3339_from_unix_ns(i128::from(ts_unix_ns)),
         ts_unix_ns,
         kind: [
             EventKind::Connect,
@@ -114,7 +114,7 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         }),
         aggregated: i.is_multiple_of(17).then(|| crate::event::Aggregated {
             flows: i + 2,
-            first: rfc3339_from_unix_ns(ts_unix_ns as i128 - 5_000_000),
+            first: rfc3339_from_unix_ns(i128::from(ts_unix_ns) - 5_000_000),
             first_unix_ns: ts_unix_ns - 5_000_000,
         }),
     }
@@ -175,7 +175,7 @@ pub fn sample_event(i: u64) -> Event {
                     dns_packets: 3,
                     tls_segments: 4,
                 },
-                first: rfc3339_from_unix_ns(flow.ts_unix_ns as i128 - 1_000_000_000),
+                first: rfc3339_from_unix_ns(i128::from(flow.ts_unix_ns) - 1_000_000_000),
                 last: flow.ts.clone(),
                 first_unix_ns: flow.ts_unix_ns - 1_000_000_000,
                 last_unix_ns: flow.ts_unix_ns,
@@ -233,7 +233,7 @@ fn read_all(dir: &Path) -> Vec<(u64, Event)> {
 }
 
 fn problem(dir: &Path, key: Option<&SigningKey>) -> Option<String> {
-    let vk = key.map(|k| k.verifying_key());
+    let vk = key.map(SigningKey::verifying_key);
     match verify::verify(dir, vk.as_ref()) {
         Ok(r) => r
             .problem

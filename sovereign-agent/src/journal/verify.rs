@@ -58,9 +58,7 @@ fn problem(file: &Path, offset: usize, message: impl Into<String>) -> Problem {
 }
 
 fn signature_ok(key: &VerifyingKey, message: &[u8], sig: &[u8]) -> bool {
-    <[u8; 64]>::try_from(sig)
-        .map(|s| key.verify(message, &Signature::from_bytes(&s)).is_ok())
-        .unwrap_or(false)
+    <[u8; 64]>::try_from(sig).is_ok_and(|s| key.verify(message, &Signature::from_bytes(&s)).is_ok())
 }
 
 /// Verifies the journal in `dir`. `Err` is for a directory that cannot be read as a journal at

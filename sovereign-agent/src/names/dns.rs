@@ -246,7 +246,7 @@ pub(crate) mod tests {
     fn dns_over_tcp_has_a_length_prefix() {
         let msg = response(|p| {
             p.answers
-                .push(a("llm.sovereign.example", [203, 0, 113, 5], 30))
+                .push(a("llm.sovereign.example", [203, 0, 113, 5], 30));
         });
         let mut tcp = (msg.len() as u16).to_be_bytes().to_vec();
         tcp.extend_from_slice(&msg);
@@ -277,7 +277,7 @@ pub(crate) mod tests {
     fn truncated_and_garbage_are_errors_not_panics() {
         let full = response(|p| {
             p.answers
-                .push(a("llm.sovereign.example", [203, 0, 113, 5], 30))
+                .push(a("llm.sovereign.example", [203, 0, 113, 5], 30));
         });
         for cut in 0..full.len() {
             let _ = parse_response(&full[..cut], false); // any result but a panic
@@ -336,7 +336,7 @@ pub(crate) mod tests {
         // A response is not a query, and a query is a response without answers.
         let resp = response(|p| {
             p.answers
-                .push(a("llm.sovereign.example", [192, 0, 2, 1], 5))
+                .push(a("llm.sovereign.example", [192, 0, 2, 1], 5));
         });
         assert_eq!(parse_query(&resp, false), Err(DnsError::NotAQuery));
         let r = parse_message(&resp, false).unwrap();

@@ -260,7 +260,7 @@ mod tests {
 
     fn chain(names: &[&str], verified: bool) -> DnsChain {
         DnsChain {
-            names: names.iter().map(|n| n.to_string()).collect(),
+            names: names.iter().map(ToString::to_string).collect(),
             resolver: "192.0.2.53:53".into(),
             verified,
         }

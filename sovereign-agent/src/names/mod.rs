@@ -383,7 +383,7 @@ impl Namer {
     /// with the number of answers it stands for.
     pub fn expire_refused(&mut self, now: Option<Instant>) -> Vec<RefusedAnswer> {
         let mut due = Vec::new();
-        for (_, f) in self.refused.iter_mut() {
+        for (_, f) in &mut self.refused {
             let ended = now.is_none_or(|n| n.duration_since(f.window_start) >= REFUSED_FOLD_WINDOW);
             if ended && f.pending > 0 {
                 let mut r = f.last.clone();

@@ -87,7 +87,10 @@ mod tests {
             "# comment\nsearch example\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver 127.0.0.53\noptions edns0\n",
         )
         .unwrap();
-        let rs: Vec<String> = host_defaults(&path).iter().map(|r| r.to_string()).collect();
+        let rs: Vec<String> = host_defaults(&path)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(rs, ["127.0.0.53:53", "10.0.0.2:53", "[fe80::1]:53"]);
         assert_eq!(host_defaults(&dir.path().join("missing")).len(), 1);
     }

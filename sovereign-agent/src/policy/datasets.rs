@@ -275,7 +275,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Loaded>, DatasetError> {
             Ok(l) => out.push(l),
             // Other files (a README, a LICENSE) may sit beside the datasets.
             Err(DatasetError::Unrecognised { .. }) => {
-                tracing::debug!(path = %path.display(), "not a dataset; skipped")
+                tracing::debug!(path = %path.display(), "not a dataset; skipped");
             }
             Err(e) => return Err(e),
         }

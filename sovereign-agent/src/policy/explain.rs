@@ -73,10 +73,10 @@ impl Policy {
         Explanation {
             decision: verdict.decision,
             severity: verdict.severity,
-            rule: verdict
-                .rule
-                .map(|r| self.rules[r as usize].name.clone())
-                .unwrap_or_else(|| "(policy default)".into()),
+            rule: verdict.rule.map_or_else(
+                || "(policy default)".into(),
+                |r| self.rules[r as usize].name.clone(),
+            ),
             zones: zone_names(verdict.decisive_zones),
             matched_zones: zone_names(verdict.matched_zones),
             evidence,

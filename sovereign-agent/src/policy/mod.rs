@@ -417,7 +417,7 @@ pub struct Policy {
     pub catalogue_version: String,
     default: Decision,
     default_severity: Severity,
-    unknown_workload: file::UnknownWorkload,
+    unknown_workload: UnknownWorkload,
     /// Things the author probably did not mean (`policy check` prints them).
     pub warnings: Vec<String>,
     zones: Vec<Zone>,

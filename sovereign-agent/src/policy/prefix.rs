@@ -25,13 +25,13 @@ impl PrefixSetsBuilder {
         let net = net.trunc();
         match net {
             IpNet::V4(n) => self.v4.push((
-                u32::from(n.network()) as u128,
-                u32::from(n.broadcast()) as u128,
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
                 value,
             )),
             IpNet::V6(n) => {
                 self.v6
-                    .push((u128::from(n.network()), u128::from(n.broadcast()), value))
+                    .push((u128::from(n.network()), u128::from(n.broadcast()), value));
             }
         }
     }
@@ -47,7 +47,7 @@ impl PrefixSetsBuilder {
     pub fn build(self) -> PrefixSets {
         let mut sets = SetInterner::default();
         sets.intern(Vec::new()); // set 0: nothing matches
-        let v4 = flatten(self.v4, u32::MAX as u128, &mut sets);
+        let v4 = flatten(self.v4, u128::from(u32::MAX), &mut sets);
         let v6 = flatten(self.v6, u128::MAX, &mut sets);
         let v4_starts: Vec<u32> = v4.0.iter().map(|s| *s as u32).collect();
         // v4_index[h]: how many ranges start below h << 16, so a lookup searches one bucket.
@@ -282,7 +282,7 @@ mod tests {
 
     fn v6_prefix() -> impl Strategy<Value = IpNet> {
         (any::<u16>(), any::<u16>(), 16u8..=128).prop_map(|(a, b, len)| {
-            let addr = (0x2001_0db8u128 << 96) | ((a as u128) << 80) | ((b as u128) << 64);
+            let addr = (0x2001_0db8u128 << 96) | (u128::from(a) << 80) | (u128::from(b) << 64);
             IpNet::new(IpAddr::V6(Ipv6Addr::from(addr)), len)
                 .unwrap()
                 .trunc()
@@ -321,7 +321,7 @@ mod tests {
             for (n, v) in &prefixes { b.insert(*n, *v); }
             let t = b.build();
             for (a, c, low) in probes {
-                let addr = (0x2001_0db8u128 << 96) | ((a as u128) << 80) | ((c as u128) << 64) | low as u128;
+                let addr = (0x2001_0db8u128 << 96) | (u128::from(a) << 80) | (u128::from(c) << 64) | u128::from(low);
                 let ip = IpAddr::V6(Ipv6Addr::from(addr));
                 prop_assert_eq!(t.lookup(ip).to_vec(), naive(&prefixes, ip));
             }

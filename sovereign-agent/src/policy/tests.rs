@@ -92,7 +92,7 @@ severity = "info"
 /// One verified DNS chain (an answer to the workload's own query from a trusted resolver).
 fn verified(names: &[&str]) -> Vec<DnsChain> {
     vec![DnsChain {
-        names: names.iter().map(|n| n.to_string()).collect(),
+        names: names.iter().map(ToString::to_string).collect(),
         resolver: "127.0.0.53:53".into(),
         verified: true,
     }]
@@ -365,7 +365,7 @@ fn weak_ground_is_stated() {
 fn errors(text: &str) -> Vec<String> {
     match policy(text) {
         Ok(_) => panic!("policy compiled"),
-        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -564,7 +564,7 @@ otherwise = "violation"
 
 fn chain(names: &[&str], verified: bool) -> Vec<DnsChain> {
     vec![DnsChain {
-        names: names.iter().map(|n| n.to_string()).collect(),
+        names: names.iter().map(ToString::to_string).collect(),
         resolver: "192.0.2.53:53".into(),
         verified,
     }]

@@ -39,7 +39,7 @@ impl LoadStats {
             None => 0,
         };
         self.load_ns
-            .store(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+            .store(took.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
         self.loaded_unix_ns
             .store(crate::clock::unix_now_ns().max(0) as u64, Relaxed);
     }

@@ -103,7 +103,9 @@ impl CollectorService for Collector {
                 let (writer, stored, shared) = (writer.clone(), stored.clone(), shared.clone());
                 // Store (and sync) before acknowledging: an ack means durable.
                 let result = tokio::task::spawn_blocking(move || {
-                    let mut stored = stored.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut stored = stored
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let before = stored.get(&agent).copied();
                     let mut fresh = EncodedBatch::default();
                     let (mut duplicates, mut highest) = (0u64, before);
@@ -119,7 +121,9 @@ impl CollectorService for Collector {
                         e.seq = 0;
                         fresh.push_encoded(&e.encode_to_vec(), e.ts_unix_ns);
                     }
-                    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut w = writer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     w.append_encoded(&fresh)?;
                     w.sync()?;
                     shared.next_seq.store(w.next_seq(), Ordering::Relaxed);

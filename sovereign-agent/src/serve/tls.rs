@@ -49,9 +49,7 @@ pub async fn tls_channel(
         .map_err(|e| {
             format!(
                 "cannot connect to {url}: {}",
-                std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string())
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
             )
         })
 }

@@ -67,7 +67,10 @@ impl Counters {
             self.events_by_kind[i].fetch_add(1, Relaxed);
         }
         if let Some(v) = verdict {
-            let mut verdicts = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut verdicts = self
+                .verdicts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let by_rule = verdicts.entry((v.decision, v.severity)).or_default();
             match by_rule.get_mut(v.rule.as_str()) {
                 Some(n) => *n += 1,

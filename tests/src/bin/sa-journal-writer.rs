@@ -23,8 +23,7 @@ fn main() {
     let mut cookie: u64 = args[2].parse().expect("FIRST_COOKIE");
     let segment_max_bytes = args
         .get(3)
-        .map(|s| s.parse().expect("SEGMENT_BYTES"))
-        .unwrap_or(64 << 10);
+        .map_or(64 << 10, |s| s.parse().expect("SEGMENT_BYTES"));
     let count: Option<u64> = args.get(4).map(|s| s.parse().expect("COUNT"));
     let first = cookie;
     let opts = JournalOptions {

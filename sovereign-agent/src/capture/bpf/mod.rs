@@ -200,7 +200,7 @@ fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+            if matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 return true;
             }
         }

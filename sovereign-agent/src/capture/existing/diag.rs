@@ -120,14 +120,14 @@ pub fn parse(mut bytes: &[u8], found: &mut Vec<TcpSocket>) -> io::Result<bool> {
         let len = (message.header.length as usize).min(bytes.len());
         match message.payload {
             NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                found.push(socket_of(&r))
+                found.push(socket_of(&r));
             }
             NetlinkPayload::Done(_) => return Ok(true),
             NetlinkPayload::Error(e) => {
-                return Err(e
-                    .code
-                    .map(|c| io::Error::from_raw_os_error(-c.get()))
-                    .unwrap_or_else(|| io::Error::other("sock_diag error")))
+                return Err(e.code.map_or_else(
+                    || io::Error::other("sock_diag error"),
+                    |c| io::Error::from_raw_os_error(-c.get()),
+                ))
             }
             _ => {}
         }

@@ -302,9 +302,9 @@ fn close_of(existing: FlowRecord, destroyed: &TcpSocket, fin_counted_at_start: b
         bytes_sent: counters.and_then(|c| c.payload_sent).unwrap_or(0),
         // A FIN the peer had sent before the scan is known; one sent later is not (see
         // docs/events.md).
-        bytes_received: counters
-            .map(|c| c.received.saturating_sub(fin_counted_at_start as u64))
-            .unwrap_or(0),
+        bytes_received: counters.map_or(0, |c| {
+            c.received.saturating_sub(u64::from(fin_counted_at_start))
+        }),
         ..existing
     }
 }
@@ -352,7 +352,7 @@ fn in_namespace<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) 
 fn set_receive_timeout(socket: &Socket, timeout: Duration) {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
     };
     // SAFETY: a valid socket and a timeval of the size given.
     unsafe {
@@ -361,7 +361,7 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) {
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
 }

@@ -8,7 +8,9 @@ impl Pipeline {
     pub fn report_floods(&mut self) -> Result<(), PipelineError> {
         let reports = self.floods.poll();
         if let Some(c) = &self.counters {
-            *c.suppressed.lock().unwrap_or_else(|p| p.into_inner()) = self.floods.totals();
+            *c.suppressed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.floods.totals();
         }
         if reports.is_empty() {
             return Ok(());
@@ -74,7 +76,7 @@ impl Pipeline {
             kind: "flood",
             scope: r.scope(),
             suppressed: r.suppressed,
-            first: crate::clock::rfc3339_from_unix_ns(first_ns as i128),
+            first: crate::clock::rfc3339_from_unix_ns(i128::from(first_ns)),
             last: flow.ts.clone(),
             first_unix_ns: first_ns,
             last_unix_ns: flow.ts_unix_ns,

@@ -34,7 +34,7 @@ impl Pipeline {
             EventKind::Connect if tcp => self.names.connection_started(rec.cookie),
             EventKind::Close if tcp => {
                 self.names
-                    .connection_closing(rec.cookie, event.dst_ip, event.dst_port)
+                    .connection_closing(rec.cookie, event.dst_ip, event.dst_port);
             }
             _ => {}
         }
@@ -149,7 +149,7 @@ impl Pipeline {
             if !seen.insert(key) {
                 continue;
             }
-            let count = self.udp_sends.get(&key, 0).map(|t| t.count).unwrap_or(0);
+            let count = self.udp_sends.get(&key, 0).map_or(0, |t| t.count);
             let _ = self.udp_sends.remove(&key);
             // The destination's close: the socket's facts, this destination's address, names
             // and verdict.

@@ -17,10 +17,14 @@ impl Pipeline {
     /// Copies the naming and process-table counters for /metrics (once a second).
     pub(super) fn publish_name_metrics(&self) {
         if let Some(c) = &self.counters {
-            *c.names.lock().unwrap_or_else(|e| e.into_inner()) = self.names.snapshot();
+            *c.names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.names.snapshot();
             c.late_alerts
                 .store(self.stats.late_alerts, std::sync::atomic::Ordering::Relaxed);
-            *c.processes.lock().unwrap_or_else(|e| e.into_inner()) =
+            *c.processes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
                 (self.processes.stats, self.processes.len());
         }
     }

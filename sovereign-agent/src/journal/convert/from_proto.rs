@@ -81,7 +81,7 @@ const SNI_UNREADABLE: &[&str] = &[
 
 pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
     let ts_unix_ns = msg.ts_unix_ns;
-    let ts = rfc3339_from_unix_ns(ts_unix_ns as i128);
+    let ts = rfc3339_from_unix_ns(i128::from(ts_unix_ns));
     Ok(match msg.body.ok_or(ConvertError::Empty)? {
         pb::event::Body::Flow(f) => Event::Flow(Box::new(flow_from_proto(*f, ts, ts_unix_ns)?)),
         pb::event::Body::Loss(l) => Event::Loss(LossEvent {
@@ -100,7 +100,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
             let flow = a
                 .flow
                 .ok_or(ConvertError::Invalid("alert without its flow"))?;
-            let flow_ts = rfc3339_from_unix_ns(a.last_unix_ns as i128);
+            let flow_ts = rfc3339_from_unix_ns(i128::from(a.last_unix_ns));
             Event::Alert(Box::new(crate::event::AlertEvent {
                 ts,
                 ts_unix_ns,
@@ -110,7 +110,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                 workload: a.workload,
                 destination: a.destination,
                 count: a.count,
-                first: rfc3339_from_unix_ns(a.first_unix_ns as i128),
+                first: rfc3339_from_unix_ns(i128::from(a.first_unix_ns)),
                 last: flow_ts.clone(),
                 first_unix_ns: a.first_unix_ns,
                 last_unix_ns: a.last_unix_ns,
@@ -121,7 +121,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
             let flow = f
                 .flow
                 .ok_or(ConvertError::Invalid("flood without its flow"))?;
-            let flow_ts = rfc3339_from_unix_ns(f.last_unix_ns as i128);
+            let flow_ts = rfc3339_from_unix_ns(i128::from(f.last_unix_ns));
             Event::Flood(Box::new(FloodEvent {
                 ts,
                 ts_unix_ns,
@@ -133,7 +133,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                     dns_packets: f.dns_packets,
                     tls_segments: f.tls_segments,
                 },
-                first: rfc3339_from_unix_ns(f.first_unix_ns as i128),
+                first: rfc3339_from_unix_ns(i128::from(f.first_unix_ns)),
                 last: flow_ts.clone(),
                 first_unix_ns: f.first_unix_ns,
                 last_unix_ns: f.last_unix_ns,
@@ -237,7 +237,7 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         verdict: f.verdict.map(verdict_from_proto).transpose()?,
         aggregated: f.aggregated.map(|a| crate::event::Aggregated {
             flows: a.flows,
-            first: rfc3339_from_unix_ns(a.first_unix_ns as i128),
+            first: rfc3339_from_unix_ns(i128::from(a.first_unix_ns)),
             first_unix_ns: a.first_unix_ns,
         }),
     })
@@ -287,8 +287,7 @@ fn verdict_from_proto(v: pb::Verdict) -> Result<Explanation, ConvertError> {
                 crate::policy::weak::ALL
                     .iter()
                     .find(|(_, name)| name == w)
-                    .map(|(_, name)| *name)
-                    .unwrap_or("unknown")
+                    .map_or("unknown", |(_, name)| *name)
             })
             .collect(),
         policy: PolicyRef {
@@ -352,8 +351,8 @@ fn lifecycle_from_proto(l: pb::Lifecycle) -> Result<Lifecycle, ConvertError> {
         Kind::Gap(g) => Lifecycle::JournalGap {
             events: g.events,
             reason: g.reason,
-            from: rfc3339_from_unix_ns(g.from_unix_ns as i128),
-            until: rfc3339_from_unix_ns(g.until_unix_ns as i128),
+            from: rfc3339_from_unix_ns(i128::from(g.from_unix_ns)),
+            until: rfc3339_from_unix_ns(i128::from(g.until_unix_ns)),
             from_unix_ns: g.from_unix_ns,
             until_unix_ns: g.until_unix_ns,
         },

@@ -27,7 +27,7 @@ fn flow_view_reads_what_was_written() {
     assert!(flow_view(&[0x52, 0x7f]).is_err(), "length past the end");
 }
 
-fn assert_view_matches(v: FlowView<'_>, f: &crate::event::FlowEvent) {
+fn assert_view_matches(v: FlowView<'_>, f: &FlowEvent) {
     assert_eq!(v.ts_unix_ns, f.ts_unix_ns);
     assert_eq!((v.pid, v.uid, v.cookie), (f.pid, f.uid, f.cookie));
     assert_eq!(v.comm, f.comm);

@@ -166,7 +166,7 @@ fn verdict_to_proto(v: &Explanation) -> pb::Verdict {
             })
             .collect(),
         destination: v.destination.clone(),
-        weak: v.weak.iter().map(|w| w.to_string()).collect(),
+        weak: v.weak.iter().map(ToString::to_string).collect(),
         policy: Some(pb::PolicyRef {
             name: v.policy.name.clone(),
             version: v.policy.version.clone(),

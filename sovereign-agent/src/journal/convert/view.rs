@@ -167,10 +167,10 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                     4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(a).unwrap())),
                     16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(a).unwrap())),
                     _ => return Err(ConvertError::Invalid("destination address")),
-                })
+                });
             }
             (19, Value::Varint(x)) => {
-                v.dst_port = u16::try_from(x).map_err(|_| ConvertError::Invalid("port"))?
+                v.dst_port = u16::try_from(x).map_err(|_| ConvertError::Invalid("port"))?;
             }
             (25, Value::Bytes(s)) => v.names.push(utf8(s)?.to_string()),
             (26, Value::Bytes(s)) => v.name_source = utf8(s)?,
@@ -199,7 +199,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                 for f in Fields(vb) {
                     match f? {
                         (1, Value::Varint(d)) => {
-                            verdict.violation = d == pb::Decision::Violation as u64
+                            verdict.violation = d == pb::Decision::Violation as u64;
                         }
                         (3, Value::Bytes(s)) => verdict.rule = utf8(s)?,
                         (9, Value::Bytes(pbytes)) => {

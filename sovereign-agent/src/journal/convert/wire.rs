@@ -16,7 +16,7 @@ mod field {
         out.push(v as u8);
     }
     pub fn key(tag: u32, wire: u64, out: &mut Vec<u8>) {
-        varint(((tag as u64) << 3) | wire, out);
+        varint((u64::from(tag) << 3) | wire, out);
     }
     /// A scalar field with proto3 semantics: nothing for the default value.
     pub fn uint(tag: u32, v: u64, out: &mut Vec<u8>) {

@@ -260,8 +260,8 @@ impl JournalWriter {
             let record = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::JournalGap {
                 events: g.events,
                 reason: g.reason.clone(),
-                from: crate::clock::rfc3339_from_unix_ns(g.from_unix_ns as i128),
-                until: crate::clock::rfc3339_from_unix_ns(g.until_unix_ns as i128),
+                from: crate::clock::rfc3339_from_unix_ns(i128::from(g.from_unix_ns)),
+                until: crate::clock::rfc3339_from_unix_ns(i128::from(g.until_unix_ns)),
                 from_unix_ns: g.from_unix_ns,
                 until_unix_ns: g.until_unix_ns,
             })));
@@ -303,7 +303,7 @@ impl JournalWriter {
                         reason: source.to_string(),
                         from_unix_ns: first,
                         until_unix_ns: last,
-                    })
+                    });
                 }
             }
             return Err(io_err(&self.path)(source));

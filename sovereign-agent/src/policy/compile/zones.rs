@@ -111,9 +111,8 @@ impl Compiler<'_> {
                     self.error_at(&regions[0], format!("zone {name}: {kind} regions need a {} dataset (datasets.{kind} or --datasets)", kind.label()));
                     continue;
                 };
-                let services = match self.globs(services, name) {
-                    Some(s) => s,
-                    None => continue,
+                let Some(services) = self.globs(services, name) else {
+                    continue;
                 };
                 for region in regions {
                     let Some(glob) = self.glob(region, name) else {

@@ -135,7 +135,7 @@ impl EventFilter {
             }
         }
         if self.min_severity > 0 {
-            let severity = f.verdict.as_ref().map(|v| v.severity).unwrap_or(0);
+            let severity = f.verdict.as_ref().map_or(0, |v| v.severity);
             if severity < self.min_severity {
                 return false;
             }

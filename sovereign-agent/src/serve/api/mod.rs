@@ -77,7 +77,10 @@ impl Api {
     }
 
     pub fn set_identity(&self, identity: Identity) {
-        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = identity;
+        *self
+            .identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = identity;
     }
 }
 
@@ -90,7 +93,10 @@ struct Subscribed {
 impl Drop for Subscribed {
     fn drop(&mut self) {
         self.all.fetch_sub(1, Ordering::Relaxed);
-        let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_client = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = per_client.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
@@ -127,7 +133,10 @@ impl AgentService for Api {
             ));
         };
         {
-            let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let mut per_client = self
+                .per_client
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mine = per_client.get(&client).copied().unwrap_or(0);
             if mine >= MAX_SUBSCRIBERS_PER_CLIENT {
                 return Err(Status::resource_exhausted(format!(
@@ -163,7 +172,7 @@ impl AgentService for Api {
         let id = self
             .identity
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let policy = self
             .policy
@@ -190,8 +199,7 @@ impl AgentService for Api {
             journal_next_seq: self
                 .journal
                 .as_ref()
-                .map(|j| j.next_seq.load(Ordering::Relaxed))
-                .unwrap_or(0),
+                .map_or(0, |j| j.next_seq.load(Ordering::Relaxed)),
             journal_dir: self
                 .journal
                 .as_ref()
@@ -200,8 +208,7 @@ impl AgentService for Api {
             not_journaled: self
                 .journal
                 .as_ref()
-                .map(|j| j.not_journaled.load(Ordering::Relaxed))
-                .unwrap_or(0),
+                .map_or(0, |j| j.not_journaled.load(Ordering::Relaxed)),
         }))
     }
 }

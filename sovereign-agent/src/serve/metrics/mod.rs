@@ -160,7 +160,10 @@ pub fn render(s: &Sources) -> String {
             .collect::<Vec<_>>(),
     );
     {
-        let verdicts = c.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        let verdicts = c
+            .verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rows: Vec<(String, String, String, u64)> = verdicts
             .iter()
             .flat_map(|((d, sev), rules)| {
@@ -168,7 +171,7 @@ pub fn render(s: &Sources) -> String {
                     (
                         d.to_string(),
                         rule.clone(),
-                        sev.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+                        sev.map_or_else(|| "none".into(), |s| s.to_string()),
                         *n,
                     )
                 })
@@ -196,7 +199,10 @@ pub fn render(s: &Sources) -> String {
         "Events the kernel could not deliver because the ring buffer was full.",
         &[(vec![], c.kernel_losses.load(Relaxed) as f64)],
     );
-    let suppressed = *c.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+    let suppressed = *c
+        .suppressed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     out.counter(
         "sovereign_agent_suppressed_records_total",
         "Records a workload's budget suppressed in the kernel (reported in flood events), by what they would have reported.",
@@ -239,7 +245,12 @@ pub fn render(s: &Sources) -> String {
         "Alerts raised after a flow's first event: its verdict changed when its TLS server name was read.",
         &[(vec![], c.late_alerts.load(Relaxed) as f64)],
     );
-    names(&mut out, &c.names.lock().unwrap_or_else(|e| e.into_inner()));
+    names(
+        &mut out,
+        &c.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     if let Some(programs) = s.programs.get() {
         let stats = programs.read();
         out.counter(
@@ -280,7 +291,10 @@ pub fn render(s: &Sources) -> String {
         "Ends of connections found at start that were not heard (the kernel's announcements overflowed).",
         &[(vec![], existing.closes_lost.load(Relaxed) as f64)],
     );
-    let (procs, entries) = *c.processes.lock().unwrap_or_else(|e| e.into_inner());
+    let (procs, entries) = *c
+        .processes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     out.gauge(
         "sovereign_agent_process_table_entries",
         "Processes in the process table (fed by the fork, exec and exit tracepoints).",

@@ -51,7 +51,7 @@ fn run_stats(fd: std::os::fd::BorrowedFd<'_>) -> Option<RunStats> {
             libc::SYS_bpf,
             BPF_OBJ_GET_INFO_BY_FD,
             &mut attr as *mut InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
+            size_of::<InfoAttr>(),
         )
     };
     if rc != 0 || (attr.info_len as usize) < RUN_CNT + 8 {

@@ -16,6 +16,7 @@ pub struct RingFill {
 // SAFETY: the mapping is read-only, lives as long as the value, and is only read with
 // atomic loads.
 unsafe impl Send for RingFill {}
+// SAFETY: as for Send: shared references only ever load atomically from a read-only mapping.
 unsafe impl Sync for RingFill {}
 
 impl RingFill {
