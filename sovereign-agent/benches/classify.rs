@@ -4,88 +4,59 @@
 //!     cargo bench -p sovereign-agent --bench classify
 //!
 //! Figures are recorded in docs/performance.md.
-use std::{
-    hint::black_box,
-    net::IpAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{hint::black_box, net::IpAddr, time::Duration};
 
 #[path = "support/rss.rs"]
 mod rss;
+#[path = "support/testdata.rs"]
+mod testdata;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::IpNet;
 use sovereign_agent::policy::{DnsChain, Flow, Policy};
 
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
-
 fn policy_text() -> String {
-    let geo = testdata().join("geoip");
-    format!(
+    testdata::policy_text(
+        "bench",
         r#"
-[policy]
-name = "bench"
-version = "1"
-default = "allow"
-
-[datasets]
-country = "{geo}/GeoLite2-Country-Test.mmdb"
-asn = "{geo}/GeoLite2-ASN-Test.mmdb"
-
-[zones.eu-cloud]
-aws = ["eu-*"]
-azure = ["germanywestcentral", "westeurope", "northeurope"]
-gcp = ["europe-*"]
-oracle = ["eu-*"]
-
-[zones.eu-countries]
-countries = ["EU"]
-
-[zones.company]
-cidrs = ["10.0.0.0/8", "fd00::/8"]
-domains = ["*.corp.example"]
-
-[zones.external-ai]
-ai = ["*"]
-
 [[rule]]
 name = "crm"
-workload = {{ comm = ["crm-sync*"] }}
+workload = { comm = ["crm-sync*"] }
 allow = ["company"]
 
 [[rule]]
 name = "llm"
-workload = {{ exe = ["/opt/llm/**"] }}
+workload = { exe = ["/opt/llm/**"] }
 allow = ["eu-cloud", "eu-countries", "company"]
 deny = ["external-ai"]
 severity = "critical"
 "#,
-        geo = geo.display()
     )
 }
 
 fn load() -> Policy {
     let path = std::env::temp_dir().join("sovereign-bench-policy.toml");
     std::fs::write(&path, policy_text()).unwrap();
-    Policy::load(&path, Some(&testdata().join("cloud-ranges"))).unwrap_or_else(|e| panic!("{e}"))
+    Policy::load(&path, Some(&testdata::testdata().join("cloud-ranges")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Addresses spread over the provider files' prefixes (one per prefix, in file order), so
 /// lookups hit every part of the table, plus addresses in no dataset.
 fn addresses() -> Vec<IpAddr> {
-    let text = std::fs::read_to_string(testdata().join("cloud-ranges/aws-ip-ranges.json")).unwrap();
+    let text =
+        std::fs::read_to_string(testdata::testdata().join("cloud-ranges/aws-ip-ranges.json"))
+            .unwrap();
     let mut out = Vec::new();
     for part in text.split('"') {
         if let Ok(net) = part.parse::<IpNet>() {
             out.push(net.hosts().next().unwrap_or(net.network()));
         }
     }
-    let azure =
-        std::fs::read_to_string(testdata().join("cloud-ranges/microsoft-azure-ip-ranges.json"))
-            .unwrap();
+    let azure = std::fs::read_to_string(
+        testdata::testdata().join("cloud-ranges/microsoft-azure-ip-ranges.json"),
+    )
+    .unwrap();
     for part in azure.split('"').step_by(7) {
         if let Ok(net) = part.parse::<IpNet>() {
             out.push(net.network());

@@ -11,6 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/testdata.rs"]
+mod testdata;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::{
     cli::{journal::FilterArgs, replay},
@@ -25,47 +28,17 @@ use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 const BATCH: usize = 1024;
 const REPLAY_RECORDS: u64 = 1_000_000;
 
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
-
 fn policy_path(name: &str, deny_ai: bool) -> PathBuf {
-    let geo = testdata().join("geoip");
-    let text = format!(
-        r#"
-[policy]
-name = "{name}"
-version = "1"
-default = "allow"
-
-[datasets]
-country = "{geo}/GeoLite2-Country-Test.mmdb"
-
-[zones.eu-cloud]
-aws = ["eu-*"]
-azure = ["germanywestcentral", "westeurope", "northeurope"]
-gcp = ["europe-*"]
-
-[zones.eu-countries]
-countries = ["EU"]
-
-[zones.company]
-cidrs = ["10.0.0.0/8"]
-domains = ["*.corp.example"]
-
-[zones.external-ai]
-ai = ["*"]
-
-[[rule]]
-name = "crm"
-workload = {{ comm = ["crm-sync*"] }}
-allow = ["company", "eu-cloud"{extra}]
-"#,
-        geo = geo.display(),
-        extra = if deny_ai { "" } else { ", \"external-ai\"" },
+    let allow = if deny_ai {
+        r#"["company", "eu-cloud"]"#
+    } else {
+        r#"["company", "eu-cloud", "external-ai"]"#
+    };
+    let rules = format!(
+        "\n[[rule]]\nname = \"crm\"\nworkload = {{ comm = [\"crm-sync*\"] }}\nallow = {allow}\n"
     );
     let path = std::env::temp_dir().join(format!("sovereign-bench-{name}.toml"));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, testdata::policy_text(name, &rules)).unwrap();
     path
 }
 
@@ -132,7 +105,7 @@ fn options(dir: &Path, fsync: FsyncPolicy) -> JournalOptions {
 fn bench(c: &mut Criterion) {
     let old = Policy::load(
         &policy_path("old", false),
-        Some(&testdata().join("cloud-ranges")),
+        Some(&testdata::testdata().join("cloud-ranges")),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let batch = events(&old, BATCH);
@@ -205,7 +178,7 @@ fn bench(c: &mut Criterion) {
             let r = replay::replay(&replay::ReplayArgs {
                 dir: dir.clone(),
                 policy: new_policy.clone(),
-                datasets: Some(testdata().join("cloud-ranges")),
+                datasets: Some(testdata::testdata().join("cloud-ranges")),
                 filter: FilterArgs::default(),
                 json: true,
                 limit: 0,

@@ -339,7 +339,8 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
     // workloads: SOVEREIGN_BENCH_AGENT=/path/to/sovereign-agent.
     let agent = std::env::var_os("SOVEREIGN_BENCH_AGENT")
         .map_or_else(|| bin.join("sovereign-agent"), PathBuf::from);
-    let mut child = Command::new(agent)
+    let mut command = Command::new(agent);
+    command
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup)
         .arg("--output")
@@ -348,15 +349,21 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
         .arg("--journal")
         .arg(out.with_extension("journal"))
         .arg("--api-socket")
-        .arg(out.with_extension("sock"))
-        // The budgets and the flow ceiling off: the workloads here are floods by design, and
-        // what is measured is the capture path itself (docs/performance.md).
+        .arg(out.with_extension("sock"));
+    spawn_capturing(&mut command)
+}
+
+/// Starts `sovereign-agent run ...` (JSON logs) and returns once it is capturing. The
+/// per-workload budgets and the flow ceiling are off: the benchmarks' workloads are floods by
+/// design, and what they measure is the capture path itself (docs/performance.md).
+pub(crate) fn spawn_capturing(command: &mut Command) -> Result<Child> {
+    let mut child = command
         .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
         .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
         .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0")
         .stderr(Stdio::piped())
         .spawn()?;
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("piped");
     let mut lines = BufReader::new(stderr).lines();
     loop {
         match lines.next() {
@@ -365,10 +372,11 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("agent did not start");
+                bail!("the agent exited before capturing");
             }
         }
     }
+    // Keep reading its logs so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Ok(child)
 }
@@ -385,7 +393,6 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / 100.0)
 }
 
-/// SIGTERM; returns the agent's peak RSS in KiB.
 fn stop_agent(mut child: Child) -> Result<u64> {
     let pid = child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

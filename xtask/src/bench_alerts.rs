@@ -123,35 +123,19 @@ fn collector_next_seq(bin: &Path, socket: &Path) -> Result<u64> {
 }
 
 fn start_agent(bin: &Path, cgroup: &Path, dir: &Path, config: &str, name: &str) -> Result<Child> {
-    let mut child = Command::new(bin.join("sovereign-agent"))
-        .args(["run", "--log-format", "json", "--cgroup"])
-        .arg(cgroup)
-        .args(["--output", "/dev/null", "--policy"])
-        .arg(dir.join("policy.toml"))
-        .arg("--config")
-        .arg(dir.join(config))
-        .arg("--journal")
-        .arg(dir.join("agent-journal"))
-        .arg("--api-socket")
-        .arg(dir.join(format!("{name}.sock")))
-        // The budgets and the flow ceiling off: the workloads here are floods by design, and
-        // what is measured is the capture path itself (docs/performance.md).
-        .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
-        .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
-        .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("\"capturing\"") => break,
-            Some(Ok(_)) => continue,
-            _ => bail!("agent exited before capturing"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(child)
+    crate::bench::spawn_capturing(
+        Command::new(bin.join("sovereign-agent"))
+            .args(["run", "--log-format", "json", "--cgroup"])
+            .arg(cgroup)
+            .args(["--output", "/dev/null", "--policy"])
+            .arg(dir.join("policy.toml"))
+            .arg("--config")
+            .arg(dir.join(config))
+            .arg("--journal")
+            .arg(dir.join("agent-journal"))
+            .arg("--api-socket")
+            .arg(dir.join(format!("{name}.sock"))),
+    )
 }
 
 fn stop(mut child: Child) -> Result<()> {

@@ -67,11 +67,14 @@ pub async fn start(
     on_reload: OnReload,
 ) -> Result<PolicyReceiver, PolicyErrors> {
     let began = Instant::now();
+    // The file's time before it is read: a change made while it loads, or before the watcher
+    // first runs, is then seen as a change, not taken for the version already loaded.
+    let seen = modified(&source.path);
     let first = load(&source).await?;
     stats.record(began.elapsed(), None);
     log_loaded(&first, "policy loaded");
     let (tx, rx) = watch::channel(Some(Arc::new(first)));
-    tokio::spawn(watch_loop(source, tx, stats, on_reload));
+    tokio::spawn(watch_loop(source, tx, stats, on_reload, seen));
     Ok(rx)
 }
 
@@ -100,6 +103,7 @@ async fn watch_loop(
     tx: watch::Sender<Option<Arc<Policy>>>,
     stats: Arc<LoadStats>,
     on_reload: OnReload,
+    mut seen: Option<SystemTime>,
 ) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -110,7 +114,6 @@ async fn watch_loop(
     };
     let mut tick = tokio::time::interval(source.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = modified(&source.path);
     loop {
         let reason = tokio::select! {
             _ = hup.recv() => "SIGHUP",
@@ -154,5 +157,99 @@ async fn watch_loop(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    const POLICY: &str =
+        "[policy]\nname = \"watched\"\nversion = \"VERSION\"\ndefault = \"allow\"\n";
+
+    static REPORTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn report(status: &str) {
+        REPORTED.lock().unwrap().push(status.to_string());
+    }
+
+    fn write(path: &Path, version: &str) {
+        // A new file renamed into place, as editors and configuration management do.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, POLICY.replace("VERSION", version)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    async fn version_becomes(rx: &mut PolicyReceiver, version: &str) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if rx.borrow_and_update().as_ref().map(|p| p.version.as_str()) == Some(version) {
+                    return;
+                }
+                rx.changed().await.expect("the watcher runs");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("version {version} was never published"));
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_published_a_broken_one_is_counted_and_the_last_good_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        write(&path, "1");
+        let stats = Arc::new(LoadStats::default());
+        let source = PolicySource {
+            path: path.clone(),
+            datasets: None,
+            poll_interval: Duration::from_millis(20),
+        };
+        let mut rx = start(source, stats.clone(), report).await.unwrap();
+        version_becomes(&mut rx, "1").await;
+        assert!(stats.loaded_unix_ns.load(Relaxed) > 0);
+
+        write(&path, "2");
+        version_becomes(&mut rx, "2").await;
+        assert_eq!(stats.reloads_ok.load(Relaxed), 1);
+        assert!(REPORTED
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.contains("policy watched version 2 reloaded (policy file changed)")));
+
+        std::fs::write(&path, "[policy\nbroken").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while stats.reloads_failed.load(Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the broken policy was tried");
+        assert_eq!(
+            rx.borrow().as_ref().unwrap().version,
+            "2",
+            "still enforcing version 2"
+        );
+
+        write(&path, "3");
+        version_becomes(&mut rx, "3").await;
+        assert_eq!(stats.reloads_ok.load(Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_does_not_compile_at_start_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "[policy]\nname = 1\n").unwrap();
+        let source = PolicySource {
+            path,
+            datasets: None,
+            poll_interval: Duration::from_millis(20),
+        };
+        let stats = Arc::new(LoadStats::default());
+        assert!(start(source, stats.clone(), report).await.is_err());
+        assert_eq!(stats.loaded_unix_ns.load(Relaxed), 0);
     }
 }

@@ -135,10 +135,8 @@ async fn push_once(
         .into_inner();
     tracing::info!(collector = %opts.collector, from_seq = cursor, "pushing alerts");
     counters.push_connected.store(true, Ordering::Relaxed);
-    let mut acked = cursor;
+    let mut delivery = Delivery::new(cursor);
     let mut progressed = false;
-    // Batches sent and not yet acknowledged: (last seq, alerts of this run, oldest alert's time).
-    let mut in_flight: VecDeque<(u64, u64, i64)> = VecDeque::new();
     loop {
         tokio::select! {
             item = sub_rx.recv() => {
@@ -167,27 +165,22 @@ async fn push_once(
                 if events.is_empty() {
                     continue;
                 }
-                in_flight.push_back((
-                    events.last().map_or(0, |e| e.seq),
-                    events.iter().filter(|e| e.seq >= run_start).count() as u64,
-                    events.iter().map(|e| e.ts_unix_ns).min().unwrap_or(0),
-                ));
+                delivery.sent(&events, run_start);
                 if req_tx.send(PushRequest { events }).await.is_err() {
                     return Err((progressed, "the collector closed the stream".into()));
                 }
             }
             ack = acks.message() => match ack {
                 Ok(Some(a)) => {
-                    while in_flight.front().is_some_and(|b| b.0 <= a.acked_seq) {
-                        let (_, ours, oldest) = in_flight.pop_front().unwrap_or_default();
-                        counters.alerts_delivered.fetch_add(ours, Ordering::Relaxed);
+                    let done = delivery.acknowledged(a.acked_seq);
+                    counters.alerts_delivered.fetch_add(done.delivered, Ordering::Relaxed);
+                    if let Some(oldest) = done.oldest_ns {
                         let lag = crate::clock::unix_now_ns().saturating_sub(oldest).max(0);
                         counters.alert_delivery_lag_ns.store(lag as u64, Ordering::Relaxed);
                     }
-                    if a.acked_seq + 1 > acked {
-                        acked = a.acked_seq + 1;
+                    if let Some(next) = done.cursor {
                         progressed = true;
-                        if let Err(e) = write_cursor(&journal.dir, acked) {
+                        if let Err(e) = write_cursor(&journal.dir, next) {
                             tracing::error!("cannot record the push cursor: {e}");
                         }
                     }
@@ -197,6 +190,76 @@ async fn push_once(
             },
             _ = stopped(&mut stop) => return Ok(()),
         }
+    }
+}
+
+/// Batches sent and not yet acknowledged, and the cursor their acknowledgements move. The
+/// collector acknowledges a sequence number once everything up to it is durable there.
+struct Delivery {
+    /// The next sequence number to push: what the cursor file says once written.
+    next: u64,
+    in_flight: VecDeque<Batch>,
+}
+
+struct Batch {
+    last_seq: u64,
+    /// Alerts raised by this run of the agent (the delivered-alerts metric counts only these).
+    ours: u64,
+    /// Raise time of the batch's oldest alert, for the delivery lag.
+    oldest_ns: i64,
+}
+
+/// What an acknowledgement completed.
+#[derive(Debug, PartialEq, Eq)]
+struct Acknowledged {
+    /// Alerts of this run in the batches it completed.
+    delivered: u64,
+    /// The oldest alert of the last batch it completed.
+    oldest_ns: Option<i64>,
+    /// The new cursor, when it moved forward (a repeated or stale ack moves nothing).
+    cursor: Option<u64>,
+}
+
+impl Delivery {
+    fn new(cursor: u64) -> Self {
+        Delivery {
+            next: cursor,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// A batch was sent; `run_start` is this run's first sequence number.
+    fn sent(&mut self, events: &[pb::Event], run_start: u64) {
+        self.in_flight.push_back(Batch {
+            last_seq: events.last().map_or(0, |e| e.seq),
+            ours: events.iter().filter(|e| e.seq >= run_start).count() as u64,
+            oldest_ns: events.iter().map(|e| e.ts_unix_ns).min().unwrap_or(0),
+        });
+    }
+
+    /// The collector has everything up to `acked_seq`.
+    fn acknowledged(&mut self, acked_seq: u64) -> Acknowledged {
+        let mut done = Acknowledged {
+            delivered: 0,
+            oldest_ns: None,
+            cursor: None,
+        };
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|b| b.last_seq <= acked_seq)
+        {
+            let Some(batch) = self.in_flight.pop_front() else {
+                break;
+            };
+            done.delivered += batch.ours;
+            done.oldest_ns = Some(batch.oldest_ns);
+        }
+        if acked_seq + 1 > self.next {
+            self.next = acked_seq + 1;
+            done.cursor = Some(self.next);
+        }
+        done
     }
 }
 
@@ -213,5 +276,67 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerts(seqs: std::ops::RangeInclusive<u64>) -> Vec<pb::Event> {
+        seqs.map(|seq| pb::Event {
+            seq,
+            ts_unix_ns: 1_000 + seq as i64,
+            ..Default::default()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn the_cursor_moves_only_with_acknowledgements_and_never_back() {
+        // Resumed at 100: 100..=104 were pushed by an earlier run, 105.. are this run's.
+        let mut d = Delivery::new(100);
+        d.sent(&alerts(100..=104), 105);
+        d.sent(&alerts(105..=109), 105);
+        d.sent(&alerts(110..=112), 105);
+        // Part of the second batch: the first batch is done, the cursor follows the ack.
+        assert_eq!(
+            d.acknowledged(106),
+            Acknowledged {
+                delivered: 0,
+                oldest_ns: Some(1_100),
+                cursor: Some(107),
+            }
+        );
+        assert_eq!(
+            d.acknowledged(112),
+            Acknowledged {
+                delivered: 8,
+                oldest_ns: Some(1_110),
+                cursor: Some(113),
+            }
+        );
+        // A repeated or stale acknowledgement changes nothing.
+        for stale in [112, 50] {
+            assert_eq!(
+                d.acknowledged(stale),
+                Acknowledged {
+                    delivered: 0,
+                    oldest_ns: None,
+                    cursor: None,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn the_cursor_file_round_trips_and_a_missing_or_damaged_one_starts_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_cursor(dir.path()), 0);
+        write_cursor(dir.path(), 4_242).unwrap();
+        assert_eq!(read_cursor(dir.path()), 4_242);
+        assert!(!dir.path().join("push.cursor.tmp").exists());
+        std::fs::write(dir.path().join(CURSOR), "not a number").unwrap();
+        assert_eq!(read_cursor(dir.path()), 0);
     }
 }

@@ -151,3 +151,167 @@ impl EventFilter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pb::event::Body;
+
+    use super::*;
+
+    fn filter(f: pb::EventFilter) -> EventFilter {
+        EventFilter::compile(&f).unwrap()
+    }
+
+    /// A flow from `exe` to `ip` with `names`, judged `decision` at `severity` (or unjudged).
+    fn flow(
+        exe: &str,
+        ip: [u8; 4],
+        names: &[&str],
+        verdict: Option<(pb::Decision, pb::Severity)>,
+    ) -> pb::Flow {
+        pb::Flow {
+            kind: pb::FlowKind::Connect as i32,
+            comm: "python3".into(),
+            exe: Some(exe.into()),
+            dst_ip: ip.to_vec(),
+            names: names.iter().map(ToString::to_string).collect(),
+            verdict: verdict.map(|(d, s)| pb::Verdict {
+                decision: d as i32,
+                severity: s as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn event(body: Body) -> pb::Event {
+        pb::Event {
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_condition_must_hold_on_a_flow() {
+        let openai = event(Body::Flow(Box::new(flow(
+            "/opt/llm/bin/serve",
+            [104, 18, 6, 192],
+            &["api.openai.com"],
+            Some((pb::Decision::Violation, pb::Severity::Critical)),
+        ))));
+        let internal = event(Body::Flow(Box::new(flow(
+            "/usr/bin/crm-sync",
+            [10, 1, 2, 3],
+            &[],
+            Some((pb::Decision::Allow, pb::Severity::Unspecified)),
+        ))));
+        let all = filter(pb::EventFilter::default());
+        assert!(all.matches(&openai) && all.matches(&internal));
+
+        let violations = filter(pb::EventFilter {
+            verdict: "violation".into(),
+            ..Default::default()
+        });
+        assert!(violations.matches(&openai) && !violations.matches(&internal));
+
+        let high = filter(pb::EventFilter {
+            min_severity: pb::Severity::High as i32,
+            ..Default::default()
+        });
+        assert!(high.matches(&openai) && !high.matches(&internal));
+
+        let llm = filter(pb::EventFilter {
+            workload: "/opt/llm/*".into(),
+            ..Default::default()
+        });
+        assert!(llm.matches(&openai) && !llm.matches(&internal));
+
+        let by_name = filter(pb::EventFilter {
+            destination: "*.OpenAI.com".into(),
+            ..Default::default()
+        });
+        assert!(by_name.matches(&openai) && !by_name.matches(&internal));
+        let by_net = filter(pb::EventFilter {
+            destination: "10.0.0.0/8".into(),
+            ..Default::default()
+        });
+        assert!(!by_net.matches(&openai) && by_net.matches(&internal));
+
+        let both = filter(pb::EventFilter {
+            verdict: "violation".into(),
+            destination: "10.0.0.0/8".into(),
+            ..Default::default()
+        });
+        assert!(!both.matches(&openai) && !both.matches(&internal));
+    }
+
+    #[test]
+    fn kinds_select_and_flow_conditions_reach_into_alerts_but_not_other_records() {
+        let f = flow(
+            "/opt/llm/bin/serve",
+            [104, 18, 6, 192],
+            &["api.openai.com"],
+            Some((pb::Decision::Violation, pb::Severity::High)),
+        );
+        let alert = event(Body::Alert(Box::new(pb::Alert {
+            flow: Some(f),
+            count: 3,
+            ..Default::default()
+        })));
+        let loss = event(Body::Loss(pb::Loss { lost: 7 }));
+        assert_eq!(kind_of(&alert), "alert");
+        assert_eq!(kind_of(&loss), "loss");
+
+        let alerts = filter(pb::EventFilter {
+            kinds: vec!["alert".into()],
+            ..Default::default()
+        });
+        assert!(alerts.matches(&alert) && !alerts.matches(&loss));
+        let openai = filter(pb::EventFilter {
+            destination: "api.openai.com".into(),
+            ..Default::default()
+        });
+        assert!(openai.matches(&alert), "the alert's flow is judged");
+        assert!(!openai.matches(&loss), "a loss has no flow to match");
+        assert!(filter(pb::EventFilter::default()).matches(&loss));
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_with_the_field_named() {
+        let err = |f: pb::EventFilter| EventFilter::compile(&f).unwrap_err();
+        let e = err(pb::EventFilter {
+            kinds: vec!["conect".into()],
+            ..Default::default()
+        });
+        assert!(
+            e.starts_with("filter.kinds: unknown kind \"conect\""),
+            "{e}"
+        );
+        let e = err(pb::EventFilter {
+            verdict: "deny".into(),
+            ..Default::default()
+        });
+        assert!(e.starts_with("filter.verdict \"deny\""), "{e}");
+        let e = err(pb::EventFilter {
+            workload: "[".into(),
+            ..Default::default()
+        });
+        assert!(e.starts_with("filter.workload \"[\""), "{e}");
+    }
+
+    #[test]
+    fn the_workload_is_unit_then_container_then_exe_then_comm() {
+        let mut f = flow("/usr/bin/python3", [10, 0, 0, 1], &[], None);
+        assert_eq!(workload_of(&f), "/usr/bin/python3");
+        f.container_id = Some("abc".into());
+        assert_eq!(workload_of(&f), "abc");
+        f.systemd_unit = Some("crm.service".into());
+        assert_eq!(workload_of(&f), "crm.service");
+        f.exe = None;
+        f.container_id = None;
+        f.systemd_unit = None;
+        assert_eq!(workload_of(&f), "python3");
+        f.dst_ip = vec![1, 2, 3];
+        assert_eq!(dst_ip_of(&f), None, "a malformed address is no address");
+    }
+}
