@@ -21,21 +21,23 @@ use sovereign_agent::{
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
-    policy::Policy,
+    policy::{DnsChain, Policy},
 };
 use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 
 const BATCH: usize = 1024;
 const REPLAY_RECORDS: u64 = 1_000_000;
 
+/// The CRM host's policy: external AI APIs allowed, or denied (a rule that does not name a
+/// destination lets it fall through to the default, `allow`, so denying takes a `deny`).
 fn policy_path(name: &str, deny_ai: bool) -> PathBuf {
-    let allow = if deny_ai {
-        r#"["company", "eu-cloud"]"#
+    let verdicts = if deny_ai {
+        "allow = [\"company\", \"eu-cloud\"]\ndeny = [\"external-ai\"]"
     } else {
-        r#"["company", "eu-cloud", "external-ai"]"#
+        "allow = [\"company\", \"eu-cloud\", \"external-ai\"]"
     };
     let rules = format!(
-        "\n[[rule]]\nname = \"crm\"\nworkload = {{ comm = [\"crm-sync*\"] }}\nallow = {allow}\n"
+        "\n[[rule]]\nname = \"crm\"\nworkload = {{ comm = [\"crm-sync*\"] }}\n{verdicts}\n"
     );
     let path = std::env::temp_dir().join(format!("sovereign-bench-{name}.toml"));
     std::fs::write(&path, testdata::policy_text(name, &rules)).unwrap();
@@ -79,6 +81,13 @@ fn events(policy: &Policy, n: usize) -> Vec<Event> {
             }
             rec.comm[..8].copy_from_slice(b"crm-sync");
             let mut ev = FlowEvent::from_record(EventKind::Connect, &rec, &info, &clock);
+            // A verified answer from the host's resolver, as the naming stage would record it:
+            // the policy judges names by their evidence, not by the `names` list alone.
+            ev.dns = vec![DnsChain {
+                names: vec![name.to_string()],
+                resolver: "127.0.0.53:53".into(),
+                verified: true,
+            }];
             ev.names = vec![name.to_string()];
             ev.name_source = "dns";
             ev.judge(policy);

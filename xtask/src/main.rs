@@ -166,6 +166,18 @@ fn run(cli: Cli) -> Result<()> {
                 test.extend(args.iter().map(String::as_str));
             }
             let summary = cargo_test_with_summary(&test)?;
+            // Every criterion benchmark once, as a test: a benchmark whose assertions no longer
+            // hold fails here, not months later when someone measures.
+            if args.is_empty() {
+                cargo(&[
+                    "bench",
+                    "--package",
+                    "sovereign-agent",
+                    "--benches",
+                    "--",
+                    "--test",
+                ])?;
+            }
             // The parsers of untrusted packets, fuzzed for a bounded time on every run.
             let seconds = std::env::var("SOVEREIGN_FUZZ_SECONDS")
                 .ok()

@@ -55,8 +55,16 @@ pub struct PolicySource {
     pub poll_interval: Duration,
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What tells one version of the file from the next: its modification time, size and inode.
+/// The time alone is not enough: it has the kernel's coarse clock tick (a few ms), so two
+/// writes within one tick look alike; a file renamed into place (as editors and configuration
+/// management write) has a new inode.
+type Fingerprint = Option<(SystemTime, u64, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// Loads the policy once (an error here stops the agent: it never starts without the policy
@@ -67,9 +75,9 @@ pub async fn start(
     on_reload: OnReload,
 ) -> Result<PolicyReceiver, PolicyErrors> {
     let began = Instant::now();
-    // The file's time before it is read: a change made while it loads, or before the watcher
-    // first runs, is then seen as a change, not taken for the version already loaded.
-    let seen = modified(&source.path);
+    // The file as it is before it is read: a change made while it loads, or before the
+    // watcher first runs, is then seen as a change, not taken for the version already loaded.
+    let seen = fingerprint(&source.path);
     let first = load(&source).await?;
     stats.record(began.elapsed(), None);
     log_loaded(&first, "policy loaded");
@@ -103,7 +111,7 @@ async fn watch_loop(
     tx: watch::Sender<Option<Arc<Policy>>>,
     stats: Arc<LoadStats>,
     on_reload: OnReload,
-    mut seen: Option<SystemTime>,
+    mut seen: Fingerprint,
 ) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -118,7 +126,7 @@ async fn watch_loop(
         let reason = tokio::select! {
             _ = hup.recv() => "SIGHUP",
             _ = tick.tick() => {
-                let now = modified(&source.path);
+                let now = fingerprint(&source.path);
                 if now == seen {
                     continue;
                 }
