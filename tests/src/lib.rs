@@ -609,3 +609,35 @@ pub fn assert_metrics(text: &str, expected: &[(&str, f64)]) {
         assert_eq!(metric(text, series), Some(*value), "{series} in:\n{text}");
     }
 }
+
+/// Starts `sovereign-collector` on 127.0.0.1:`port` with the certificates in `dir` (`ca`,
+/// `collector`; see [`openssl_cert`]), its journal and API socket in `dir`; returns once its
+/// socket is there.
+pub fn start_collector(dir: &Path, port: u16) -> Reaped {
+    let socket = dir.join("collector.sock");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new(target_bin("sovereign-collector"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--journal")
+        .arg(dir.join("collector-journal"))
+        .arg("--tls-cert")
+        .arg(dir.join("collector.pem"))
+        .arg("--tls-key")
+        .arg(dir.join("collector.key"))
+        .arg("--client-ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--api-socket")
+        .arg(&socket)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sovereign-collector");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "the collector did not start");
+    Reaped(child)
+}

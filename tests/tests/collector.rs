@@ -11,41 +11,12 @@ use std::{
 use serde_json::Value;
 use sovereign_agent_tests::{
     assert_metrics, closed_port, free_port, loopback_policy, metric, openssl_cert, python_client,
-    require_root, sigterm, start_agent_with, target_bin, wait_for_event, wait_for_metric, Reaped,
-    TestCgroup,
+    require_root, sigterm, start_agent_with, start_collector, target_bin, wait_for_event,
+    wait_for_metric, Reaped, TestCgroup,
 };
 
 /// How long the collector is down while violations keep happening.
 const OUTAGE: Duration = Duration::from_secs(30);
-
-fn start_collector(dir: &Path, port: u16) -> Reaped {
-    let socket = dir.join("collector.sock");
-    let _ = std::fs::remove_file(&socket);
-    let child = Command::new(target_bin("sovereign-collector"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--journal")
-        .arg(dir.join("collector-journal"))
-        .arg("--tls-cert")
-        .arg(dir.join("collector.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("collector.key"))
-        .arg("--client-ca")
-        .arg(dir.join("ca.pem"))
-        .arg("--api-socket")
-        .arg(&socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sovereign-collector");
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(socket.exists(), "the collector did not start");
-    Reaped(child)
-}
 
 /// The collector's first `n` alerts (waits up to 60 s for them).
 fn collector_alerts(dir: &Path, n: usize) -> Vec<Value> {

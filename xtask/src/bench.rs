@@ -284,7 +284,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-pub(crate) fn make_cgroup() -> Result<PathBuf> {
+fn make_cgroup() -> Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let root = mountinfo
         .lines()
@@ -356,7 +356,7 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
 /// Starts `sovereign-agent run ...` (JSON logs) and returns once it is capturing. The
 /// per-workload budgets and the flow ceiling are off: the benchmarks' workloads are floods by
 /// design, and what they measure is the capture path itself (docs/performance.md).
-pub(crate) fn spawn_capturing(command: &mut Command) -> Result<Child> {
+fn spawn_capturing(command: &mut Command) -> Result<Child> {
     let mut child = command
         .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
         .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")

@@ -14,7 +14,6 @@
 //! A plain `cargo test` (no root) runs the unit tests and the agent crate's own integration
 //! tests; the `tests` crate is outside `default-members` for that reason.
 mod bench;
-mod bench_alerts;
 mod package;
 mod setup;
 
@@ -111,7 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::BenchAlerts => {
             setup::ensure()?;
-            bench_alerts::run(&root)
+            bench_alerts(&root)
         }
         Cmd::Package {
             format: _,
@@ -207,6 +206,21 @@ fn run(cli: Cli) -> Result<()> {
 /// root-only integration tests (`tests`, out of `default-members` so that a plain `cargo test`
 /// passes without root).
 const ALL_HOST_CRATES: &[&str] = &["--workspace", "--exclude", "sovereign-agent-ebpf"];
+
+/// The alert path through a real collector: `sa-bench-alerts` (tests/src/bin, where the
+/// integration tests' helpers are), built and run in release.
+fn bench_alerts(root: &std::path::Path) -> Result<()> {
+    cargo(&[&["build", "--release"], ALL_HOST_CRATES, &["--bins"]].concat())?;
+    let release = root.join("target/release");
+    let status = Command::new(release.join("sa-bench-alerts"))
+        .env("SOVEREIGN_TEST_BIN_DIR", &release)
+        .status()
+        .context("running target/release/sa-bench-alerts")?;
+    if !status.success() {
+        bail!("sa-bench-alerts failed ({status})");
+    }
+    Ok(())
+}
 
 /// Lints the eBPF crate on its own target (bpfel-unknown-none), as aya's xtask does: with
 /// Debian's toolchain, which has the prebuilt `core` for it, in a target directory of its own.
