@@ -34,6 +34,24 @@ severity = "critical"
     )
 }
 
+/// A connection of the LLM server (the policy's `llm` rule) to `ip`:443.
+fn llm_flow<'a>(ip: IpAddr, dns: &'a [DnsChain], sni: Option<&'a str>) -> Flow<'a> {
+    Flow {
+        ip,
+        port: 443,
+        dns,
+        sni,
+        sni_unreadable: false,
+        exe: Some("/opt/llm/bin/server"),
+        interpreter: None,
+        ancestors: &[],
+        comm: "server",
+        cgroup: None,
+        container_id: None,
+        uid: 1000,
+    }
+}
+
 fn load() -> Policy {
     let path = std::env::temp_dir().join("sovereign-bench-policy.toml");
     std::fs::write(&path, policy_text()).unwrap();
@@ -105,43 +123,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("ip_only", |b| {
         b.iter(|| {
             for ip in &ips {
-                let flow = Flow {
-                    ip: *ip,
-                    port: 443,
-                    dns: &[],
-                    sni: None,
-                    sni_unreadable: false,
-                    exe: Some("/opt/llm/bin/server"),
-                    interpreter: None,
-                    ancestors: &[],
-                    comm: "server",
-                    cgroup: None,
-                    container_id: None,
-                    uid: 1000,
-                };
-                black_box(policy.classify(black_box(&flow)));
+                black_box(policy.classify(black_box(&llm_flow(*ip, &[], None))));
             }
         });
     });
     g.bench_function("with_name", |b| {
         b.iter(|| {
             for (i, ip) in ips.iter().enumerate() {
-                let flow = Flow {
-                    ip: *ip,
-                    port: 443,
-                    dns: &names_pool[i % names_pool.len()],
-                    sni: (i % 2 == 0)
-                        .then(|| names_pool[i % names_pool.len()][0].names[0].as_str()),
-                    sni_unreadable: false,
-                    exe: Some("/opt/llm/bin/server"),
-                    interpreter: None,
-                    ancestors: &[],
-                    comm: "server",
-                    cgroup: None,
-                    container_id: None,
-                    uid: 1000,
-                };
-                black_box(policy.classify(black_box(&flow)));
+                let dns = &names_pool[i % names_pool.len()];
+                let sni = (i % 2 == 0).then(|| dns[0].names[0].as_str());
+                black_box(policy.classify(black_box(&llm_flow(*ip, dns, sni))));
             }
         });
     });
@@ -149,20 +140,7 @@ fn bench(c: &mut Criterion) {
 
     // What /metrics costs the pipeline per judged flow: one kind counter and one verdict
     // counter (decision, severity, rule) under a mutex nobody else holds.
-    let flow = Flow {
-        ip: ips[0],
-        port: 443,
-        dns: &names_pool[0],
-        sni: None,
-        sni_unreadable: false,
-        exe: Some("/opt/llm/bin/server"),
-        interpreter: None,
-        ancestors: &[],
-        comm: "server",
-        cgroup: None,
-        container_id: None,
-        uid: 1000,
-    };
+    let flow = llm_flow(ips[0], &names_pool[0], None);
     let explanation = policy.explain(&flow, &policy.classify(&flow));
     let counters = sovereign_agent::serve::metrics::Counters::default();
     let mut g = c.benchmark_group("metrics");

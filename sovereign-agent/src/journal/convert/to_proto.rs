@@ -175,7 +175,7 @@ fn verdict_to_proto(v: &Explanation) -> pb::Verdict {
     }
 }
 
-fn severity_to_proto(s: Option<Severity>) -> pb::Severity {
+pub(super) fn severity_to_proto(s: Option<Severity>) -> pb::Severity {
     match s {
         None => pb::Severity::Unspecified,
         Some(Severity::Info) => pb::Severity::Info,

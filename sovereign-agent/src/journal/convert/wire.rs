@@ -116,15 +116,7 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
                 Decision::Violation => pb::Decision::Violation,
             };
             uint(1, decision as u64, out);
-            let severity = match v.severity {
-                None => pb::Severity::Unspecified,
-                Some(Severity::Info) => pb::Severity::Info,
-                Some(Severity::Low) => pb::Severity::Low,
-                Some(Severity::Medium) => pb::Severity::Medium,
-                Some(Severity::High) => pb::Severity::High,
-                Some(Severity::Critical) => pb::Severity::Critical,
-            };
-            uint(2, severity as u64, out);
+            uint(2, to_proto::severity_to_proto(v.severity) as u64, out);
             str(3, &v.rule, out);
             for z in &v.zones {
                 bytes(4, z.as_bytes(), out);
