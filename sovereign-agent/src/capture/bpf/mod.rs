@@ -398,7 +398,8 @@ impl Capture {
             .program_mut(hook.program())
             .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
         // Link-based attachment (kernel 5.7+) always coexists with other programs on the
-        // cgroup; `Single` is the flag value link_create accepts (see ebpf-toolchain.md).
+        // cgroup; `Single` is the flag value link_create accepts (aya 0.14's `AllowMultiple`
+        // fails with EINVAL there; docs/development.md, "The eBPF toolchain").
         let mode = CgroupAttachMode::Single;
         match hook {
             Hook::Connect4 | Hook::Connect6 | Hook::Sendmsg4 | Hook::Sendmsg6 => {
