@@ -487,6 +487,21 @@ pub fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &
     }
 }
 
+/// The certificates of a collector on 127.0.0.1 and one agent, in `dir`: a CA (`ca`), the
+/// collector's server certificate (`collector`) and the agent's client certificate (`agent`),
+/// valid for two days.
+pub fn collector_certs(dir: &Path, agent: &str) {
+    openssl_cert(dir, "ca", None, "2", "");
+    openssl_cert(
+        dir,
+        "collector",
+        Some("ca"),
+        "2",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    openssl_cert(dir, agent, Some("ca"), "2", "extendedKeyUsage=clientAuth\n");
+}
+
 /// A policy with one zone, loopback (127.0.0.0/8), and one rule for the `sa-traffic`
 /// generator: `rule` is its body, e.g. `deny = ["loopback"]\nseverity = "critical"`.
 pub fn loopback_policy(name: &str, version: &str, rule: &str) -> String {

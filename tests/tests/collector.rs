@@ -10,9 +10,9 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    assert_metrics, closed_port, free_port, loopback_policy, metric, openssl_cert, python_client,
-    require_root, sigterm, start_agent_with, start_collector, target_bin, wait_for_event,
-    wait_for_metric, Reaped, TestCgroup,
+    assert_metrics, closed_port, collector_certs, free_port, loopback_policy, metric,
+    python_client, require_root, sigterm, start_agent_with, start_collector, target_bin,
+    wait_for_event, wait_for_metric, Reaped, TestCgroup,
 };
 
 /// How long the collector is down while violations keep happening.
@@ -97,21 +97,7 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let dir: PathBuf = std::env::temp_dir().join(format!("sa-collector-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    openssl_cert(&dir, "ca", None, "2", "");
-    openssl_cert(
-        &dir,
-        "collector",
-        Some("ca"),
-        "2",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    );
-    openssl_cert(
-        &dir,
-        "agent-a",
-        Some("ca"),
-        "2",
-        "extendedKeyUsage=clientAuth\n",
-    );
+    collector_certs(&dir, "agent-a");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -272,21 +258,7 @@ fn alerts_with_huge_command_lines_and_a_backlog_over_the_message_limit_are_all_d
         std::env::temp_dir().join(format!("sa-collector-big-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    openssl_cert(&dir, "ca", None, "2", "");
-    openssl_cert(
-        &dir,
-        "collector",
-        Some("ca"),
-        "2",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    );
-    openssl_cert(
-        &dir,
-        "agent-a",
-        Some("ca"),
-        "2",
-        "extendedKeyUsage=clientAuth\n",
-    );
+    collector_certs(&dir, "agent-a");
     let port = free_port();
     std::fs::write(
         dir.join("policy.toml"),

@@ -19,7 +19,7 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    free_port, loopback_policy, openssl_cert, sigterm, start_agent_with, start_collector,
+    collector_certs, free_port, loopback_policy, sigterm, start_agent_with, start_collector,
     target_bin, TestCgroup,
 };
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
@@ -38,21 +38,7 @@ fn main() {
     let dir = std::env::temp_dir().join("sovereign-bench-alerts");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench directory");
-    openssl_cert(&dir, "ca", None, "2", "");
-    openssl_cert(
-        &dir,
-        "collector",
-        Some("ca"),
-        "2",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    openssl_cert(
-        &dir,
-        "bench-agent",
-        Some("ca"),
-        "2",
-        "extendedKeyUsage=clientAuth\n",
-    );
+    collector_certs(&dir, "bench-agent");
     std::fs::write(
         dir.join("policy.toml"),
         loopback_policy(
