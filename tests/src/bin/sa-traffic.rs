@@ -14,6 +14,9 @@
 //! sa-traffic CGROUP_PROCS connect-loop ADDR N  N TCP connections to a listener of its own on
 //!                                              ADDR, which closes first; prints elapsed_ns
 //!                                              (SA_TRAFFIC_RATE=R: at most R per second)
+//! sa-traffic CGROUP_PROCS connect-to ADDR N    the same to a listener at ADDR (`serve`'s)
+//! sa-traffic CGROUP_PROCS serve ADDR           connect-loop's listener alone, until killed;
+//!                                              prints its port
 //! sa-traffic CGROUP_PROCS udp-loop ADDR N      N datagrams to ADDR from one socket; elapsed_ns
 //! sa-traffic CGROUP_PROCS udp-distinct ADDR N  N datagrams from one socket, each to a new
 //!                                              destination (ports 1024.., then the next IPv4
@@ -100,7 +103,19 @@ fn main() {
             }
             s.local_addr().unwrap().port()
         }
-        "connect-loop" => connect_loop(pid, addr, num(4)),
+        "connect-loop" => {
+            let listener = serve(addr);
+            connect_loop(pid, listener, num(4))
+        }
+        "connect-to" => connect_loop(pid, addr, num(4)),
+        "serve" => {
+            let target = serve(addr);
+            println!("{{\"pid\":{pid},\"local_port\":{}}}", target.port());
+            // Serve until killed.
+            loop {
+                std::thread::park();
+            }
+        }
         "udp-distinct" => {
             let n = num(4);
             let SocketAddr::V4(base) = addr else {
@@ -189,9 +204,9 @@ fn reset_on_close(s: &TcpStream) {
     };
 }
 
-/// N TCP connections to a listener of this process; prints the elapsed time and how many
-/// connections took over 100 ms (a stall is a kernel-level retransmit, not the agent).
-fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
+/// A listener on `addr` served by a thread of this process: it reads the client's byte and
+/// resets the connection. Returns the address it listens on.
+fn serve(addr: SocketAddr) -> SocketAddr {
     let listener =
         std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(format!("listen: {e}")));
     let target = listener.local_addr().unwrap();
@@ -204,6 +219,13 @@ fn connect_loop(pid: u32, addr: SocketAddr, n: usize) -> ! {
             reset_on_close(&s);
         }
     });
+    target
+}
+
+/// N TCP connections to `target`, a [`serve`] listener (of this process or another); prints
+/// the elapsed time and how many connections took over 100 ms (a stall is a kernel-level
+/// retransmit, not the agent).
+fn connect_loop(pid: u32, target: SocketAddr, n: usize) -> ! {
     let mut eof = [0u8; 1];
     let mut stalls = 0;
     let rate: Option<f64> = std::env::var("SA_TRAFFIC_RATE")
