@@ -16,7 +16,7 @@ use sovereign_agent_common::{
 };
 
 use crate::{
-    emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit_priority},
+    emit::{ipv4_bytes, ipv6_bytes, record, submit_priority},
     maps::{TcpSocket, TCP_SOCKETS},
 };
 
@@ -135,11 +135,14 @@ fn on_close(ctx: &SockOpsContext, cookie: u64, socket: &TcpSocket, old: u32) {
 #[inline(always)]
 fn emit(ctx: &SockOpsContext, kind: RecordKind, flags: u8) {
     let cookie = cookie(ctx);
-    // The socket's owner as recorded at connect(); the current task otherwise.
+    // The socket's owner as recorded at connect(). Without one (its connect was over the
+    // workload's budget, or came before the programs were attached) there is nobody to name:
+    // the callback usually runs in softirq context, where the current task is unrelated, and
+    // kernels before 6.10 refuse the current-task helpers in sockops programs at load time
+    // (found by the 6.1 VM tests, docs/kernel.md).
     // SAFETY: the value is copied out before any other map operation.
-    let owner = match unsafe { TCP_SOCKETS.get(cookie) } {
-        Some(socket) => socket.owner,
-        None => current_owner(),
+    let Some(owner) = (unsafe { TCP_SOCKETS.get(cookie) }).map(|socket| socket.owner) else {
+        return;
     };
     let mut rec = flow_record(ctx, kind, cookie, &owner);
     rec.flags = flags;

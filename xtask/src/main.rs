@@ -10,12 +10,15 @@
 //!   cargo xtask bench-alerts   alert push throughput and latency through a real collector
 //!   cargo xtask fuzz    every fuzz target for a bounded time (nightly)
 //!   cargo xtask package deb   the Debian package, into target/debian/
+//!   cargo xtask vm-test --kernel 6.1   the kernel-facing integration tests in a qemu guest
+//!                       on Debian's 6.1 kernel (or `host`, or a kernel package)
 //!
 //! A plain `cargo test` (no root) runs the unit tests and the agent crate's own integration
 //! tests; the `tests` crate is outside `default-members` for that reason.
 mod bench;
 mod package;
 mod setup;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
@@ -65,6 +68,22 @@ enum Cmd {
     /// agents), after building the binaries they run.
     IntegrationTest {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The kernel-facing integration suites on another kernel, in a qemu guest (root).
+    VmTest {
+        /// `6.1` (Debian's LTS kernel, downloaded), `host` (this machine, no guest), or a
+        /// kernel package (.deb) or the directory it was extracted into.
+        #[arg(long, default_value = "6.1")]
+        kernel: String,
+        /// Suites of the tests crate to run (default: those that exercise the kernel).
+        #[arg(long, value_delimiter = ',')]
+        suites: Vec<String>,
+        /// Stop the whole run after this many minutes.
+        #[arg(long, default_value_t = 40)]
+        timeout_minutes: u64,
+        /// Extra arguments for every test executable (e.g. a test name filter).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -144,6 +163,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             cargo_test_with_summary(&test).map(drop)
         }
+        Cmd::VmTest {
+            kernel,
+            suites,
+            timeout_minutes,
+            args,
+        } => {
+            setup::ensure()?;
+            vm::run(&root, &vm_options(kernel, suites, timeout_minutes, args))
+        }
         Cmd::Test { args } => {
             setup::ensure()?;
             cargo(&["fmt", "--all", "--check"])?;
@@ -199,6 +227,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{summary}");
             Ok(())
         }
+    }
+}
+
+fn vm_options(kernel: String, suites: Vec<String>, minutes: u64, args: Vec<String>) -> vm::Options {
+    vm::Options {
+        kernel,
+        suites: if suites.is_empty() {
+            vm::DEFAULT_SUITES.iter().map(ToString::to_string).collect()
+        } else {
+            suites
+        },
+        test_args: args,
+        timeout: std::time::Duration::from_secs(minutes * 60),
     }
 }
 

@@ -51,7 +51,14 @@ const PACKAGES: &[(&str, &str)] = &[
         "debootstrap",
         "a Debian base image for the agent's Containerfile",
     ),
-    ("busybox-static", "the workload container's only program"),
+    (
+        "busybox-static",
+        "the workload container's only program, and the VM test guest's init",
+    ),
+    (
+        "qemu-system-x86",
+        "a guest on another kernel for the VM test matrix (cargo xtask vm-test)",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
