@@ -138,8 +138,8 @@ fn emit(ctx: &SockOpsContext, kind: RecordKind, flags: u8) {
     // The socket's owner as recorded at connect(). Without one (its connect was over the
     // workload's budget, or came before the programs were attached) there is nobody to name:
     // the callback usually runs in softirq context, where the current task is unrelated, and
-    // kernels before 6.10 refuse the current-task helpers in sockops programs at load time
-    // (found by the 6.1 VM tests, docs/kernel.md).
+    // older kernels (6.1, found by the VM tests: docs/kernel.md) refuse the current-task
+    // helpers in sockops programs at load time.
     // SAFETY: the value is copied out before any other map operation.
     let Some(owner) = (unsafe { TCP_SOCKETS.get(cookie) }).map(|socket| socket.owner) else {
         return;

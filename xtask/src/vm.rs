@@ -25,7 +25,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 /// The suites run by default: every hook and kernel-facing path (capture: the connect,
-/// sendmsg, sockops and release programs and the ring buffers; naming: the cgroup_skb
+/// sendmsg, sockops and release programs and the ring buffers; degraded: each hook refused in
+/// turn; naming: the cgroup_skb
 /// programs with a real DNS server and TLS clients; existing: sock_diag at start; identity:
 /// the process tracepoints; journal: crash safety; name_attacks: forged names, in user and
 /// network namespaces). `flood` is a load test calibrated to native speed (a million
@@ -33,6 +34,7 @@ use anyhow::{bail, Context, Result};
 /// container, packaging, operations) exercise user space and outside tools, not the kernel.
 pub const DEFAULT_SUITES: &[&str] = &[
     "capture",
+    "degraded",
     "naming",
     "existing",
     "identity",
@@ -545,8 +547,18 @@ impl Cpio {
 
 fn qemu(kernel: &Kernel, initramfs: &Path) -> Command {
     let accel = std::env::var("SOVEREIGN_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    // Multi-threaded TCG (a host thread per guest CPU) is not safe for code the guest
+    // patches while another CPU runs it: the kernel's jump labels, flipped when a tracepoint
+    // is attached, left a CPU spinning in a half-patched `jmp` (a soft lockup in
+    // syscall_trace_enter, in three runs of about a dozen). One host thread for both guest CPUs
+    // keeps the guest SMP and the patching coherent.
+    let accel_arg = if accel == "tcg" {
+        "tcg,thread=single".to_string()
+    } else {
+        accel.clone()
+    };
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", &accel])
+    c.args(["-accel", &accel_arg])
         .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
         .args(["-smp", "2", "-m", "4G", "-nographic", "-no-reboot"])
         .arg("-kernel")

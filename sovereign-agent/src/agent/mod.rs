@@ -143,12 +143,14 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     // The ring's fill is known once the maps are taken (after attaching).
     let ring_fill = Arc::new(std::sync::OnceLock::new());
     let program_fds = Arc::new(std::sync::OnceLock::new());
+    let hook_states = Arc::new(std::sync::OnceLock::new());
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().ok();
         let sources = metrics::Sources {
             counters: counters.clone(),
             ring: ring_fill.clone(),
             programs: program_fds.clone(),
+            hooks: hook_states.clone(),
             journal: journal.as_ref().map(|j| j.2.clone()),
             policy: policy.clone(),
             subscribers: api.subscribers(),
@@ -166,6 +168,16 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     let hooks = capture.attach(&cgroup)?.to_vec();
     let _ = program_fds.set(metrics::programs::Programs(capture.program_fds()));
+    let _ = hook_states.set(
+        hooks
+            .iter()
+            .map(|h| metrics::HookState {
+                attach_point: h.hook.attach_point(),
+                attached: h.error.is_none(),
+                loses: h.hook.loses(),
+            })
+            .collect(),
+    );
     let attached: Vec<String> = hooks
         .iter()
         .filter(|h| h.error.is_none())

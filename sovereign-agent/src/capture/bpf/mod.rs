@@ -209,6 +209,22 @@ fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Hooks (attach points, comma-separated) that [`Capture::attach`] treats as refused by the
+/// kernel without trying them: how the tests prove, on any kernel, that the agent degrades
+/// as it says when one hook is missing (tests/tests/degraded.rs, docs/kernel.md).
+pub const REFUSE_HOOKS_ENV: &str = "SOVEREIGN_TEST_REFUSE_HOOKS";
+
+fn refused_for_tests() -> Vec<String> {
+    std::env::var(REFUSE_HOOKS_ENV)
+        .map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The result of attaching one hook.
 #[derive(Clone, Debug)]
 pub struct HookStatus {
@@ -340,16 +356,23 @@ impl Capture {
         })?;
         self.scope_processes(cgroup)?;
         let mut permission_denied = false;
+        let refused = refused_for_tests();
         for hook in Hook::ALL {
-            let result = self.attach_one(hook, &cgroup_file);
+            let result = if refused.iter().any(|r| r == hook.attach_point()) {
+                Err(format!("refused by {REFUSE_HOOKS_ENV} (a test switch)"))
+            } else {
+                self.attach_one(hook, &cgroup_file).map_err(|e| {
+                    permission_denied |= is_permission(&e);
+                    error_chain(&e)
+                })
+            };
             if let Err(e) = &result {
-                permission_denied |= is_permission(e);
-                tracing::warn!(hook = %hook, error = %error_chain(e),
+                tracing::warn!(hook = %hook, error = %e,
                     "hook unavailable on this kernel; not reported: {}", hook.loses());
             }
             self.hooks.push(HookStatus {
                 hook,
-                error: result.err().map(|e| error_chain(&e)),
+                error: result.err(),
             });
         }
         if self.hooks.iter().all(|h| h.error.is_some()) {

@@ -109,7 +109,7 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
     if !s.counters.ready.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the programs are not attached (starting or stopping)\n",
+            "not ready: the programs are not attached (starting or stopping)\n".to_string(),
         );
     }
     let ring_full = s
@@ -119,14 +119,34 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
     if ring_full {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded: the ring buffer is over 90% full (records may be lost)\n",
+            "overloaded: the ring buffer is over 90% full (records may be lost)\n".to_string(),
         );
     }
     if s.counters.output_behind.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded: the journal is behind its disk (reading paused)\n",
+            "overloaded: the journal is behind its disk (reading paused)\n".to_string(),
         );
     }
-    (StatusCode::OK, "ready\n")
+    // Degraded is still ready (the agent reports what its hooks see), but it says what is
+    // missing, so that a probe's output or a `curl` tells an operator at once.
+    let missing: Vec<String> = s
+        .hooks
+        .get()
+        .into_iter()
+        .flatten()
+        .filter(|h| !h.attached)
+        .map(|h| format!("{} (not reported: {})", h.attach_point, h.loses))
+        .collect();
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::OK,
+            format!(
+                "ready, degraded: hooks not attached: {}\n",
+                missing.join("; ")
+            ),
+        )
+    }
 }

@@ -27,6 +27,8 @@ pub struct Sources {
     pub ring: Arc<std::sync::OnceLock<ring::RingFill>>,
     /// The attached programs, for their run-time statistics.
     pub programs: Arc<std::sync::OnceLock<programs::Programs>>,
+    /// Every hook, attached or not (known once the programs are attached).
+    pub hooks: Arc<std::sync::OnceLock<Vec<HookState>>>,
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
@@ -34,6 +36,15 @@ pub struct Sources {
     pub started_unix_ns: i64,
     /// The start-up scan for connections already open.
     pub existing: Arc<crate::capture::existing::Report>,
+}
+
+/// One hook as it stands since start: a kernel that refuses it leaves the agent running
+/// without what it reports (`/readyz` and `sovereign_agent_hook_attached` say so).
+pub struct HookState {
+    pub attach_point: &'static str,
+    pub attached: bool,
+    /// What is not reported without it.
+    pub loses: &'static str,
 }
 
 fn kind_name(kind: EventKind) -> &'static str {
@@ -251,6 +262,16 @@ pub fn render(s: &Sources) -> String {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    if let Some(hooks) = s.hooks.get() {
+        out.gauge(
+            "sovereign_agent_hook_attached",
+            "1 for each hook attached at start, 0 for one the kernel refused (see /readyz for what is not reported).",
+            &hooks
+                .iter()
+                .map(|h| (vec![("hook", h.attach_point)], f64::from(u8::from(h.attached))))
+                .collect::<Vec<_>>(),
+        );
+    }
     if let Some(programs) = s.programs.get() {
         let stats = programs.read();
         out.counter(
