@@ -108,7 +108,16 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         let dir = root.join("target/vm").join(&kernel.release);
         std::fs::create_dir_all(&dir)?;
         let initramfs = dir.join("initramfs.cpio");
-        write_initramfs(&kernel, &script, &initramfs)?;
+        // The workspace and every directory a test executable lives in.
+        let mut keep = vec![root.to_path_buf()];
+        for (_, exe) in &chosen {
+            if let Some(dir) = exe.parent() {
+                if !keep.iter().any(|k| dir.starts_with(k)) {
+                    keep.push(dir.to_path_buf());
+                }
+            }
+        }
+        write_initramfs(&kernel, &script, &keep, &initramfs)?;
         let label = format!("{} ({})", kernel.release, kernel.package);
         eprintln!("xtask: vm-test on {label}: booting a qemu guest");
         (
@@ -427,7 +436,19 @@ fn module_depends(path: &Path) -> Result<Vec<String>> {
 }
 
 /// The guest's first program: mount the host's file system and run the script in it.
-fn init_script(modules: &[String]) -> String {
+fn init_script(modules: &[String], keep: &[PathBuf]) -> String {
+    // Directories the tests run from (the workspace, the target directory) stay visible when
+    // they lie under a directory that gets a fresh tmpfs (a clone in /tmp, say): held by a
+    // bind mount meanwhile, then moved back into place.
+    let (mut hold, mut restore) = (String::new(), String::new());
+    for (i, dir) in keep.iter().enumerate() {
+        let dir = shell_quote(&dir.display().to_string());
+        hold += &format!("mkdir -p /hold/{i}; mount --bind $R{dir} /hold/{i}\n");
+        restore += &format!(
+            "if [ -d $R{dir}/. ] && [ \"$(ls -A $R{dir})\" ]; then umount /hold/{i}; \
+             else mkdir -p $R{dir}; mount --move /hold/{i} $R{dir}; fi\n"
+        );
+    }
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -445,8 +466,8 @@ mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
-for d in tmp run var/tmp; do mount -t tmpfs tmpfs $R/$d; done
-mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
+{hold}for d in tmp run var/tmp; do mount -t tmpfs tmpfs $R/$d; done
+{restore}mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t tracefs tracefs $R/sys/kernel/tracing
 mount -t debugfs debugfs $R/sys/kernel/debug
@@ -465,7 +486,7 @@ echo o > /proc/sysrq-trigger'
 }
 
 /// busybox, the modules and the scripts, as a newc cpio archive.
-fn write_initramfs(kernel: &Kernel, script: &str, out: &Path) -> Result<()> {
+fn write_initramfs(kernel: &Kernel, script: &str, keep: &[PathBuf], out: &Path) -> Result<()> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .map(PathBuf::from)
@@ -486,7 +507,7 @@ fn write_initramfs(kernel: &Kernel, script: &str, out: &Path) -> Result<()> {
         cpio.file(&format!("modules/{name}"), &std::fs::read(&path)?, 0o644);
         names.push(name);
     }
-    cpio.file("init", init_script(&names).as_bytes(), 0o755);
+    cpio.file("init", init_script(&names, keep).as_bytes(), 0o755);
     cpio.file("run-tests", script.as_bytes(), 0o644);
     std::fs::write(out, cpio.finish()).with_context(|| format!("writing {}", out.display()))
 }
