@@ -297,6 +297,10 @@ pub enum Lifecycle {
         hooks: Vec<String>,
         hooks_failed: Vec<String>,
         pid: u32,
+        /// What the refused hooks would have reported ("HOOK: what"): what every flow after
+        /// this start lacks. Absent when every hook attached.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        not_reported: Vec<String>,
     },
     /// The agent stopped.
     AgentStop {

@@ -92,6 +92,15 @@ fn each_refused_hook_is_reported_everywhere_and_the_agent_runs_with_the_rest() {
             .collect();
         assert_eq!(attached.len(), HOOKS.len() - 1, "{start}");
         assert!(!attached.contains(hook), "{start}");
+        // What every flow after this start lacks, journaled with it.
+        let lacks = start["not_reported"].as_array().expect("not_reported");
+        assert!(
+            lacks.len() == 1
+                && lacks[0].as_str().is_some_and(
+                    |l| l.starts_with(&format!("{hook}: ")) && l.len() > hook.len() + 4
+                ),
+            "{start}"
+        );
 
         // /readyz: still ready (the rest works), and says what is missing.
         let (status, body) = http_get(&addr, "/readyz");
@@ -148,6 +157,12 @@ fn without_the_tcp_state_hook_a_connect_is_reported_and_no_close_is_invented() {
     let (pid, port) = cgroup.traffic(&["tcp", &server.to_string(), "5", "7"]);
     let _ = done.recv_timeout(Duration::from_secs(10));
 
+    let start = wait_for_event(&output, |e| e["kind"] == "agent_start");
+    assert_eq!(
+        start["not_reported"],
+        serde_json::json!(["sockops: TCP established/close events and byte counts"]),
+        "{start}"
+    );
     let connect = wait_for_event(&output, |e| {
         e["kind"] == "connect" && e["pid"] == pid && e["dst_port"] == server.port()
     });

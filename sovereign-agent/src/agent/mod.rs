@@ -210,7 +210,12 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         ),
         None => (output, None),
     };
-    let start = identity.start_record(&cgroup, attached.clone(), failed);
+    let not_reported = hooks
+        .iter()
+        .filter(|h| h.error.is_some())
+        .map(|h| format!("{}: {}", h.hook, h.hook.loses()))
+        .collect();
+    let start = identity.start_record(&cgroup, attached.clone(), failed, not_reported);
     sink.write(&Event::Lifecycle(Box::new(start)))
         .and_then(|_| sink.flush())
         .map_err(PipelineError::Output)?;
@@ -363,6 +368,7 @@ impl Identity {
         cgroup: &std::path::Path,
         hooks: Vec<String>,
         hooks_failed: Vec<String>,
+        not_reported: Vec<String>,
     ) -> LifecycleEvent {
         LifecycleEvent::now(Lifecycle::AgentStart {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -374,6 +380,7 @@ impl Identity {
             hooks,
             hooks_failed,
             pid: std::process::id(),
+            not_reported,
         })
     }
 }

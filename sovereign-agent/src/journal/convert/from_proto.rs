@@ -311,6 +311,7 @@ fn lifecycle_from_proto(l: pb::Lifecycle) -> Result<Lifecycle, ConvertError> {
             hooks: s.hooks,
             hooks_failed: s.hooks_failed,
             pid: s.pid,
+            not_reported: s.not_reported,
         },
         Kind::Stop(s) => Lifecycle::AgentStop {
             reason: s.reason,

@@ -114,3 +114,29 @@ mod recorded {
         );
     }
 }
+
+/// A start with a refused hook keeps what its flows lack through the journal.
+#[test]
+fn agent_start_with_a_refused_hook_round_trips_with_what_it_lacks() {
+    use crate::event::{Lifecycle, LifecycleEvent};
+    let start = Event::Lifecycle(Box::new(LifecycleEvent::now(Lifecycle::AgentStart {
+        version: "0.1.0".into(),
+        binary_hash: "sha256:00".into(),
+        config_hash: "sha256:11".into(),
+        config_path: None,
+        hostname: "h".into(),
+        cgroup: "/sys/fs/cgroup/x".into(),
+        hooks: vec!["cgroup/connect4".into()],
+        hooks_failed: vec!["sockops".into()],
+        pid: 7,
+        not_reported: vec!["sockops: TCP established/close events and byte counts".into()],
+    })));
+    let mut bytes = Vec::new();
+    encode(&start, &mut bytes);
+    let back = decode(&bytes).unwrap();
+    assert_eq!(
+        serde_json::to_value(&back).unwrap()["not_reported"],
+        serde_json::json!(["sockops: TCP established/close events and byte counts"])
+    );
+    assert_eq!(back, start);
+}

@@ -199,6 +199,7 @@ fn lifecycle_to_proto(l: &Lifecycle) -> pb::Lifecycle {
             hooks,
             hooks_failed,
             pid,
+            not_reported,
         } => Kind::Start(pb::AgentStart {
             version,
             binary_hash,
@@ -209,6 +210,7 @@ fn lifecycle_to_proto(l: &Lifecycle) -> pb::Lifecycle {
             hooks,
             hooks_failed,
             pid,
+            not_reported,
         }),
         Lifecycle::AgentStop {
             reason,
