@@ -267,6 +267,18 @@ pub fn start_agent_wrapped(
     extra: &[&str],
     wrapper: &[&str],
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let (child, _, logs) = start_agent_logged(cgroup, output, extra, wrapper);
+    (child, logs)
+}
+
+/// [`start_agent_wrapped`], also returning the log lines the agent wrote before `capturing`
+/// (what it said while attaching).
+pub fn start_agent_logged(
+    cgroup: &TestCgroup,
+    output: &Path,
+    extra: &[&str],
+    wrapper: &[&str],
+) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
     // Each agent journals next to its output (never to the system default, shared by tests
     // that run at the same time), unless the test chose.
     let mut journal = Vec::new();
@@ -313,13 +325,14 @@ pub fn start_agent_wrapped(
         .spawn()
         .expect("start sovereign-agent");
     let rx = stderr_lines(&mut child);
+    let mut before = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("\"capturing\"") => return (child, rx),
-            Ok(_) => {}
+            Ok(line) if line.contains("\"capturing\"") => return (child, before, rx),
+            Ok(line) => before.push(line),
             Err(_) => {
                 drop(Reaped(child));
-                panic!("agent did not report `capturing` in time");
+                panic!("agent did not report `capturing` in time: {before:#?}");
             }
         }
     }

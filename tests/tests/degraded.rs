@@ -4,15 +4,11 @@
 //! would have reported is absent, not invented. The refusal is simulated with the agent's test
 //! switch (SOVEREIGN_TEST_REFUSE_HOOKS), so every hook is covered on any kernel; the VM tests
 //! (`cargo xtask vm-test`) run this suite on the kernels of the matrix too.
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use sovereign_agent_tests::{
-    api_socket_of, events_of, free_port, http_get, journal_dir_of, metric, require_root, sigterm,
-    stderr_lines, target_bin, tcp_server, wait_for_event, Reaped, Script, TestCgroup,
+    api_socket_of, events_of, free_port, http_get, metric, require_root, sigterm,
+    start_agent_logged, target_bin, tcp_server, wait_for_event, Reaped, Script, TestCgroup,
 };
 
 /// Every hook, as the agent names it (`hooks` of its start event).
@@ -47,30 +43,14 @@ fn start_refusing(
     hook: &str,
 ) -> (Reaped, Vec<String>, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(target_bin("sovereign-agent"))
-        .env("SOVEREIGN_TEST_REFUSE_HOOKS", hook)
-        .args(["run", "--log-format", "json", "--cgroup"])
-        .arg(cgroup.path())
-        .arg("--output")
-        .arg(output)
-        .arg("--journal")
-        .arg(journal_dir_of(output))
-        .arg("--api-socket")
-        .arg(api_socket_of(output))
-        .args(["--metrics-listen", &addr])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sovereign-agent");
-    let logs = stderr_lines(&mut child);
-    let child = Reaped(child);
-    let mut seen = Vec::new();
-    loop {
-        match logs.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains("\"capturing\"") => return (child, seen, addr),
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("the agent refusing {hook} did not start capturing: {seen:#?}"),
-        }
-    }
+    let refuse = format!("SOVEREIGN_TEST_REFUSE_HOOKS={hook}");
+    let (child, logs, _) = start_agent_logged(
+        cgroup,
+        output,
+        &["--metrics-listen", &addr],
+        &["env", &refuse],
+    );
+    (Reaped(child), logs, addr)
 }
 
 #[test]

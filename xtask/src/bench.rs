@@ -216,27 +216,24 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             .then(|| Peer::start(bin, cgroup))
             .transpose()?;
         let addr = peer.as_ref().map_or(w.addr.to_string(), |p| p.addr.clone());
-        let round = |bin: &Path, cgroup: &Path, w: &Workload| round(bin, cgroup, w, &addr);
+        let run_round = || round(bin, cgroup, w, &addr);
         let (mut base, mut with): (Vec<Round>, Vec<Round>) = (Vec::new(), Vec::new());
         let (mut cpu_s, mut events, mut rss_kb, mut lost) = (0.0, 0u64, 0u64, 0u64);
-        round(bin, cgroup, w)?; // warm-up: page cache, first-use allocations
+        run_round()?; // warm-up: page cache, first-use allocations
         for r in 0..ROUNDS {
             // Alternate the order, so neither side always runs right after the other.
             let agent_first = r % 2 == 1;
             if !agent_first {
-                base.push(round(bin, cgroup, w)?);
+                base.push(run_round()?);
             }
-            let out = std::env::temp_dir().join("sovereign-bench.jsonl");
-            let _ = std::fs::remove_file(&out);
-            let _ = std::fs::remove_dir_all(out.with_extension("journal"));
-            let agent = start_agent(bin, cgroup, &out)?;
+            let (agent, out) = start_fresh_agent(bin, cgroup)?;
             let cpu_before = cpu_seconds(agent.id())?;
-            with.push(round(bin, cgroup, w)?);
+            with.push(run_round()?);
             std::thread::sleep(Duration::from_millis(300)); // let it drain
             let cpu = cpu_seconds(agent.id())? - cpu_before;
             let rss = stop_agent(agent)?;
             if agent_first {
-                base.push(round(bin, cgroup, w)?);
+                base.push(run_round()?);
             }
             cpu_s += cpu;
             rss_kb = rss_kb.max(rss);
@@ -302,7 +299,7 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
             events / ROUNDS as u64,
             rss_kb / 1024
         );
-        kernel.push((w.name, kernel_round(bin, cgroup, &|b, c| round(b, c, w))?));
+        kernel.push((w.name, kernel_round(bin, cgroup, &run_round)?));
     }
     println!();
     println!("Kernel time per program run (ns/run, runs in one more with-agent round with kernel.bpf_stats_enabled=1):");
@@ -323,15 +320,12 @@ fn bench_all(bin: &Path, cgroup: &Path) -> Result<()> {
 fn kernel_round(
     bin: &Path,
     cgroup: &Path,
-    round: &dyn Fn(&Path, &Path) -> Result<Round>,
+    round: &dyn Fn() -> Result<Round>,
 ) -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
-    let out = std::env::temp_dir().join("sovereign-bench.jsonl");
-    let _ = std::fs::remove_file(&out);
-    let _ = std::fs::remove_dir_all(out.with_extension("journal"));
-    let agent = start_agent(bin, cgroup, &out)?;
+    let (agent, _) = start_fresh_agent(bin, cgroup)?;
     let stats = BpfStats::set(true);
     let before = program_stats();
-    let measured = round(bin, cgroup);
+    let measured = round();
     std::thread::sleep(Duration::from_millis(300));
     let after = program_stats();
     drop(stats);
@@ -384,10 +378,9 @@ impl Peer {
             .context("sa-traffic serve")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let port = line
-            .split("\"local_port\":")
-            .nth(1)
-            .and_then(|r| r.trim_end_matches(['}', '\n']).parse::<u16>().ok());
+        let port = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["local_port"].as_u64());
         let Some(port) = port else {
             let _ = child.kill();
             let _ = child.wait();
@@ -443,6 +436,14 @@ fn round(bin: &Path, cgroup: &Path, w: &Workload, addr: &str) -> Result<Round> {
         p50: field("p50_ns").unwrap_or(0.0),
         p99: field("p99_ns").unwrap_or(0.0),
     })
+}
+
+/// The agent on `cgroup`, writing to a fresh output file (returned) and journal.
+fn start_fresh_agent(bin: &Path, cgroup: &Path) -> Result<(Child, PathBuf)> {
+    let out = std::env::temp_dir().join("sovereign-bench.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_dir_all(out.with_extension("journal"));
+    Ok((start_agent(bin, cgroup, &out)?, out))
 }
 
 fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {

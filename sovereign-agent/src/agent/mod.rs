@@ -168,16 +168,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     }
     let hooks = capture.attach(&cgroup)?.to_vec();
     let _ = program_fds.set(metrics::programs::Programs(capture.program_fds()));
-    let _ = hook_states.set(
-        hooks
-            .iter()
-            .map(|h| metrics::HookState {
-                attach_point: h.hook.attach_point(),
-                attached: h.error.is_none(),
-                loses: h.hook.loses(),
-            })
-            .collect(),
-    );
+    let _ = hook_states.set(hooks.clone());
     let attached: Vec<String> = hooks
         .iter()
         .filter(|h| h.error.is_none())

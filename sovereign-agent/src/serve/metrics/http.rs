@@ -135,8 +135,8 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
         .get()
         .into_iter()
         .flatten()
-        .filter(|h| !h.attached)
-        .map(|h| format!("{} (not reported: {})", h.attach_point, h.loses))
+        .filter(|h| h.error.is_some())
+        .map(|h| format!("{} (not reported: {})", h.hook, h.hook.loses()))
         .collect();
     if missing.is_empty() {
         (StatusCode::OK, "ready\n".to_string())

@@ -15,8 +15,8 @@ use std::sync::{
 
 pub use crate::telemetry::counters::Counters;
 use crate::{
-    event::EventKind, journal::sink::JournalShared, policy::PolicyReceiver,
-    telemetry::counters::KINDS,
+    capture::bpf::HookStatus, event::EventKind, journal::sink::JournalShared,
+    policy::PolicyReceiver, telemetry::counters::KINDS,
 };
 use exposition::Exposition;
 
@@ -28,7 +28,7 @@ pub struct Sources {
     /// The attached programs, for their run-time statistics.
     pub programs: Arc<std::sync::OnceLock<programs::Programs>>,
     /// Every hook, attached or not (known once the programs are attached).
-    pub hooks: Arc<std::sync::OnceLock<Vec<HookState>>>,
+    pub hooks: Arc<std::sync::OnceLock<Vec<HookStatus>>>,
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
@@ -36,15 +36,6 @@ pub struct Sources {
     pub started_unix_ns: i64,
     /// The start-up scan for connections already open.
     pub existing: Arc<crate::capture::existing::Report>,
-}
-
-/// One hook as it stands since start: a kernel that refuses it leaves the agent running
-/// without what it reports (`/readyz` and `sovereign_agent_hook_attached` say so).
-pub struct HookState {
-    pub attach_point: &'static str,
-    pub attached: bool,
-    /// What is not reported without it.
-    pub loses: &'static str,
 }
 
 fn kind_name(kind: EventKind) -> &'static str {
@@ -268,7 +259,10 @@ pub fn render(s: &Sources) -> String {
             "1 for each hook attached at start, 0 for one the kernel refused (see /readyz for what is not reported).",
             &hooks
                 .iter()
-                .map(|h| (vec![("hook", h.attach_point)], f64::from(u8::from(h.attached))))
+                .map(|h| {
+                    let attached = u8::from(h.error.is_none());
+                    (vec![("hook", h.hook.attach_point())], f64::from(attached))
+                })
                 .collect::<Vec<_>>(),
         );
     }
