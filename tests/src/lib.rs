@@ -505,6 +505,16 @@ pub fn openssl_cert(dir: &Path, name: &str, ca: Option<&str>, days: &str, ext: &
 /// valid for two days.
 pub fn collector_certs(dir: &Path, agent: &str) {
     openssl_cert(dir, "ca", None, "2", "");
+    // Subscribers' certificates come from a CA of their own (docs/collector.md, "Roles"):
+    // `team` reads the fleet's events.
+    openssl_cert(dir, "subscribers-ca", None, "2", "");
+    openssl_cert(
+        dir,
+        "team",
+        Some("subscribers-ca"),
+        "2",
+        "extendedKeyUsage=clientAuth\n",
+    );
     openssl_cert(
         dir,
         "collector",
@@ -653,8 +663,10 @@ pub fn start_collector(dir: &Path, port: u16) -> Reaped {
         .arg(dir.join("collector.pem"))
         .arg("--tls-key")
         .arg(dir.join("collector.key"))
-        .arg("--client-ca")
+        .arg("--agent-ca")
         .arg(dir.join("ca.pem"))
+        .arg("--subscriber-ca")
+        .arg(dir.join("subscribers-ca.pem"))
         .arg("--api-socket")
         .arg(&socket)
         .stderr(std::process::Stdio::null())

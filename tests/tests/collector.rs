@@ -15,6 +15,14 @@ use sovereign_agent_tests::{
     wait_for_event, wait_for_metric, Reaped, TestCgroup,
 };
 
+/// The `[push]` section's sink, as /metrics labels it.
+const DELIVERED: &str =
+    "sovereign_agent_sink_delivered_total{sink=\"collector\",type=\"collector\"}";
+const CONNECTED: &str = "sovereign_agent_sink_connected{sink=\"collector\",type=\"collector\"}";
+const ERRORS: &str = "sovereign_agent_sink_errors_total{sink=\"collector\",type=\"collector\"}";
+const BACKLOG: &str = "sovereign_agent_sink_backlog_records{sink=\"collector\",type=\"collector\"}";
+const LAG: &str = "sovereign_agent_sink_lag_seconds{sink=\"collector\",type=\"collector\"}";
+
 /// How long the collector is down while violations keep happening.
 const OUTAGE: Duration = Duration::from_secs(30);
 
@@ -129,17 +137,16 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let first = collector_alerts(&dir, 3);
     assert_eq!(first.len(), 3);
     // The agent's view of the delivery: all acknowledged, within the test's duration.
-    let text = wait_for_metric(&metrics, "sovereign_agent_alerts_delivered_total", 3.0);
+    let text = wait_for_metric(&metrics, DELIVERED, 3.0);
     assert_metrics(
         &text,
         &[
             ("sovereign_agent_alerts_total", 3.0),
-            ("sovereign_agent_alerts_delivered_total", 3.0),
-            ("sovereign_agent_alert_queue_depth", 0.0),
-            ("sovereign_agent_alert_push_connected", 1.0),
+            (DELIVERED, 3.0),
+            (CONNECTED, 1.0),
         ],
     );
-    let lag = metric(&text, "sovereign_agent_alert_delivery_lag_seconds").unwrap();
+    let lag = metric(&text, LAG).unwrap();
     assert!(lag > 0.0 && lag < 30.0, "{text}");
 
     // The collector goes away; violations go on; the agent is restarted once meanwhile.
@@ -157,29 +164,20 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     wait_for_event(&dir.join("run2.jsonl"), |e| {
         e["kind"] == "alert" && e["flow"]["pid"] == pids[8]
     });
-    // During the outage: this run's three alerts wait, the push is down and retrying.
-    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 3.0);
-    assert_metrics(
-        &text,
-        &[
-            ("sovereign_agent_alert_queue_depth", 3.0),
-            ("sovereign_agent_alert_push_connected", 0.0),
-        ],
-    );
-    assert!(metric(&text, "sovereign_agent_alert_push_errors_total").unwrap() >= 1.0);
+    // During the outage: this run's three alerts wait (at least that many journal records
+    // after the cursor), the sink is down and retrying.
+    let text = wait_for_metric(&metrics, CONNECTED, 0.0);
+    assert_metrics(&text, &[(CONNECTED, 0.0), (DELIVERED, 0.0)]);
+    assert!(metric(&text, ERRORS).unwrap() >= 1.0, "{text}");
+    assert!(metric(&text, BACKLOG).unwrap() >= 3.0, "{text}");
     std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
 
     // Back: every alert arrives, once, in the agent's order.
     let _collector = start_collector(&dir, port);
     let alerts = collector_alerts(&dir, 9);
-    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 0.0);
-    assert_metrics(
-        &text,
-        &[
-            ("sovereign_agent_alert_queue_depth", 0.0),
-            ("sovereign_agent_alerts_delivered_total", 3.0),
-        ],
-    );
+    // This run delivered its three and the three the previous run left behind.
+    let text = wait_for_metric(&metrics, DELIVERED, 6.0);
+    assert_metrics(&text, &[(DELIVERED, 6.0), (CONNECTED, 1.0)]);
     let got: Vec<u32> = alerts
         .iter()
         .map(|a| a["flow"]["pid"].as_u64().unwrap() as u32)
@@ -206,7 +204,7 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     assert!(py.iter().all(|a| a["body"] == "alert"
         && a["agent_id"] == "agent-a"
         && a["severity"] == "SEVERITY_HIGH"));
-    // `tail --collector` reads the same over TCP with a client certificate.
+    // `tail --collector` reads the same over TCP with a subscriber's certificate.
     let out = Command::new(target_bin("sovereign-agent"))
         .args([
             "tail",
@@ -223,9 +221,9 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
         .arg("--ca")
         .arg(dir.join("ca.pem"))
         .arg("--cert")
-        .arg(dir.join("agent-a.pem"))
+        .arg(dir.join("team.pem"))
         .arg("--key")
-        .arg(dir.join("agent-a.key"))
+        .arg(dir.join("team.key"))
         .output()
         .unwrap();
     let remote: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -358,11 +356,170 @@ fn alerts_with_huge_command_lines_and_a_backlog_over_the_message_limit_are_all_d
         .map(|a| a["agent_seq"].as_u64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in the agent's order");
-    let text = wait_for_metric(&metrics, "sovereign_agent_alert_queue_depth", 0.0);
-    assert_metrics(
-        &text,
-        &[("sovereign_agent_alerts_delivered_total", N as f64)],
+    let text = wait_for_metric(&metrics, DELIVERED, N as f64);
+    assert_metrics(&text, &[(DELIVERED, N as f64)]);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The status `sovereign-agent status --json` reads on `socket`.
+fn status_of(socket: &Path) -> Value {
+    let out = Command::new(target_bin("sovereign-agent"))
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The attacks on the collector itself. A node is rebuilt under the same name: its agent starts
+/// a new journal whose sequence numbers are lower than those the collector stored from the old
+/// one, and its alerts must not be dropped as duplicates (the collector deduplicated by
+/// certificate name and sequence number alone, and acknowledged them unseen). A subscriber's
+/// certificate must not push alerts into the fleet's record, and an agent's certificate (on
+/// every node, so the easiest to steal) must not read the whole fleet's alerts.
+#[test]
+fn a_reinstalled_agent_is_heard_and_certificates_keep_to_their_roles() {
+    require_root();
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sa-collector-roles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    collector_certs(&dir, "agent-a");
+    let port = free_port();
+    std::fs::write(
+        dir.join("policy.toml"),
+        loopback_policy(
+            "no-loopback",
+            "1",
+            "deny = [\"loopback\"]\nseverity = \"high\"",
+        ),
+    )
+    .unwrap();
+    let agent_toml = |cert: &str| {
+        std::fs::write(
+            dir.join("agent.toml"),
+            format!(
+                "[alerts]\nwindow_secs = 0\n\n[push]\ncollector = \"https://127.0.0.1:{port}\"\nca = \"{d}/ca.pem\"\ncert = \"{d}/{cert}.pem\"\nkey = \"{d}/{cert}.key\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+    };
+    agent_toml("agent-a");
+    let _collector = start_collector(&dir, port);
+    let cgroup = TestCgroup::new("collector-roles");
+    let metrics = format!("127.0.0.1:{}", free_port());
+
+    // The first installation: ten violations, stored.
+    let agent = Reaped(start_agent(&cgroup, &dir, "run1.jsonl", &metrics));
+    let mut pids = violations(&cgroup, 10);
+    assert_eq!(collector_alerts(&dir, 10).len(), 10);
+    wait_for_metric(&metrics, DELIVERED, 10.0);
+    sigterm(&agent.0);
+    drop(agent);
+    let old_journal = std::fs::read_to_string(dir.join("agent-journal/journal.id")).unwrap();
+
+    // Reinstalled: a new, empty journal under the same certificate; two violations.
+    std::fs::remove_dir_all(dir.join("agent-journal")).unwrap();
+    let agent = Reaped(start_agent(&cgroup, &dir, "run2.jsonl", &metrics));
+    pids.extend(violations(&cgroup, 2));
+    let alerts = collector_alerts(&dir, 12);
+    let got: Vec<u32> = alerts
+        .iter()
+        .map(|a| a["flow"]["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(
+        got, pids,
+        "the new journal's alerts are stored, after the old ones"
+    );
+    let new_journal = std::fs::read_to_string(dir.join("agent-journal/journal.id")).unwrap();
+    assert_ne!(old_journal, new_journal, "a new journal has a new identity");
+    // Its first alert's sequence number is below the last one stored from the old journal:
+    // exactly what a (name, seq) high-water mark would have dropped.
+    assert!(
+        alerts[10]["agent_seq"].as_u64() < alerts[9]["agent_seq"].as_u64(),
+        "{} then {}",
+        alerts[9],
+        alerts[10]
+    );
+    assert!(alerts.iter().all(|a| a["agent_id"] == "agent-a"));
+    assert_eq!(alerts[9]["agent_journal_id"], old_journal.trim());
+    assert_eq!(alerts[10]["agent_journal_id"], new_journal.trim());
+    wait_for_metric(&metrics, DELIVERED, 2.0);
+    // The collector's status lists both journals of agent-a, the live one connected.
+    let status = status_of(&dir.join("collector.sock"));
+    let agents = status["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 2, "{status}");
+    let of = |id: &str| {
+        agents
+            .iter()
+            .find(|a| a["journal_id"] == id)
+            .unwrap_or_else(|| panic!("journal {id} in {status}"))
+    };
+    let (old, new) = (of(old_journal.trim()), of(new_journal.trim()));
+    assert_eq!(old["agent_id"], "agent-a");
+    assert_eq!(old["last_seq"], alerts[9]["agent_seq"]);
+    assert_eq!(old["connected"], false);
+    assert_eq!(new["last_seq"], alerts[11]["agent_seq"]);
+    assert_eq!(new["connected"], true);
+    assert!(new["last_seen"].is_string(), "{status}");
+    assert_eq!(status["journal_next_seq"], 12, "{status}");
+    sigterm(&agent.0);
+    drop(agent);
+
+    // A subscriber's certificate cannot push: the agent's sink is refused, says why, and
+    // nothing reaches the collector's journal.
+    agent_toml("team");
+    let run3 = dir.join("run3.jsonl");
+    let agent = Reaped(start_agent(&cgroup, &dir, "run3.jsonl", &metrics));
+    pids.extend(violations(&cgroup, 1));
+    wait_for_event(&run3, |e| {
+        e["kind"] == "alert" && e["flow"]["pid"] == pids[12]
+    });
+    let text = wait_for_metric(&metrics, ERRORS, 1.0);
+    assert_metrics(&text, &[(DELIVERED, 0.0), (CONNECTED, 0.0)]);
+    let status = status_of(&sovereign_agent_tests::api_socket_of(&run3));
+    let sink = &status["sinks"][0];
+    assert_eq!(sink["name"], "collector", "{status}");
+    let error = sink["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("is not from the agent CA"),
+        "the refusal says why: {error}"
+    );
+    assert_eq!(
+        status_of(&dir.join("collector.sock"))["journal_next_seq"],
+        12
     );
     drop(agent);
+
+    // An agent's certificate cannot read the fleet's alerts; a subscriber's can.
+    let tail = |cert: &str| {
+        Command::new(target_bin("sovereign-agent"))
+            .args(["tail", "--json", "--since-seq", "0", "--count", "12"])
+            .arg("--collector")
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--ca")
+            .arg(dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(dir.join(format!("{cert}.pem")))
+            .arg("--key")
+            .arg(dir.join(format!("{cert}.key")))
+            .output()
+            .unwrap()
+    };
+    let refused = tail("agent-a");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty(), "no event was shown");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not from the subscriber CA"), "{stderr}");
+    let allowed = tail("team");
+    assert!(allowed.status.success());
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout).lines().count(), 12);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,30 +115,39 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         }
         None => None,
     };
-    let api = Arc::new(api::Api::new(
-        counters.clone(),
-        journal.as_ref().map(|j| j.2.clone()),
-        policy.clone(),
-    ));
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let (mut sink_stats, mut sink_tasks) = (Vec::new(), Vec::new());
+    if let Some(j) = journal.as_ref() {
+        let agent_id = config
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| identity.hostname.clone());
+        let (stats, tasks) = crate::serve::sinks::start(
+            options::sink_plans(config, &j.2.dir),
+            &agent_id,
+            &j.2,
+            &api_stop.subscribe(),
+        );
+        sink_stats = stats;
+        sink_tasks = tasks;
+    }
+    let api = Arc::new(
+        api::Api::new(
+            counters.clone(),
+            journal.as_ref().map(|j| j.2.clone()),
+            policy.clone(),
+        )
+        .with_sinks(sink_stats.clone()),
+    );
     let stopped = move || {
         let mut rx = api_stopped.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let mut api_tasks = Vec::new();
+    let mut api_tasks = sink_tasks;
     if let Some(socket) = &config.api_socket() {
         api_tasks.push(api::serve(socket, api.clone(), stopped()).await?);
-    }
-    if let (Some(opts), Some(j)) = (options::push_options(config), journal.as_ref()) {
-        let stop = api_stop.subscribe();
-        api_tasks.push(tokio::spawn(crate::serve::push::run(
-            opts,
-            j.2.clone(),
-            counters.clone(),
-            stop,
-        )));
     }
     // The ring's fill is known once the maps are taken (after attaching).
     let ring_fill = Arc::new(std::sync::OnceLock::new());
@@ -154,7 +163,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
             journal: journal.as_ref().map(|j| j.2.clone()),
             policy: policy.clone(),
             subscribers: api.subscribers(),
-            push_configured: config.push.is_some(),
+            sinks: sink_stats.clone(),
             started_unix_ns: crate::clock::unix_now_ns(),
             existing: existing_report.clone(),
         };

@@ -12,7 +12,7 @@ use crate::{
     config::{Config, ConfigError, FsyncMode},
     journal::{keys, FsyncPolicy, JournalOptions},
     names::NamesOptions,
-    serve::{push::PushOptions, tls::TcpTls},
+    serve::{sinks, tls::TcpTls},
 };
 
 /// The kernel side: ring sizes, wake-up pacing, the per-workload budgets.
@@ -94,21 +94,37 @@ pub fn api_tcp(config: &Config) -> Option<TcpTls> {
             listen,
             cert: cert.clone(),
             key: key.clone(),
-            client_ca: ca.clone(),
+            client_ca: crate::serve::tls::ClientCa::File(ca.clone()),
         }),
         _ => None,
     }
 }
 
-/// Push of alerts to a collector, when `[push]` is set.
-pub fn push_options(config: &Config) -> Option<PushOptions> {
-    config.push.as_ref().map(|p| PushOptions {
-        collector: p.collector.clone(),
-        ca: p.ca.clone(),
-        cert: p.cert.clone(),
-        key: p.key.clone(),
-        batch: p.batch,
-    })
+/// The sinks to run: `[push]` (a collector sink named `collector`, with its `push.cursor`)
+/// and every `[[sink]]`.
+pub fn sink_plans(config: &Config, journal_dir: &std::path::Path) -> Vec<sinks::Planned> {
+    let push = config.push.as_ref().map(|p| sinks::Planned {
+        config: sinks::SinkConfig {
+            name: "collector".into(),
+            kind: sinks::SinkKind::Collector(sinks::config::CollectorSink {
+                url: p.collector.clone(),
+                ca: p.ca.clone(),
+                cert: p.cert.clone(),
+                key: p.key.clone(),
+            }),
+            filter: sinks::SinkFilter::default(),
+            batch: p.batch,
+        },
+        cursor: sinks::cursor::Cursor::of_push(journal_dir),
+    });
+    push.into_iter()
+        .chain(
+            config
+                .sink
+                .iter()
+                .map(|s| sinks::Planned::sink(s.clone(), journal_dir)),
+        )
+        .collect()
 }
 
 /// The user-space pipeline: process cache, naming bounds, pacing, the flow ceiling.

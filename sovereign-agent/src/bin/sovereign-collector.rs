@@ -4,7 +4,10 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use sovereign_agent::{
-    config::LogConfig, exit, journal::JournalOptions, serve::api, serve::collector::Collector,
+    config::LogConfig,
+    exit,
+    journal::JournalOptions,
+    serve::{api, collector::Collector, roles::Roles, tls::ClientCa},
     shutdown, telemetry,
 };
 use sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer;
@@ -36,9 +39,24 @@ struct Cli {
     /// Server private key (PEM).
     #[arg(long)]
     tls_key: PathBuf,
-    /// CA that agents' (and subscribers') client certificates must chain to.
+    /// CA of the agents' client certificates: these may push alerts (and nothing else).
     #[arg(long)]
-    client_ca: PathBuf,
+    agent_ca: PathBuf,
+    /// CA of the subscribers' client certificates (the security team's tools): these may read
+    /// every agent's events (and not push). Must not be the agent CA: a certificate stolen
+    /// from one host would read the whole fleet's alerts.
+    #[arg(long)]
+    subscriber_ca: PathBuf,
+    /// Sealed journal segments older than this many days are deleted (0: kept forever).
+    #[arg(long, env = "SOVEREIGN_COLLECTOR_RETENTION_DAYS", default_value_t = 0)]
+    retention_days: u64,
+    /// The oldest sealed segments are deleted while the journal is larger (bytes; 0: no limit).
+    #[arg(
+        long,
+        env = "SOVEREIGN_COLLECTOR_RETENTION_MAX_BYTES",
+        default_value_t = 0
+    )]
+    retention_max_bytes: u64,
     /// Local Unix socket for `sovereign-agent tail --socket` and other local clients.
     #[arg(
         long,
@@ -80,18 +98,43 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let stop = shutdown::signalled()
         .map_err(|e| (exit::IOERR, format!("cannot install signal handlers: {e}")))?;
     let opts = JournalOptions {
-        retention_max_age: None,
-        retention_max_bytes: None,
+        retention_max_age: (cli.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(cli.retention_days.saturating_mul(86_400))),
+        retention_max_bytes: (cli.retention_max_bytes > 0).then_some(cli.retention_max_bytes),
         ..JournalOptions::new(&cli.journal)
     };
+    if same_file(&cli.agent_ca, &cli.subscriber_ca) {
+        return Err((
+            exit::USAGE,
+            format!(
+                "--agent-ca and --subscriber-ca are the same file ({}): every agent \
+                 certificate could read the whole fleet's alerts; give subscribers a CA of \
+                 their own (docs/collector.md, \"Roles\")",
+                cli.agent_ca.display()
+            ),
+        ));
+    }
+    let roles = Roles::load(
+        (&cli.agent_ca, "--agent-ca"),
+        (&cli.subscriber_ca, "--subscriber-ca"),
+    )
+    .map(Arc::new)
+    .map_err(|e| (exit::NOINPUT, e))?;
     let (collector, shared) =
-        Collector::open(opts).map_err(|e| (exit::CANTCREAT, e.to_string()))?;
+        Collector::open(opts, roles.clone()).map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     let collector = Arc::new(collector);
-    let api = Arc::new(api::Api::new(
-        Arc::new(sovereign_agent::serve::metrics::Counters::default()),
-        Some(shared),
-        None,
-    ));
+    let agents = {
+        let collector = collector.clone();
+        Arc::new(move || collector.agents())
+    };
+    let api = Arc::new(
+        api::Api::new(
+            Arc::new(sovereign_agent::serve::metrics::Counters::default()),
+            Some(shared),
+            None,
+        )
+        .for_collector(roles.clone(), agents),
+    );
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = rx.clone();
@@ -103,7 +146,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         listen: cli.listen,
         cert: cli.tls_cert,
         key: cli.tls_key,
-        client_ca: cli.client_ca,
+        client_ca: ClientCa::Roles(roles),
     };
     let tcp = api::serve_tcp(
         &tls,
@@ -131,4 +174,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     collector.close();
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// Whether two paths name the same file (or the same contents: one CA copied twice).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) if ma.dev() == mb.dev() && ma.ino() == mb.ino() => true,
+        _ => matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y),
+    }
 }

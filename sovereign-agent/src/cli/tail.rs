@@ -216,7 +216,11 @@ pub async fn tail(args: TailArgs) -> u8 {
         let line = match message.item {
             Some(Item::Event(e)) => {
                 let seq = e.seq;
-                let agent = (!e.agent_id.is_empty()).then(|| (e.agent_id.clone(), e.agent_seq));
+                let agent = (!e.agent_id.is_empty()).then(|| Origin {
+                    id: e.agent_id.clone(),
+                    journal: e.agent_journal_id.clone(),
+                    seq: e.agent_seq,
+                });
                 let text = if pretty {
                     pretty_line(&e)
                 } else {
@@ -249,13 +253,23 @@ pub async fn tail(args: TailArgs) -> u8 {
     }
 }
 
-/// `{"seq":N,` (and, from a collector, the agent's id and sequence number) + the event's JSON.
-fn json_line(seq: u64, agent: Option<(String, u64)>, event: &Event) -> String {
+/// Where a collector's event came from: the agent, its journal, its sequence number there.
+struct Origin {
+    id: String,
+    journal: String,
+    seq: u64,
+}
+
+/// `{"seq":N,` (and, from a collector, the agent's id, journal identity and sequence number)
+/// + the event's JSON.
+fn json_line(seq: u64, agent: Option<Origin>, event: &Event) -> String {
     let mut json = serde_json::to_string(event).expect("serializable");
     let prefix = match agent {
-        Some((id, agent_seq)) => format!(
-            "{{\"seq\":{seq},\"agent_id\":{},\"agent_seq\":{agent_seq},",
-            serde_json::to_string(&id).expect("a string")
+        Some(o) => format!(
+            "{{\"seq\":{seq},\"agent_id\":{},\"agent_journal_id\":{},\"agent_seq\":{},",
+            serde_json::to_string(&o.id).expect("a string"),
+            serde_json::to_string(&o.journal).expect("a string"),
+            o.seq
         ),
         None => format!("{{\"seq\":{seq},"),
     };
@@ -377,6 +391,18 @@ pub async fn status(target: &Target, json: bool) -> u8 {
             "decode_errors": s.decode_errors, "subscribers": s.subscribers,
             "journal_dir": s.journal_dir, "journal_next_seq": s.journal_next_seq,
             "not_journaled": s.not_journaled,
+            "sinks": s.sinks.iter().map(|k| serde_json::json!({
+                "name": k.name, "type": k.r#type, "delivered": k.delivered,
+                "backlog": k.backlog, "lag_seconds": k.lag_seconds, "errors": k.errors,
+                "connected": k.connected, "last_error": k.last_error,
+            })).collect::<Vec<_>>(),
+            "agents": s.agents.iter().map(|a| serde_json::json!({
+                "agent_id": a.agent_id, "journal_id": a.journal_id, "last_seq": a.last_seq,
+                "last_seen": (a.last_seen_unix_ns != 0)
+                    .then(|| crate::clock::rfc3339_from_unix_ns(i128::from(a.last_seen_unix_ns))),
+                "journal_next_seq": a.journal_next_seq, "backlog": a.backlog,
+                "connected": a.connected,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
@@ -402,6 +428,35 @@ pub async fn status(target: &Target, json: bool) -> u8 {
             s.journal_dir, s.journal_next_seq, s.not_journaled
         );
         println!("  subscribers   {}", s.subscribers);
+        for k in &s.sinks {
+            let state = if k.connected {
+                "connected".to_string()
+            } else if k.last_error.is_empty() {
+                "not connected".to_string()
+            } else {
+                format!("NOT connected: {}", k.last_error)
+            };
+            println!(
+                "  sink          {} ({}) delivered {} backlog {} lag {:.3}s errors {}, {state}",
+                k.name, k.r#type, k.delivered, k.backlog, k.lag_seconds, k.errors
+            );
+        }
+        for a in &s.agents {
+            let seen = if a.last_seen_unix_ns == 0 {
+                "not since start".to_string()
+            } else {
+                crate::clock::rfc3339_from_unix_ns(i128::from(a.last_seen_unix_ns))
+            };
+            println!(
+                "  agent         {} journal {} last seq {} head {} backlog {} seen {seen}{}",
+                a.agent_id,
+                a.journal_id,
+                a.last_seq,
+                a.journal_next_seq,
+                a.backlog,
+                if a.connected { ", connected" } else { "" }
+            );
+        }
     }
     exit::OK
 }

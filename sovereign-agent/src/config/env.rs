@@ -55,6 +55,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("api.tls_cert", Text),
     ("api.tls_key", Text),
     ("api.client_ca", Text),
+    ("agent_id", Text),
     ("alerts.window_secs", Literal),
     ("alerts.max_keys", Literal),
     ("budget.process_records_per_sec", Literal),

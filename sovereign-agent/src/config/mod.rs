@@ -59,8 +59,14 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Per-workload budgets of new records in the kernel (docs/operations.md#budgets).
     pub budget: BudgetConfig,
-    /// Push alerts to a collector (docs/collector.md).
+    /// Push alerts to a collector (docs/collector.md): the same as a `collector` sink named
+    /// `collector`, kept for configurations written before sinks.
     pub push: Option<PushConfig>,
+    /// This agent's name at its sinks (subjects, syslog HOSTNAME, idempotency keys). Unset:
+    /// the host name. A collector names agents by their certificates instead.
+    pub agent_id: Option<String>,
+    /// Where events go besides the journal (docs/sinks.md).
+    pub sink: Vec<crate::serve::sinks::SinkConfig>,
     /// Prometheus metrics and health endpoints (docs/operations.md).
     pub metrics: MetricsConfig,
     /// Naming destinations: which DNS answers verify names, and the bounds (docs/policy.md).
@@ -94,6 +100,8 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             budget: BudgetConfig::default(),
             push: None,
+            agent_id: None,
+            sink: Vec::new(),
             metrics: MetricsConfig::default(),
             names: NamesConfig::default(),
             source: None,
@@ -250,6 +258,47 @@ impl Config {
             pem("push.cert", &p.cert, "CERTIFICATE")?;
             pem("push.key", &p.key, "PRIVATE KEY")?;
         }
+        for sink in &self.sink {
+            use crate::serve::sinks::SinkKind;
+            let files: Vec<(&Path, &str)> = match &sink.kind {
+                SinkKind::Collector(c) => vec![
+                    (&c.ca, "CERTIFICATE"),
+                    (&c.cert, "CERTIFICATE"),
+                    (&c.key, "PRIVATE KEY"),
+                ],
+                SinkKind::Nats(c) => [
+                    (&c.ca, "CERTIFICATE"),
+                    (&c.cert, "CERTIFICATE"),
+                    (&c.key, "PRIVATE KEY"),
+                ]
+                .into_iter()
+                .filter_map(|(p, what)| p.as_deref().map(|p| (p, what)))
+                .collect(),
+                SinkKind::Syslog(c) => [
+                    (Some(&c.ca), "CERTIFICATE"),
+                    (c.cert.as_ref(), "CERTIFICATE"),
+                    (c.key.as_ref(), "PRIVATE KEY"),
+                ]
+                .into_iter()
+                .filter_map(|(p, what)| p.map(|p| (p.as_path(), what)))
+                .collect(),
+                SinkKind::Webhook(c) => c.ca.iter().map(|p| (p.as_path(), "CERTIFICATE")).collect(),
+            };
+            for (path, what) in files {
+                pem("sink", path, what).map_err(|e| match e {
+                    ConfigError::Invalid {
+                        origin,
+                        key,
+                        message,
+                    } => ConfigError::Invalid {
+                        origin,
+                        key,
+                        message: format!("{:?}: {message}", sink.name),
+                    },
+                    e => e,
+                })?;
+            }
+        }
         if self.journal.enabled {
             if let Some(k) = &self.journal.signing_key {
                 read_signing_key(k).map_err(|m| invalid("journal.signing_key", m))?;
@@ -369,6 +418,7 @@ impl Config {
                 return Err(invalid("push.batch", "must be at least 1".into()));
             }
         }
+        self.validate_sinks(&invalid)?;
         if self.alerts.max_keys == 0 {
             return Err(invalid("alerts.max_keys", "must be at least 1".into()));
         }
@@ -432,6 +482,120 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("{:?}: {e}", self.log.level)));
+        }
+        Ok(())
+    }
+
+    /// Sinks: unique names, the journal on, each type's settings usable.
+    fn validate_sinks(
+        &self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        use crate::serve::sinks::SinkKind;
+        if let Some(id) = &self.agent_id {
+            if id.is_empty() || id.len() > 255 || !id.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "agent_id",
+                    format!("{id:?}: 1 to 255 printable ASCII characters without spaces"),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        if self.push.is_some() {
+            names.insert("collector".to_string());
+        }
+        for sink in &self.sink {
+            let fail = |message: String| invalid("sink", format!("{:?}: {message}", sink.name));
+            if sink.name.is_empty()
+                || sink.name.len() > 64
+                || !sink
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(fail(
+                    "name: 1 to 64 letters, digits, - or _ (it names the cursor file)".into(),
+                ));
+            }
+            if !names.insert(sink.name.clone()) {
+                return Err(fail(if sink.name == "collector" && self.push.is_some() {
+                    "name taken by the [push] section".into()
+                } else {
+                    "a second sink with this name".into()
+                }));
+            }
+            if !self.journal.enabled {
+                return Err(fail(
+                    "needs the journal (it is the spool of undelivered events)".into(),
+                ));
+            }
+            if sink.batch == 0 {
+                return Err(fail("batch: must be at least 1".into()));
+            }
+            sink.filter
+                .to_proto()
+                .and_then(|f| crate::serve::api::filter::EventFilter::compile(&f).map(|_| ()))
+                .map_err(&fail)?;
+            match &sink.kind {
+                SinkKind::Collector(c) => {
+                    if !c.url.starts_with("https://") {
+                        return Err(fail(format!("url {:?}: expected https://HOST:PORT", c.url)));
+                    }
+                }
+                SinkKind::Nats(c) => {
+                    if c.servers.is_empty() {
+                        return Err(fail("servers: at least one nats:// or tls:// URL".into()));
+                    }
+                    for s in &c.servers {
+                        if s.parse::<async_nats::ServerAddr>().is_err() {
+                            return Err(fail(format!("servers: {s:?} is not a NATS URL")));
+                        }
+                    }
+                    if c.subject_prefix.is_empty()
+                        || c.subject_prefix.split('.').any(|t| {
+                            t.is_empty()
+                                || t.contains(['*', '>'])
+                                || t.contains(char::is_whitespace)
+                        })
+                    {
+                        return Err(fail(format!(
+                            "subject_prefix {:?}: dot-separated tokens without *, > or spaces",
+                            c.subject_prefix
+                        )));
+                    }
+                    if c.ack_timeout_ms == 0 {
+                        return Err(fail("ack_timeout_ms: must be at least 1".into()));
+                    }
+                }
+                SinkKind::Syslog(c) => {
+                    if c.address
+                        .rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                    {
+                        return Err(fail(format!("address {:?}: expected HOST:PORT", c.address)));
+                    }
+                    if c.facility > 23 {
+                        return Err(fail(format!("facility {}: 0 to 23", c.facility)));
+                    }
+                    if c.cert.is_some() != c.key.is_some() {
+                        return Err(fail("cert and key go together".into()));
+                    }
+                }
+                SinkKind::Webhook(c) => {
+                    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                        .iter()
+                        .any(|p| c.url.starts_with(p));
+                    if !c.url.starts_with("https://") && !loopback {
+                        return Err(fail(format!(
+                            "url {:?}: expected https:// (http:// only to loopback)",
+                            c.url
+                        )));
+                    }
+                    if c.timeout_ms == 0 {
+                        return Err(fail("timeout_ms: must be at least 1".into()));
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -190,8 +190,11 @@ fn every_key_has_an_environment_variable() {
     full.api.tls_cert = Some("a".into());
     full.api.tls_key = Some("b".into());
     full.api.client_ca = Some("c".into());
+    full.agent_id = Some("a".into());
     let mut keys = Vec::new();
     flatten("", &toml::Value::try_from(&full).unwrap(), &mut keys);
+    // `[[sink]]` entries are a list of tables: only the file has them.
+    keys.retain(|k| k != "sink");
     keys.sort();
     let mut listed: Vec<String> = env::KEYS.iter().map(|(k, _)| k.to_string()).collect();
     listed.sort();
@@ -307,4 +310,78 @@ fn missing_file_names_it() {
         err.starts_with("config file /nonexistent/agent.toml:"),
         "{err}"
     );
+}
+
+#[test]
+fn sinks_of_every_type_parse_with_their_defaults() {
+    let c = parse(
+        "agent_id = \"node-17\"\n\
+         [[sink]]\nname = \"fleet\"\ntype = \"nats\"\nservers = [\"nats://127.0.0.1:4222\"]\n\
+         filter = { kinds = [\"alert\", \"connect\"], min_severity = \"high\" }\n\
+         [[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"127.0.0.1:6514\"\nca = \"ca.pem\"\nformat = \"cef\"\n\
+         [[sink]]\nname = \"chat\"\ntype = \"webhook\"\nurl = \"https://hooks.example/x\"\nformat = \"slack\"\n\
+         [[sink]]\nname = \"c2\"\ntype = \"collector\"\nurl = \"https://c:7444\"\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.agent_id.as_deref(), Some("node-17"));
+    let names: Vec<(&str, &str)> = c
+        .sink
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.type_name()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("fleet", "nats"),
+            ("siem", "syslog"),
+            ("chat", "webhook"),
+            ("c2", "collector")
+        ]
+    );
+    match &c.sink[0].kind {
+        crate::serve::sinks::SinkKind::Nats(n) => {
+            assert_eq!(
+                (n.subject_prefix.as_str(), n.ack_timeout_ms),
+                ("sovereign", 5000)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Alerts only unless the filter says otherwise.
+    assert_eq!(c.sink[1].filter.kinds, ["alert"]);
+    assert_eq!(c.sink[0].batch, 500);
+}
+
+#[test]
+fn bad_sinks_name_the_sink_and_what_is_wrong() {
+    for (text, wanted) in [
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"nats\"\nservers = [\"nats://a:1\"]\nsubjects = \"y\"\n",
+            "subjects",
+        ),
+        ("[[sink]]\nname = \"x\"\ntype = \"kafka\"\n", "kafka"),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"http://hooks.example/\"\n",
+            "\"x\": url",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"https://a/\"\n[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"https://b/\"\n",
+            "a second sink",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"syslog\"\naddress = \"siem\"\nca = \"c\"\n",
+            "HOST:PORT",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"https://a/\"\nfilter = { kinds = [\"alrt\"] }\n",
+            "alrt",
+        ),
+        (
+            "[[sink]]\nname = \"a/b\"\ntype = \"webhook\"\nurl = \"https://a/\"\n",
+            "cursor file",
+        ),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(wanted), "{text}: {err}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod ceiling;
 pub mod convert;
 pub mod filter;
 pub mod format;
+pub mod identity;
 pub mod keys;
 pub mod output;
 pub mod reader;

@@ -63,6 +63,8 @@ pub struct JournalSink {
 #[derive(Debug)]
 pub struct JournalShared {
     pub dir: std::path::PathBuf,
+    /// The journal's identity (journal/identity.rs).
+    pub id: String,
     pub next_seq: AtomicU64,
     pub not_journaled: AtomicU64,
     /// Every written batch, for live subscribers.
@@ -81,6 +83,7 @@ impl JournalShared {
         writer.publish_to(live.clone());
         Arc::new(JournalShared {
             dir: writer.dir().to_path_buf(),
+            id: writer.id().to_string(),
             next_seq: AtomicU64::new(writer.next_seq()),
             not_journaled: AtomicU64::new(0),
             live,

@@ -1,7 +1,12 @@
 //! The collector (`sovereign-collector`): agents push their alerts over mutual TLS; each event
 //! is stored once in the collector's own journal (tagged with the agent's identity, the common
-//! name of its certificate, and its sequence number there) and acknowledged only once synced;
-//! the security team reads every agent's events through the same `StreamEvents` API.
+//! name of its certificate, its journal's identity and its sequence number there) and
+//! acknowledged only once synced; the security team reads every agent's events through the
+//! same `StreamEvents` API.
+//!
+//! Deduplication is by (agent, journal id, seq): an agent whose journal was created again
+//! (reinstalled, node rebuilt under the same name) starts again at seq 0 under a new journal
+//! id, and its alerts are stored, not taken for re-sends of the old journal's.
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex},
@@ -16,23 +21,46 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::journal::{reader, sink::JournalShared, EncodedBatch, JournalError, JournalWriter};
+use crate::{
+    journal::{reader, sink::JournalShared, EncodedBatch, JournalError, JournalWriter},
+    serve::roles::{Role, Roles},
+};
+
+/// (agent, journal id).
+type Source = (String, String);
+
+/// What the collector knows of one agent's journal.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    /// Highest sequence number stored: what makes re-sent events duplicates.
+    last_seq: u64,
+    last_seen_unix_ns: i64,
+    /// The agent's journal head at its last push.
+    journal_next_seq: u64,
+    /// Push streams open now.
+    connected: u32,
+}
 
 pub struct Collector {
     writer: Arc<Mutex<JournalWriter>>,
-    /// Highest sequence number stored per agent: what makes re-sent events duplicates.
-    stored: Arc<Mutex<HashMap<String, u64>>>,
+    progress: Arc<Mutex<HashMap<Source, Progress>>>,
     shared: Arc<JournalShared>,
+    roles: Arc<Roles>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Collector {
     /// Opens (or recovers) the collector's journal and learns what each agent has delivered.
     pub fn open(
         opts: crate::journal::JournalOptions,
+        roles: Arc<Roles>,
     ) -> Result<(Self, Arc<JournalShared>), JournalError> {
         let dir = opts.dir.clone();
         let (mut writer, _recovery) = JournalWriter::open(opts)?;
-        let mut stored: HashMap<String, u64> = HashMap::new();
+        let mut progress: HashMap<Source, Progress> = HashMap::new();
         reader::for_each_payload(
             &dir,
             true,
@@ -40,8 +68,10 @@ impl Collector {
             |_, payload| {
                 if let Ok(e) = pb::Event::decode(payload) {
                     if !e.agent_id.is_empty() {
-                        let s = stored.entry(e.agent_id).or_insert(0);
-                        *s = (*s).max(e.agent_seq);
+                        let p = progress
+                            .entry((e.agent_id, e.agent_journal_id))
+                            .or_default();
+                        p.last_seq = p.last_seq.max(e.agent_seq);
                     }
                 }
                 Ok(())
@@ -49,26 +79,127 @@ impl Collector {
         )?;
         let shared = JournalShared::of(&mut writer);
         tracing::info!(
-            agents = stored.len(),
+            journals = progress.len(),
             next_seq = writer.next_seq(),
             "collector journal open"
         );
         Ok((
             Collector {
                 writer: Arc::new(Mutex::new(writer)),
-                stored: Arc::new(Mutex::new(stored)),
+                progress: Arc::new(Mutex::new(progress)),
                 shared: shared.clone(),
+                roles,
             },
             shared,
         ))
     }
 
+    /// Every agent journal known, for `GetStatus`.
+    pub fn agents(&self) -> Vec<pb::AgentProgress> {
+        let mut agents: Vec<pb::AgentProgress> = lock(&self.progress)
+            .iter()
+            .map(|((agent, journal), p)| pb::AgentProgress {
+                agent_id: agent.clone(),
+                journal_id: journal.clone(),
+                last_seq: p.last_seq,
+                last_seen_unix_ns: p.last_seen_unix_ns,
+                journal_next_seq: p.journal_next_seq,
+                backlog: p.journal_next_seq.saturating_sub(p.last_seq + 1),
+                connected: p.connected > 0,
+            })
+            .collect();
+        agents.sort_by(|a, b| {
+            (&a.agent_id, b.last_seen_unix_ns).cmp(&(&b.agent_id, a.last_seen_unix_ns))
+        });
+        agents
+    }
+
     /// Writes the final checkpoint.
     pub fn close(&self) {
-        if let Ok(mut w) = self.writer.lock() {
-            let _ = w.checkpoint();
+        let _ = lock(&self.writer).checkpoint();
+    }
+}
+
+/// Marks a source connected while a push stream from it is open.
+struct Connected {
+    progress: Arc<Mutex<HashMap<Source, Progress>>>,
+    source: Option<Source>,
+}
+
+impl Connected {
+    fn to(&mut self, source: &Source) {
+        if self.source.as_ref() == Some(source) {
+            return;
+        }
+        let mut progress = lock(&self.progress);
+        if let Some(old) = self.source.take() {
+            if let Some(p) = progress.get_mut(&old) {
+                p.connected = p.connected.saturating_sub(1);
+            }
+        }
+        progress.entry(source.clone()).or_default().connected += 1;
+        self.source = Some(source.clone());
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Some(old) = self.source.take() {
+            if let Some(p) = lock(&self.progress).get_mut(&old) {
+                p.connected = p.connected.saturating_sub(1);
+            }
         }
     }
+}
+
+/// Stores the new events of one batch (and syncs them) and says what it now holds.
+fn store(
+    writer: &Mutex<JournalWriter>,
+    progress: &Mutex<HashMap<Source, Progress>>,
+    shared: &JournalShared,
+    source: &Source,
+    batch: PushRequest,
+) -> Result<PushAck, Status> {
+    // One batch of one journal is in order: anything else is a broken or hostile client,
+    // refused before anything is stored.
+    if batch.events.windows(2).any(|w| w[0].seq >= w[1].seq) {
+        return Err(Status::invalid_argument(
+            "the batch's sequence numbers are not strictly increasing",
+        ));
+    }
+    // Held while storing: two streams of the same agent cannot both store the same events.
+    let mut progress = lock(progress);
+    let before = progress.get(source).map(|p| p.last_seq);
+    let mut fresh = EncodedBatch::default();
+    let (mut duplicates, mut highest) = (0u64, before);
+    for mut e in batch.events {
+        if before.is_some_and(|b| e.seq <= b) {
+            duplicates += 1;
+            continue;
+        }
+        highest = Some(e.seq);
+        e.agent_id.clone_from(&source.0);
+        e.agent_journal_id.clone_from(&source.1);
+        e.agent_seq = e.seq;
+        e.seq = 0;
+        fresh.push_encoded(&e.encode_to_vec(), e.ts_unix_ns);
+    }
+    {
+        let mut w = lock(writer);
+        let stored = w.append_encoded(&fresh).and_then(|()| w.sync());
+        stored.map_err(|e| Status::unavailable(format!("cannot store: {e}")))?;
+        shared.next_seq.store(w.next_seq(), Ordering::Relaxed);
+    }
+    let p = progress.entry(source.clone()).or_default();
+    if let Some(h) = highest {
+        p.last_seq = h;
+    }
+    p.last_seen_unix_ns = crate::clock::unix_now_ns();
+    p.journal_next_seq = p.journal_next_seq.max(batch.journal_next_seq);
+    Ok(PushAck {
+        acked_seq: highest.unwrap_or(0),
+        duplicates,
+    })
 }
 
 #[tonic::async_trait]
@@ -79,17 +210,21 @@ impl CollectorService for Collector {
         &self,
         request: Request<Streaming<PushRequest>>,
     ) -> Result<Response<Self::PushStream>, Status> {
-        // The agent's identity: the common name of the client certificate it connected with.
-        let agent = crate::serve::tls::client_identity(&request)?;
+        // The agent's identity: the common name of a certificate from the agent CA.
+        let agent = self.roles.require(&request, Role::Agent)?;
         tracing::info!(%agent, "agent connected");
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let (writer, stored, shared) = (
+        let (writer, progress, shared) = (
             self.writer.clone(),
-            self.stored.clone(),
+            self.progress.clone(),
             self.shared.clone(),
         );
         tokio::spawn(async move {
+            let mut connected = Connected {
+                progress: progress.clone(),
+                source: None,
+            };
             loop {
                 let batch = match inbound.message().await {
                     Ok(Some(b)) => b,
@@ -99,48 +234,15 @@ impl CollectorService for Collector {
                         break;
                     }
                 };
-                let agent = agent.clone();
-                let (writer, stored, shared) = (writer.clone(), stored.clone(), shared.clone());
+                let source: Source = (agent.clone(), batch.journal_id.clone());
+                connected.to(&source);
+                let (writer, progress, shared) = (writer.clone(), progress.clone(), shared.clone());
                 // Store (and sync) before acknowledging: an ack means durable.
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut stored = stored
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let before = stored.get(&agent).copied();
-                    let mut fresh = EncodedBatch::default();
-                    let (mut duplicates, mut highest) = (0u64, before);
-                    for mut e in batch.events {
-                        if before.is_some_and(|b| e.seq <= b) || highest.is_some_and(|h| e.seq <= h)
-                        {
-                            duplicates += 1;
-                            continue;
-                        }
-                        highest = Some(e.seq);
-                        e.agent_id = agent.clone();
-                        e.agent_seq = e.seq;
-                        e.seq = 0;
-                        fresh.push_encoded(&e.encode_to_vec(), e.ts_unix_ns);
-                    }
-                    let mut w = writer
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    w.append_encoded(&fresh)?;
-                    w.sync()?;
-                    shared.next_seq.store(w.next_seq(), Ordering::Relaxed);
-                    if let Some(h) = highest {
-                        stored.insert(agent.clone(), h);
-                    }
-                    Ok::<_, JournalError>(PushAck {
-                        acked_seq: highest.unwrap_or(0),
-                        duplicates,
-                    })
+                let ack = tokio::task::spawn_blocking(move || {
+                    store(&writer, &progress, &shared, &source, batch)
                 })
-                .await;
-                let ack = match result {
-                    Ok(Ok(ack)) => Ok(ack),
-                    Ok(Err(e)) => Err(Status::unavailable(format!("cannot store: {e}"))),
-                    Err(e) => Err(Status::internal(e.to_string())),
-                };
+                .await
+                .unwrap_or_else(|e| Err(Status::internal(e.to_string())));
                 let failed = ack.is_err();
                 if tx.send(ack).await.is_err() || failed {
                     break;
@@ -149,4 +251,99 @@ impl CollectorService for Collector {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector() -> (tempfile::TempDir, Collector) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let roles = Arc::new(Roles::load((&ca, "agent CA"), (&ca, "subscriber CA")).unwrap());
+        let (c, _) = Collector::open(
+            crate::journal::JournalOptions::new(dir.path().join("j")),
+            roles,
+        )
+        .unwrap();
+        (dir, c)
+    }
+
+    fn batch(journal: &str, seqs: &[u64], head: u64) -> PushRequest {
+        PushRequest {
+            events: seqs
+                .iter()
+                .map(|&seq| pb::Event {
+                    seq,
+                    ts_unix_ns: 1,
+                    ..Default::default()
+                })
+                .collect(),
+            journal_id: journal.into(),
+            journal_next_seq: head,
+        }
+    }
+
+    fn push(c: &Collector, agent: &str, b: PushRequest) -> Result<PushAck, Status> {
+        let source = (agent.to_string(), b.journal_id.clone());
+        store(&c.writer, &c.progress, &c.shared, &source, b)
+    }
+
+    #[test]
+    fn a_new_journal_of_the_same_agent_is_stored_not_dropped_as_duplicates() {
+        let (_dir, c) = collector();
+        let ack = push(&c, "node-1", batch("aaaa", &[3, 7, 9], 12)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (9, 0));
+        // Re-sent after a lost ack: all duplicates.
+        let ack = push(&c, "node-1", batch("aaaa", &[7, 9], 12)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (9, 2));
+        // The node is rebuilt: a new journal starts at 0 again; every event is new.
+        let ack = push(&c, "node-1", batch("bbbb", &[0, 2], 5)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (2, 0));
+        assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 5);
+        let agents = c.agents();
+        assert_eq!(agents.len(), 2);
+        let old = agents.iter().find(|a| a.journal_id == "aaaa").unwrap();
+        assert_eq!(
+            (old.last_seq, old.journal_next_seq, old.backlog),
+            (9, 12, 2)
+        );
+    }
+
+    #[test]
+    fn a_huge_seq_blinds_only_its_own_journal_and_disorder_is_refused() {
+        let (_dir, c) = collector();
+        // A stolen certificate pushes seq u64::MAX under a made-up journal id ...
+        push(&c, "node-1", batch("forged", &[u64::MAX], u64::MAX)).unwrap();
+        // ... the agent's real journal is untouched.
+        let ack = push(&c, "node-1", batch("real", &[0, 1], 2)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (1, 0));
+        let e = push(&c, "node-1", batch("real", &[5, 4], 6)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn what_each_journal_holds_is_learned_again_from_the_collectors_journal() {
+        let (dir, c) = collector();
+        push(&c, "node-1", batch("aaaa", &[3, 7], 8)).unwrap();
+        push(&c, "node-2", batch("cccc", &[1], 2)).unwrap();
+        c.close();
+        drop(c);
+        let ca = dir.path().join("ca.pem");
+        let roles = Arc::new(Roles::load((&ca, "a"), (&ca, "s")).unwrap());
+        let (c, _) = Collector::open(
+            crate::journal::JournalOptions::new(dir.path().join("j")),
+            roles,
+        )
+        .unwrap();
+        let ack = push(&c, "node-1", batch("aaaa", &[7, 8], 9)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (8, 1));
+        let ack = push(&c, "node-2", batch("cccc", &[1], 2)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (1, 1));
+    }
+
+    /// A self-signed test CA (openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256).
+    const TEST_CA: &str = include_str!("../../tests/fixtures/test-ca.pem");
 }

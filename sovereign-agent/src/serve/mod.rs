@@ -4,6 +4,7 @@
 pub mod api;
 pub mod collector;
 pub mod metrics;
-pub mod push;
+pub mod roles;
 pub mod service;
+pub mod sinks;
 pub mod tls;

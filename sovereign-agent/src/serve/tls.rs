@@ -59,5 +59,13 @@ pub struct TcpTls {
     pub listen: std::net::SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
-    pub client_ca: PathBuf,
+    pub client_ca: ClientCa,
+}
+
+/// What client certificates must chain to.
+pub enum ClientCa {
+    /// One CA file (an agent's TCP API: `api.client_ca`).
+    File(PathBuf),
+    /// A collector's agent and subscriber CAs (serve/roles.rs).
+    Roles(std::sync::Arc<super::roles::Roles>),
 }

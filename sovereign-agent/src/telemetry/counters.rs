@@ -1,5 +1,5 @@
 //! What the agent counts while it runs, shared by the pipeline, the API's `GetStatus`, the
-//! pusher and `/metrics` ([`crate::serve::metrics`] renders them). Updates are relaxed atomic
+//! sinks and `/metrics` ([`crate::serve::metrics`] renders them). Updates are relaxed atomic
 //! adds (or a short lock for the maps), so counting costs the hot path next to nothing.
 use std::{
     collections::HashMap,
@@ -14,7 +14,7 @@ use crate::{
     policy::{Decision, Explanation, Severity},
 };
 
-/// Counters shared by the pipeline, the API's `GetStatus`, the pusher and `/metrics`.
+/// Counters shared by the pipeline, the API's `GetStatus`, the sinks and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Flow events by kind: connect, existing, send, established, close.
@@ -28,13 +28,6 @@ pub struct Counters {
     pub verdicts: Mutex<Verdicts>,
     /// Alerts raised (a folded repeat is counted when its summary alert is raised).
     pub alerts_raised: AtomicU64,
-    /// Alerts raised by this run that the collector acknowledged.
-    pub alerts_delivered: AtomicU64,
-    /// Push connections that failed or broke.
-    pub push_errors: AtomicU64,
-    pub push_connected: AtomicBool,
-    /// Raise-to-acknowledgement time of the most recently acknowledged alert, nanoseconds.
-    pub alert_delivery_lag_ns: AtomicU64,
     /// The policy watcher's loads and reloads.
     pub policy_loads: Arc<crate::policy::watch::LoadStats>,
     /// Programs attached and the policy loaded (`/readyz`).

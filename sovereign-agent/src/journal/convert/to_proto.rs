@@ -67,6 +67,7 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
         body: Some(body),
         agent_id: String::new(),
         agent_seq: 0,
+        agent_journal_id: String::new(),
     }
 }
 

@@ -184,6 +184,9 @@ struct Gap {
 
 pub struct JournalWriter {
     opts: JournalOptions,
+    /// The journal's identity (`journal.id`): what tells this journal's sequence numbers from
+    /// those of an earlier journal in the same place.
+    id: String,
     _lock: File,
     file: File,
     path: PathBuf,
@@ -216,6 +219,11 @@ impl JournalWriter {
     /// Publishes every batch, once written, to `live` (when it has receivers).
     pub fn publish_to(&mut self, live: tokio::sync::broadcast::Sender<LiveFrames>) {
         self.live = Some(live);
+    }
+
+    /// The journal's identity (`journal.id`).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn dir(&self) -> &Path {

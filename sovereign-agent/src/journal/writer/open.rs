@@ -21,6 +21,7 @@ impl JournalWriter {
         }
         let segments = list_segments(&dir)?;
         let lock = lock(&dir)?;
+        let id = super::super::identity::open_or_create(&dir)?;
         let mut recovery = None;
         let (path, segment, created, offset, next_seq, chain) = match segments.last() {
             None => {
@@ -121,6 +122,7 @@ impl JournalWriter {
             .map_err(io_err(&path))?;
         let mut writer = JournalWriter {
             opts,
+            id,
             _lock: lock,
             file,
             path,
@@ -177,6 +179,10 @@ fn is_journal_entry(name: &str) -> bool {
         || name == format::LOCK_FILE
         || name == "push.cursor"
         || name == "push.cursor.tmp"
+        || name == super::super::identity::ID_FILE
+        || name == "journal.id.tmp"
+        || (name.starts_with("sink.")
+            && (name.ends_with(".cursor") || name.ends_with(".cursor.tmp")))
         || name == "HEAD.tmp"
         || name.ends_with(".journal.tmp")
 }

@@ -24,6 +24,7 @@ use crate::{
     policy::PolicyReceiver,
     serve::{
         metrics::Counters,
+        roles::{Role, Roles},
         tls::{self, TcpTls},
     },
 };
@@ -53,6 +54,12 @@ pub struct Api {
     subscribers: Arc<AtomicU64>,
     /// Streams open per client (certificate common name; `local` on the Unix socket).
     per_client: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+    /// At a collector: only subscriber certificates may read (serve/roles.rs).
+    roles: Option<Arc<Roles>>,
+    /// At a collector: what it knows of each agent, for `GetStatus`.
+    agents: Option<Arc<dyn Fn() -> Vec<pb::AgentProgress> + Send + Sync>>,
+    /// At an agent: its sinks, for `GetStatus`.
+    sinks: Vec<Arc<crate::serve::sinks::SinkStats>>,
 }
 
 impl Api {
@@ -68,6 +75,33 @@ impl Api {
             policy,
             subscribers: Arc::new(AtomicU64::new(0)),
             per_client: Arc::default(),
+            roles: None,
+            agents: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// A collector's API: reads need a subscriber certificate; status lists the agents.
+    pub fn for_collector(
+        mut self,
+        roles: Arc<Roles>,
+        agents: Arc<dyn Fn() -> Vec<pb::AgentProgress> + Send + Sync>,
+    ) -> Self {
+        self.roles = Some(roles);
+        self.agents = Some(agents);
+        self
+    }
+
+    /// An agent's sinks, reported by `GetStatus`.
+    pub fn with_sinks(mut self, sinks: Vec<Arc<crate::serve::sinks::SinkStats>>) -> Self {
+        self.sinks = sinks;
+        self
+    }
+
+    fn check_reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.roles {
+            Some(roles) => roles.require(request, Role::Subscriber).map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -123,6 +157,7 @@ impl AgentService for Api {
         &self,
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        self.check_reader(&request)?;
         let client = client_of(&request);
         let req = request.into_inner();
         let filter = filter::EventFilter::compile(&req.filter.unwrap_or_default())
@@ -167,8 +202,9 @@ impl AgentService for Api {
 
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::Status>, Status> {
+        self.check_reader(&request)?;
         let id = self
             .identity
             .lock()
@@ -209,6 +245,8 @@ impl AgentService for Api {
                 .journal
                 .as_ref()
                 .map_or(0, |j| j.not_journaled.load(Ordering::Relaxed)),
+            agents: self.agents.as_ref().map(|a| a()).unwrap_or_default(),
+            sinks: self.sinks.iter().map(|s| s.status()).collect(),
         }))
     }
 }
@@ -265,7 +303,10 @@ pub async fn serve_tcp(
     };
     let cert = read(&tls.cert, "server certificate (api.tls_cert)")?;
     let key = read(&tls.key, "server key (api.tls_key)")?;
-    let ca = read(&tls.client_ca, "client CA (api.client_ca)")?;
+    let ca = match &tls.client_ca {
+        tls::ClientCa::File(path) => read(path, "client CA (api.client_ca)")?,
+        tls::ClientCa::Roles(roles) => roles.handshake_bundle().to_vec(),
+    };
     let config = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
         .client_ca_root(tonic::transport::Certificate::from_pem(ca))

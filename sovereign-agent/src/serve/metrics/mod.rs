@@ -13,6 +13,7 @@ use std::sync::{
     Arc,
 };
 
+use crate::serve::sinks::SinkStats;
 pub use crate::telemetry::counters::Counters;
 use crate::{
     capture::bpf::HookStatus, event::EventKind, journal::sink::JournalShared,
@@ -32,7 +33,8 @@ pub struct Sources {
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
-    pub push_configured: bool,
+    /// Each sink's delivery (serve/sinks).
+    pub sinks: Vec<Arc<SinkStats>>,
     pub started_unix_ns: i64,
     /// The start-up scan for connections already open.
     pub existing: Arc<crate::capture::existing::Report>,
@@ -50,6 +52,55 @@ fn kind_name(kind: EventKind) -> &'static str {
 }
 
 const NS: f64 = 1e-9;
+
+/// Each sink: delivered, backlog, lag, errors, connected, missed (labelled by sink and type).
+fn sinks(out: &mut Exposition, sinks: &[Arc<SinkStats>]) {
+    if sinks.is_empty() {
+        return;
+    }
+    let series = |read: &dyn Fn(&SinkStats) -> f64| -> Vec<exposition::Sample<'_>> {
+        sinks
+            .iter()
+            .map(|s| {
+                (
+                    vec![("sink", s.name.as_str()), ("type", s.type_name)],
+                    read(s),
+                )
+            })
+            .collect()
+    };
+    out.counter(
+        "sovereign_agent_sink_delivered_total",
+        "Events the sink's receiver acknowledged since the agent started.",
+        &series(&|s| s.delivered.load(Relaxed) as f64),
+    );
+    out.gauge(
+        "sovereign_agent_sink_backlog_records",
+        "Journal records after the sink's cursor (an upper bound on what it has to deliver: \
+         its filter skips some).",
+        &series(&|s| s.backlog() as f64),
+    );
+    out.gauge(
+        "sovereign_agent_sink_lag_seconds",
+        "From the oldest event of the last acknowledged batch to its acknowledgement.",
+        &series(&|s| s.lag_ns.load(Relaxed) as f64 * NS),
+    );
+    out.counter(
+        "sovereign_agent_sink_errors_total",
+        "Delivery attempts that failed (each is retried with back-off).",
+        &series(&|s| s.errors.load(Relaxed) as f64),
+    );
+    out.gauge(
+        "sovereign_agent_sink_connected",
+        "1 while the sink is connected to its receiver.",
+        &series(&|s| f64::from(u8::from(s.connected.load(Relaxed)))),
+    );
+    out.counter(
+        "sovereign_agent_sink_missed_total",
+        "Events the journal's retention deleted before the sink delivered them.",
+        &series(&|s| s.missed.load(Relaxed) as f64),
+    );
+}
 
 /// Naming: DNS queries and answers (verified, untrusted, refused by reason), the tables'
 /// sizes and per-cgroup evictions, ClientHellos.
@@ -347,35 +398,7 @@ pub fn render(s: &Sources) -> String {
          exited_before_read).",
         &[(vec![], procs.unknown as f64)],
     );
-    if s.push_configured {
-        let raised = c.alerts_raised.load(Relaxed);
-        let delivered = c.alerts_delivered.load(Relaxed);
-        out.counter(
-            "sovereign_agent_alerts_delivered_total",
-            "Alerts raised by this run that the collector acknowledged.",
-            &[(vec![], delivered as f64)],
-        );
-        out.gauge(
-            "sovereign_agent_alert_queue_depth",
-            "Alerts raised by this run and not yet acknowledged by the collector.",
-            &[(vec![], raised.saturating_sub(delivered) as f64)],
-        );
-        out.gauge(
-            "sovereign_agent_alert_delivery_lag_seconds",
-            "Time from raising to the collector's acknowledgement of the latest acknowledged alert.",
-            &[(vec![], c.alert_delivery_lag_ns.load(Relaxed) as f64 * NS)],
-        );
-        out.gauge(
-            "sovereign_agent_alert_push_connected",
-            "1 while the push stream to the collector is up.",
-            &[(vec![], f64::from(u8::from(c.push_connected.load(Relaxed))))],
-        );
-        out.counter(
-            "sovereign_agent_alert_push_errors_total",
-            "Push connections to the collector that failed or broke (each is retried).",
-            &[(vec![], c.push_errors.load(Relaxed) as f64)],
-        );
-    }
+    sinks(&mut out, &s.sinks);
     if let Some(j) = &s.journal {
         let (segments, bytes) = journal_size(&j.dir);
         out.counter(

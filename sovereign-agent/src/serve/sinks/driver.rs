@@ -1,0 +1,181 @@
+//! One sink's delivery loop, the same for every type: read the journal from the sink's cursor
+//! (history, then live, like any subscriber) through its filter, send batches, and move the
+//! cursor only when the receiver acknowledged them. An outage or a restart resumes from the
+//! cursor, with exponential back-off: delivery is at least once, and each event carries an
+//! idempotency key the receiver can drop re-sends by.
+use std::{sync::atomic::Ordering::Relaxed, sync::Arc, time::Duration};
+
+use sovereign_agent_proto::agent::v1 as pb;
+use tokio::sync::{mpsc, watch};
+
+use super::{cursor::Cursor, stats::SinkStats, transport::Transport};
+use crate::{
+    journal::sink::JournalShared,
+    serve::api::{filter::EventFilter, stream},
+};
+
+/// Bytes of events per batch at most: a batch over a receiver's message limit would be
+/// refused and re-sent forever (a single event is far smaller: command lines are cut).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Back-off between attempts: from 0.5 s, doubling, capped low so that delivery resumes
+/// within seconds of an outage's end.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+
+pub struct Driver {
+    pub transport: Transport,
+    pub cursor: Cursor,
+    pub journal: Arc<JournalShared>,
+    pub filter: pb::EventFilter,
+    pub batch: usize,
+    pub stats: Arc<SinkStats>,
+}
+
+/// How far a failed delivery got: the first `delivered` events of the batch were
+/// acknowledged (the cursor moves past them), the rest were not.
+#[derive(Debug)]
+pub struct Failed {
+    pub delivered: usize,
+    pub error: String,
+}
+
+impl Failed {
+    pub fn none(error: impl Into<String>) -> Self {
+        Failed {
+            delivered: 0,
+            error: error.into(),
+        }
+    }
+}
+
+impl Driver {
+    /// Delivers until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = FIRST_RETRY;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let from = self.cursor.read();
+            self.stats.cursor.store(from, Relaxed);
+            let result = self.session(from, stop.clone()).await;
+            self.stats.connected.store(false, Relaxed);
+            self.transport.disconnect();
+            let (progressed, error) = match result {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            self.stats.set_error(&error);
+            if progressed {
+                backoff = FIRST_RETRY;
+            }
+            tracing::warn!(
+                sink = %self.stats.name, retry_in_ms = backoff.as_millis() as u64,
+                pending_from_seq = self.cursor.read(), "sink delivery interrupted: {error}"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(LAST_RETRY);
+        }
+    }
+
+    /// One connection: Ok when stopped; Err((whether anything was acknowledged, why)).
+    async fn session(
+        &mut self,
+        from: u64,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), (bool, String)> {
+        self.transport.connect().await.map_err(|e| (false, e))?;
+        self.stats.connected.store(true, Relaxed);
+        tracing::info!(sink = %self.stats.name, from_seq = from, "sink connected");
+        let filter = EventFilter::compile(&self.filter).map_err(|e| (false, e))?;
+        let (tx, mut rx) = mpsc::channel(stream::SUBSCRIBER_BUFFER);
+        let subscription = tokio::spawn(stream::run(self.journal.clone(), Some(from), filter, tx));
+        let _abort = AbortOnDrop(subscription);
+        let mut progressed = false;
+        loop {
+            let first = tokio::select! {
+                item = rx.recv() => item,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            let events = self.gather(first, &mut rx).map_err(|e| (progressed, e))?;
+            if events.is_empty() {
+                continue;
+            }
+            let head = self.journal.next_seq.load(Relaxed);
+            match self.transport.deliver(&events, head).await {
+                Ok(()) => {
+                    self.acknowledged(&events);
+                    progressed = true;
+                }
+                Err(f) => {
+                    if f.delivered > 0 {
+                        self.acknowledged(&events[..f.delivered.min(events.len())]);
+                        progressed = true;
+                    }
+                    return Err((progressed, f.error));
+                }
+            }
+        }
+    }
+
+    /// A batch: the first item and whatever else is ready, up to the bounds.
+    fn gather(
+        &self,
+        first: Option<stream::Item>,
+        rx: &mut mpsc::Receiver<stream::Item>,
+    ) -> Result<Vec<pb::Event>, String> {
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first.ok_or("the journal subscription ended")?);
+        while let Some(item) = next {
+            match item {
+                Ok(pb::StreamEventsResponse {
+                    item: Some(pb::stream_events_response::Item::Event(e)),
+                }) => {
+                    bytes += prost::Message::encoded_len(&e);
+                    events.push(e);
+                }
+                Ok(pb::StreamEventsResponse {
+                    item: Some(pb::stream_events_response::Item::Missed(m)),
+                }) => {
+                    self.stats.missed.fetch_add(m.events, Relaxed);
+                    tracing::error!(
+                        sink = %self.stats.name, events = m.events,
+                        "journal records deleted by retention before this sink delivered them"
+                    );
+                }
+                Ok(_) => {}
+                Err(s) => return Err(format!("reading the journal: {}", s.message())),
+            }
+            if events.len() >= self.batch || bytes >= MAX_BATCH_BYTES {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        Ok(events)
+    }
+
+    fn acknowledged(&self, events: &[pb::Event]) {
+        let Some(last) = events.last() else { return };
+        let next = last.seq + 1;
+        if let Err(e) = self.cursor.write(next) {
+            tracing::error!(sink = %self.stats.name, "cannot record the sink's cursor: {e}");
+        }
+        self.stats.cursor.store(next, Relaxed);
+        self.stats.delivered.fetch_add(events.len() as u64, Relaxed);
+        let oldest = events.iter().map(|e| e.ts_unix_ns).min().unwrap_or(0);
+        let lag = crate::clock::unix_now_ns().saturating_sub(oldest).max(0);
+        self.stats.lag_ns.store(lag as u64, Relaxed);
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
