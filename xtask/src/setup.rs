@@ -2,7 +2,8 @@
 //!
 //! - Debian packages: Debian's rustc/cargo 1.96 with a prebuilt `core` for bpfel-unknown-none
 //!   (no rust-src or nightly needed), LLVM 22 for bpf-linker, and the tools the tests drive
-//!   (bpftool, curl, python3, iproute2, util-linux's setpriv, dnsmasq, dig, openssl).
+//!   (bpftool, curl, python3, iproute2, util-linux's setpriv, dnsmasq, dig, openssl,
+//!   nats-server, rsyslog with TLS).
 //! - bpf-linker 0.13.0 built against that LLVM 22.
 //! - tracefs mounted (aya resolves tracepoint ids through it).
 use std::process::{Command, Stdio};
@@ -54,6 +55,15 @@ const PACKAGES: &[(&str, &str)] = &[
     (
         "busybox-static",
         "the workload container's only program, and the VM test guest's init",
+    ),
+    (
+        "nats-server",
+        "a real NATS JetStream cluster for the nats sink test",
+    ),
+    ("rsyslog", "a real syslog receiver for the syslog sink test"),
+    (
+        "rsyslog-openssl",
+        "rsyslog's TLS transport (RFC 5425) for the syslog sink test",
     ),
     (
         "qemu-system-x86",
@@ -117,6 +127,8 @@ pub const PYTHON_GRPC_PACKAGES: &[&str] = &[
     "grpcio-tools>=1.60",
     "grpcio-reflection>=1.60",
     "grpcio-health-checking>=1.60",
+    // An independent NATS client: reads back what the nats sink published to JetStream.
+    "nats-py>=2.6",
     // Validates the Kubernetes manifests against the API schemas of a given version.
     "kubernetes-validate>=1.31",
 ];
@@ -127,7 +139,7 @@ fn ensure_python_grpc() -> Result<()> {
     let ok = Command::new(&python)
         .args([
             "-c",
-            "import grpc, grpc_tools, grpc_reflection, grpc_health, kubernetes_validate",
+            "import grpc, grpc_tools, grpc_reflection, grpc_health, kubernetes_validate, nats",
         ])
         .stderr(Stdio::null())
         .status()

@@ -1,0 +1,339 @@
+//! The `nats` sink against a real 3-node `nats-server` JetStream cluster on loopback: 10,000
+//! alerts and over 100,000 flow events are published while one node is killed and restarted
+//! and the agent is restarted once. Read back with nats-py (not our code), the stream holds
+//! each of the journal's events exactly once, in the agent's order.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sovereign_agent_tests::{
+    free_port, metric, require_root, sigterm, start_agent_with, target_bin, Reaped, TestCgroup,
+};
+
+const STREAM: &str = "SOVEREIGN";
+const ALERTS: usize = 10_000;
+/// Allowed connections; each makes three flow events (connect, established, close), as does
+/// each violating one.
+const ALLOWED: usize = 28_000;
+
+fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-grpc/bin/python");
+    assert!(
+        venv.exists(),
+        "run `cargo xtask setup` (installs nats-py in target/python-grpc)"
+    );
+    venv
+}
+
+/// Runs tests/python/jetstream.py; its stdout.
+fn jetstream(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/jetstream.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jetstream.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Three `nats-server`s with JetStream, clustered over loopback routes.
+struct Cluster {
+    dir: PathBuf,
+    client_ports: [u16; 3],
+    nodes: [Option<Child>; 3],
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let client_ports = [free_port(), free_port(), free_port()];
+        let route_ports = [free_port(), free_port(), free_port()];
+        let routes: Vec<String> = route_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        for i in 0..3 {
+            std::fs::write(
+                dir.join(format!("n{i}.conf")),
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
+                     jetstream {{ store_dir: \"{}\" }}\n\
+                     cluster {{ name: sovereign, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    client_ports[i],
+                    dir.join(format!("n{i}-store")).display(),
+                    route_ports[i],
+                    routes.join(", ")
+                ),
+            )
+            .unwrap();
+        }
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            client_ports,
+            nodes: [None, None, None],
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("n{i}.log")))
+            .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(self.dir.join(format!("n{i}.conf")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server (installed by `cargo xtask setup`)");
+        self.nodes[i] = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_ports[i])).is_err() {
+            assert!(Instant::now() < deadline, "nats-server n{i} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn servers(&self) -> String {
+        self.client_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill_node(i);
+        }
+    }
+}
+
+fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Reaped {
+    let (child, _logs) = start_agent_with(
+        cgroup,
+        &dir.join(output),
+        &[
+            "--policy",
+            dir.join("policy.toml").to_str().unwrap(),
+            "--config",
+            dir.join("agent.toml").to_str().unwrap(),
+            "--journal",
+            dir.join("journal").to_str().unwrap(),
+            "--metrics-listen",
+            metrics,
+        ],
+    );
+    Reaped(child)
+}
+
+/// `n` connections from one sa-traffic process to a listener of its own on `addr`, paced
+/// so that the ring buffer keeps up on a 2-core machine (what is lost there is not the
+/// sink's to deliver, and this test is about the sink).
+fn connections(cgroup: &TestCgroup, addr: &str, n: usize) {
+    let out = Command::new(target_bin("sa-traffic"))
+        .env("SA_TRAFFIC_RATE", "6000")
+        .arg(cgroup.path().join("cgroup.procs"))
+        .args(["connect-loop", addr, &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The sink's delivered count on the agent's /metrics (0 when unreachable).
+fn delivered(metrics: &str) -> f64 {
+    let text = sovereign_agent_tests::http_get(metrics, "/metrics").1;
+    metric(
+        &text,
+        "sovereign_agent_sink_delivered_total{sink=\"fleet\",type=\"nats\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+/// The journal's events of the kinds the sink takes: (seq, kind).
+fn journaled(dir: &Path) -> Vec<(u64, String)> {
+    let export = Command::new(target_bin("sovereign-agent"))
+        .args(["journal", "export"])
+        .arg(dir.join("journal"))
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            ["alert", "connect", "established", "close"].contains(&e["kind"].as_str().unwrap())
+        })
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_an_agent_restart() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("sa-nats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster::start(&dir);
+    let servers = cluster.servers();
+    jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
+
+    // Connections to 127.0.0.1 are violations; to 127.0.0.2 (also loopback) allowed.
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[policy]\nname = \"residency\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.forbidden]\ncidrs = [\"127.0.0.1/32\"]\n\n\
+         [[rule]]\nname = \"generator\"\nworkload = { comm = [\"sa-traffic\"] }\n\
+         deny = [\"forbidden\"]\notherwise = \"allow\"\nseverity = \"high\"\n",
+    )
+    .unwrap();
+    let server_list: Vec<String> = servers.split(',').map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "agent_id = \"node-a\"\n\n[alerts]\nwindow_secs = 0\n\n\
+             [budget]\nprocess_records_per_sec = 0\ncgroup_records_per_sec = 0\n\n\
+             [[sink]]\nname = \"fleet\"\ntype = \"nats\"\nservers = [{}]\nbatch = 1000\n\
+             [sink.filter]\nkinds = [\"alert\", \"connect\", \"established\", \"close\"]\n",
+            server_list.join(", ")
+        ),
+    )
+    .unwrap();
+
+    let cgroup = TestCgroup::new("nats-sink");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut agent = start_agent(&cgroup, &dir, "run1.jsonl", &metrics);
+    let traffic = |share: usize| {
+        connections(&cgroup, "127.0.0.1:0", ALERTS / 4 * share);
+        connections(&cgroup, "127.0.0.2:0", ALLOWED / 4 * share);
+    };
+    traffic(1);
+    // Every node in turn dies while events flow, and comes back (so whichever node the
+    // agent is connected to, and the stream's leader, die once).
+    let wait_delivering = |floor: f64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while delivered(&metrics) < floor {
+            assert!(Instant::now() < deadline, "the sink delivers nothing");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_delivering(1000.0);
+    cluster.kill_node(0);
+    traffic(1);
+    cluster.start_node(0);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kill_node(1);
+    // The agent is restarted once, its sink mid-way through a backlog.
+    traffic(1);
+    cluster.start_node(1);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kill_node(2);
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    drop(agent);
+    agent = start_agent(&cgroup, &dir, "run2.jsonl", &metrics);
+    traffic(1);
+    cluster.start_node(2);
+
+    // What the stream must hold: each journaled event of those kinds, once, in order (read
+    // once the agent has journaled all the traffic: two exports a second apart agree).
+    let mut expected = journaled(&dir);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let again = journaled(&dir);
+        if again == expected {
+            break;
+        }
+        expected = again;
+    }
+    let alerts = expected.iter().filter(|(_, k)| k == "alert").count();
+    assert_eq!(alerts, ALERTS, "one alert per violating connection");
+    assert!(
+        expected.len() - alerts >= 100_000,
+        "{} flow events",
+        expected.len() - alerts
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let n: usize = jetstream(&["count", &servers, STREAM])
+            .trim()
+            .parse()
+            .unwrap();
+        if n >= expected.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream holds {n} of {} events after 180 s",
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let journal_id = std::fs::read_to_string(dir.join("journal/journal.id")).unwrap();
+    let journal_id = journal_id.trim();
+    let stored: Vec<Value> = jetstream(&["dump", &servers, STREAM])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(u64, String)> = stored
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    if got != expected {
+        let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+        panic!(
+            "the stream ({} messages) is not the journal's {} events once each, in order; \
+             first difference at {first:?}: {:?} vs {:?}",
+            got.len(),
+            expected.len(),
+            first.map(|i| &got[i]),
+            first.map(|i| &expected[i])
+        );
+    }
+    for m in &stored {
+        let (seq, kind) = (m["seq"].as_u64().unwrap(), m["kind"].as_str().unwrap());
+        assert_eq!(m["msg_id"], format!("node-a:{journal_id}:{seq}"));
+        assert_eq!(m["subject"], format!("sovereign.node-a.{kind}"));
+        assert_eq!(m["journal"], journal_id);
+        assert_eq!(m["body_seq"], seq);
+    }
+    drop(agent);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
