@@ -1,0 +1,235 @@
+//! The `syslog` sink against a real `rsyslog` receiving RFC 5425 (syslog over TLS, mutual
+//! certificates): alerts arrive as RFC 5424 messages rsyslog itself parses (JSON and CEF
+//! bodies, the verdict in structured data); rsyslog is stopped for 30 s while violations go
+//! on, and when it is back every alert arrives, once.
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sovereign_agent_tests::{
+    closed_port, free_port, loopback_policy, openssl_cert, require_root, sigterm, start_agent_with,
+    wait_for_event, Reaped, TestCgroup,
+};
+
+/// How long rsyslog is down.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+fn start_rsyslog(dir: &Path) -> Child {
+    let child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(dir.join("rsyslog.conf"))
+        .arg("-i")
+        .arg(dir.join("rsyslog.pid"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rsyslog.err")).unwrap())
+        .spawn()
+        .expect("rsyslogd (installed by `cargo xtask setup`)");
+    let port: u16 = std::fs::read_to_string(dir.join("port"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rsyslogd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// What rsyslog parsed from each message (its `%jsonmesg%`), in arrival order.
+fn received(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("received.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wait_received(dir: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = received(dir);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rsyslog received {} of {n} messages: {got:?}",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of `name="..."` in a structured-data element.
+fn sd_param<'a>(sd: &'a str, name: &str) -> Option<&'a str> {
+    let start = sd.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = start + sd[start..].find('"')?;
+    Some(&sd[start..end])
+}
+
+#[test]
+fn alerts_reach_rsyslog_over_tls_as_rfc5424_json_and_cef_once_each_through_a_30s_outage() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("sa-syslog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    openssl_cert(&dir, "ca", None, "2", "");
+    openssl_cert(
+        &dir,
+        "rsyslog",
+        Some("ca"),
+        "2",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    openssl_cert(
+        &dir,
+        "agent",
+        Some("ca"),
+        "2",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    let port = free_port();
+    std::fs::write(dir.join("port"), port.to_string()).unwrap();
+    let d = dir.display();
+    // RFC 5425 with mutual authentication: rsyslog accepts only clients with a certificate
+    // from the CA.
+    std::fs::write(
+        dir.join("rsyslog.conf"),
+        format!(
+            "global(workDirectory=\"{d}/work\"\n\
+             \x20 DefaultNetstreamDriver=\"ossl\"\n\
+             \x20 DefaultNetstreamDriverCAFile=\"{d}/ca.pem\"\n\
+             \x20 DefaultNetstreamDriverCertFile=\"{d}/rsyslog.pem\"\n\
+             \x20 DefaultNetstreamDriverKeyFile=\"{d}/rsyslog.key\")\n\
+             module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" \
+             StreamDriver.AuthMode=\"x509/certvalid\")\n\
+             input(type=\"imtcp\" port=\"{port}\")\n\
+             template(name=\"parsed\" type=\"string\" string=\"%jsonmesg%\\n\")\n\
+             *.* action(type=\"omfile\" file=\"{d}/received.jsonl\" template=\"parsed\")\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        loopback_policy(
+            "no-loopback",
+            "1",
+            "deny = [\"loopback\"]\nseverity = \"high\"",
+        ),
+    )
+    .unwrap();
+    let sink = |name: &str, format: &str| {
+        format!(
+            "[[sink]]\nname = \"{name}\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\n\
+             format = \"{format}\"\nca = \"{d}/ca.pem\"\ncert = \"{d}/agent.pem\"\n\
+             key = \"{d}/agent.key\"\n\n"
+        )
+    };
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "agent_id = \"node-s\"\n\n[alerts]\nwindow_secs = 0\n\n{}{}",
+            sink("siem", "json"),
+            sink("arcsight", "cef")
+        ),
+    )
+    .unwrap();
+
+    let mut rsyslog = Reaped(start_rsyslog(&dir));
+    let cgroup = TestCgroup::new("syslog-sink");
+    let output = dir.join("run.jsonl");
+    let (agent, _logs) = start_agent_with(
+        &cgroup,
+        &output,
+        &[
+            "--policy",
+            dir.join("policy.toml").to_str().unwrap(),
+            "--config",
+            dir.join("agent.toml").to_str().unwrap(),
+            "--journal",
+            dir.join("journal").to_str().unwrap(),
+        ],
+    );
+    let _agent = Reaped(agent);
+    let violation = || {
+        let port = closed_port("127.0.0.1:0");
+        cgroup.traffic(&["refused", &port.to_string()]).0
+    };
+    let mut pids: Vec<u32> = (0..3).map(|_| violation()).collect();
+    wait_received(&dir, 6);
+
+    // rsyslog goes away for 30 s; violations go on.
+    let outage = Instant::now();
+    sigterm(&rsyslog.0);
+    rsyslog.0.wait().unwrap();
+    pids.extend((0..3).map(|_| violation()));
+    wait_for_event(&output, |e| {
+        e["kind"] == "alert" && e["flow"]["pid"] == pids[5]
+    });
+    std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
+    assert_eq!(
+        received(&dir).len(),
+        6,
+        "nothing arrived while rsyslog was down"
+    );
+    rsyslog = Reaped(start_rsyslog(&dir));
+    wait_received(&dir, 12);
+    // Nothing more comes (no alert twice).
+    std::thread::sleep(Duration::from_secs(3));
+    let messages = received(&dir);
+    assert_eq!(messages.len(), 12, "{messages:?}");
+
+    let journal_id = std::fs::read_to_string(dir.join("journal/journal.id")).unwrap();
+    let journal_id = journal_id.trim();
+    for (format, prefix) in [("json", "{"), ("cef", "CEF:0|")] {
+        let of_format: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["msg"].as_str().unwrap().starts_with(prefix))
+            .collect();
+        assert_eq!(of_format.len(), 6, "{format}: {messages:?}");
+        let mut seqs = Vec::new();
+        let mut got_pids = Vec::new();
+        for m in &of_format {
+            // Parsed by rsyslog as RFC 5424 (protocol version 1, not the BSD format).
+            assert_eq!(m["protocol-version"], "1", "{m}");
+            assert_eq!(m["hostname"], "node-s", "{m}");
+            assert_eq!(m["app-name"], "sovereign-agent", "{m}");
+            assert_eq!(m["msgid"], "alert", "{m}");
+            assert_eq!(m["syslogfacility"], "13", "log audit: {m}");
+            assert_eq!(m["syslogseverity"], "3", "a high alert is err: {m}");
+            let sd = m["structured-data"].as_str().unwrap();
+            assert!(sd.starts_with("[sovereign@32473 "), "{sd}");
+            assert_eq!(sd_param(sd, "kind"), Some("alert"), "{sd}");
+            assert_eq!(sd_param(sd, "rule"), Some("generator"), "{sd}");
+            assert_eq!(sd_param(sd, "decision"), Some("violation"), "{sd}");
+            assert_eq!(sd_param(sd, "severity"), Some("high"), "{sd}");
+            assert_eq!(sd_param(sd, "dst"), Some("127.0.0.1"), "{sd}");
+            let id = sd_param(sd, "id").unwrap();
+            let (origin, seq) = id.rsplit_once(':').unwrap();
+            assert_eq!(origin, format!("node-s:{journal_id}"), "{sd}");
+            seqs.push(seq.parse::<u64>().unwrap());
+            let msg = m["msg"].as_str().unwrap();
+            let pid: u32 = if format == "json" {
+                let body: Value = serde_json::from_str(msg).unwrap();
+                assert_eq!(body["id"], id);
+                body["flow"]["pid"].as_u64().unwrap() as u32
+            } else {
+                assert!(msg.starts_with("CEF:0|sovereign|sovereign-agent|"), "{msg}");
+                assert!(msg.contains(&format!("externalId={id}")), "{msg}");
+                let spid = msg.split(" spid=").nth(1).unwrap();
+                spid.split(' ').next().unwrap().parse().unwrap()
+            };
+            assert_eq!(m["procid"], pid.to_string(), "{m}");
+            got_pids.push(pid);
+        }
+        assert_eq!(got_pids, pids, "{format}: every alert once, in order");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    }
+    drop(rsyslog);
+    let _ = std::fs::remove_dir_all(&dir);
+}
