@@ -5,6 +5,9 @@
     jetstream.py dump SERVERS STREAM                      every message, in stream order, as
                                                           JSON lines: stream_seq, subject,
                                                           msg_id, agent, journal, seq, kind
+    jetstream.py publish SERVERS STREAM SUBJECT AGENT JOURNAL HEX
+                                                          one message as an agent's nats sink
+                                                          would (HEX: the payload's bytes)
 
 SERVERS is a comma-separated list of nats:// URLs.
 """
@@ -88,12 +91,27 @@ async def count(servers, stream):
     await nc.close()
 
 
+async def publish(servers, stream, subject, agent, journal, payload):
+    nc = await nats.connect(servers=servers, connect_timeout=5)
+    ack = await nc.jetstream(timeout=10).publish(
+        subject,
+        payload,
+        stream=stream,
+        headers={"Sovereign-Agent": agent, "Sovereign-Journal": journal},
+    )
+    print(ack.seq)
+    await nc.close()
+
+
 def main():
     command, servers, stream = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     if command == "create":
         asyncio.run(create(servers, stream, sys.argv[4], int(sys.argv[5])))
     elif command == "count":
         asyncio.run(count(servers, stream))
+    elif command == "publish":
+        subject, agent, journal, payload = sys.argv[4:8]
+        asyncio.run(publish(servers, stream, subject, agent, journal, bytes.fromhex(payload)))
     elif command == "dump":
         asyncio.run(dump(servers, stream))
     else:

@@ -681,3 +681,69 @@ pub fn start_collector(dir: &Path, port: u16) -> Reaped {
     assert!(socket.exists(), "the collector did not start");
     Reaped(child)
 }
+
+/// The first `n` events of `kind` that the API on `socket` (an agent's or a collector's)
+/// holds, read with `sovereign-agent tail --json` (waits up to 60 s for them).
+pub fn tail_events(socket: &Path, kind: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut tail = Command::new(target_bin("sovereign-agent"))
+        .args([
+            "tail",
+            "--json",
+            "--since-seq",
+            "0",
+            "--kind",
+            kind,
+            "--count",
+        ])
+        .arg(n.to_string())
+        .arg("--socket")
+        .arg(socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read while it runs: thousands of events are more than a pipe holds.
+    let mut stdout = tail.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    let start = Instant::now();
+    while tail.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = tail.kill();
+            let got = reader.join().unwrap();
+            panic!(
+                "{} did not hold {n} {kind} events within 60 s; got {}",
+                socket.display(),
+                got.lines().count()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = tail.wait().unwrap();
+    let text = reader.join().unwrap();
+    assert!(
+        status.success(),
+        "tail {} --kind {kind}: {status}",
+        socket.display()
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `sovereign-agent status --json` of the API on `socket`.
+pub fn status_of(socket: &Path) -> serde_json::Value {
+    let out = Command::new(target_bin("sovereign-agent"))
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

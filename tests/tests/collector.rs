@@ -2,17 +2,16 @@
 //! agent restart: the real agent, the real `sovereign-collector`, mutual TLS with
 //! openssl-made certificates, and the collector's stream read by `sovereign-agent tail`.
 use std::{
-    io::Read,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use sovereign_agent_tests::{
     assert_metrics, closed_port, collector_certs, free_port, loopback_policy, metric,
-    python_client, require_root, sigterm, start_agent_with, start_collector, target_bin,
-    wait_for_event, wait_for_metric, Reaped, TestCgroup,
+    python_client, require_root, sigterm, start_agent_with, start_collector, status_of,
+    tail_events, target_bin, wait_for_event, wait_for_metric, Reaped, TestCgroup,
 };
 
 /// The `[push]` section's sink, as /metrics labels it.
@@ -28,47 +27,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 
 /// The collector's first `n` alerts (waits up to 60 s for them).
 fn collector_alerts(dir: &Path, n: usize) -> Vec<Value> {
-    let mut tail = Command::new(target_bin("sovereign-agent"))
-        .args([
-            "tail",
-            "--json",
-            "--since-seq",
-            "0",
-            "--kind",
-            "alert",
-            "--count",
-            &n.to_string(),
-            "--socket",
-        ])
-        .arg(dir.join("collector.sock"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read while it runs: thousands of alerts are more than a pipe holds.
-    let mut stdout = tail.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).unwrap();
-        text
-    });
-    let start = Instant::now();
-    while tail.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = tail.kill();
-            let got = reader.join().unwrap();
-            panic!(
-                "the collector did not get {n} alerts within 60 s; got {}",
-                got.lines().count()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader
-        .join()
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    tail_events(&dir.join("collector.sock"), "alert", n)
 }
 
 fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Child {
@@ -363,20 +322,6 @@ fn alerts_with_huge_command_lines_and_a_backlog_over_the_message_limit_are_all_d
 }
 
 /// The status `sovereign-agent status --json` reads on `socket`.
-fn status_of(socket: &Path) -> Value {
-    let out = Command::new(target_bin("sovereign-agent"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The attacks on the collector itself. A node is rebuilt under the same name: its agent starts
 /// a new journal whose sequence numbers are lower than those the collector stored from the old
 /// one, and its alerts must not be dropped as duplicates (the collector deduplicated by

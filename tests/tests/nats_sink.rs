@@ -10,7 +10,8 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    free_port, metric, require_root, sigterm, start_agent_with, target_bin, Reaped, TestCgroup,
+    collector_certs, free_port, metric, require_root, sigterm, start_agent_with, status_of,
+    tail_events, target_bin, Reaped, TestCgroup,
 };
 
 const STREAM: &str = "SOVEREIGN";
@@ -130,6 +131,18 @@ impl Drop for Cluster {
     }
 }
 
+/// Connections to 127.0.0.1 are violations; to 127.0.0.2 (also loopback) allowed.
+fn write_policy(dir: &Path) {
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[policy]\nname = \"residency\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.forbidden]\ncidrs = [\"127.0.0.1/32\"]\n\n\
+         [[rule]]\nname = \"generator\"\nworkload = { comm = [\"sa-traffic\"] }\n\
+         deny = [\"forbidden\"]\notherwise = \"allow\"\nseverity = \"high\"\n",
+    )
+    .unwrap();
+}
+
 fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Reaped {
     let (child, _logs) = start_agent_with(
         cgroup,
@@ -208,15 +221,7 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
     let servers = cluster.servers();
     jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
 
-    // Connections to 127.0.0.1 are violations; to 127.0.0.2 (also loopback) allowed.
-    std::fs::write(
-        dir.join("policy.toml"),
-        "[policy]\nname = \"residency\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
-         [zones.forbidden]\ncidrs = [\"127.0.0.1/32\"]\n\n\
-         [[rule]]\nname = \"generator\"\nworkload = { comm = [\"sa-traffic\"] }\n\
-         deny = [\"forbidden\"]\notherwise = \"allow\"\nseverity = \"high\"\n",
-    )
-    .unwrap();
+    write_policy(&dir);
     let server_list: Vec<String> = servers.split(',').map(|s| format!("{s:?}")).collect();
     std::fs::write(
         dir.join("agent.toml"),
@@ -335,5 +340,174 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
     }
     drop(agent);
     drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `sovereign-collector` named `name` (its journal and socket under `dir/name`) that
+/// consumes the stream (and appends its log to `dir/name/stderr`).
+fn start_stream_collector(dir: &Path, name: &str, servers: &str) -> Reaped {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let socket = home.join("collector.sock");
+    let _ = std::fs::remove_file(&socket);
+    let mut command = Command::new(target_bin("sovereign-collector"));
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--journal")
+        .arg(home.join("journal"))
+        .arg("--tls-cert")
+        .arg(dir.join("collector.pem"))
+        .arg("--tls-key")
+        .arg(dir.join("collector.key"))
+        .arg("--agent-ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--subscriber-ca")
+        .arg(dir.join("subscribers-ca.pem"))
+        .arg("--api-socket")
+        .arg(&socket)
+        .args(["--nats-stream", STREAM])
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(home.join("stderr"))
+                .unwrap(),
+        );
+    for server in servers.split(',') {
+        command.args(["--nats-server", server]);
+    }
+    let child = command.spawn().expect("sovereign-collector");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the collector {name} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Reaped(child)
+}
+
+/// Two collectors share the fleet's stream, each reading all of it from its own cursor: each
+/// stores every alert once, one of them across its own restart in the middle of a batch. The agent is named by the
+/// subject it published under (which NATS permissions bind to its credentials), not by a
+/// header: a message published under `node-b`'s subject claiming to be `node-a` with a huge
+/// sequence number is stored as `node-b`'s, and does not make `node-a`'s real alerts look
+/// like re-sends (with the header trusted, all of them would be dropped).
+#[test]
+fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_agent() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("sa-nats-collectors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    collector_certs(&dir, "node-a");
+    let cluster = Cluster::start(&dir);
+    let servers = cluster.servers();
+    jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
+    write_policy(&dir);
+    let server_list: Vec<String> = servers.split(',').map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "agent_id = \"node-a\"\n\n[alerts]\nwindow_secs = 0\n\n\
+             [[sink]]\nname = \"fleet\"\ntype = \"nats\"\nservers = [{}]\n\
+             format = \"protobuf\"\n[sink.filter]\nkinds = [\"alert\"]\n",
+            server_list.join(", ")
+        ),
+    )
+    .unwrap();
+    let one = start_stream_collector(&dir, "collector-1", &servers);
+    let mut two = start_stream_collector(&dir, "collector-2", &servers);
+    let cgroup = TestCgroup::new("nats-collectors");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let agent = start_agent(&cgroup, &dir, "run.jsonl", &metrics);
+    let journal_id = std::fs::read_to_string(dir.join("journal/journal.id")).unwrap();
+    let journal_id = journal_id.trim();
+
+    // The forgery, before any real alert: a loss record (field 11: Loss { lost: 1 }) at seq
+    // 1,000,000 (fields 1 and 4 of sovereign.agent.v1.Event, varints) in node-a's name and
+    // journal, on node-b's subject.
+    jetstream(&[
+        "publish",
+        &servers,
+        STREAM,
+        "sovereign.node-b.alert",
+        "node-a",
+        journal_id,
+        "08c0843d20c0843d5a020801",
+    ]);
+    const HALF: usize = 200;
+    connections(&cgroup, "127.0.0.1:0", HALF);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&metrics) < 50.0 {
+        assert!(Instant::now() < deadline, "the sink delivers nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // collector-2 stops while alerts flow, once it has stored some, and resumes from its
+    // cursor.
+    let cursor = dir.join("collector-2/journal/jetstream.SOVEREIGN.cursor");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cursor.exists() {
+        assert!(Instant::now() < deadline, "collector-2 stores nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigterm(&two.0);
+    assert!(two.0.wait().unwrap().success());
+    drop(two);
+    connections(&cgroup, "127.0.0.1:0", HALF);
+    two = start_stream_collector(&dir, "collector-2", &servers);
+
+    let mut expected: Vec<u64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while expected.len() < 2 * HALF {
+        assert!(
+            Instant::now() < deadline,
+            "{} alerts journaled",
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        expected = journaled(&dir)
+            .into_iter()
+            .filter(|(_, k)| k == "alert")
+            .map(|(seq, _)| seq)
+            .collect();
+    }
+    for name in ["collector-1", "collector-2"] {
+        let socket = dir.join(name).join("collector.sock");
+        let alerts = tail_events(&socket, "alert", 2 * HALF);
+        let forged = tail_events(&socket, "loss", 1);
+        assert_eq!(forged[0]["agent_id"], "node-b", "{name}: {forged:?}");
+        assert_eq!(forged[0]["agent_seq"], 1_000_000);
+        let real: Vec<u64> = alerts
+            .iter()
+            .filter(|a| a["agent_id"] == "node-a")
+            .map(|a| a["agent_seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            real, expected,
+            "{name}: node-a's alerts, each once, in order"
+        );
+        let status = status_of(&socket);
+        // Nothing else stored: no duplicate past the events read.
+        assert_eq!(
+            status["journal_next_seq"],
+            2 * HALF as u64 + 1,
+            "{name}: {status}"
+        );
+        let agents = status["agents"].as_array().unwrap();
+        let a = agents
+            .iter()
+            .find(|a| a["agent_id"] == "node-a")
+            .unwrap_or_else(|| panic!("{name}: {status}"));
+        assert_eq!(a["journal_id"], journal_id);
+        assert_eq!(a["last_seq"], *expected.last().unwrap());
+        let b = agents.iter().find(|a| a["agent_id"] == "node-b").unwrap();
+        assert_eq!(
+            (&b["journal_id"], &b["last_seq"]),
+            (&Value::from(journal_id), &Value::from(1_000_000))
+        );
+    }
+    drop((agent, one, two, cluster));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,13 @@ use sovereign_agent::{
     config::LogConfig,
     exit,
     journal::JournalOptions,
-    serve::{api, collector::Collector, roles::Roles, tls::ClientCa},
+    serve::{
+        api,
+        collector::{jetstream, Collector},
+        roles::Roles,
+        sinks::{cursor::Cursor, nats::NatsServers},
+        tls::ClientCa,
+    },
     shutdown, telemetry,
 };
 use sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer;
@@ -64,6 +70,26 @@ struct Cli {
         default_value = "/run/sovereign-collector/collector.sock"
     )]
     api_socket: PathBuf,
+    /// Consume the fleet's events from NATS JetStream as well as receiving pushes: a server
+    /// URL (repeat for each node of the cluster). docs/collector.md, "A fleet on JetStream".
+    #[arg(long = "nats-server", value_name = "URL")]
+    nats_servers: Vec<String>,
+    /// The JetStream stream the agents' `nats` sinks publish to.
+    #[arg(long, default_value = "SOVEREIGN")]
+    nats_stream: String,
+    /// Which of the stream's subjects to store.
+    #[arg(long, default_value = "sovereign.>")]
+    nats_subject: String,
+    /// NATS credentials file (JWT and NKey seed).
+    #[arg(long)]
+    nats_credentials: Option<PathBuf>,
+    /// CA of `tls://` NATS servers, and this collector's client certificate and key.
+    #[arg(long)]
+    nats_ca: Option<PathBuf>,
+    #[arg(long, requires = "nats_key")]
+    nats_cert: Option<PathBuf>,
+    #[arg(long, requires = "nats_cert")]
+    nats_key: Option<PathBuf>,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -159,10 +185,30 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let unix = api::serve(&cli.api_socket, api, stopped())
         .await
         .map_err(|e| (exit::CANTCREAT, e.to_string()))?;
+    let mut tasks = vec![tcp, unix];
+    if !cli.nats_servers.is_empty() {
+        let source = jetstream::JetStreamSource {
+            servers: NatsServers {
+                servers: cli.nats_servers.clone(),
+                credentials: cli.nats_credentials.clone(),
+                ca: cli.nats_ca.clone(),
+                cert: cli.nats_cert.clone(),
+                key: cli.nats_key.clone(),
+            },
+            stream: cli.nats_stream.clone(),
+            subject: cli.nats_subject.clone(),
+            cursor: Cursor::of_jetstream(&cli.journal, &cli.nats_stream),
+        };
+        tasks.push(tokio::spawn(jetstream::run(
+            collector.clone(),
+            source,
+            stopped(),
+        )));
+    }
     tracing::info!("collector running");
     stop.await;
     let _ = tx.send(true);
-    for mut task in [tcp, unix] {
+    for mut task in tasks {
         if tokio::time::timeout(std::time::Duration::from_secs(1), &mut task)
             .await
             .is_err()

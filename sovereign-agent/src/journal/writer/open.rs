@@ -181,7 +181,8 @@ fn is_journal_entry(name: &str) -> bool {
         || name == "push.cursor.tmp"
         || name == super::super::identity::ID_FILE
         || name == "journal.id.tmp"
-        || (name.starts_with("sink.")
+        // Cursors of the agent's sinks and of a collector's JetStream stream.
+        || ((name.starts_with("sink.") || name.starts_with("jetstream."))
             && (name.ends_with(".cursor") || name.ends_with(".cursor.tmp")))
         || name == "HEAD.tmp"
         || name.ends_with(".journal.tmp")

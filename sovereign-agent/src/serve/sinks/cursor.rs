@@ -22,6 +22,15 @@ impl Cursor {
         }
     }
 
+    /// A collector's position in the JetStream stream `stream`: the next stream sequence
+    /// number to store.
+    pub fn of_jetstream(dir: &Path, stream: &str) -> Self {
+        Cursor {
+            path: dir.join(format!("jetstream.{stream}.cursor")),
+            tmp: dir.join(format!("jetstream.{stream}.cursor.tmp")),
+        }
+    }
+
     /// The cursor of the `[push]` section (named `push.cursor` before sinks existed).
     pub fn of_push(dir: &Path) -> Self {
         Cursor {

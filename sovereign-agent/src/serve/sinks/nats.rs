@@ -48,6 +48,46 @@ pub fn subject_token(s: &str) -> String {
     }
 }
 
+/// Where a NATS client connects, and with what credentials: the `nats` sink's settings, and
+/// the collector's when it consumes from JetStream.
+#[derive(Clone, Debug, Default)]
+pub struct NatsServers {
+    pub servers: Vec<String>,
+    pub credentials: Option<std::path::PathBuf>,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// Connects to the first NATS server of `to` that answers (the client fails over to the
+/// others on its own later).
+pub async fn connect(to: &NatsServers, name: String) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .name(name);
+    if let Some(path) = &to.credentials {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("NATS credentials {}: {e}", path.display()))?;
+    }
+    if let Some(ca) = &to.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&to.cert, &to.key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let servers: Vec<async_nats::ServerAddr> = to
+        .servers
+        .iter()
+        .map(|s| s.parse().map_err(|e| format!("NATS server {s:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| format!("cannot connect to NATS {}: {e}", to.servers.join(", ")))
+}
+
 impl NatsTransport {
     pub fn new(config: NatsSink, origin: Origin) -> Self {
         NatsTransport {
@@ -62,30 +102,17 @@ impl NatsTransport {
 
     pub async fn connect(&mut self) -> Result<(), String> {
         let c = &self.config;
-        let mut options = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .name(format!("sovereign-agent {}", self.origin.agent_id));
-        if let Some(path) = &c.credentials {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("NATS credentials {}: {e}", path.display()))?;
-        }
-        if let Some(ca) = &c.ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        let servers: Vec<async_nats::ServerAddr> = c
-            .servers
-            .iter()
-            .map(|s| s.parse().map_err(|e| format!("NATS server {s:?}: {e}")))
-            .collect::<Result<_, _>>()?;
-        let client = options
-            .connect(servers)
-            .await
-            .map_err(|e| format!("cannot connect to NATS {}: {e}", c.servers.join(", ")))?;
+        let client = connect(
+            &NatsServers {
+                servers: c.servers.clone(),
+                credentials: c.credentials.clone(),
+                ca: c.ca.clone(),
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            },
+            format!("sovereign-agent {}", self.origin.agent_id),
+        )
+        .await?;
         let timeout = Duration::from_millis(c.ack_timeout_ms);
         self.context = Some(
             jetstream::context::ContextBuilder::new()

@@ -7,6 +7,10 @@
 //! Deduplication is by (agent, journal id, seq): an agent whose journal was created again
 //! (reinstalled, node rebuilt under the same name) starts again at seq 0 under a new journal
 //! id, and its alerts are stored, not taken for re-sends of the old journal's.
+//!
+//! Events arrive by push (this file) or, in a fleet that outgrew one collector, from a NATS
+//! JetStream stream ([`jetstream`]); both store through the same deduplication.
+pub mod jetstream;
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex},
@@ -167,6 +171,19 @@ fn store(
             "the batch's sequence numbers are not strictly increasing",
         ));
     }
+    // Only what the journal's readers can read back: an event without a body (or with a
+    // broken one) stored here would make `journal export` and `replay` of the whole
+    // fleet's record fail at it.
+    if let Some(e) = batch
+        .events
+        .iter()
+        .find(|e| crate::journal::convert::from_proto((*e).clone()).is_err())
+    {
+        return Err(Status::invalid_argument(format!(
+            "event {} is not a valid sovereign.agent.v1.Event",
+            e.seq
+        )));
+    }
     // Held while storing: two streams of the same agent cannot both store the same events.
     let mut progress = lock(progress);
     let before = progress.get(source).map(|p| p.last_seq);
@@ -277,6 +294,7 @@ mod tests {
                 .map(|&seq| pb::Event {
                     seq,
                     ts_unix_ns: 1,
+                    body: Some(pb::event::Body::Loss(pb::Loss { lost: 1 })),
                     ..Default::default()
                 })
                 .collect(),
@@ -322,6 +340,12 @@ mod tests {
         let e = push(&c, "node-1", batch("real", &[5, 4], 6)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 3);
+        // An event the journal's readers could not read back is refused, nothing stored.
+        let mut b = batch("real", &[2, 3], 4);
+        b.events[1].body = None;
+        let e = push(&c, "node-1", b).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 3);
     }
 
     #[test]
@@ -345,5 +369,5 @@ mod tests {
     }
 
     /// A self-signed test CA (openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256).
-    const TEST_CA: &str = include_str!("../../tests/fixtures/test-ca.pem");
+    const TEST_CA: &str = include_str!("../../../tests/fixtures/test-ca.pem");
 }
