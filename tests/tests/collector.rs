@@ -95,7 +95,9 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let mut pids = violations(&cgroup, 3);
     let first = collector_alerts(&dir, 3);
     assert_eq!(first.len(), 3);
-    // The agent's view of the delivery: all acknowledged, within the test's duration.
+    // The agent's view of the delivery: all acknowledged, within the test's duration, and
+    // each live batch at the first attempt (an acknowledgement taken for a forged claim
+    // beyond the journal's head made every one fail and wait for a retry).
     let text = wait_for_metric(&metrics, DELIVERED, 3.0);
     assert_metrics(
         &text,
@@ -103,6 +105,7 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
             ("sovereign_agent_alerts_total", 3.0),
             (DELIVERED, 3.0),
             (CONNECTED, 1.0),
+            (ERRORS, 0.0),
         ],
     );
     let lag = metric(&text, LAG).unwrap();

@@ -105,7 +105,7 @@ impl Driver {
             if events.is_empty() {
                 continue;
             }
-            let head = self.journal.next_seq.load(Relaxed);
+            let head = journal_head(self.journal.next_seq.load(Relaxed), &events);
             match self.transport.deliver(&events, head).await {
                 Ok(()) => {
                     self.acknowledged(&events);
@@ -173,9 +173,41 @@ impl Driver {
     }
 }
 
+/// The journal's next sequence number as far as this batch knows: the writer publishes a
+/// write to its live feed before it updates the shared counter, so a batch read from the feed
+/// can be ahead of it. Sent as the head, the collector's acknowledgement of the batch would
+/// look like a claim beyond what this journal wrote (to_collector::check_ack) and every live
+/// batch was refused and re-sent after a back-off.
+fn journal_head(shared_next_seq: u64, events: &[pb::Event]) -> u64 {
+    events
+        .last()
+        .map_or(shared_next_seq, |e| shared_next_seq.max(e.seq + 1))
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_ahead_of_the_shared_counter_moves_the_head_past_its_last_event() {
+        let events: Vec<pb::Event> = [7, 8, 9]
+            .into_iter()
+            .map(|seq| pb::Event {
+                seq,
+                ..Default::default()
+            })
+            .collect();
+        // Published at 7..=9 while the counter still said 7.
+        assert_eq!(journal_head(7, &events), 10);
+        // The counter already further on: it stays.
+        assert_eq!(journal_head(12, &events), 12);
+        assert_eq!(journal_head(5, &[]), 5);
     }
 }
