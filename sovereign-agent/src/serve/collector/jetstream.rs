@@ -23,6 +23,7 @@
 use std::{future::Future, pin::pin, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
+use futures_util::FutureExt;
 use prost::Message;
 use sovereign_agent_proto::{agent::v1 as pb, collector::v1::PushRequest};
 use tokio_stream::StreamExt;
@@ -45,10 +46,11 @@ pub struct JetStreamSource {
     pub cursor: Cursor,
 }
 
-/// Events stored per batch (one journal sync and one cursor write each), and how long a
-/// batch waits to fill.
+/// Events stored per batch at most (one journal sync and one cursor write each). A batch is
+/// what has arrived by the time the previous one is stored: it never waits to fill (waiting
+/// up to 100 ms for a full batch was most of the agent-to-subscriber latency), and it grows
+/// by itself when the stream runs ahead of the disk.
 const BATCH: usize = 2_000;
-const BATCH_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs until `stop` resolves, reconnecting after every failure.
 pub async fn run(
@@ -132,15 +134,23 @@ async fn consume(collector: &Arc<Collector>, source: &JetStreamSource) -> String
         Err(e) => return format!("consume: {e}"),
     };
     tracing::info!(stream = %source.stream, start, "consuming from JetStream");
-    let mut batches = pin!(messages.chunks_timeout(BATCH, BATCH_WAIT));
-    while let Some(batch) = batches.next().await {
-        let mut fetched = Vec::with_capacity(batch.len());
-        for m in batch {
+    // Fused: the end seen by a poll for a ready message is seen again at the next await.
+    let mut messages = pin!(messages.fuse());
+    while let Some(first) = messages.next().await {
+        let mut fetched = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next {
             match m {
                 Ok(m) => fetched.push(m),
                 // What came before is not stored either: read again from the cursor.
                 Err(e) => return format!("fetch: {e}"),
             }
+            next = if fetched.len() < BATCH {
+                // Only what is ready; the end of the stream shows at the next await.
+                messages.next().now_or_never().flatten()
+            } else {
+                None
+            };
         }
         let Some(next) = fetched
             .last()
