@@ -11,6 +11,7 @@ use std::{
 
 use sovereign_agent::event::{Event, FlowEvent};
 
+pub mod nats;
 pub mod net;
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -3,15 +3,17 @@
 //! and the agent is restarted once. Read back with nats-py (not our code), the stream holds
 //! each of the journal's events exactly once, in the agent's order.
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    collector_certs, free_port, metric, require_root, sigterm, start_agent_with, status_of,
-    tail_events, target_bin, Reaped, TestCgroup,
+    collector_certs, free_port, metric,
+    nats::{jetstream, start_stream_collector, Cluster},
+    require_root, sigterm, start_agent_with, status_of, tail_events, target_bin, Reaped,
+    TestCgroup,
 };
 
 const STREAM: &str = "SOVEREIGN";
@@ -19,117 +21,6 @@ const ALERTS: usize = 10_000;
 /// Allowed connections; each makes three flow events (connect, established, close), as does
 /// each violating one.
 const ALLOWED: usize = 28_000;
-
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-grpc/bin/python");
-    assert!(
-        venv.exists(),
-        "run `cargo xtask setup` (installs nats-py in target/python-grpc)"
-    );
-    venv
-}
-
-/// Runs tests/python/jetstream.py; its stdout.
-fn jetstream(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/jetstream.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jetstream.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Three `nats-server`s with JetStream, clustered over loopback routes.
-struct Cluster {
-    dir: PathBuf,
-    client_ports: [u16; 3],
-    nodes: [Option<Child>; 3],
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let client_ports = [free_port(), free_port(), free_port()];
-        let route_ports = [free_port(), free_port(), free_port()];
-        let routes: Vec<String> = route_ports
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect();
-        for i in 0..3 {
-            std::fs::write(
-                dir.join(format!("n{i}.conf")),
-                format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
-                     jetstream {{ store_dir: \"{}\" }}\n\
-                     cluster {{ name: sovereign, listen: 127.0.0.1:{}, routes: [{}] }}\n",
-                    client_ports[i],
-                    dir.join(format!("n{i}-store")).display(),
-                    route_ports[i],
-                    routes.join(", ")
-                ),
-            )
-            .unwrap();
-        }
-        let mut cluster = Cluster {
-            dir: dir.to_path_buf(),
-            client_ports,
-            nodes: [None, None, None],
-        };
-        for i in 0..3 {
-            cluster.start_node(i);
-        }
-        cluster
-    }
-
-    fn start_node(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("n{i}.log")))
-            .unwrap();
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(self.dir.join(format!("n{i}.conf")))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server (installed by `cargo xtask setup`)");
-        self.nodes[i] = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.client_ports[i])).is_err() {
-            assert!(Instant::now() < deadline, "nats-server n{i} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill_node(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn servers(&self) -> String {
-        self.client_ports
-            .iter()
-            .map(|p| format!("nats://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..3 {
-            self.kill_node(i);
-        }
-    }
-}
 
 /// Connections to 127.0.0.1 are violations; to 127.0.0.2 (also loopback) allowed.
 fn write_policy(dir: &Path) {
@@ -217,7 +108,7 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
     let dir = std::env::temp_dir().join(format!("sa-nats-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cluster = Cluster::start(&dir);
+    let mut cluster = Cluster::start(&dir, 3);
     let servers = cluster.servers();
     jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
 
@@ -343,52 +234,6 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `sovereign-collector` named `name` (its journal and socket under `dir/name`) that
-/// consumes the stream (and appends its log to `dir/name/stderr`).
-fn start_stream_collector(dir: &Path, name: &str, servers: &str) -> Reaped {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let socket = home.join("collector.sock");
-    let _ = std::fs::remove_file(&socket);
-    let mut command = Command::new(target_bin("sovereign-collector"));
-    command
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--journal")
-        .arg(home.join("journal"))
-        .arg("--tls-cert")
-        .arg(dir.join("collector.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("collector.key"))
-        .arg("--agent-ca")
-        .arg(dir.join("ca.pem"))
-        .arg("--subscriber-ca")
-        .arg(dir.join("subscribers-ca.pem"))
-        .arg("--api-socket")
-        .arg(&socket)
-        .args(["--nats-stream", STREAM])
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(home.join("stderr"))
-                .unwrap(),
-        );
-    for server in servers.split(',') {
-        command.args(["--nats-server", server]);
-    }
-    let child = command.spawn().expect("sovereign-collector");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the collector {name} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Reaped(child)
-}
-
 /// Two collectors share the fleet's stream, each reading all of it from its own cursor: each
 /// stores every alert once, one of them across its own restart in the middle of a batch. The agent is named by the
 /// subject it published under (which NATS permissions bind to its credentials), not by a
@@ -402,7 +247,7 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     collector_certs(&dir, "node-a");
-    let cluster = Cluster::start(&dir);
+    let cluster = Cluster::start(&dir, 3);
     let servers = cluster.servers();
     jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
     write_policy(&dir);
@@ -417,8 +262,8 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
         ),
     )
     .unwrap();
-    let one = start_stream_collector(&dir, "collector-1", &servers);
-    let mut two = start_stream_collector(&dir, "collector-2", &servers);
+    let one = start_stream_collector(&dir, "collector-1", &servers, STREAM);
+    let mut two = start_stream_collector(&dir, "collector-2", &servers, STREAM);
     let cgroup = TestCgroup::new("nats-collectors");
     let metrics = format!("127.0.0.1:{}", free_port());
     let agent = start_agent(&cgroup, &dir, "run.jsonl", &metrics);
@@ -456,7 +301,7 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
     assert!(two.0.wait().unwrap().success());
     drop(two);
     connections(&cgroup, "127.0.0.1:0", HALF);
-    two = start_stream_collector(&dir, "collector-2", &servers);
+    two = start_stream_collector(&dir, "collector-2", &servers, STREAM);
 
     let mut expected: Vec<u64> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
