@@ -35,7 +35,7 @@ fn write_policy(dir: &Path) {
 }
 
 fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Reaped {
-    let (child, _logs) = start_agent_with(
+    let (child, logs) = start_agent_with(
         cgroup,
         &dir.join(output),
         &[
@@ -49,6 +49,12 @@ fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> 
             metrics,
         ],
     );
+    // The sink's interruptions, shown with a failure: which way a delivery broke.
+    std::thread::spawn(move || {
+        for line in logs.iter().filter(|l| l.contains("sink")) {
+            println!("agent: {line}");
+        }
+    });
     Reaped(child)
 }
 

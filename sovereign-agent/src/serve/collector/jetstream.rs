@@ -31,7 +31,7 @@ use tokio_stream::StreamExt;
 use super::{store, Collector, Source};
 use crate::serve::sinks::{
     cursor::Cursor,
-    nats::{connect, subject_token, NatsServers},
+    nats::{connect, subject_token, AfterLoss, NatsServers},
 };
 
 /// The collector's `--nats-*` settings.
@@ -83,10 +83,11 @@ async fn consume(collector: &Arc<Collector>, source: &JetStreamSource) -> String
     let client = match connect(
         &source.servers,
         format!("sovereign-collector {}", source.stream),
+        AfterLoss::Reconnect,
     )
     .await
     {
-        Ok(c) => c,
+        Ok((c, _)) => c,
         Err(e) => return e,
     };
     let js = jetstream::new(client);

@@ -6,7 +6,21 @@
 //! A batch is published pipelined (one round trip for the whole batch, not one per event).
 //! After a failure the next batch is published one event at a time, each after the previous
 //! one's acknowledgement, so the re-sent events land in the stream in journal order.
-use std::time::Duration;
+//!
+//! The sink's client never reconnects by itself. A NATS client keeps what it had not written
+//! yet when its connection dies and sends it after reconnecting; what was in the dead
+//! connection is lost. With a batch in flight that stored the end of the batch before its
+//! lost middle (re-sent later, after it): each event once, but out of journal order (a CI run
+//! of the cluster test: seqs 1729-1792 after 1793). So a lost connection ends the session:
+//! nothing more is published on it, the unacknowledged rest fails, and the driver starts again
+//! from the first unacknowledged event on a new client.
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::{header::HeaderMap, jetstream};
 use bytes::Bytes;
@@ -25,6 +39,10 @@ pub struct NatsTransport {
     /// The agent id as a subject token (no `.`, `*`, `>` or whitespace).
     token: String,
     context: Option<jetstream::Context>,
+    /// Set when the client's connection was lost (it will not reconnect).
+    lost: Arc<AtomicBool>,
+    /// Bounds each publish and each acknowledgement.
+    timeout: Duration,
     /// Publish one at a time (after a failure, until a batch succeeds).
     careful: bool,
     /// Events JetStream reported as duplicates (re-sends it had already stored).
@@ -59,12 +77,53 @@ pub struct NatsServers {
     pub key: Option<std::path::PathBuf>,
 }
 
-/// Connects to the first NATS server of `to` that answers (the client fails over to the
-/// others on its own later).
-pub async fn connect(to: &NatsServers, name: String) -> Result<async_nats::Client, String> {
+/// What a client does when its connection is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterLoss {
+    /// Fail over to another server by itself (a consumer, which resumes from its cursor).
+    Reconnect,
+    /// Stay disconnected, saying so in the returned flag (a publisher that must keep order:
+    /// see the module's documentation).
+    Stay,
+}
+
+/// Never, for a client: its connection task sleeps this long before a reconnect, and is
+/// dropped with the client well before.
+const NO_RECONNECT: Duration = Duration::from_secs(3600);
+
+/// Connects to the first NATS server of `to` that answers; returns the client and a flag set
+/// when its connection is lost.
+pub async fn connect(
+    to: &NatsServers,
+    name: String,
+    after_loss: AfterLoss,
+) -> Result<(async_nats::Client, Arc<AtomicBool>), String> {
+    let lost = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicBool::new(false));
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .name(name);
+    if after_loss == AfterLoss::Stay {
+        let (lost, on_event) = (lost.clone(), connected.clone());
+        let on_delay = connected.clone();
+        options = options
+            .event_callback(move |event| {
+                if on_event.load(Relaxed) && matches!(event, async_nats::Event::Disconnected) {
+                    lost.store(true, Relaxed);
+                }
+                std::future::ready(())
+            })
+            .reconnect_delay_callback(move |attempts| {
+                if on_delay.load(Relaxed) {
+                    NO_RECONNECT
+                } else if attempts <= 1 {
+                    // The first connection tries each server at once.
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(250)
+                }
+            });
+    }
     if let Some(path) = &to.credentials {
         options = options
             .credentials_file(path)
@@ -82,10 +141,12 @@ pub async fn connect(to: &NatsServers, name: String) -> Result<async_nats::Clien
         .iter()
         .map(|s| s.parse().map_err(|e| format!("NATS server {s:?}: {e}")))
         .collect::<Result<_, _>>()?;
-    options
+    let client = options
         .connect(servers)
         .await
-        .map_err(|e| format!("cannot connect to NATS {}: {e}", to.servers.join(", ")))
+        .map_err(|e| format!("cannot connect to NATS {}: {e}", to.servers.join(", ")))?;
+    connected.store(true, Relaxed);
+    Ok((client, lost))
 }
 
 impl NatsTransport {
@@ -95,6 +156,8 @@ impl NatsTransport {
             config,
             origin,
             context: None,
+            lost: Arc::new(AtomicBool::new(false)),
+            timeout: Duration::from_secs(5),
             careful: false,
             duplicates: 0,
         }
@@ -111,9 +174,13 @@ impl NatsTransport {
                 key: c.key.clone(),
             },
             format!("sovereign-agent {}", self.origin.agent_id),
+            AfterLoss::Stay,
         )
         .await?;
+        let (client, lost) = client;
+        self.lost = lost;
         let timeout = Duration::from_millis(c.ack_timeout_ms);
+        self.timeout = timeout;
         self.context = Some(
             jetstream::context::ContextBuilder::new()
                 .timeout(timeout)
@@ -173,10 +240,10 @@ impl NatsTransport {
                 delivered: i,
                 error: e,
             };
-            let ack = context
-                .publish_with_headers(subject, headers, payload)
+            let ack = self
+                .publish(context, subject, headers, payload)
                 .await
-                .map_err(|e| fail(format!("NATS publish: {e}")))?
+                .map_err(fail)?
                 .await
                 .map_err(|e| fail(format!("JetStream did not acknowledge: {e}")))?;
             self.duplicates += u64::from(ack.duplicate);
@@ -191,10 +258,7 @@ impl NatsTransport {
     ) -> Result<(), Failed> {
         let mut pending = Vec::with_capacity(messages.len());
         for (subject, headers, payload) in messages {
-            match context
-                .publish_with_headers(subject, headers, payload)
-                .await
-            {
+            match self.publish(context, subject, headers, payload).await {
                 Ok(ack) => pending.push(ack),
                 Err(e) => {
                     // What was sent before still counts, in order, if acknowledged.
@@ -204,12 +268,37 @@ impl NatsTransport {
                         .unwrap_or_else(|f| f.delivered);
                     return Err(Failed {
                         delivered,
-                        error: format!("NATS publish: {e}"),
+                        error: e,
                     });
                 }
             }
         }
         self.await_acks(pending).await.map(|_| ())
+    }
+
+    /// Hands one message to the client, unless its connection was lost (then nothing more
+    /// goes out on it: see the module's documentation); bounded by the ack timeout, since a
+    /// client that is not writing stops taking messages once its buffer is full.
+    async fn publish(
+        &self,
+        context: &jetstream::Context,
+        subject: String,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<jetstream::context::PublishAckFuture, String> {
+        if self.lost.load(Relaxed) {
+            return Err("the connection to NATS was lost".into());
+        }
+        match tokio::time::timeout(
+            self.timeout,
+            context.publish_with_headers(subject, headers, payload),
+        )
+        .await
+        {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(e)) => Err(format!("NATS publish: {e}")),
+            Err(_) => Err(format!("NATS publish: not taken within {:?}", self.timeout)),
+        }
     }
 
     /// Awaits acknowledgements in order (all are in flight already: they arrive
