@@ -655,21 +655,7 @@ pub fn assert_metrics(text: &str, expected: &[(&str, f64)]) {
 pub fn start_collector(dir: &Path, port: u16) -> Reaped {
     let socket = dir.join("collector.sock");
     let _ = std::fs::remove_file(&socket);
-    let child = Command::new(target_bin("sovereign-collector"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--journal")
-        .arg(dir.join("collector-journal"))
-        .arg("--tls-cert")
-        .arg(dir.join("collector.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("collector.key"))
-        .arg("--agent-ca")
-        .arg(dir.join("ca.pem"))
-        .arg("--subscriber-ca")
-        .arg(dir.join("subscribers-ca.pem"))
-        .arg("--api-socket")
-        .arg(&socket)
+    let child = collector_command(dir, port, &dir.join("collector-journal"), &socket)
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sovereign-collector");
@@ -681,6 +667,42 @@ pub fn start_collector(dir: &Path, port: u16) -> Reaped {
     }
     assert!(socket.exists(), "the collector did not start");
     Reaped(child)
+}
+
+/// `sovereign-collector` listening on 127.0.0.1:`port` with the certificates in `dir` (see
+/// [`collector_certs`]), `journal` and its API on `socket`.
+pub fn collector_command(dir: &Path, port: u16, journal: &Path, socket: &Path) -> Command {
+    let mut command = Command::new(target_bin("sovereign-collector"));
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--journal")
+        .arg(journal)
+        .arg("--tls-cert")
+        .arg(dir.join("collector.pem"))
+        .arg("--tls-key")
+        .arg(dir.join("collector.key"))
+        .arg("--agent-ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--subscriber-ca")
+        .arg(dir.join("subscribers-ca.pem"))
+        .arg("--api-socket")
+        .arg(socket);
+    command
+}
+
+/// What `read` returns once two reads a second apart agree (a journal or a count that has
+/// stopped moving).
+pub fn settled<T: PartialEq>(mut read: impl FnMut() -> T) -> T {
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
 }
 
 /// The first `n` events of `kind` that the API on `socket` (an agent's or a collector's)

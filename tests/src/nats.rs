@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{free_port, target_bin, Reaped};
+use crate::{collector_command, free_port, Reaped};
 
 /// The Python of `cargo xtask setup`'s venv (it has nats-py).
 pub fn python() -> PathBuf {
@@ -137,30 +137,14 @@ pub fn start_stream_collector(dir: &Path, name: &str, servers: &str, stream: &st
     std::fs::create_dir_all(&home).unwrap();
     let socket = home.join("collector.sock");
     let _ = std::fs::remove_file(&socket);
-    let mut command = Command::new(target_bin("sovereign-collector"));
-    command
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--journal")
-        .arg(home.join("journal"))
-        .arg("--tls-cert")
-        .arg(dir.join("collector.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("collector.key"))
-        .arg("--agent-ca")
-        .arg(dir.join("ca.pem"))
-        .arg("--subscriber-ca")
-        .arg(dir.join("subscribers-ca.pem"))
-        .arg("--api-socket")
-        .arg(&socket)
-        .args(["--nats-stream", stream])
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(home.join("stderr"))
-                .unwrap(),
-        );
+    let mut command = collector_command(dir, free_port(), &home.join("journal"), &socket);
+    command.args(["--nats-stream", stream]).stderr(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("stderr"))
+            .unwrap(),
+    );
     for server in servers.split(',') {
         command.args(["--nats-server", server]);
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sovereign_agent_tests::{
     collector_certs, free_port, metric,
     nats::{jetstream, start_stream_collector, Cluster},
-    require_root, sigterm, start_agent_with, status_of, tail_events, target_bin, Reaped,
+    require_root, settled, sigterm, start_agent_with, status_of, tail_events, target_bin, Reaped,
     TestCgroup,
 };
 
@@ -169,15 +169,7 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
 
     // What the stream must hold: each journaled event of those kinds, once, in order (read
     // once the agent has journaled all the traffic: two exports a second apart agree).
-    let mut expected = journaled(&dir);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let again = journaled(&dir);
-        if again == expected {
-            break;
-        }
-        expected = again;
-    }
+    let expected = settled(|| journaled(&dir));
     let alerts = expected.iter().filter(|(_, k)| k == "alert").count();
     assert_eq!(alerts, ALERTS, "one alert per violating connection");
     assert!(

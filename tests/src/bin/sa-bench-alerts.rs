@@ -31,7 +31,7 @@ use std::{
 use sovereign_agent_tests::{
     collector_certs, free_port, loopback_policy,
     nats::{jetstream, start_stream_collector, Cluster},
-    sigterm, start_agent_with, start_collector, status_of, target_bin, TestCgroup,
+    settled, sigterm, start_agent_with, start_collector, status_of, target_bin, TestCgroup,
 };
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
@@ -192,15 +192,7 @@ fn bench_nats(cgroup: &TestCgroup, dir: &Path, nodes: usize) {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Caught up with the stream (its head still for a second) before measuring live alerts.
-    let mut held = collector_next_seq(&socket);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = collector_next_seq(&socket);
-        if now == held {
-            break;
-        }
-        held = now;
-    }
+    settled(|| collector_next_seq(&socket));
     println!(
         "| nats sink ({label}): connect() → JetStream → collector → subscriber at {RATE} flows/s for {LATENCY_SECONDS} s | {} |",
         latency(cgroup, &socket)
