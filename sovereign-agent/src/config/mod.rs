@@ -566,6 +566,12 @@ impl Config {
                     if c.ack_timeout_ms == 0 {
                         return Err(fail("ack_timeout_ms: must be at least 1".into()));
                     }
+                    if !(1..=64).contains(&c.in_flight_batches) {
+                        return Err(fail(format!(
+                            "in_flight_batches {}: 1 to 64",
+                            c.in_flight_batches
+                        )));
+                    }
                 }
                 SinkKind::Syslog(c) => {
                     if c.address

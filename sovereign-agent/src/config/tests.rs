@@ -341,8 +341,12 @@ fn sinks_of_every_type_parse_with_their_defaults() {
     match &c.sink[0].kind {
         crate::serve::sinks::SinkKind::Nats(n) => {
             assert_eq!(
-                (n.subject_prefix.as_str(), n.ack_timeout_ms),
-                ("sovereign", 5000)
+                (
+                    n.subject_prefix.as_str(),
+                    n.ack_timeout_ms,
+                    n.in_flight_batches
+                ),
+                ("sovereign", 5000, 4)
             );
         }
         other => panic!("{other:?}"),
@@ -358,6 +362,10 @@ fn bad_sinks_name_the_sink_and_what_is_wrong() {
         (
             "[[sink]]\nname = \"x\"\ntype = \"nats\"\nservers = [\"nats://a:1\"]\nsubjects = \"y\"\n",
             "subjects",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"nats\"\nservers = [\"nats://a:1\"]\nin_flight_batches = 0\n",
+            "\"x\": in_flight_batches 0",
         ),
         ("[[sink]]\nname = \"x\"\ntype = \"kafka\"\n", "kafka"),
         (

@@ -136,6 +136,10 @@ pub struct NatsSink {
     /// How long a publish waits for JetStream's acknowledgement, in milliseconds.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Batches published and not yet acknowledged at most: more keeps the connection busy
+    /// while JetStream stores and replicates the earlier ones (throughput); 1 is stop-and-wait.
+    #[serde(default = "default_in_flight_batches")]
+    pub in_flight_batches: usize,
 }
 
 fn default_subject_prefix() -> String {
@@ -144,6 +148,10 @@ fn default_subject_prefix() -> String {
 
 fn default_ack_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_in_flight_batches() -> usize {
+    4
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

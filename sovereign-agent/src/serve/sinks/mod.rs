@@ -82,7 +82,11 @@ pub fn start(
             SinkKind::Collector(c) => {
                 Transport::Collector(to_collector::CollectorTransport::new(c, journal.id.clone()))
             }
-            SinkKind::Nats(c) => Transport::Nats(nats::NatsTransport::new(c, origin.clone())),
+            SinkKind::Nats(c) => Transport::Nats(Box::new(nats::NatsTransport::new(
+                c,
+                origin.clone(),
+                config.batch,
+            ))),
             SinkKind::Syslog(c) => {
                 Transport::Syslog(Box::new(syslog::SyslogTransport::new(c, origin.clone())))
             }
@@ -97,6 +101,8 @@ pub fn start(
             filter,
             batch: config.batch,
             stats: s.clone(),
+            unwritten: None,
+            written_at: std::time::Instant::now(),
         };
         tasks.push(tokio::spawn(driver.run(stop.clone())));
         stats.push(s);

@@ -3,9 +3,11 @@
 //! duplicate window) and is delivered when JetStream acknowledges it (stored, and replicated
 //! to a quorum in a clustered stream).
 //!
-//! A batch is published pipelined (one round trip for the whole batch, not one per event).
-//! After a failure the next batch is published one event at a time, each after the previous
-//! one's acknowledgement, so the re-sent events land in the stream in journal order.
+//! A batch is published pipelined (one round trip for the whole batch, not one per event), and
+//! up to `in_flight_batches` batches are in flight: the next is published while JetStream
+//! stores and replicates the earlier ones. After a failure the first batch of the next
+//! session is published one event at a time, each after the previous one's acknowledgement,
+//! so the re-sent events land in the stream in journal order.
 //!
 //! The sink's client never reconnects by itself. A NATS client keeps what it had not written
 //! yet when its connection dies and sends it after reconnecting; what was in the dead
@@ -16,21 +18,24 @@
 //! from the first unacknowledged event on a new client.
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
 };
 
-use async_nats::{header::HeaderMap, jetstream};
+use async_nats::{header::HeaderMap, jetstream, Subject};
 use bytes::Bytes;
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;
+
+use crate::serve::api::filter::kind_of;
 
 use super::{
     config::{NatsSink, PayloadFormat},
     driver::Failed,
     render::{render, Origin},
+    transport::Acknowledgement,
 };
 
 pub struct NatsTransport {
@@ -43,10 +48,16 @@ pub struct NatsTransport {
     lost: Arc<AtomicBool>,
     /// Bounds each publish and each acknowledgement.
     timeout: Duration,
+    /// Messages published and not yet acknowledged at most: the window's batches.
+    max_in_flight: usize,
     /// Publish one at a time (after a failure, until a batch succeeds).
     careful: bool,
     /// Events JetStream reported as duplicates (re-sends it had already stored).
-    pub duplicates: u64,
+    pub duplicates: Arc<AtomicU64>,
+    /// Per event kind, its subject (made once: a clone shares the bytes).
+    subjects: Vec<(&'static str, Subject)>,
+    /// The headers every message of this journal carries (cloned, then the event's added).
+    headers: HeaderMap,
 }
 
 /// `s` as one subject token.
@@ -150,8 +161,14 @@ pub async fn connect(
 }
 
 impl NatsTransport {
-    pub fn new(config: NatsSink, origin: Origin) -> Self {
+    /// `batch`: events per batch at most.
+    pub fn new(config: NatsSink, origin: Origin, batch: usize) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert("Sovereign-Agent", origin.agent_id.as_str());
+        headers.insert("Sovereign-Journal", origin.journal_id.as_str());
         NatsTransport {
+            headers,
+            max_in_flight: batch.saturating_mul(config.in_flight_batches.max(1)),
             token: subject_token(&origin.agent_id),
             config,
             origin,
@@ -159,7 +176,8 @@ impl NatsTransport {
             lost: Arc::new(AtomicBool::new(false)),
             timeout: Duration::from_secs(5),
             careful: false,
-            duplicates: 0,
+            duplicates: Arc::default(),
+            subjects: Vec::new(),
         }
     }
 
@@ -184,56 +202,93 @@ impl NatsTransport {
         self.context = Some(
             jetstream::context::ContextBuilder::new()
                 .timeout(timeout)
-                .max_ack_inflight(8_192)
+                // Room for every message of the window: a permit is returned only when its
+                // acknowledgement is awaited, which the driver does after publishing.
+                .max_ack_inflight(self.max_in_flight.max(1))
                 .backpressure_on_inflight(true)
                 .build(client),
         );
         Ok(())
     }
 
+    /// A session ends only when it failed (or the agent stops): the next one starts carefully.
     pub fn disconnect(&mut self) {
         self.context = None;
+        self.careful = true;
     }
 
-    fn message(&self, e: &pb::Event) -> (String, HeaderMap, Bytes) {
-        let r = render(&self.origin, e);
-        let subject = format!("{}.{}.{}", self.config.subject_prefix, self.token, r.kind);
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", r.key.as_str());
-        headers.insert("Sovereign-Agent", self.origin.agent_id.as_str());
-        headers.insert("Sovereign-Journal", self.origin.journal_id.as_str());
-        headers.insert("Sovereign-Seq", e.seq.to_string().as_str());
-        let payload = match self.config.format {
-            PayloadFormat::Json => Bytes::from(serde_json::to_vec(&r.json).unwrap_or_default()),
-            PayloadFormat::Protobuf => {
-                let mut e = e.clone();
-                e.agent_id.clone_from(&self.origin.agent_id);
-                e.agent_journal_id.clone_from(&self.origin.journal_id);
-                e.agent_seq = e.seq;
-                Bytes::from(e.encode_to_vec())
+    pub fn window(&self) -> usize {
+        self.config.in_flight_batches.max(1)
+    }
+
+    fn message(&mut self, e: &pb::Event) -> (Subject, HeaderMap, Bytes) {
+        let (kind, key, payload) = match self.config.format {
+            PayloadFormat::Json => {
+                let r = render(&self.origin, e);
+                let payload = Bytes::from(serde_json::to_vec(&r.json).unwrap_or_default());
+                (r.kind, r.key, payload)
             }
+            PayloadFormat::Protobuf => (
+                kind_of(e),
+                self.origin.key(e.seq),
+                Bytes::from(self.with_origin(e)),
+            ),
         };
-        (subject, headers, payload)
+        let mut headers = self.headers.clone();
+        headers.insert("Nats-Msg-Id", key.as_str());
+        headers.insert("Sovereign-Seq", e.seq.to_string().as_str());
+        (self.subject(kind), headers, payload)
     }
 
-    pub async fn deliver(&mut self, events: &[pb::Event]) -> Result<(), Failed> {
+    fn subject(&mut self, kind: &'static str) -> Subject {
+        if let Some((_, s)) = self.subjects.iter().find(|(k, _)| *k == kind) {
+            return s.clone();
+        }
+        let subject = Subject::from(format!(
+            "{}.{}.{kind}",
+            self.config.subject_prefix, self.token
+        ));
+        self.subjects.push((kind, subject.clone()));
+        subject
+    }
+
+    /// `e` encoded with the agent's identity and its sequence number in `agent_*`. Protobuf
+    /// merges concatenated messages field by field (the later value of a scalar or string
+    /// wins), so the identity is appended as a second message instead of cloning each event
+    /// to set it: the sink's hottest path (a journal's `agent_*` fields are empty anyway).
+    fn with_origin(&self, e: &pb::Event) -> Vec<u8> {
+        let origin = pb::Event {
+            agent_id: self.origin.agent_id.clone(),
+            agent_journal_id: self.origin.journal_id.clone(),
+            agent_seq: e.seq,
+            ..Default::default()
+        };
+        let mut bytes = Vec::with_capacity(e.encoded_len() + origin.encoded_len());
+        e.encode_raw(&mut bytes);
+        origin.encode_raw(&mut bytes);
+        bytes
+    }
+
+    /// Publishes `events`; the acknowledgement resolves when JetStream has acknowledged them
+    /// (or the first of them it did not). Careful (after a failure): returns once each was
+    /// acknowledged in turn.
+    pub async fn send(&mut self, events: &[pb::Event]) -> Acknowledgement {
         let Some(context) = self.context.clone() else {
-            return Err(Failed::none("not connected"));
+            return Box::pin(std::future::ready(Err(Failed::none("not connected"))));
         };
         let messages: Vec<_> = events.iter().map(|e| self.message(e)).collect();
-        let result = if self.careful {
-            self.one_at_a_time(&context, messages).await
-        } else {
-            self.pipelined(&context, messages).await
-        };
-        self.careful = result.is_err();
-        result
+        if self.careful {
+            let result = self.one_at_a_time(&context, messages).await;
+            self.careful = result.is_err();
+            return Box::pin(std::future::ready(result));
+        }
+        self.pipelined(&context, messages).await
     }
 
     async fn one_at_a_time(
         &mut self,
         context: &jetstream::Context,
-        messages: Vec<(String, HeaderMap, Bytes)>,
+        messages: Vec<(Subject, HeaderMap, Bytes)>,
     ) -> Result<(), Failed> {
         for (i, (subject, headers, payload)) in messages.into_iter().enumerate() {
             let fail = |e: String| Failed {
@@ -246,34 +301,38 @@ impl NatsTransport {
                 .map_err(fail)?
                 .await
                 .map_err(|e| fail(format!("JetStream did not acknowledge: {e}")))?;
-            self.duplicates += u64::from(ack.duplicate);
+            self.duplicates.fetch_add(u64::from(ack.duplicate), Relaxed);
         }
         Ok(())
     }
 
+    /// Publishes until all are sent or one is refused (nothing after it goes out: it would be
+    /// stored ahead of the refused one's re-send).
     async fn pipelined(
         &mut self,
         context: &jetstream::Context,
-        messages: Vec<(String, HeaderMap, Bytes)>,
-    ) -> Result<(), Failed> {
+        messages: Vec<(Subject, HeaderMap, Bytes)>,
+    ) -> Acknowledgement {
         let mut pending = Vec::with_capacity(messages.len());
+        let mut refused = None;
         for (subject, headers, payload) in messages {
             match self.publish(context, subject, headers, payload).await {
                 Ok(ack) => pending.push(ack),
                 Err(e) => {
-                    // What was sent before still counts, in order, if acknowledged.
-                    let delivered = self
-                        .await_acks(pending)
-                        .await
-                        .unwrap_or_else(|f| f.delivered);
-                    return Err(Failed {
-                        delivered,
-                        error: e,
-                    });
+                    refused = Some(e);
+                    break;
                 }
             }
         }
-        self.await_acks(pending).await.map(|_| ())
+        let duplicates = self.duplicates.clone();
+        Box::pin(async move {
+            // What was sent before a refusal still counts, in order, if acknowledged.
+            let delivered = await_acks(pending, &duplicates).await?;
+            match refused {
+                None => Ok(()),
+                Some(error) => Err(Failed { delivered, error }),
+            }
+        })
     }
 
     /// Hands one message to the client, unless its connection was lost (then nothing more
@@ -282,7 +341,7 @@ impl NatsTransport {
     async fn publish(
         &self,
         context: &jetstream::Context,
-        subject: String,
+        subject: Subject,
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<jetstream::context::PublishAckFuture, String> {
@@ -300,36 +359,77 @@ impl NatsTransport {
             Err(_) => Err(format!("NATS publish: not taken within {:?}", self.timeout)),
         }
     }
+}
 
-    /// Awaits acknowledgements in order (all are in flight already: they arrive
-    /// concurrently); Ok(count) when all came, or how many of the first ones came before the
-    /// first failure.
-    async fn await_acks(
-        &mut self,
-        pending: Vec<jetstream::context::PublishAckFuture>,
-    ) -> Result<usize, Failed> {
-        let mut delivered = 0;
-        for ack in pending {
-            match ack.await {
-                Ok(a) => {
-                    self.duplicates += u64::from(a.duplicate);
-                    delivered += 1;
-                }
-                Err(e) => {
-                    return Err(Failed {
-                        delivered,
-                        error: format!("JetStream did not acknowledge: {e}"),
-                    })
-                }
+/// Awaits acknowledgements in order (all are in flight already: they arrive concurrently);
+/// Ok(count) when all came, or how many of the first ones came before the first failure.
+async fn await_acks(
+    pending: Vec<jetstream::context::PublishAckFuture>,
+    duplicates: &AtomicU64,
+) -> Result<usize, Failed> {
+    let mut delivered = 0;
+    for ack in pending {
+        match ack.await {
+            Ok(a) => {
+                duplicates.fetch_add(u64::from(a.duplicate), Relaxed);
+                delivered += 1;
+            }
+            Err(e) => {
+                return Err(Failed {
+                    delivered,
+                    error: format!("JetStream did not acknowledge: {e}"),
+                })
             }
         }
-        Ok(delivered)
     }
+    Ok(delivered)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::subject_token;
+    use super::*;
+
+    #[test]
+    fn a_protobuf_payload_decodes_as_the_event_with_the_agents_identity() {
+        let config: NatsSink =
+            toml::from_str("servers = [\"nats://127.0.0.1:4222\"]\nformat = \"protobuf\"\n")
+                .expect("config");
+        let origin = Origin {
+            agent_id: "node-1".into(),
+            journal_id: "j1".into(),
+        };
+        let mut sink = NatsTransport::new(config, origin, 10);
+        let event = pb::Event {
+            seq: 41,
+            ts_unix_ns: 7,
+            body: Some(pb::event::Body::Flow(Box::new(pb::Flow {
+                kind: pb::FlowKind::Connect as i32,
+                pid: 1234,
+                ..Default::default()
+            }))),
+            ..Default::default()
+        };
+        let (subject, headers, payload) = sink.message(&event);
+        assert_eq!(subject.as_str(), "sovereign.node-1.connect");
+        assert_eq!(
+            headers
+                .get("Sovereign-Journal")
+                .map(async_nats::HeaderValue::as_str),
+            Some("j1")
+        );
+        assert_eq!(
+            headers
+                .get("Nats-Msg-Id")
+                .map(async_nats::HeaderValue::as_str),
+            Some("node-1:j1:41")
+        );
+        let decoded = pb::Event::decode(payload).expect("one protobuf Event");
+        let mut wanted = event.clone();
+        wanted.agent_id = "node-1".into();
+        wanted.agent_journal_id = "j1".into();
+        wanted.agent_seq = 41;
+        assert_eq!(decoded, wanted);
+    }
 
     #[test]
     fn an_agent_id_becomes_one_subject_token() {

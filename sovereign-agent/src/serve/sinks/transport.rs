@@ -1,5 +1,7 @@
-//! The sink types behind one interface: connect, deliver a batch (returning once the
-//! receiver acknowledged it, or how far it got), disconnect.
+//! The sink types behind one interface: connect, send a batch (returning its
+//! acknowledgement: how far the receiver took it), disconnect.
+use std::{future::Future, pin::Pin};
+
 use sovereign_agent_proto::agent::v1 as pb;
 
 use super::{
@@ -7,11 +9,16 @@ use super::{
     webhook::WebhookTransport,
 };
 
+/// A batch's acknowledgement: Ok once the receiver took all of it, or how far it got. Owns
+/// what it waits on, so that several batches can be in flight.
+pub type Acknowledgement = Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
+
 pub enum Transport {
     Collector(CollectorTransport),
-    Nats(NatsTransport),
-    // Boxed: its TLS state is large and a transport lives for the agent's life, so the
-    // indirection costs nothing that matters.
+    // Boxed, as the syslog one (its subjects and header template): a transport lives for
+    // the agent's life, so the indirection costs nothing that matters.
+    Nats(Box<NatsTransport>),
+    // Boxed: its TLS state is large.
     Syslog(Box<SyslogTransport>),
     Webhook(WebhookTransport),
 }
@@ -26,14 +33,24 @@ impl Transport {
         }
     }
 
-    /// Delivers `events` (in journal order); `journal_head` is the journal's next sequence
-    /// number now.
-    pub async fn deliver(&mut self, events: &[pb::Event], journal_head: u64) -> Result<(), Failed> {
-        match self {
+    /// Sends `events` (in journal order; `journal_head` is the journal's next sequence
+    /// number now). A transport that pipelines returns once they are on their way; the others
+    /// once the receiver answered (their acknowledgement is then ready).
+    pub async fn send(&mut self, events: &[pb::Event], journal_head: u64) -> Acknowledgement {
+        let answered = match self {
+            Transport::Nats(t) => return t.send(events).await,
             Transport::Collector(t) => t.deliver(events, journal_head).await,
-            Transport::Nats(t) => t.deliver(events).await,
             Transport::Syslog(t) => t.deliver(events).await,
             Transport::Webhook(t) => t.deliver(events).await,
+        };
+        Box::pin(std::future::ready(answered))
+    }
+
+    /// Batches that may be sent and not yet acknowledged.
+    pub fn window(&self) -> usize {
+        match self {
+            Transport::Nats(t) => t.window(),
+            _ => 1,
         }
     }
 
