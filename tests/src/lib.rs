@@ -13,6 +13,7 @@ use sovereign_agent::event::{Event, FlowEvent};
 
 pub mod nats;
 pub mod net;
+pub mod rsyslog;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Fails the test run with a clear sentence when not root: these tests load kernel programs.

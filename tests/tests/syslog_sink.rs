@@ -4,50 +4,18 @@
 //! on, and when it is back every alert arrives, once.
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    closed_port, free_port, loopback_policy, openssl_cert, require_root, sigterm, start_agent_with,
-    wait_for_event, Reaped, TestCgroup,
+    closed_port, loopback_policy, require_root,
+    rsyslog::{self, received},
+    sigterm, start_agent_with, wait_for_event, Reaped, TestCgroup,
 };
 
 /// How long rsyslog is down.
 const OUTAGE: Duration = Duration::from_secs(30);
-
-fn start_rsyslog(dir: &Path) -> Child {
-    let child = Command::new("rsyslogd")
-        .arg("-n")
-        .arg("-f")
-        .arg(dir.join("rsyslog.conf"))
-        .arg("-i")
-        .arg(dir.join("rsyslog.pid"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rsyslog.err")).unwrap())
-        .spawn()
-        .expect("rsyslogd (installed by `cargo xtask setup`)");
-    let port: u16 = std::fs::read_to_string(dir.join("port"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rsyslogd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
-/// What rsyslog parsed from each message (its `%jsonmesg%`), in arrival order.
-fn received(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("received.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn wait_received(dir: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -77,43 +45,8 @@ fn alerts_reach_rsyslog_over_tls_as_rfc5424_json_and_cef_once_each_through_a_30s
     require_root();
     let dir = std::env::temp_dir().join(format!("sa-syslog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("work")).unwrap();
-    openssl_cert(&dir, "ca", None, "2", "");
-    openssl_cert(
-        &dir,
-        "rsyslog",
-        Some("ca"),
-        "2",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    openssl_cert(
-        &dir,
-        "agent",
-        Some("ca"),
-        "2",
-        "extendedKeyUsage=clientAuth\n",
-    );
-    let port = free_port();
-    std::fs::write(dir.join("port"), port.to_string()).unwrap();
+    let port = rsyslog::configure(&dir);
     let d = dir.display();
-    // RFC 5425 with mutual authentication: rsyslog accepts only clients with a certificate
-    // from the CA.
-    std::fs::write(
-        dir.join("rsyslog.conf"),
-        format!(
-            "global(workDirectory=\"{d}/work\"\n\
-             \x20 DefaultNetstreamDriver=\"ossl\"\n\
-             \x20 DefaultNetstreamDriverCAFile=\"{d}/ca.pem\"\n\
-             \x20 DefaultNetstreamDriverCertFile=\"{d}/rsyslog.pem\"\n\
-             \x20 DefaultNetstreamDriverKeyFile=\"{d}/rsyslog.key\")\n\
-             module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" \
-             StreamDriver.AuthMode=\"x509/certvalid\")\n\
-             input(type=\"imtcp\" port=\"{port}\")\n\
-             template(name=\"parsed\" type=\"string\" string=\"%jsonmesg%\\n\")\n\
-             *.* action(type=\"omfile\" file=\"{d}/received.jsonl\" template=\"parsed\")\n"
-        ),
-    )
-    .unwrap();
     std::fs::write(
         dir.join("policy.toml"),
         loopback_policy(
@@ -140,7 +73,7 @@ fn alerts_reach_rsyslog_over_tls_as_rfc5424_json_and_cef_once_each_through_a_30s
     )
     .unwrap();
 
-    let mut rsyslog = Reaped(start_rsyslog(&dir));
+    let mut rsyslog = Reaped(rsyslog::start(&dir));
     let cgroup = TestCgroup::new("syslog-sink");
     let output = dir.join("run.jsonl");
     let (agent, _logs) = start_agent_with(
@@ -177,7 +110,7 @@ fn alerts_reach_rsyslog_over_tls_as_rfc5424_json_and_cef_once_each_through_a_30s
         6,
         "nothing arrived while rsyslog was down"
     );
-    rsyslog = Reaped(start_rsyslog(&dir));
+    rsyslog = Reaped(rsyslog::start(&dir));
     wait_received(&dir, 12);
     // Nothing more comes (no alert twice).
     std::thread::sleep(Duration::from_secs(3));

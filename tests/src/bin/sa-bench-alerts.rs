@@ -13,9 +13,17 @@
 //!    replicated on all three): the same journal's alert backlog published (alerts per second
 //!    acknowledged by JetStream, from the agent's sink counters); the latency of 2 through
 //!    JetStream (agent → JetStream → a collector reading the stream → its subscriber); the
-//!    flow-event backlog published (flow events per second).
+//!    flow-event backlog published (flow events per second). With each backlog, the agent's
+//!    CPU time per event delivered (the server shares these two CPUs: that figure is the one
+//!    that carries to a host whose NATS runs elsewhere).
 //!
-//! `sa-bench-alerts collector` runs 1 and 2 only, `sa-bench-alerts nats` 3 only. The agents'
+//! 4. The `syslog` sink into a real `rsyslog` over mutual TLS (RFC 5425, JSON bodies): the
+//!    alert backlog (alerts per second counted in rsyslog's output file, and the agent's CPU
+//!    per alert), then the latency of 2 from connect() to rsyslog's own reception time
+//!    (`timegenerated`, microseconds).
+//!
+//! `sa-bench-alerts collector` runs 1 and 2 only, `sa-bench-alerts nats` 3 only,
+//! `sa-bench-alerts syslog` 4 only. The agents'
 //! warnings and errors go to stderr: a figure measured while deliveries failed and were
 //! retried is not the sink's speed (two such bugs hid behind figures once).
 //!
@@ -31,7 +39,8 @@ use std::{
 use sovereign_agent_tests::{
     collector_certs, free_port, loopback_policy,
     nats::{jetstream, start_stream_collector, Cluster},
-    settled, sigterm, start_agent_with, start_collector, status_of, target_bin, TestCgroup,
+    rsyslog, settled, sigterm, start_agent_with, start_collector, status_of, target_bin, Reaped,
+    TestCgroup,
 };
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
@@ -71,22 +80,26 @@ fn main() {
     )
     .expect("config");
     let cgroup = TestCgroup::new("bench-alerts");
-    // `sa-bench-alerts nats` runs section 3 alone, `sa-bench-alerts collector` 1 and 2.
+    // `sa-bench-alerts collector` runs sections 1 and 2 alone, `nats` 3, `syslog` 4.
     let only = std::env::args().nth(1);
+    let runs = |section: &str| only.is_none() || only.as_deref() == Some(section);
     // The backlog every sink starts with: BACKLOG alerts (and their flows) in the journal,
     // recorded by an agent without sinks.
     let recorder = start_agent(&cgroup, &dir, "record.toml", "recorder");
     traffic(&cgroup, BACKLOG, None);
     std::thread::sleep(Duration::from_secs(1));
     stop(recorder);
-    if only.as_deref() != Some("nats") {
+    if runs("collector") {
         bench_collector(&cgroup, &dir, port);
     }
-    if only.as_deref() != Some("collector") {
+    if runs("nats") {
         // 3. The nats sink, on one node and on three.
         for nodes in [1, 3] {
             bench_nats(&cgroup, &dir, nodes);
         }
+    }
+    if runs("syslog") {
+        bench_syslog(&cgroup, &dir);
     }
 }
 
@@ -175,9 +188,10 @@ fn bench_nats(cgroup: &TestCgroup, dir: &Path, nodes: usize) {
     // The alert backlog (BACKLOG + the latency run's alerts are in the journal).
     let config = sink(&format!("alerts{nodes}"), "\"alert\"");
     let agent = start_agent(cgroup, dir, &config, "nats-alerts");
-    let (rate, secs) = delivered_rate(&dir.join("nats-alerts.sock"), BACKLOG);
+    let d = delivered_rate(&agent, &dir.join("nats-alerts.sock"), BACKLOG);
     println!(
-        "| nats sink ({label}): alert backlog | {BACKLOG} alerts | {rate:.0} alerts/s ({secs:.2} s, each acknowledged by JetStream) |"
+        "| nats sink ({label}): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, each acknowledged by JetStream; agent CPU {:.1} µs per alert) |",
+        d.rate, d.secs, d.cpu_us_per_event
     );
     // Latency through JetStream to a collector reading the stream.
     let collector = start_stream_collector(&home, "collector", &servers, "SOVEREIGN");
@@ -206,30 +220,111 @@ fn bench_nats(cgroup: &TestCgroup, dir: &Path, nodes: usize) {
         "\"connect\", \"established\", \"close\"",
     );
     let agent = start_agent(cgroup, dir, &config, "nats-flows");
-    let flows = 2 * BACKLOG;
-    let (rate, secs) = delivered_rate(&dir.join("nats-flows.sock"), flows);
+    // Each backlog connection left three (some of the latency run's close later).
+    let flows = 3 * BACKLOG;
+    let d = delivered_rate(&agent, &dir.join("nats-flows.sock"), flows);
     println!(
-        "| nats sink ({label}): flow-event backlog | {flows} flow events | {rate:.0} events/s ({secs:.2} s) |"
+        "| nats sink ({label}): flow-event backlog | {flows} flow events | {:.0} events/s ({:.2} s; agent CPU {:.1} µs per event) |",
+        d.rate, d.secs, d.cpu_us_per_event
     );
     stop(agent);
     drop(cluster);
 }
 
-/// Waits until the one sink of the agent on `socket` has delivered `n` events; the rate from
-/// its first acknowledged batch to then, and those seconds.
-fn delivered_rate(socket: &Path, n: u64) -> (f64, f64) {
+/// Section 4: the syslog sink into rsyslog (RFC 5425, mutual TLS, JSON bodies).
+fn bench_syslog(cgroup: &TestCgroup, dir: &Path) {
+    let home = dir.join("syslog");
+    let port = rsyslog::configure(&home);
+    let receiver = Reaped(rsyslog::start(&home));
+    let h = home.display();
+    std::fs::write(
+        dir.join("syslog.toml"),
+        format!(
+            "agent_id = \"bench-agent\"\n{UNBOUNDED}[[sink]]\nname = \"siem\"\ntype = \"syslog\"\n\
+             address = \"127.0.0.1:{port}\"\nformat = \"json\"\nca = \"{h}/ca.pem\"\n\
+             cert = \"{h}/agent.pem\"\nkey = \"{h}/agent.key\"\nbatch = 2000\n"
+        ),
+    )
+    .expect("config");
+    let agent = start_agent(cgroup, dir, "syslog.toml", "syslog");
+    // Counted where they arrive: the sink counts an alert delivered once TLS wrote it.
     let started = Instant::now();
-    let mut first: Option<(Instant, u64)> = None;
+    let mut first: Option<(Instant, usize, f64)> = None;
+    loop {
+        let n = rsyslog::received_count(&home);
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n, cpu_seconds(agent.id())));
+        }
+        if n as u64 >= BACKLOG {
+            let (t0, n0, cpu0) = first.expect("a first message");
+            let secs = t0.elapsed().as_secs_f64();
+            let alerts = (n - n0) as f64;
+            println!(
+                "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert) |",
+                alerts / secs,
+                (cpu_seconds(agent.id()) - cpu0) * 1e6 / alerts
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "rsyslog received {n} of {BACKLOG} alerts in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Caught up (the rest of the journal's alerts too) before measuring live ones.
+    let before = settled(|| rsyslog::received_count(&home));
+    traffic(cgroup, RATE * LATENCY_SECONDS, Some(RATE));
+    let wanted = before + (RATE * LATENCY_SECONDS) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rsyslog::received_count(&home) < wanted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut lat: Vec<f64> = rsyslog::received(&home)[before..]
+        .iter()
+        .filter_map(|m| {
+            let received = OffsetDateTime::parse(m["timegenerated"].as_str()?, &Rfc3339).ok()?;
+            let body: serde_json::Value = serde_json::from_str(m["msg"].as_str()?).ok()?;
+            let ts = OffsetDateTime::parse(body["flow"]["ts"].as_str()?, &Rfc3339).ok()?;
+            Some((received - ts).as_seconds_f64() * 1000.0)
+        })
+        .collect();
+    assert!(!lat.is_empty(), "rsyslog received no live alert");
+    println!(
+        "| syslog sink: connect() → rsyslog at {RATE} flows/s for {LATENCY_SECONDS} s | {} |",
+        percentiles(&mut lat)
+    );
+    stop(agent);
+    drop(receiver);
+}
+
+struct Delivery {
+    /// Events per second from the first acknowledged batch to the `n`th event.
+    rate: f64,
+    secs: f64,
+    /// The agent's CPU time (all its threads) over those seconds, per event delivered.
+    cpu_us_per_event: f64,
+}
+
+/// Waits until the one sink of `agent` (API on `socket`) has delivered `n` events.
+fn delivered_rate(agent: &Child, socket: &Path, n: u64) -> Delivery {
+    let started = Instant::now();
+    let mut first: Option<(Instant, u64, f64)> = None;
     loop {
         let status = status_of(socket);
         let delivered = status["sinks"][0]["delivered"].as_u64().unwrap_or(0);
         if delivered > 0 && first.is_none() {
-            first = Some((Instant::now(), delivered));
+            first = Some((Instant::now(), delivered, cpu_seconds(agent.id())));
         }
         if delivered >= n {
-            let (t0, n0) = first.expect("a first acknowledgement");
+            let (t0, n0, cpu0) = first.expect("a first acknowledgement");
             let secs = t0.elapsed().as_secs_f64();
-            return ((delivered - n0) as f64 / secs, secs);
+            let events = (delivered - n0) as f64;
+            return Delivery {
+                rate: events / secs,
+                secs,
+                cpu_us_per_event: (cpu_seconds(agent.id()) - cpu0) * 1e6 / events,
+            };
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -239,8 +334,23 @@ fn delivered_rate(socket: &Path, n: u64) -> (f64, f64) {
     }
 }
 
-/// RATE violating connections a second for LATENCY_SECONDS, each alert received by a
-/// subscriber (`tail`) of the API on `socket`: "N of M alerts | p50, p99, max".
+/// User and system CPU seconds of process `pid`, all threads (/proc/PID/stat, in USER_HZ
+/// ticks: 100 a second on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, the 12th and 13th after the command.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn latency(cgroup: &TestCgroup, socket: &Path) -> String {
     let mut tail = Command::new(target_bin("sovereign-agent"))
         .args(["tail", "--json", "--kind", "alert", "--socket"])
@@ -271,6 +381,11 @@ fn latency(cgroup: &TestCgroup, socket: &Path) -> String {
     let _ = tail.wait();
     let mut lat = reader.join().expect("reader");
     assert!(!lat.is_empty(), "the subscriber received no alerts");
+    percentiles(&mut lat)
+}
+
+/// `N of M alerts | p50, p99, max` of latencies in milliseconds (not empty).
+fn percentiles(lat: &mut [f64]) -> String {
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     format!(
