@@ -237,7 +237,10 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
 /// subject it published under (which NATS permissions bind to its credentials), not by a
 /// header: a message published under `node-b`'s subject claiming to be `node-a` with a huge
 /// sequence number is stored as `node-b`'s, and does not make `node-a`'s real alerts look
-/// like re-sends (with the header trusted, all of them would be dropped).
+/// like re-sends (with the header trusted, all of them would be dropped). And a journal's
+/// events out of order in the stream (a later one stored before an earlier one, as after a
+/// stream leader's death) are all stored, a re-send of either is not (with "older than the
+/// highest = a re-send", the late one was dropped).
 #[test]
 fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_agent() {
     require_root();
@@ -280,6 +283,19 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
         journal_id,
         "08c0843d20c0843d5a020801",
     ]);
+    // A stream reordered by a leader's death: node-c's seq 10 stored before its seq 8 (late:
+    // must be stored), then 8 again (a re-send: must not be). Loss records, fields as above.
+    for payload in ["080a200a5a020801", "080820085a020801", "080820085a020801"] {
+        jetstream(&[
+            "publish",
+            &servers,
+            STREAM,
+            "sovereign.node-c.alert",
+            "node-c",
+            "journal-c",
+            payload,
+        ]);
+    }
     const HALF: usize = 200;
     connections(&cgroup, "127.0.0.1:0", HALF);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -319,9 +335,21 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
     for name in ["collector-1", "collector-2"] {
         let socket = dir.join(name).join("collector.sock");
         let alerts = tail_events(&socket, "alert", 2 * HALF);
-        let forged = tail_events(&socket, "loss", 1);
-        assert_eq!(forged[0]["agent_id"], "node-b", "{name}: {forged:?}");
-        assert_eq!(forged[0]["agent_seq"], 1_000_000);
+        let losses = tail_events(&socket, "loss", 3);
+        assert_eq!(losses[0]["agent_id"], "node-b", "{name}: {losses:?}");
+        assert_eq!(losses[0]["agent_seq"], 1_000_000);
+        let late: Vec<(&Value, &Value)> = losses[1..]
+            .iter()
+            .map(|l| (&l["agent_id"], &l["agent_seq"]))
+            .collect();
+        assert_eq!(
+            late,
+            [
+                (&Value::from("node-c"), &Value::from(10)),
+                (&Value::from("node-c"), &Value::from(8))
+            ],
+            "{name}: the late event stored, its re-send not"
+        );
         let real: Vec<u64> = alerts
             .iter()
             .filter(|a| a["agent_id"] == "node-a")
@@ -332,10 +360,11 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
             "{name}: node-a's alerts, each once, in order"
         );
         let status = status_of(&socket);
-        // Nothing else stored: no duplicate past the events read.
+        // Nothing else stored: no duplicate past the events read (node-a's alerts, node-b's
+        // forgery, node-c's two).
         assert_eq!(
             status["journal_next_seq"],
-            2 * HALF as u64 + 1,
+            2 * HALF as u64 + 3,
             "{name}: {status}"
         );
         let agents = status["agents"].as_array().unwrap();

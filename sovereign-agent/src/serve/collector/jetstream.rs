@@ -206,9 +206,9 @@ async fn store_until_done(collector: &Arc<Collector>, groups: Vec<(Source, PushR
     }
 }
 
-/// The batch's events per agent journal, in stream order; within one journal only strictly
-/// increasing sequence numbers (an older one after a newer is a re-send), and how many
-/// messages were refused.
+/// The batch's events per agent journal, in stream order, as requests of strictly increasing
+/// sequence numbers (an older one after a newer starts another request of that journal: it
+/// may be late, not a re-send), and how many messages were refused.
 fn group(messages: &[jetstream::Message]) -> (Vec<(Source, PushRequest)>, usize) {
     let mut groups: Vec<(Source, PushRequest)> = Vec::new();
     let mut refused = 0;
@@ -218,9 +218,11 @@ fn group(messages: &[jetstream::Message]) -> (Vec<(Source, PushRequest)>, usize)
             refused += 1;
             continue;
         };
-        let i = match groups.iter().position(|(s, _)| *s == source) {
-            Some(i) => i,
-            None => {
+        // A new request for the journal when this event is older than its last one: late
+        // (stored if it fills a gap) or a re-send (dropped by the deduplication).
+        let i = match groups.iter().rposition(|(s, _)| *s == source) {
+            Some(i) if groups[i].1.events.last().is_none_or(|l| l.seq < event.seq) => i,
+            _ => {
                 let journal_id = source.1.clone();
                 groups.push((
                     source,
@@ -233,9 +235,6 @@ fn group(messages: &[jetstream::Message]) -> (Vec<(Source, PushRequest)>, usize)
             }
         };
         let request = &mut groups[i].1;
-        if request.events.last().is_some_and(|l| l.seq >= event.seq) {
-            continue;
-        }
         request.journal_next_seq = event.seq + 1;
         request.events.push(event);
     }

@@ -6,11 +6,14 @@
 //!
 //! Deduplication is by (agent, journal id, seq): an agent whose journal was created again
 //! (reinstalled, node rebuilt under the same name) starts again at seq 0 under a new journal
-//! id, and its alerts are stored, not taken for re-sends of the old journal's.
+//! id, and its alerts are stored, not taken for re-sends of the old journal's. Within a
+//! journal an event is a re-send only if its seq is held ([`seen`]): a late, older event that
+//! fills a gap is stored.
 //!
 //! Events arrive by push (this file) or, in a fleet that outgrew one collector, from a NATS
 //! JetStream stream ([`jetstream`]); both store through the same deduplication.
 pub mod jetstream;
+mod seen;
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc, Mutex},
@@ -29,6 +32,7 @@ use crate::{
     journal::{reader, sink::JournalShared, EncodedBatch, JournalError, JournalWriter},
     serve::roles::{Role, Roles},
 };
+use seen::Seen;
 
 /// (agent, journal id).
 type Source = (String, String);
@@ -36,13 +40,19 @@ type Source = (String, String);
 /// What the collector knows of one agent's journal.
 #[derive(Clone, Debug, Default)]
 struct Progress {
-    /// Highest sequence number stored: what makes re-sent events duplicates.
-    last_seq: u64,
+    /// The sequence numbers stored: what makes re-sent events duplicates.
+    seen: Seen,
     last_seen_unix_ns: i64,
     /// The agent's journal head at its last push.
     journal_next_seq: u64,
     /// Push streams open now.
     connected: u32,
+}
+
+impl Progress {
+    fn last_seq(&self) -> u64 {
+        self.seen.highest().unwrap_or(0)
+    }
 }
 
 pub struct Collector {
@@ -75,7 +85,7 @@ impl Collector {
                         let p = progress
                             .entry((e.agent_id, e.agent_journal_id))
                             .or_default();
-                        p.last_seq = p.last_seq.max(e.agent_seq);
+                        p.seen.insert(e.agent_seq);
                     }
                 }
                 Ok(())
@@ -105,10 +115,10 @@ impl Collector {
             .map(|((agent, journal), p)| pb::AgentProgress {
                 agent_id: agent.clone(),
                 journal_id: journal.clone(),
-                last_seq: p.last_seq,
+                last_seq: p.last_seq(),
                 last_seen_unix_ns: p.last_seen_unix_ns,
                 journal_next_seq: p.journal_next_seq,
-                backlog: p.journal_next_seq.saturating_sub(p.last_seq + 1),
+                backlog: p.journal_next_seq.saturating_sub(p.last_seq() + 1),
                 connected: p.connected > 0,
             })
             .collect();
@@ -186,15 +196,16 @@ fn store(
     }
     // Held while storing: two streams of the same agent cannot both store the same events.
     let mut progress = lock(progress);
-    let before = progress.get(source).map(|p| p.last_seq);
+    let held = progress.get(source).map(|p| &p.seen);
     let mut fresh = EncodedBatch::default();
-    let (mut duplicates, mut highest) = (0u64, before);
+    let mut stored = Vec::new();
+    let mut duplicates = 0u64;
     for mut e in batch.events {
-        if before.is_some_and(|b| e.seq <= b) {
+        if held.is_some_and(|h| h.holds(e.seq)) {
             duplicates += 1;
             continue;
         }
-        highest = Some(e.seq);
+        stored.push(e.seq);
         e.agent_id.clone_from(&source.0);
         e.agent_journal_id.clone_from(&source.1);
         e.agent_seq = e.seq;
@@ -208,13 +219,13 @@ fn store(
         shared.next_seq.store(w.next_seq(), Ordering::Relaxed);
     }
     let p = progress.entry(source.clone()).or_default();
-    if let Some(h) = highest {
-        p.last_seq = h;
+    for seq in stored {
+        p.seen.insert(seq);
     }
     p.last_seen_unix_ns = crate::clock::unix_now_ns();
     p.journal_next_seq = p.journal_next_seq.max(batch.journal_next_seq);
     Ok(PushAck {
-        acked_seq: highest.unwrap_or(0),
+        acked_seq: p.last_seq(),
         duplicates,
     })
 }
@@ -330,6 +341,24 @@ mod tests {
     }
 
     #[test]
+    fn a_late_older_event_after_a_stream_reorder_is_stored_and_its_resend_is_not() {
+        let (_dir, c) = collector();
+        // A JetStream stream stored 1..=4 and 8..=9 before 5..=7, which the agent re-sent
+        // after the stream's leader died with them.
+        push(&c, "node-1", batch("aaaa", &[1, 2, 3, 4, 8, 9], 10)).unwrap();
+        let ack = push(&c, "node-1", batch("aaaa", &[5, 6, 7], 10)).unwrap();
+        assert_eq!(
+            (ack.acked_seq, ack.duplicates),
+            (9, 0),
+            "late, not re-sends"
+        );
+        assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 9);
+        let ack = push(&c, "node-1", batch("aaaa", &[5, 6, 7, 8], 10)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (9, 4));
+        assert_eq!(c.shared.next_seq.load(Ordering::Relaxed), 9);
+    }
+
+    #[test]
     fn a_huge_seq_blinds_only_its_own_journal_and_disorder_is_refused() {
         let (_dir, c) = collector();
         // A stolen certificate pushes seq u64::MAX under a made-up journal id ...
@@ -363,6 +392,9 @@ mod tests {
         )
         .unwrap();
         let ack = push(&c, "node-1", batch("aaaa", &[7, 8], 9)).unwrap();
+        assert_eq!((ack.acked_seq, ack.duplicates), (8, 1));
+        // The gaps too: 5 was never stored, 3 was.
+        let ack = push(&c, "node-1", batch("aaaa", &[3, 5], 9)).unwrap();
         assert_eq!((ack.acked_seq, ack.duplicates), (8, 1));
         let ack = push(&c, "node-2", batch("cccc", &[1], 2)).unwrap();
         assert_eq!((ack.acked_seq, ack.duplicates), (1, 1));
