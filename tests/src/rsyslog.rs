@@ -91,6 +91,5 @@ pub fn received(dir: &Path) -> Vec<Value> {
 /// How many messages rsyslog has written (lines, not parsed: cheap to poll).
 pub fn received_count(dir: &Path) -> usize {
     std::fs::read(dir.join("received.jsonl"))
-        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-        .unwrap_or(0)
+        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
