@@ -65,7 +65,10 @@ pub struct JournalShared {
     pub dir: std::path::PathBuf,
     /// The journal's identity (journal/identity.rs).
     pub id: String,
-    pub next_seq: AtomicU64,
+    /// The journal's head: the next sequence number, moved by the writer once a batch is
+    /// written (and synced, with `fsync = "batch"`) and before it goes to `live`; readers
+    /// of the files stop there (records past it may not be durable yet).
+    pub next_seq: Arc<AtomicU64>,
     pub not_journaled: AtomicU64,
     /// Every written batch, for live subscribers.
     pub live: tokio::sync::broadcast::Sender<super::LiveFrames>,
@@ -80,11 +83,12 @@ impl JournalShared {
     /// live feed the writer publishes every written batch to.
     pub fn of(writer: &mut JournalWriter) -> Arc<Self> {
         let (live, _) = tokio::sync::broadcast::channel(LIVE_BATCHES);
-        writer.publish_to(live.clone());
+        let next_seq = Arc::new(AtomicU64::new(writer.next_seq()));
+        writer.publish_to(live.clone(), next_seq.clone());
         Arc::new(JournalShared {
             dir: writer.dir().to_path_buf(),
             id: writer.id().to_string(),
-            next_seq: AtomicU64::new(writer.next_seq()),
+            next_seq,
             not_journaled: AtomicU64::new(0),
             live,
         })

@@ -702,3 +702,25 @@ fn fsync_policies_all_produce_valid_journals() {
         assert_eq!(problem(t.path(), None), None);
     }
 }
+
+#[test]
+fn the_head_moves_before_a_batch_goes_to_the_live_feed() {
+    // A live reader takes the head as the journal's end (a sink's head check, a catch-up's
+    // bound): a batch on the feed beyond the head looked like a forged claim to the collector.
+    let d = tmp();
+    let (mut w, _) = JournalWriter::open(options(d.path())).unwrap();
+    let shared = super::sink::JournalShared::of(&mut w);
+    let mut live = shared.live.subscribe();
+    for n in [1, 5, 2] {
+        let before = shared.next_seq.load(std::sync::atomic::Ordering::Relaxed);
+        let events: Vec<Event> = (0..n).map(sample_event).collect();
+        w.append(&events).unwrap();
+        let frames = live.try_recv().expect("published");
+        assert_eq!(frames.first_seq, before);
+        assert_eq!(
+            shared.next_seq.load(std::sync::atomic::Ordering::Relaxed),
+            before + n,
+            "the head covers the batch once it is on the feed"
+        );
+    }
+}

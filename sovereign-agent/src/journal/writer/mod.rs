@@ -12,6 +12,10 @@ use std::{
     io::{self, Write},
     os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -203,8 +207,9 @@ pub struct JournalWriter {
     last_checkpoint: Instant,
     gap: Option<Gap>,
     stats: JournalStats,
-    /// Where written frames are published for live subscribers (the gRPC API).
-    live: Option<tokio::sync::broadcast::Sender<LiveFrames>>,
+    /// Where written frames are published for live subscribers (the gRPC API, sinks), and
+    /// the head they may read up to (`JournalShared::next_seq`), moved before each publish.
+    live: Option<(tokio::sync::broadcast::Sender<LiveFrames>, Arc<AtomicU64>)>,
 }
 
 /// Frames just written (and readable from the segment file), for live subscribers: the
@@ -216,9 +221,15 @@ pub struct LiveFrames {
 }
 
 impl JournalWriter {
-    /// Publishes every batch, once written, to `live` (when it has receivers).
-    pub fn publish_to(&mut self, live: tokio::sync::broadcast::Sender<LiveFrames>) {
-        self.live = Some(live);
+    /// Publishes every batch, once written (and synced, with `fsync = "batch"`), to `live`
+    /// (when it has receivers), after moving `head` past it: a reader that takes the head
+    /// as the end of the journal never misses, nor gets ahead of, what the feed carries.
+    pub fn publish_to(
+        &mut self,
+        live: tokio::sync::broadcast::Sender<LiveFrames>,
+        head: Arc<AtomicU64>,
+    ) {
+        self.live = Some((live, head));
     }
 
     /// The journal's identity (`journal.id`).
@@ -318,14 +329,6 @@ impl JournalWriter {
         }
         self.gap = None;
         self.chain.update(&self.buf);
-        if let Some(live) = &self.live {
-            if live.receiver_count() > 0 {
-                let _ = live.send(LiveFrames {
-                    first_seq: start_seq,
-                    frames: bytes::Bytes::copy_from_slice(&self.buf),
-                });
-            }
-        }
         self.offset += self.buf.len() as u64;
         self.stats.records += self.next_seq - start_seq;
         self.stats.bytes += self.buf.len() as u64;
@@ -338,6 +341,17 @@ impl JournalWriter {
         };
         if due {
             self.sync()?;
+        }
+        // Only now: with `fsync = "batch"` a receiver (a sink, a subscriber) never gets a
+        // record that a power loss could take back and a recovered journal number again.
+        if let Some((live, head)) = &self.live {
+            head.store(self.next_seq, Ordering::Relaxed);
+            if live.receiver_count() > 0 {
+                let _ = live.send(LiveFrames {
+                    first_seq: start_seq,
+                    frames: bytes::Bytes::copy_from_slice(&self.buf),
+                });
+            }
         }
         if self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval {
             self.checkpoint()?;

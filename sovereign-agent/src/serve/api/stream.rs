@@ -43,11 +43,13 @@ fn missed(events: u64, resumed_at_seq: u64) -> pb::StreamEventsResponse {
     }
 }
 
-/// Sends the journal's matching records from `next` on (as far as the file goes now);
+/// Sends the journal's matching records from `next` up to the head `until` (the files can
+/// hold records past it that are not synced yet: the live feed brings them once they are);
 /// returns the sequence number after the last one read.
 async fn catch_up(
     dir: PathBuf,
     next: u64,
+    until: u64,
     filter: Arc<EventFilter>,
     tx: mpsc::Sender<Item>,
 ) -> Result<u64, ()> {
@@ -61,12 +63,20 @@ async fn catch_up(
             }
             next = first;
         }
+        let mut at_head = false;
         let result = reader::for_each_payload_from(
             &dir,
             next,
             true,
             |_| {},
             |seq, payload| {
+                if seq >= until {
+                    at_head = true;
+                    return Err(crate::journal::JournalError::Record {
+                        seq,
+                        message: "past the journal's head".into(),
+                    });
+                }
                 if let Some(r) = event_response(seq, payload, &filter) {
                     tx.blocking_send(Ok(r))
                         .map_err(|_| crate::journal::JournalError::Record {
@@ -80,6 +90,7 @@ async fn catch_up(
         );
         match result {
             Ok(()) => Ok(next),
+            Err(_) if at_head => Ok(next),
             Err(e) => {
                 if !tx.is_closed() {
                     let _ = tx.blocking_send(Err(Status::data_loss(e.to_string())));
@@ -108,7 +119,8 @@ pub async fn run(
     let mut from_journal = since_seq.is_some();
     loop {
         if from_journal {
-            match catch_up(journal.dir.clone(), next, filter.clone(), tx.clone()).await {
+            let until = journal.next_seq.load(std::sync::atomic::Ordering::Relaxed);
+            match catch_up(journal.dir.clone(), next, until, filter.clone(), tx.clone()).await {
                 Ok(n) => next = n,
                 Err(()) => return,
             }
@@ -149,5 +161,34 @@ pub async fn run(
             Err(broadcast::error::RecvError::Lagged(_)) => from_journal = true,
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{tests as journal_tests, JournalWriter};
+
+    #[tokio::test]
+    async fn a_catch_up_stops_at_the_head_not_at_the_end_of_the_file() {
+        // Records written but not yet past the head (not synced yet) come by the live feed
+        // once they are, never from the file before.
+        let d = tempfile::tempdir().unwrap();
+        let (mut w, _) = JournalWriter::open(journal_tests::options(d.path())).unwrap();
+        let events: Vec<_> = (0..5).map(journal_tests::sample_event).collect();
+        w.append(&events).unwrap();
+        let filter = Arc::new(EventFilter::compile(&pb::EventFilter::default()).unwrap());
+        let (tx, mut rx) = mpsc::channel(16);
+        let next = catch_up(d.path().to_path_buf(), 1, 3, filter, tx)
+            .await
+            .unwrap();
+        assert_eq!(next, 3);
+        let mut seqs = Vec::new();
+        while let Ok(Ok(r)) = rx.try_recv() {
+            if let Some(pb::stream_events_response::Item::Event(e)) = r.item {
+                seqs.push(e.seq);
+            }
+        }
+        assert_eq!(seqs, [1, 2]);
     }
 }

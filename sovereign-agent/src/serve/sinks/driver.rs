@@ -155,7 +155,9 @@ impl Driver {
                     if events.is_empty() {
                         continue;
                     }
-                    let head = journal_head(self.journal.next_seq.load(Relaxed), &events);
+                    // The head covers every event read: the writer moves it before it
+                    // publishes a batch, and a catch-up stops at it.
+                    let head = self.journal.next_seq.load(Relaxed);
                     let acknowledgement = self.transport.send(&events, head).await;
                     in_flight.push_back((events, acknowledgement));
                 }
@@ -217,6 +219,17 @@ impl Driver {
         Ok(events)
     }
 
+    /// Records the acknowledged position in the cursor file, if it moved.
+    fn write_cursor(&mut self) {
+        let Some(next) = self.unwritten.take() else {
+            return;
+        };
+        if let Err(e) = self.cursor.write(next) {
+            tracing::error!(sink = %self.stats.name, "cannot record the sink's cursor: {e}");
+        }
+        self.written_at = Instant::now();
+    }
+
     /// Moves the cursor past `events` (in memory: `write_cursor` records it).
     fn acknowledged(&mut self, events: &[pb::Event]) {
         let Some(last) = events.last() else { return };
@@ -230,53 +243,9 @@ impl Driver {
     }
 }
 
-/// The journal's next sequence number as far as this batch knows: the writer publishes a
-/// write to its live feed before it updates the shared counter, so a batch read from the feed
-/// can be ahead of it. Sent as the head, the collector's acknowledgement of the batch would
-/// look like a claim beyond what this journal wrote (to_collector::check_ack) and every live
-/// batch was refused and re-sent after a back-off.
-fn journal_head(shared_next_seq: u64, events: &[pb::Event]) -> u64 {
-    events
-        .last()
-        .map_or(shared_next_seq, |e| shared_next_seq.max(e.seq + 1))
-}
-
-impl Driver {
-    fn write_cursor(&mut self) {
-        let Some(next) = self.unwritten.take() else {
-            return;
-        };
-        if let Err(e) = self.cursor.write(next) {
-            tracing::error!(sink = %self.stats.name, "cannot record the sink's cursor: {e}");
-        }
-        self.written_at = Instant::now();
-    }
-}
-
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_ahead_of_the_shared_counter_moves_the_head_past_its_last_event() {
-        let events: Vec<pb::Event> = [7, 8, 9]
-            .into_iter()
-            .map(|seq| pb::Event {
-                seq,
-                ..Default::default()
-            })
-            .collect();
-        // Published at 7..=9 while the counter still said 7.
-        assert_eq!(journal_head(7, &events), 10);
-        // The counter already further on: it stays.
-        assert_eq!(journal_head(12, &events), 12);
-        assert_eq!(journal_head(5, &[]), 5);
     }
 }
