@@ -188,7 +188,7 @@ impl Driver {
         first: Option<stream::Item>,
         rx: &mut mpsc::Receiver<stream::Item>,
     ) -> Result<Vec<pb::Event>, String> {
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(self.batch.min(4096));
         let mut bytes = 0;
         let mut next = Some(first.ok_or("the journal subscription ended")?);
         while let Some(item) = next {
