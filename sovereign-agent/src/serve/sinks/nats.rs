@@ -319,6 +319,9 @@ impl NatsTransport {
             match self.publish(context, subject, headers, payload).await {
                 Ok(ack) => pending.push(ack),
                 Err(e) => {
+                    // Nor does any later batch of this session (the driver may send one
+                    // before it sees this batch fail): the connection is treated as lost.
+                    self.lost.store(true, Relaxed);
                     refused = Some(e);
                     break;
                 }
