@@ -41,10 +41,39 @@ impl<'a> Iterator for Fields<'a> {
                 Some(r) => (Value::Other, r),
                 None => return bad(),
             },
+            // A group (deprecated, but valid protobuf, and skipped by the full decoder):
+            // skipped too, or the view refused records the decoder reads (found by fuzzing).
+            3 => match skip_group(rest, key >> 3, 0) {
+                Some(r) => (Value::Other, r),
+                None => return bad(),
+            },
             _ => return bad(),
         };
         self.0 = rest;
         Some(Ok((field, value)))
+    }
+}
+
+/// The bytes after the end of group `field` (its start tag already read); None if it does
+/// not end, or nests deeper than the full decoder's recursion limit.
+fn skip_group(mut b: &[u8], field: u64, depth: u32) -> Option<&[u8]> {
+    if depth >= 100 {
+        return None;
+    }
+    loop {
+        let (key, rest) = varint(b)?;
+        b = match key & 7 {
+            0 => varint(rest)?.1,
+            1 => rest.get(8..)?,
+            2 => {
+                let (len, r) = varint(rest)?;
+                r.get(usize::try_from(len).ok()?..)?
+            }
+            5 => rest.get(4..)?,
+            3 => skip_group(rest, key >> 3, depth + 1)?,
+            4 if key >> 3 == field => return Some(rest),
+            _ => return None,
+        };
     }
 }
 
