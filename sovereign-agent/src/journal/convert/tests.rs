@@ -52,15 +52,20 @@ fn assert_view_matches(v: FlowView<'_>, f: &FlowEvent) {
     );
 }
 
+/// A sample flow with a destination port and a verdict (every field the view reads).
+fn judged_flow() -> Event {
+    (0..)
+        .map(sample_event)
+        .find(|e| matches!(e, Event::Flow(f) if f.dst_port != 0 && f.verdict.is_some()))
+        .unwrap()
+}
+
 /// Found by the journal_record fuzz target: a record whose `flow` field occurs twice is,
 /// to protobuf (and so to `journal export`), the merge of both; replay must judge the same
 /// flow. Likewise the last member of the oneof wins.
 #[test]
 fn flow_view_merges_repeated_fields_as_protobuf_does() {
-    let flow = (0..)
-        .map(sample_event)
-        .find(|e| matches!(e, Event::Flow(f) if f.dst_port != 0 && f.verdict.is_some()))
-        .unwrap();
+    let flow = judged_flow();
     let mut b = Vec::new();
     encode(&flow, &mut b);
     // A second `flow` (field 10) that only sets pid = 7 (field 2).
@@ -145,10 +150,7 @@ fn agent_start_with_a_refused_hook_round_trips_with_what_it_lacks() {
 fn flow_view_skips_groups_as_protobuf_does() {
     // Found by fuzzing (journal_record): empty groups of an unknown field 6 (start 0x33,
     // end 0x34) before a flow; the full decoder skips them, the view refused the record.
-    let flow = (0..)
-        .map(sample_event)
-        .find(|e| matches!(e, Event::Flow(f) if f.dst_port != 0 && f.verdict.is_some()))
-        .unwrap();
+    let flow = judged_flow();
     let mut b = vec![0x33, 0x34, 0x33, 0x34];
     // And a group holding a varint, a nested group and a string.
     b.extend_from_slice(&[0x3b, 0x08, 0x01, 0x43, 0x44, 0x12, 0x01, b'x', 0x3c]);
