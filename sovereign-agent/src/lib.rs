@@ -21,6 +21,7 @@
 //!   output, and the flow ceiling that bounds both.
 //! - [`serve`]: the gRPC API, the push of alerts to the collector, `/metrics` and the health
 //!   endpoints, systemd's notify protocol.
+//! - [`report`]: the residency report of a journal (HTML, JSON, CSV) for auditors.
 //!
 //! Around them: [`config`] (the file and the environment, validated), [`agent`] (`run`: wires
 //! the stages together), [`cli`] (the command line, one module per subcommand), [`exit`]
@@ -42,6 +43,7 @@ pub mod exit;
 pub mod journal;
 pub mod names;
 pub mod policy;
+pub mod report;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;

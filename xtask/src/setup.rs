@@ -69,6 +69,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "qemu-system-x86",
         "a guest on another kernel for the VM test matrix (cargo xtask vm-test)",
     ),
+    (
+        "chromium",
+        "a real browser that opens, screenshots and prints the HTML report",
+    ),
+    ("tidy", "an HTML checker for the report"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,7 +1,7 @@
 //! The top-level parser: one variant per subcommand, whose arguments live with its code.
 use clap::{Parser, Subcommand};
 
-use super::{config, datasets, journal, policy, replay, run, tail};
+use super::{config, datasets, journal, policy, replay, report, run, tail};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +46,9 @@ pub enum Command {
     /// Judge every flow of a journal again under a new policy and report what changes
     /// (exit 0: no new violations, 2: new violations).
     Replay(replay::ReplayArgs),
+    /// The residency report of a journal for a period: inventory, countries and cloud
+    /// regions, external AI APIs, verdicts and the journal's integrity (HTML, JSON or CSV).
+    Report(report::ReportArgs),
 }
 
 impl Command {
@@ -67,6 +70,7 @@ impl Command {
             Command::Tail(args) => tail::execute_tail(args),
             Command::Status(args) => tail::execute_status(&args),
             Command::Replay(args) => replay::run(&args),
+            Command::Report(args) => report::run(&args),
         }
     }
 }

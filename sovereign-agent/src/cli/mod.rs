@@ -7,6 +7,7 @@ pub mod datasets;
 pub mod journal;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod tail;
 

@@ -19,7 +19,7 @@ mod wire;
 
 pub use from_proto::from_proto;
 pub use to_proto::to_proto;
-pub use view::{flow_view, FlowView, VerdictView};
+pub use view::{flow_view, record_agent, FlowView, VerdictView};
 
 use wire::encode_flow_event;
 

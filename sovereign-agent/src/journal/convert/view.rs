@@ -85,6 +85,17 @@ fn utf8(b: &[u8]) -> Result<&str, ConvertError> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowView<'a> {
     pub ts_unix_ns: i64,
+    /// At a collector: the agent the record came from (empty in an agent's own journal).
+    pub agent_id: &'a str,
+    /// The step, as the protobuf `FlowKind` number (1 connect, 2 send, 3 established,
+    /// 4 close, 5 existing).
+    pub kind: u64,
+    /// The protobuf `Protocol` number (1 TCP, 2 UDP).
+    pub proto: u64,
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+    /// Flows this record stands for when the flow ceiling aggregated them.
+    pub aggregated_flows: Option<u64>,
     pub pid: u32,
     pub uid: u32,
     pub cookie: u64,
@@ -143,6 +154,8 @@ impl FlowView<'_> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerdictView<'a> {
     pub violation: bool,
+    /// The protobuf `Severity` number (0 none, 1 info .. 5 critical).
+    pub severity: u64,
     pub rule: &'a str,
     pub policy_name: &'a str,
     pub policy_version: &'a str,
@@ -156,11 +169,13 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
     // occurrences in order. Recorded events never repeat a field, but replay of a crafted or
     // damaged record must judge the same flow `journal export` shows.
     let mut ts = 0i64;
+    let mut agent_id = "";
     let mut flow_parts: Vec<&[u8]> = Vec::new();
     let mut body_is_flow = false;
     for field in Fields(payload) {
         match field? {
             (2, Value::Varint(v)) => ts = v as i64,
+            (3, Value::Bytes(s)) => agent_id = utf8(s)?,
             (10, Value::Bytes(b)) => {
                 if !body_is_flow {
                     flow_parts.clear();
@@ -177,11 +192,25 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
     }
     let mut v = FlowView {
         ts_unix_ns: ts,
+        agent_id,
         ..Default::default()
     };
     for field in flow_parts.into_iter().flat_map(Fields) {
         match field? {
+            (1, Value::Varint(x)) => v.kind = x,
             (2, Value::Varint(x)) => v.pid = x as u32,
+            (16, Value::Varint(x)) => v.proto = x,
+            (21, Value::Varint(x)) => v.bytes_sent = Some(x),
+            (22, Value::Varint(x)) => v.bytes_received = Some(x),
+            (38, Value::Bytes(ab)) => {
+                let mut flows = v.aggregated_flows.unwrap_or(0);
+                for f in Fields(ab) {
+                    if let (1, Value::Varint(x)) = f? {
+                        flows = x;
+                    }
+                }
+                v.aggregated_flows = Some(flows);
+            }
             (4, Value::Varint(x)) => v.uid = x as u32,
             (6, Value::Bytes(s)) => v.comm = utf8(s)?,
             (7, Value::Bytes(s)) => v.exe = Some(utf8(s)?),
@@ -230,6 +259,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                         (1, Value::Varint(d)) => {
                             verdict.violation = d == pb::Decision::Violation as u64;
                         }
+                        (2, Value::Varint(s)) => verdict.severity = s,
                         (3, Value::Bytes(s)) => verdict.rule = utf8(s)?,
                         (9, Value::Bytes(pbytes)) => {
                             for pf in Fields(pbytes) {
@@ -254,4 +284,18 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
     }
     v.legacy_names();
     Ok(Some(v))
+}
+
+/// The agent a collector's record came from (empty in an agent's own journal, and for a
+/// record that is not valid protobuf).
+pub fn record_agent(payload: &[u8]) -> &str {
+    let mut agent = "";
+    for field in Fields(payload) {
+        match field {
+            Ok((3, Value::Bytes(s))) => agent = utf8(s).unwrap_or(""),
+            Ok(_) => {}
+            Err(_) => return "",
+        }
+    }
+    agent
 }

@@ -1,0 +1,740 @@
+//! From what the scan gathered to the report: addresses located, rows grouped by country,
+//! region and AI provider, coverage clipped to the period, times formatted.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{
+    locate::{is_eea, Cloud, Locator},
+    model::*,
+    scan::{AgentTrack, Scan},
+};
+use crate::{clock::rfc3339_from_unix_ns, event::Lifecycle, policy::Severity};
+
+fn ts(ns: i64) -> String {
+    rfc3339_from_unix_ns(i128::from(ns))
+}
+
+fn seconds(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// What assembling needs beside the scan.
+pub struct Context<'a> {
+    pub journal: String,
+    pub verify: VerifySummary,
+    pub recheck_command: String,
+    pub adequate: &'a [String],
+    pub generated_at_ns: i64,
+    pub missing: Vec<String>,
+}
+
+/// How the agent of a record is shown: its collector id, else the host name it started on.
+fn agent_names(scan: &Scan) -> Vec<String> {
+    scan.agents
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            if !id.is_empty() {
+                return id.clone();
+            }
+            scan.tracks
+                .get(&(i as u32))
+                .and_then(|t| t.hostnames.last().cloned())
+                .unwrap_or_else(|| "this host".to_string())
+        })
+        .collect()
+}
+
+pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
+    let agents = agent_names(&scan);
+    let mut missing = cx.missing;
+    let (p0, p1) = (
+        scan.window
+            .since
+            .or(scan.journal_first_ns)
+            .unwrap_or_default(),
+        scan.window
+            .until
+            .or(scan.journal_last_ns)
+            .unwrap_or_default(),
+    );
+    if scan.records == 0 {
+        missing.push("the journal has no records in this period".to_string());
+    }
+
+    let mut scope = Scope {
+        catalogue_version: locator.catalogue_version.to_string(),
+        adequate: cx.adequate.to_vec(),
+        datasets_used: locator
+            .datasets
+            .iter()
+            .map(|d| DatasetUsed {
+                kind: d.kind.key().to_string(),
+                version: d.version.clone(),
+                path: d.path.display().to_string(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut integrity = Integrity {
+        verify: cx.verify,
+        recheck_command: cx.recheck_command,
+        kernel_losses: scan.kernel_losses,
+        loss_events: scan.loss_events,
+        dns_refused: scan.dns_refused,
+        ..Default::default()
+    };
+    integrity.intact = integrity.verify.problem.is_none() && scan.unreadable.is_none();
+    let mut datasets_recorded = BTreeMap::new();
+    let agents_with_flows: BTreeSet<u32> = scan.flows.keys().map(|k| k.agent).collect();
+    for (&agent, track) in &scan.tracks {
+        let name = agents[agent as usize].clone();
+        // Coverage is stated up to the journal's last record: after it nothing is known.
+        let journal_end = scan.journal_last_ns.unwrap_or(p1);
+        let coverage = coverage(track, p0, p1.min(journal_end).max(p0), journal_end);
+        if coverage.sessions.is_empty() && !agents_with_flows.contains(&agent) {
+            continue;
+        }
+        scope.agents.push(AgentRow {
+            agent: scan.agents.names[agent as usize].clone(),
+            hostnames: track.hostnames.clone(),
+            versions: track.versions.clone(),
+            binary_hashes: track.binary_hashes.clone(),
+            starts: track.starts_in_period,
+        });
+        if track.sessions.is_empty() {
+            missing.push(format!(
+                "{name}: no start or stop record, so its time on watch cannot be stated"
+            ));
+        }
+        integrity.coverage.push(Coverage {
+            agent: name.clone(),
+            hostname: track.hostnames.last().cloned().unwrap_or_default(),
+            ..coverage
+        });
+        for (at, l) in &track.policies {
+            if let Lifecycle::Policy {
+                name: policy,
+                version,
+                hash,
+                datasets,
+                catalogue_version,
+                ..
+            } = &l.body
+            {
+                scope.policies.push(PolicyRow {
+                    agent: name.clone(),
+                    name: policy.clone(),
+                    version: version.clone(),
+                    hash: hash.clone(),
+                    in_force_from: ts(*at),
+                    catalogue_version: catalogue_version.clone(),
+                });
+                for d in datasets {
+                    datasets_recorded
+                        .entry((d.kind.clone(), d.version.clone()))
+                        .or_insert_with(|| d.clone());
+                }
+            }
+        }
+        for (at, hooks, not_reported) in &track.hooks {
+            for hook in hooks {
+                // Listed once, from the first start (in or before the period) it failed at.
+                if integrity
+                    .hooks_not_attached
+                    .iter()
+                    .any(|h| h.agent == name && h.hook == *hook)
+                {
+                    continue;
+                }
+                let what = not_reported
+                    .iter()
+                    .find(|w| w.starts_with(&format!("{hook}:")))
+                    .cloned()
+                    .unwrap_or_default();
+                integrity.hooks_not_attached.push(HookRow {
+                    agent: name.clone(),
+                    hook: hook.clone(),
+                    not_reported: what,
+                    since: ts(*at),
+                });
+            }
+        }
+    }
+    scope.datasets_recorded = datasets_recorded.into_values().collect();
+    if scope.policies.is_empty() {
+        missing.push(
+            "no policy was in force: flows were recorded without verdicts (section 6 is empty)"
+                .to_string(),
+        );
+    }
+    if !locator.has(crate::policy::datasets::DatasetKind::Country) {
+        missing.push("no country database: countries are unknown (give --datasets DIR with a MaxMind-format country database)".to_string());
+    }
+    if !locator.has_cloud() {
+        missing.push("no cloud provider IP-range file: cloud regions are unknown (give --datasets DIR with the providers' files, see `sovereign-agent datasets`)".to_string());
+    }
+
+    for (agent, l) in &scan.journal_events {
+        let agent = agents[*agent as usize].clone();
+        match &l.body {
+            Lifecycle::JournalGap {
+                events,
+                reason,
+                from,
+                until,
+                ..
+            } => integrity.journal_gaps.push(JournalGapRow {
+                agent,
+                events: *events,
+                reason: reason.clone(),
+                from: from.clone(),
+                until: until.clone(),
+            }),
+            Lifecycle::JournalRecovered {
+                segment,
+                bytes_cut,
+                reason,
+                ..
+            } => integrity.recovered.push(RecoveredRow {
+                agent,
+                ts: l.ts.clone(),
+                segment: *segment,
+                bytes_cut: *bytes_cut,
+                reason: reason.clone(),
+            }),
+            Lifecycle::JournalRetention {
+                last_seq,
+                bytes,
+                reason,
+                ..
+            } => integrity.retention.push(RetentionRow {
+                agent,
+                ts: l.ts.clone(),
+                last_seq: *last_seq,
+                bytes: *bytes,
+                reason: reason.clone(),
+            }),
+            _ => {}
+        }
+    }
+    integrity.floods = scan
+        .floods
+        .iter()
+        .map(|((agent, workload), f)| FloodRow {
+            agent: agents[*agent as usize].clone(),
+            workload: workload.clone(),
+            tcp_connects: f.suppressed.tcp_connects,
+            udp: f.suppressed.udp,
+            dns_packets: f.suppressed.dns_packets,
+            tls_segments: f.suppressed.tls_segments,
+            total: f.suppressed.total(),
+            first: ts(f.first_ns),
+            last: ts(f.last_ns),
+        })
+        .collect();
+    integrity.floods.sort_by_key(|f| std::cmp::Reverse(f.total));
+
+    // The inventory: one row per (agent, workload, address, port, protocol).
+    let mut inventory: Vec<InventoryRow> = scan
+        .flows
+        .iter()
+        .map(|(k, acc)| {
+            let location = locator.locate(k.ip);
+            let country = location.country.as_deref();
+            let info = &scan.workload_info[k.workload as usize];
+            let ai = acc
+                .names
+                .iter()
+                .find_map(|n| locator.ai_endpoint(n))
+                .map(|e| format!("{} ({}, region {})", e.provider_name, e.host, e.region));
+            InventoryRow {
+                agent: agents[k.agent as usize].clone(),
+                workload: scan.workloads.names[k.workload as usize].clone(),
+                exe: info.exe.clone(),
+                systemd_unit: info.systemd_unit.clone(),
+                container_id: info.container_id.clone(),
+                cgroup: info.cgroup.clone(),
+                destination: crate::event::destination_label(
+                    acc.names.first().map(String::as_str),
+                    k.ip,
+                    k.port,
+                ),
+                names: acc.names.clone(),
+                name_sources: acc.sources.clone(),
+                address: k.ip.to_string(),
+                port: k.port,
+                proto: if k.proto == 2 { "udp" } else { "tcp" },
+                eea: country.is_some_and(is_eea),
+                adequate: country.is_some_and(|c| cx.adequate.iter().any(|a| a == c)),
+                location: (*location).clone(),
+                ai,
+                first_seen: ts(acc.first_ns),
+                last_seen: ts(acc.last_ns),
+                flows: acc.flows,
+                bytes_out: acc.bytes_out,
+                bytes_in: acc.bytes_in,
+                violations: acc.violations,
+                rules: acc.rules.clone(),
+            }
+        })
+        .collect();
+    inventory.sort_by(|a, b| {
+        (b.bytes_out, b.flows, &a.workload, &a.destination).cmp(&(
+            a.bytes_out,
+            a.flows,
+            &b.workload,
+            &b.destination,
+        ))
+    });
+
+    let totals = Totals {
+        records: scan.records,
+        flow_events: scan.flow_events,
+        flows: inventory.iter().map(|r| r.flows).sum(),
+        bytes_out: inventory.iter().map(|r| r.bytes_out).sum(),
+        bytes_in: inventory.iter().map(|r| r.bytes_in).sum(),
+        workloads: inventory
+            .iter()
+            .map(|r| (&r.agent, &r.workload))
+            .collect::<BTreeSet<_>>()
+            .len() as u64,
+        destinations: inventory
+            .iter()
+            .map(|r| (&r.address, r.port, r.proto))
+            .collect::<BTreeSet<_>>()
+            .len() as u64,
+        violations: scan.violations,
+        alerts: scan.alerts,
+    };
+
+    let by_country = by_country(&inventory);
+    let by_cloud_region = by_region(&inventory);
+    let outside = outside(&inventory);
+    let ai_apis = ai_apis(&inventory, locator);
+    let verdicts = verdicts(&scan, &agents, &inventory, p0, p1);
+
+    let mut limitations = vec![
+        "Metadata only: the agent records who connected where, when and how much, never the payload. Whether personal data was in a flow is not known from this report.".to_string(),
+        "IP location is not data location: an address's country and cloud region come from the providers' published ranges and a GeoIP database; CDNs, anycast and shared ranges can serve from elsewhere (such flows are marked `shared`).".to_string(),
+        "Names can be ambiguous: many names share one address, and a TLS server name is the client's own claim; each destination shows how its name was learned.".to_string(),
+        "Proxies, VPNs and tunnels hide the final destination: a flow to a proxy is reported as a flow to the proxy.".to_string(),
+        "UDP payload sizes are not measured: bytes are TCP payload bytes counted by the kernel at close.".to_string(),
+    ];
+    let shared = inventory
+        .iter()
+        .filter(|r| r.location.cloud.as_ref().is_some_and(|c| c.shared))
+        .count();
+    if shared > 0 {
+        limitations.push(format!(
+            "{shared} destination rows are in shared or CDN ranges: their region says little about where data goes."
+        ));
+    }
+    let claimed_only = inventory
+        .iter()
+        .filter(|r| {
+            !r.name_sources.is_empty()
+                && r.name_sources
+                    .iter()
+                    .all(|s| s == "sni" || s.starts_with("dns_untrusted"))
+        })
+        .count();
+    if claimed_only > 0 {
+        limitations.push(format!(
+            "{claimed_only} destination rows are named only by the workload's own claim (TLS server name or an untrusted resolver's answer)."
+        ));
+    }
+    if let Some(e) = &scan.unreadable {
+        missing.push(format!(
+            "the journal could not be read past {e}: later records are not in this report"
+        ));
+    }
+
+    Report {
+        format_version: FORMAT_VERSION,
+        generator: format!("sovereign-agent {}", env!("CARGO_PKG_VERSION")),
+        generated_at: ts(cx.generated_at_ns),
+        journal: cx.journal,
+        period: Period {
+            since: scan.window.since.map(ts),
+            until: scan.window.until.map(ts),
+            first_record: scan.first_ns.map(ts),
+            last_record: scan.last_ns.map(ts),
+            journal_first_record: scan.journal_first_ns.map(ts),
+        },
+        scope,
+        integrity,
+        totals,
+        inventory,
+        by_country,
+        by_cloud_region,
+        outside,
+        ai_apis,
+        verdicts,
+        replay: None,
+        limitations,
+        missing,
+    }
+}
+
+/// One agent's sessions clipped to `[p0, p1]`, and the gaps between them.
+fn coverage(track: &AgentTrack, p0: i64, p1: i64, journal_end: i64) -> Coverage {
+    let mut c = Coverage {
+        period_seconds: seconds(p1 - p0),
+        ..Default::default()
+    };
+    let mut cursor = p0;
+    let mut watched = 0i64;
+    for (start, end, how) in &track.sessions {
+        let (end, how) = match end {
+            Some(e) => (*e, how.clone()),
+            None => (
+                journal_end.max(*start),
+                "running at the end of the journal".to_string(),
+            ),
+        };
+        let (from, until) = ((*start).max(p0), end.min(p1));
+        if until < from || *start > p1 || end < p0 {
+            continue;
+        }
+        if (p0..=p1).contains(start) {
+            c.starts += 1;
+        }
+        if from > cursor {
+            c.gaps.push(Gap {
+                from: ts(cursor),
+                until: ts(from),
+                seconds: seconds(from - cursor),
+            });
+        }
+        watched += until - from;
+        cursor = cursor.max(until);
+        c.sessions.push(Session {
+            from: ts(from),
+            until: ts(until),
+            end: if end > p1 {
+                "running at the end of the period".to_string()
+            } else {
+                how
+            },
+        });
+    }
+    if !c.sessions.is_empty() && cursor < p1 {
+        c.gaps.push(Gap {
+            from: ts(cursor),
+            until: ts(p1),
+            seconds: seconds(p1 - cursor),
+        });
+    }
+    c.unclean_stops = track
+        .unclean
+        .iter()
+        .filter(|t| (p0..=p1).contains(*t))
+        .count() as u64;
+    c.watched_seconds = seconds(watched);
+    c.watched_percent = if p1 > p0 {
+        (watched as f64 / (p1 - p0) as f64 * 1000.0).round() / 10.0
+    } else {
+        100.0
+    };
+    c
+}
+
+fn place(r: &InventoryRow) -> String {
+    match (&r.location.country, r.location.scope) {
+        (Some(c), _) => c.clone(),
+        (None, "public") => "unknown".to_string(),
+        (None, scope) => scope.to_string(),
+    }
+}
+
+/// A row being summed up, with the distinct destinations (address, port) and names
+/// (workloads or services) it has counted so far.
+type Tally<'a, R> = (R, BTreeSet<(&'a str, u16)>, BTreeSet<&'a str>);
+
+fn by_country(rows: &[InventoryRow]) -> Vec<CountryRow> {
+    let mut out: BTreeMap<String, Tally<'_, CountryRow>> = BTreeMap::new();
+    for r in rows {
+        let key = place(r);
+        let e = out.entry(key.clone()).or_insert_with(|| {
+            (
+                CountryRow {
+                    country: key,
+                    eea: r.eea,
+                    adequate: r.adequate,
+                    flows: 0,
+                    bytes_out: 0,
+                    bytes_in: 0,
+                    destinations: 0,
+                    workloads: 0,
+                },
+                BTreeSet::new(),
+                BTreeSet::new(),
+            )
+        });
+        e.0.flows += r.flows;
+        e.0.bytes_out += r.bytes_out;
+        e.0.bytes_in += r.bytes_in;
+        e.1.insert((&r.address, r.port));
+        e.2.insert(&r.workload);
+    }
+    let mut v: Vec<CountryRow> = out
+        .into_values()
+        .map(|(mut c, d, w)| {
+            c.destinations = d.len() as u64;
+            c.workloads = w.len() as u64;
+            c
+        })
+        .collect();
+    v.sort_by_key(|r| std::cmp::Reverse((r.bytes_out, r.flows)));
+    v
+}
+
+fn by_region(rows: &[InventoryRow]) -> Vec<RegionRow> {
+    let mut out: BTreeMap<(&str, &str), Tally<'_, RegionRow>> = BTreeMap::new();
+    for r in rows {
+        let Some(c) = &r.location.cloud else { continue };
+        let e = out.entry((c.provider, &c.region)).or_insert_with(|| {
+            (
+                RegionRow {
+                    cloud: Cloud {
+                        service: String::new(),
+                        shared: false,
+                        ..c.clone()
+                    },
+                    flows: 0,
+                    bytes_out: 0,
+                    bytes_in: 0,
+                    destinations: 0,
+                },
+                BTreeSet::new(),
+                BTreeSet::new(),
+            )
+        });
+        e.0.cloud.shared |= c.shared;
+        e.0.flows += r.flows;
+        e.0.bytes_out += r.bytes_out;
+        e.0.bytes_in += r.bytes_in;
+        e.1.insert((&r.address, r.port));
+        e.2.insert(&c.service);
+    }
+    let mut v: Vec<RegionRow> = out
+        .into_values()
+        .map(|(mut row, d, services)| {
+            row.destinations = d.len() as u64;
+            row.cloud.service = services.into_iter().collect::<Vec<_>>().join(", ");
+            row
+        })
+        .collect();
+    v.sort_by_key(|r| std::cmp::Reverse((r.bytes_out, r.flows)));
+    v
+}
+
+fn outside(rows: &[InventoryRow]) -> Vec<OutsideRow> {
+    let mut out: BTreeMap<(String, &str, &str), OutsideRow> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.location.scope == "public" && !r.eea && !r.adequate)
+    {
+        let country = place(r);
+        let e = out
+            .entry((country.clone(), &r.destination, &r.address))
+            .or_insert_with(|| OutsideRow {
+                country,
+                destination: r.destination.clone(),
+                address: r.address.clone(),
+                workloads: Vec::new(),
+                flows: 0,
+                bytes_out: 0,
+            });
+        if !e.workloads.contains(&r.workload) {
+            e.workloads.push(r.workload.clone());
+        }
+        e.flows += r.flows;
+        e.bytes_out += r.bytes_out;
+    }
+    let mut v: Vec<OutsideRow> = out.into_values().collect();
+    v.sort_by_key(|r| std::cmp::Reverse((r.bytes_out, r.flows)));
+    v
+}
+
+fn ai_apis(rows: &[InventoryRow], locator: &Locator) -> Vec<AiRow> {
+    let mut out: BTreeMap<(&str, &str, &str), AiRow> = BTreeMap::new();
+    for r in rows {
+        let Some(e) = r.names.iter().find_map(|n| locator.ai_endpoint(n)) else {
+            continue;
+        };
+        let row = out
+            .entry((e.provider, e.host, &r.workload))
+            .or_insert_with(|| AiRow {
+                provider: e.provider.to_string(),
+                provider_name: e.provider_name.to_string(),
+                endpoint: e.host.to_string(),
+                region: e.region.to_string(),
+                workload: r.workload.clone(),
+                destinations: Vec::new(),
+                name_sources: Vec::new(),
+                flows: 0,
+                bytes_out: 0,
+                bytes_in: 0,
+                first_seen: r.first_seen.clone(),
+                last_seen: r.last_seen.clone(),
+            });
+        if !row.destinations.contains(&r.destination) {
+            row.destinations.push(r.destination.clone());
+        }
+        for s in &r.name_sources {
+            if !row.name_sources.contains(s) {
+                row.name_sources.push(s.clone());
+            }
+        }
+        row.flows += r.flows;
+        row.bytes_out += r.bytes_out;
+        row.bytes_in += r.bytes_in;
+        // RFC 3339 in UTC with the same precision compares as text.
+        if r.first_seen < row.first_seen {
+            row.first_seen.clone_from(&r.first_seen);
+        }
+        if r.last_seen > row.last_seen {
+            row.last_seen.clone_from(&r.last_seen);
+        }
+    }
+    let mut v: Vec<AiRow> = out.into_values().collect();
+    v.sort_by(|a, b| (b.flows, &a.provider).cmp(&(a.flows, &b.provider)));
+    v
+}
+
+fn severity_name(n: u64) -> String {
+    match n {
+        1 => Severity::Info,
+        2 => Severity::Low,
+        3 => Severity::Medium,
+        4 => Severity::High,
+        5 => Severity::Critical,
+        _ => return String::new(),
+    }
+    .to_string()
+}
+
+fn verdicts(
+    scan: &Scan,
+    agents: &[String],
+    inventory: &[InventoryRow],
+    p0: i64,
+    p1: i64,
+) -> Verdicts {
+    let mut v = Verdicts {
+        judged: scan.judged,
+        unjudged: scan.unjudged,
+        violations: scan.violations,
+        history_before_period: scan.journal_first_ns.is_some_and(|f| f < p0),
+        ..Default::default()
+    };
+    // Hours over three days or less, days beyond; empty buckets shown (a chart's gaps mean
+    // something), at most 400 of them.
+    let hours = &scan.violations_by_hour;
+    if let (Some((&first, _)), Some((&last, _))) = (hours.first_key_value(), hours.last_key_value())
+    {
+        let daily = last - first > 72;
+        let per = if daily { 24 } else { 1 };
+        v.bucket = if daily { "day" } else { "hour" }.to_string();
+        let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
+        for (h, n) in hours {
+            *buckets.entry(h.div_euclid(per)).or_default() += n;
+        }
+        let (b0, b1) = (first.div_euclid(per), last.div_euclid(per));
+        let fill = b1 - b0 < 400;
+        for b in b0..=b1 {
+            let count = buckets.get(&b).copied().unwrap_or(0);
+            if fill || count > 0 {
+                v.over_time.push(TimeCount {
+                    start: ts(b * per * 3_600_000_000_000),
+                    count,
+                });
+            }
+        }
+    }
+    let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_workload: BTreeMap<&str, u64> = BTreeMap::new();
+    for (k, g) in &scan.groups {
+        *by_rule.entry(&k.rule).or_default() += g.flows;
+        *by_workload
+            .entry(&scan.workloads.names[k.workload as usize])
+            .or_default() += g.flows;
+        v.groups.push(ViolationGroup {
+            agent: agents[k.agent as usize].clone(),
+            rule: k.rule.clone(),
+            severity: severity_name(g.severity),
+            workload: scan.workloads.names[k.workload as usize].clone(),
+            destination: k.destination.clone(),
+            flows: g.flows,
+            first: ts(g.first_ns),
+            last: ts(g.last_ns),
+            first_seq: g.first_seq,
+            zones: g.zones.clone(),
+            evidence: g.evidence.clone(),
+            weak: g.weak.clone(),
+        });
+    }
+    v.groups.sort_by(|a, b| {
+        (b.flows, &a.rule, &a.workload, &a.destination).cmp(&(
+            a.flows,
+            &b.rule,
+            &b.workload,
+            &b.destination,
+        ))
+    });
+    let counted = |m: BTreeMap<&str, u64>| {
+        let mut v: Vec<NamedCount> = m
+            .into_iter()
+            .map(|(name, count)| NamedCount {
+                name: name.to_string(),
+                count,
+            })
+            .collect();
+        v.sort_by_key(|c| std::cmp::Reverse(c.count));
+        v
+    };
+    v.by_rule = counted(by_rule);
+    v.by_workload = counted(by_workload);
+    v.alerts_by_severity = scan
+        .alerts_by_severity
+        .iter()
+        .map(|(name, &count)| NamedCount {
+            name: name.clone(),
+            count,
+        })
+        .collect();
+    // New destinations: first seen in the whole journal inside the period.
+    let mut rows_of: HashMap<(&str, u16, &str), Vec<&InventoryRow>> = HashMap::new();
+    for r in inventory {
+        rows_of
+            .entry((&r.address, r.port, r.proto))
+            .or_default()
+            .push(r);
+    }
+    let mut new: Vec<(i64, NewDestination)> = scan
+        .dest_first
+        .iter()
+        .filter(|(_, &first)| first >= p0 && first <= p1)
+        .filter_map(|((ip, port, proto), &first)| {
+            let ip = ip.to_string();
+            let rows =
+                rows_of.get(&(ip.as_str(), *port, if *proto == 2 { "udp" } else { "tcp" }))?;
+            let mut workloads: Vec<String> = rows.iter().map(|r| r.workload.clone()).collect();
+            workloads.sort();
+            workloads.dedup();
+            Some((
+                first,
+                NewDestination {
+                    destination: rows[0].destination.clone(),
+                    first_seen: ts(first),
+                    workloads,
+                },
+            ))
+        })
+        .collect();
+    new.sort_by(|a, b| (a.0, &a.1.destination).cmp(&(b.0, &b.1.destination)));
+    v.new_destinations = new.into_iter().map(|(_, d)| d).collect();
+    v
+}
