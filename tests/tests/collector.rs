@@ -202,6 +202,24 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
         .unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["journal_next_seq"], 9, "{status}");
+    // The fleet report of the collector's journal: the nine alerts under their agent.
+    let out = Command::new(target_bin("sovereign-agent"))
+        .args(["report", "--format", "json"])
+        .arg(dir.join("collector-journal"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["alerts"], 9, "{:#}", report["verdicts"]);
+    let rows = report["verdicts"]["alerts"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["agent"] == "agent-a"), "{rows:#?}");
+    let violations: u64 = rows.iter().map(|r| r["violations"].as_u64().unwrap()).sum();
+    assert_eq!(violations, 9);
+    assert_eq!(report["scope"]["agents"][0]["agent"], "agent-a");
     sigterm(&agent.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -97,6 +97,8 @@ fn the_debian_package_installs_upgrades_keeps_its_conffile_and_purges_cleanly() 
         "/usr/bin/sovereign-agent",
         "/usr/bin/sovereign-collector",
         "/lib/systemd/system/sovereign-agent.service",
+        "/lib/systemd/system/sovereign-agent-report.service",
+        "/lib/systemd/system/sovereign-agent-report.timer",
         "/etc/sovereign-agent/agent.toml",
         "/usr/share/sovereign-agent/examples/policies/eu-only-llm.toml",
         "/usr/share/doc/sovereign-agent/copyright",
@@ -137,6 +139,14 @@ fn the_debian_package_installs_upgrades_keeps_its_conffile_and_purges_cleanly() 
     // systemd's own verification of the installed unit: no error and no warning.
     let (code, stdout, stderr) = run(Command::new("systemd-analyze")
         .args(["verify", "/lib/systemd/system/sovereign-agent.service"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stderr.trim(), "", "systemd-analyze verify warnings");
+    // The weekly report: its timer and service (shipped, not enabled).
+    let (code, stdout, stderr) = run(Command::new("systemd-analyze").args([
+        "verify",
+        "/lib/systemd/system/sovereign-agent-report.timer",
+        "/lib/systemd/system/sovereign-agent-report.service",
+    ]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stderr.trim(), "", "systemd-analyze verify warnings");
     // Enabled (for the next boot) even where systemd does not run now.
@@ -274,6 +284,7 @@ fn the_kubernetes_manifests_validate_against_the_api_schemas() {
         "configmap.yaml",
         "daemonset.yaml",
         "service.yaml",
+        "report-cronjob.yaml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

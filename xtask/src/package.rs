@@ -3,6 +3,7 @@
 //!
 //!   /usr/bin/sovereign-agent, /usr/bin/sovereign-collector
 //!   /lib/systemd/system/sovereign-agent.service
+//!   /lib/systemd/system/sovereign-agent-report.{service,timer}  the weekly report (not enabled)
 //!   /etc/sovereign-agent/agent.toml                         conffile: kept on upgrade
 //!   /usr/share/sovereign-agent/examples/policies/*.toml     the example policies
 //!   /usr/share/doc/sovereign-agent/                         README, copyright, changelog
@@ -64,11 +65,17 @@ pub fn deb(root: &Path, opts: &Options) -> Result<PathBuf> {
         }
     }
     let packaging = root.join("packaging");
-    put(
-        &packaging.join("systemd/sovereign-agent.service"),
-        "/lib/systemd/system/sovereign-agent.service",
-        0o644,
-    )?;
+    for unit in [
+        "sovereign-agent.service",
+        "sovereign-agent-report.service",
+        "sovereign-agent-report.timer",
+    ] {
+        put(
+            &packaging.join("systemd").join(unit),
+            &format!("/lib/systemd/system/{unit}"),
+            0o644,
+        )?;
+    }
     put(
         &packaging.join("agent.toml"),
         "/etc/sovereign-agent/agent.toml",

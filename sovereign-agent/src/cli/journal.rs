@@ -113,8 +113,14 @@ pub struct FilterArgs {
     pub verdict: Option<String>,
 }
 
-/// RFC 3339 (`2026-11-28T09:00:00Z`), a date (`2026-11-28`, midnight UTC), or Unix seconds.
+/// RFC 3339 (`2026-11-28T09:00:00Z`), a date (`2026-11-28`, midnight UTC), Unix seconds, or
+/// a time that long ago (`90m`, `24h`, `7d`, `2w`: for scheduled reports).
 pub fn parse_time(s: &str) -> Result<i64, String> {
+    parse_time_at(s, crate::clock::unix_now_ns())
+}
+
+/// [`parse_time`] with "now" given.
+pub fn parse_time_at(s: &str, now_ns: i64) -> Result<i64, String> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t.unix_timestamp_nanos() as i64);
     }
@@ -124,8 +130,21 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs.saturating_mul(1_000_000_000));
     }
+    let unit = match s.as_bytes().last() {
+        Some(b's') => Some(1),
+        Some(b'm') => Some(60),
+        Some(b'h') => Some(3_600),
+        Some(b'd') => Some(86_400),
+        Some(b'w') => Some(604_800),
+        _ => None,
+    };
+    if let (Some(unit), Ok(n)) = (unit, s[..s.len() - 1].parse::<i64>()) {
+        if n >= 0 {
+            return Ok(now_ns.saturating_sub(n.saturating_mul(unit).saturating_mul(1_000_000_000)));
+        }
+    }
     Err(format!(
-        "{s:?} is not a time: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28) or Unix seconds"
+        "{s:?} is not a time: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28), Unix seconds, or a time ago (24h, 7d)"
     ))
 }
 
@@ -552,6 +571,17 @@ mod tests {
             parse_time("2026-11-28T10:00:00+01:00").unwrap(),
             parse_time("2026-11-28T09:00:00Z").unwrap()
         );
+        let now = 1_795_824_000_000_000_000;
+        assert_eq!(
+            parse_time_at("7d", now).unwrap(),
+            now - 7 * 86_400 * 1_000_000_000
+        );
+        assert_eq!(
+            parse_time_at("90m", now).unwrap(),
+            now - 5_400 * 1_000_000_000
+        );
+        assert!(parse_time_at("-3d", now).is_err());
+        assert!(parse_time_at("d", now).is_err());
         let e = parse_time("yesterday").unwrap_err();
         assert!(e.contains("\"yesterday\" is not a time"), "{e}");
     }

@@ -15,6 +15,7 @@ use super::{
     replay,
 };
 use crate::{
+    clock::rfc3339_from_unix_ns,
     exit,
     journal::reader,
     report::{self, model, Window},
@@ -35,7 +36,8 @@ pub struct ReportArgs {
     /// The journal directory: an agent's, or a collector's (a fleet report, with an agent
     /// column).
     pub dir: PathBuf,
-    /// Start of the period (RFC 3339, a date, or Unix seconds); default: the journal's start.
+    /// Start of the period: RFC 3339, a date, Unix seconds, or a time ago (`7d`, `24h`);
+    /// default: the journal's start.
     #[arg(long)]
     pub since: Option<String>,
     /// End of the period (exclusive); default: the journal's end.
@@ -115,7 +117,7 @@ fn report(args: &ReportArgs) -> Result<u8, (u8, String)> {
     let replay = args
         .policy
         .as_deref()
-        .map(|policy| replay_diff(args, policy))
+        .map(|policy| replay_diff(args, window, policy))
         .transpose()?;
 
     let bar = progress_bar(&args.dir);
@@ -185,14 +187,19 @@ fn progress_bar(dir: &Path) -> Option<indicatif::ProgressBar> {
 }
 
 /// `replay` over the same period, summarised for the report.
-fn replay_diff(args: &ReportArgs, policy: &Path) -> Result<model::ReplayDiff, (u8, String)> {
+fn replay_diff(
+    args: &ReportArgs,
+    window: Window,
+    policy: &Path,
+) -> Result<model::ReplayDiff, (u8, String)> {
     let r = replay::replay(&replay::ReplayArgs {
         dir: args.dir.clone(),
         policy: policy.to_path_buf(),
         datasets: args.datasets.clone(),
+        // The bounds as parsed once (a relative time like `7d` means the same instant).
         filter: FilterArgs {
-            since: args.since.clone(),
-            until: args.until.clone(),
+            since: window.since.map(|t| rfc3339_from_unix_ns(i128::from(t))),
+            until: window.until.map(|t| rfc3339_from_unix_ns(i128::from(t))),
             ..Default::default()
         },
         json: true,

@@ -86,13 +86,12 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
     };
     integrity.intact = integrity.verify.problem.is_none() && scan.unreadable.is_none();
     let mut datasets_recorded = BTreeMap::new();
-    let agents_with_flows: BTreeSet<u32> = scan.flows.keys().map(|k| k.agent).collect();
     for (&agent, track) in &scan.tracks {
         let name = agents[agent as usize].clone();
         // Coverage is stated up to the journal's last record: after it nothing is known.
         let journal_end = scan.journal_last_ns.unwrap_or(p1);
         let coverage = coverage(track, p0, p1.min(journal_end).max(p0), journal_end);
-        if coverage.sessions.is_empty() && !agents_with_flows.contains(&agent) {
+        if coverage.sessions.is_empty() && track.records_in_period == 0 {
             continue;
         }
         scope.agents.push(AgentRow {
@@ -705,6 +704,22 @@ fn verdicts(
             count,
         })
         .collect();
+    v.alerts = scan
+        .alert_groups
+        .iter()
+        .map(|((agent, rule, workload, destination), a)| AlertRow {
+            agent: agents[*agent as usize].clone(),
+            rule: rule.clone(),
+            severity: a.severity.clone(),
+            workload: workload.clone(),
+            destination: destination.clone(),
+            alerts: a.alerts,
+            violations: a.violations,
+            first: ts(a.first_ns),
+            last: ts(a.last_ns),
+        })
+        .collect();
+    v.alerts.sort_by_key(|a| std::cmp::Reverse(a.violations));
     // New destinations: first seen in the whole journal inside the period.
     let mut rows_of: HashMap<(&str, u16, &str), Vec<&InventoryRow>> = HashMap::new();
     for r in inventory {

@@ -207,18 +207,16 @@ pub fn render(r: &Report) -> Result<String, minijinja::Error> {
             .unwrap_or_else(|| one.agent.clone()),
         many => format!("{} agents", many.len()),
     };
+    let bound = |asked: &Option<String>, seen: &Option<String>| {
+        asked
+            .as_deref()
+            .or(seen.as_deref())
+            .map_or_else(|| "(no records)".to_string(), when)
+    };
     let period_text = format!(
-        "{} to {}",
-        r.period
-            .since
-            .as_deref()
-            .or(r.period.first_record.as_deref())
-            .unwrap_or("(no records)"),
-        r.period
-            .until
-            .as_deref()
-            .or(r.period.last_record.as_deref())
-            .unwrap_or("(no records)")
+        "{} to {} UTC",
+        bound(&r.period.since, &r.period.first_record),
+        bound(&r.period.until, &r.period.last_record)
     );
     env.get_template("report.html")?.render(context! {
         r => r,

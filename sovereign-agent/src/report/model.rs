@@ -314,6 +314,9 @@ pub struct Verdicts {
     pub by_workload: Vec<NamedCount>,
     pub groups: Vec<ViolationGroup>,
     pub alerts_by_severity: Vec<NamedCount>,
+    /// Alerts per agent, rule, workload and destination (a collector's journal holds these
+    /// even when it holds no flows).
+    pub alerts: Vec<AlertRow>,
     /// Destinations first seen in the period (not in the journal before it).
     pub new_destinations: Vec<NewDestination>,
     /// False when the journal starts inside the period: "new" then only means "first seen
@@ -349,6 +352,19 @@ pub struct ViolationGroup {
     pub zones: Vec<String>,
     pub evidence: Vec<String>,
     pub weak: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertRow {
+    pub agent: String,
+    pub rule: String,
+    pub severity: String,
+    pub workload: String,
+    pub destination: String,
+    pub alerts: u64,
+    pub violations: u64,
+    pub first: String,
+    pub last: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -113,11 +113,22 @@ pub struct AgentTrack {
     pub versions: Vec<String>,
     pub binary_hashes: Vec<String>,
     pub starts_in_period: u64,
+    pub records_in_period: u64,
     /// Starts relevant to the period (the last one before it, and those in it): hooks that
     /// did not attach.
     pub hooks: Vec<(i64, Vec<String>, Vec<String>)>,
     /// Policy records relevant to the period: the last before it, and those in it.
     pub policies: Vec<(i64, LifecycleEvent)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AlertAcc {
+    pub severity: String,
+    pub alerts: u64,
+    /// Violations the alerts stand for (each folds its repeats).
+    pub violations: u64,
+    pub first_ns: i64,
+    pub last_ns: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -158,6 +169,9 @@ pub struct Scan {
     pub groups: HashMap<GroupKey, GroupAcc>,
     pub alerts: u64,
     pub alerts_by_severity: BTreeMap<String, u64>,
+    /// Alerts per (agent, rule, workload, destination): in a collector's journal, which
+    /// holds alerts but not always flows, the fleet's violations.
+    pub alert_groups: BTreeMap<(u32, String, String, String), AlertAcc>,
     /// The first record that could not be read, if any (the scan stops there).
     pub unreadable: Option<String>,
 }
@@ -239,6 +253,7 @@ impl Scan {
         if !self.seen(v.ts_unix_ns) {
             return;
         }
+        self.tracks.entry(agent).or_default().records_in_period += 1;
         self.flow_events += 1;
         let label = workload_of(v);
         let workload = self.workloads.id(&label);
@@ -344,6 +359,9 @@ impl Scan {
         if !matches!(event, Event::Lifecycle(_)) {
             self.alive(agent, ts);
         }
+        if in_period {
+            self.tracks.entry(agent).or_default().records_in_period += 1;
+        }
         match event {
             Event::Lifecycle(l) => self.lifecycle(agent, l, before, in_period),
             _ if !in_period => {}
@@ -369,7 +387,23 @@ impl Scan {
             Event::Alert(a) => {
                 self.alerts += 1;
                 let severity = a.severity.map_or("none".to_string(), |s| s.to_string());
-                *self.alerts_by_severity.entry(severity).or_default() += 1;
+                *self.alerts_by_severity.entry(severity.clone()).or_default() += 1;
+                let key = (
+                    agent,
+                    a.rule.clone(),
+                    a.workload.clone(),
+                    a.destination.clone(),
+                );
+                let acc = self.alert_groups.entry(key).or_insert_with(|| AlertAcc {
+                    severity,
+                    first_ns: a.first_unix_ns,
+                    last_ns: a.last_unix_ns,
+                    ..Default::default()
+                });
+                acc.alerts += 1;
+                acc.violations += a.count;
+                acc.first_ns = acc.first_ns.min(a.first_unix_ns);
+                acc.last_ns = acc.last_ns.max(a.last_unix_ns);
             }
             Event::Flow(_) => {}
         }

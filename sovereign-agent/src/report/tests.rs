@@ -121,6 +121,26 @@ fn flow(f: F) -> Event {
     Event::Flow(Box::new(e))
 }
 
+/// The alert the agent raises for a violating flow (`count` violations folded).
+fn alert(flow: Event, count: u64) -> Event {
+    let Event::Flow(f) = flow else { unreachable!() };
+    Event::Alert(Box::new(crate::event::AlertEvent {
+        ts: f.ts.clone(),
+        ts_unix_ns: f.ts_unix_ns,
+        kind: "alert",
+        severity: Some(Severity::High),
+        rule: "llm-hosts".into(),
+        workload: f.workload(),
+        destination: f.destination(),
+        count,
+        first: f.ts.clone(),
+        last: f.ts.clone(),
+        first_unix_ns: f.ts_unix_ns,
+        last_unix_ns: f.ts_unix_ns,
+        flow: f,
+    }))
+}
+
 fn tcp(ts: i64, kind: EventKind, unit: &'static str, ip: &'static str) -> F {
     F {
         ts,
@@ -174,6 +194,14 @@ fn journal(dir: &Path) {
             violation: true,
             ..tcp(at(30), EventKind::Connect, llm, "216.160.83.56")
         }),
+        alert(
+            flow(F {
+                names: &["api.openai.com"],
+                violation: true,
+                ..tcp(at(30), EventKind::Connect, llm, "216.160.83.56")
+            }),
+            1,
+        ),
         flow(F {
             names: &["api.openai.com"],
             violation: true,
@@ -251,7 +279,14 @@ fn every_figure_matches_the_flows_written() {
     let tmp = tempfile::tempdir().unwrap();
     let r = report_of(tmp.path(), Window::default(), &[]);
     assert!(r.integrity.intact, "{:?}", r.integrity.verify);
-    assert_eq!(r.totals.records, 16);
+    assert_eq!(r.totals.records, 17);
+    assert_eq!(r.totals.alerts, 1);
+    let a = &r.verdicts.alerts[0];
+    assert_eq!(
+        (a.rule.as_str(), a.workload.as_str(), a.destination.as_str()),
+        ("llm-hosts", "llm.service", "api.openai.com:443")
+    );
+    assert_eq!((a.alerts, a.violations, a.agent.as_str()), (1, 1, "crm-1"));
     assert_eq!(r.totals.flow_events, 10);
     // Connects and sends: 2 + 1 + 1 to Sweden, 1 to the US, 5 aggregated to AWS, 1 private.
     assert_eq!(r.totals.flows, 11);
@@ -468,4 +503,68 @@ fn the_html_is_self_contained_and_the_csv_has_every_row() {
     assert_eq!(&us[col("country")], "US");
     assert_eq!(&us[col("violations")], "1");
     assert_eq!(&us[col("bytes_out")], "300");
+}
+
+#[test]
+fn a_collector_journal_gets_an_agent_column() {
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let j = tmp.path().join("collector-journal");
+    let (mut w, _) = JournalWriter::open(crate::journal::tests::options(&j)).unwrap();
+    let mut batch = crate::journal::EncodedBatch::default();
+    // Alerts from two agents, as the collector stores them: each record names its agent.
+    for (i, (agent, count)) in [("node-a", 3), ("node-b", 5), ("node-a", 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let event = alert(
+            flow(F {
+                names: &["api.openai.com"],
+                violation: true,
+                ..tcp(
+                    at(i as i64),
+                    EventKind::Connect,
+                    "llm.service",
+                    "216.160.83.56",
+                )
+            }),
+            count,
+        );
+        let mut msg = crate::journal::convert::to_proto(&event, 0);
+        msg.agent_id = agent.to_string();
+        msg.agent_seq = i as u64;
+        batch.push_encoded(&msg.encode_to_vec(), event.ts_unix_ns());
+    }
+    w.append_encoded(&batch).unwrap();
+    w.close().unwrap();
+    let r = build(
+        &Options {
+            dir: &j,
+            window: Window::default(),
+            datasets: None,
+            public_key: None,
+            adequate: Vec::new(),
+        },
+        |_| {},
+    )
+    .unwrap();
+    let rows: Vec<(&str, u64, u64)> = r
+        .verdicts
+        .alerts
+        .iter()
+        .map(|a| (a.agent.as_str(), a.alerts, a.violations))
+        .collect();
+    assert_eq!(rows, [("node-a", 2, 5), ("node-b", 1, 5)]);
+    let agents: Vec<&str> = r.scope.agents.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(agents, ["node-a", "node-b"]);
+    assert!(
+        r.missing
+            .iter()
+            .any(|m| m.starts_with("node-a: no start or stop record")),
+        "{:?}",
+        r.missing
+    );
+    assert!(html::render(&r)
+        .unwrap()
+        .contains("<th>Agent</th><th>Rule</th>"));
 }
