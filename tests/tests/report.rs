@@ -249,6 +249,7 @@ fn the_report_of_real_traffic_counts_what_was_sent_and_opens_in_a_browser() {
         (se["eea"].as_bool(), se["violations"].as_u64()),
         (Some(true), Some(0))
     );
+    assert_eq!(se["zones"], serde_json::json!(["eea"]));
     let python = se["workload"].as_str().unwrap().to_string();
     assert!(python.contains("python3"), "{se:#}");
     let us = row(&r, US);
@@ -270,6 +271,7 @@ fn the_report_of_real_traffic_counts_what_was_sent_and_opens_in_a_browser() {
         (Some(2), Some(2))
     );
     assert_eq!(ai["name_sources"], serde_json::json!(["dns"]));
+    assert_eq!(ai["zones"], serde_json::json!(["external-ai"]));
 
     let countries: Vec<(String, u64, u64)> = r["by_country"]
         .as_array()
@@ -344,12 +346,33 @@ fn the_report_of_real_traffic_counts_what_was_sent_and_opens_in_a_browser() {
     assert_eq!(r["integrity"]["kernel_losses"], 0);
     assert_eq!(r["totals"]["violations"], 4);
 
+    // A proposed policy that also allows the United States: the two US connections become
+    // allowed (replay counts flow events: connect, established and close of each).
+    let proposed = dir.join("proposed.toml");
+    std::fs::write(
+        &proposed,
+        POLICY
+            .replace("version = \"7\"", "version = \"8\"")
+            .replace(
+                r#"countries = ["EU", "NO", "IS", "LI"]"#,
+                r#"countries = ["EU", "NO", "IS", "LI", "US"]"#,
+            ),
+    )
+    .unwrap();
+    let with_replay = report_json(&journal, &["--policy", proposed.to_str().unwrap()]);
+    let replay = &with_replay["replay"];
+    assert_eq!(replay["policy_version"], "8", "{replay:#}");
+    assert_eq!(replay["newly_allowed"], 6, "{replay:#}");
+    assert_eq!(replay["new_violations"], 0, "{replay:#}");
+    assert_eq!(replay["changes"][0]["destination"], format!("{US}:9000"));
+    assert_eq!(replay["changes"][0]["change"], "newly_allowed");
+
     // The CSV: the same rows.
     let (code, csv, err) = run_agent(["report", journal.to_str().unwrap(), "--format", "csv"]);
     assert_eq!(code, 0, "{err}");
     let se_line = csv.lines().find(|l| l.contains(SE)).unwrap();
     assert!(se_line.contains(",SE,true,"), "{se_line}");
-    assert!(se_line.ends_with(",3,5000,6000,0,"), "{se_line}");
+    assert!(se_line.ends_with(",3,5000,6000,0,,eea"), "{se_line}");
     assert_eq!(
         csv.lines().count() - 1,
         r["inventory"].as_array().unwrap().len()

@@ -275,6 +275,7 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
                 bytes_in: acc.bytes_in,
                 violations: acc.violations,
                 rules: acc.rules.clone(),
+                zones: acc.zones.clone(),
             }
         })
         .collect();

@@ -33,11 +33,11 @@ const HEADER: [&str; 25] = [
     "bytes_in",
 ];
 
-/// Writes the inventory (plus `violations` and `rules` columns) as CSV.
+/// Writes the inventory (plus `violations`, `rules` and `zones` columns) as CSV.
 pub fn write(report: &Report, out: impl Write) -> std::io::Result<()> {
     let mut w = ::csv::Writer::from_writer(out);
     let mut header = HEADER.to_vec();
-    header.extend(["violations", "rules"]);
+    header.extend(["violations", "rules", "zones"]);
     w.write_record(&header)?;
     for r in &report.inventory {
         let l = &r.location;
@@ -69,6 +69,7 @@ pub fn write(report: &Report, out: impl Write) -> std::io::Result<()> {
             &r.bytes_in.to_string(),
             &r.violations.to_string(),
             &r.rules.join(" "),
+            &r.zones.join(" "),
         ])?;
     }
     w.flush()

@@ -249,6 +249,8 @@ pub struct InventoryRow {
     pub bytes_in: u64,
     pub violations: u64,
     pub rules: Vec<String>,
+    /// The policy zones the destination was in, as recorded with its verdicts.
+    pub zones: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

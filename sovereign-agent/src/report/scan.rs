@@ -70,6 +70,8 @@ pub struct FlowAcc {
     pub bytes_in: u64,
     pub violations: u64,
     pub rules: Vec<String>,
+    /// The policy zones the destination was in, as recorded with its verdicts.
+    pub zones: Vec<String>,
 }
 
 /// The facts of a workload, from its first flow in the period.
@@ -286,6 +288,13 @@ impl Scan {
         }
         if !v.name_source.is_empty() && !acc.sources.iter().any(|s| s == v.name_source) {
             acc.sources.push(v.name_source.to_string());
+        }
+        if let Some(verdict) = &v.verdict {
+            for z in &verdict.matched_zones {
+                if acc.zones.len() < 16 && !acc.zones.iter().any(|x| x == z) {
+                    acc.zones.push((*z).to_string());
+                }
+            }
         }
         acc.bytes_out += v.bytes_sent.unwrap_or(0);
         acc.bytes_in += v.bytes_received.unwrap_or(0);

@@ -101,7 +101,7 @@ fn flow(f: F) -> Event {
         severity: f.violation.then_some(Severity::High),
         rule: "llm-hosts".into(),
         zones: vec![if f.violation { "external-ai" } else { "eu" }.into()],
-        matched_zones: Vec::new(),
+        matched_zones: vec![if f.violation { "external-ai" } else { "eu" }.into()],
         evidence: vec![Evidence {
             zone: "external-ai".into(),
             decisive: true,
@@ -330,6 +330,13 @@ fn every_figure_matches_the_flows_written() {
     assert_eq!(row.destination, "api.openai.com:443");
     assert_eq!(row.location.asn, Some(209));
     assert_eq!((row.flows, row.violations), (1, 1));
+    assert_eq!(row.zones, ["external-ai"]);
+    let se_row = r
+        .inventory
+        .iter()
+        .find(|i| i.address == "89.160.20.112")
+        .unwrap();
+    assert_eq!(se_row.zones, ["eu"]);
     assert!(row.ai.as_deref().unwrap().starts_with("OpenAI"));
     assert_eq!(r.ai_apis.len(), 1);
     let ai = &r.ai_apis[0];
@@ -560,7 +567,10 @@ fn a_collector_journal_gets_an_agent_column() {
     assert!(
         r.missing
             .iter()
-            .any(|m| m.starts_with("node-a: no start or stop record")),
+            .any(|m| m.starts_with("node-a: no start or stop record"))
+            && r.missing
+                .iter()
+                .any(|m| m.starts_with("no policy was in force")),
         "{:?}",
         r.missing
     );

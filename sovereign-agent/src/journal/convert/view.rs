@@ -156,6 +156,8 @@ pub struct VerdictView<'a> {
     pub violation: bool,
     /// The protobuf `Severity` number (0 none, 1 info .. 5 critical).
     pub severity: u64,
+    /// Every zone of the policy the destination is in.
+    pub matched_zones: Vec<&'a str>,
     pub rule: &'a str,
     pub policy_name: &'a str,
     pub policy_version: &'a str,
@@ -260,6 +262,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
                             verdict.violation = d == pb::Decision::Violation as u64;
                         }
                         (2, Value::Varint(s)) => verdict.severity = s,
+                        (5, Value::Bytes(z)) => verdict.matched_zones.push(utf8(z)?),
                         (3, Value::Bytes(s)) => verdict.rule = utf8(s)?,
                         (9, Value::Bytes(pbytes)) => {
                             for pf in Fields(pbytes) {
