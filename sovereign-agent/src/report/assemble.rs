@@ -51,11 +51,11 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
     let (p0, p1) = (
         scan.window
             .since
-            .or(scan.journal_first_ns)
+            .or(scan.journal_span.map(|s| s.0))
             .unwrap_or_default(),
         scan.window
             .until
-            .or(scan.journal_last_ns)
+            .or(scan.journal_span.map(|s| s.1))
             .unwrap_or_default(),
     );
     if scan.records == 0 {
@@ -89,7 +89,7 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
     for (&agent, track) in &scan.tracks {
         let name = agents[agent as usize].clone();
         // Coverage is stated up to the journal's last record: after it nothing is known.
-        let journal_end = scan.journal_last_ns.unwrap_or(p1);
+        let journal_end = scan.journal_span.map(|s| s.1).unwrap_or(p1);
         let coverage = coverage(track, p0, p1.min(journal_end).max(p0), journal_end);
         if coverage.sessions.is_empty() && track.records_in_period == 0 {
             continue;
@@ -253,6 +253,7 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
                 exe: info.exe.clone(),
                 systemd_unit: info.systemd_unit.clone(),
                 container_id: info.container_id.clone(),
+                pod_uid: info.pod_uid.clone(),
                 cgroup: info.cgroup.clone(),
                 destination: crate::event::destination_label(
                     acc.names.first().map(String::as_str),
@@ -358,9 +359,9 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
         period: Period {
             since: scan.window.since.map(ts),
             until: scan.window.until.map(ts),
-            first_record: scan.first_ns.map(ts),
-            last_record: scan.last_ns.map(ts),
-            journal_first_record: scan.journal_first_ns.map(ts),
+            first_record: scan.span.map(|s| ts(s.0)),
+            last_record: scan.span.map(|s| ts(s.1)),
+            journal_first_record: scan.journal_span.map(|s| ts(s.0)),
         },
         scope,
         integrity,
@@ -627,7 +628,7 @@ fn verdicts(
         judged: scan.judged,
         unjudged: scan.unjudged,
         violations: scan.violations,
-        history_before_period: scan.journal_first_ns.is_some_and(|f| f < p0),
+        history_before_period: scan.journal_span.map(|s| s.0).is_some_and(|f| f < p0),
         ..Default::default()
     };
     // Hours over three days or less, days beyond; empty buckets shown (a chart's gaps mean
@@ -657,16 +658,17 @@ fn verdicts(
     let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_workload: BTreeMap<&str, u64> = BTreeMap::new();
     for (k, g) in &scan.groups {
-        *by_rule.entry(&k.rule).or_default() += g.flows;
+        let rule = &scan.rules.names[k.rule as usize];
+        *by_rule.entry(rule).or_default() += g.flows;
         *by_workload
             .entry(&scan.workloads.names[k.workload as usize])
             .or_default() += g.flows;
         v.groups.push(ViolationGroup {
             agent: agents[k.agent as usize].clone(),
-            rule: k.rule.clone(),
+            rule: rule.clone(),
             severity: severity_name(g.severity),
             workload: scan.workloads.names[k.workload as usize].clone(),
-            destination: k.destination.clone(),
+            destination: g.destination.clone(),
             flows: g.flows,
             first: ts(g.first_ns),
             last: ts(g.last_ns),

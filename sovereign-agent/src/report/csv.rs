@@ -5,12 +5,13 @@ use std::io::Write;
 
 use super::model::Report;
 
-const HEADER: [&str; 25] = [
+const HEADER: [&str; 26] = [
     "agent",
     "workload",
     "exe",
     "systemd_unit",
     "container_id",
+    "pod_uid",
     "destination",
     "names",
     "name_sources",
@@ -47,6 +48,7 @@ pub fn write(report: &Report, out: impl Write) -> std::io::Result<()> {
             r.exe.as_deref().unwrap_or(""),
             r.systemd_unit.as_deref().unwrap_or(""),
             r.container_id.as_deref().unwrap_or(""),
+            r.pod_uid.as_deref().unwrap_or(""),
             &r.destination,
             &r.names.join(" "),
             &r.name_sources.join(" "),

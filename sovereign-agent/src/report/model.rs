@@ -229,6 +229,8 @@ pub struct InventoryRow {
     pub exe: Option<String>,
     pub systemd_unit: Option<String>,
     pub container_id: Option<String>,
+    /// The Kubernetes pod the container belongs to.
+    pub pod_uid: Option<String>,
     pub cgroup: Option<String>,
     /// The first name (or the address) and the port.
     pub destination: String,

@@ -80,19 +80,26 @@ pub struct WorkloadInfo {
     pub exe: Option<String>,
     pub systemd_unit: Option<String>,
     pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
     pub cgroup: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Violations of one rule by one workload to one address and port (no string is built for a
+/// record that joins a group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     pub agent: u32,
-    pub rule: String,
+    /// Into [`Scan::rules`].
+    pub rule: u32,
     pub workload: u32,
-    pub destination: String,
+    pub ip: IpAddr,
+    pub port: u16,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct GroupAcc {
+    /// The destination as the group's first flow named it.
+    pub destination: String,
     pub severity: u64,
     pub flows: u64,
     pub first_ns: i64,
@@ -145,10 +152,9 @@ pub struct Scan {
     pub window: Window,
     pub records_total: u64,
     pub records: u64,
-    pub first_ns: Option<i64>,
-    pub last_ns: Option<i64>,
-    pub journal_first_ns: Option<i64>,
-    pub journal_last_ns: Option<i64>,
+    /// First and last record time in the period, and in the whole journal.
+    pub span: Option<(i64, i64)>,
+    pub journal_span: Option<(i64, i64)>,
     pub agents: Interner,
     pub workloads: Interner,
     pub workload_info: Vec<WorkloadInfo>,
@@ -169,6 +175,8 @@ pub struct Scan {
     /// Violations per hour (Unix hour number).
     pub violations_by_hour: BTreeMap<i64, u64>,
     pub groups: HashMap<GroupKey, GroupAcc>,
+    /// Rule names of the violations.
+    pub rules: Interner,
     pub alerts: u64,
     pub alerts_by_severity: BTreeMap<String, u64>,
     /// Alerts per (agent, rule, workload, destination): in a collector's journal, which
@@ -231,14 +239,17 @@ impl Scan {
 
     /// Counts the record; whether it is in the period.
     fn seen(&mut self, ts: i64) -> bool {
-        self.journal_first_ns.get_or_insert(ts);
-        self.journal_last_ns = Some(ts);
+        // Records are in journal order, not strictly in time order (a flow carries the
+        // kernel's time, a lifecycle record the agent's): the bounds are minimum and maximum.
+        let widen = |b: &mut Option<(i64, i64)>| {
+            *b = Some(b.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
+        };
+        widen(&mut self.journal_span);
         if self.window.before(ts) || self.window.after(ts) {
             return false;
         }
         self.records += 1;
-        self.first_ns.get_or_insert(ts);
-        self.last_ns = Some(ts);
+        widen(&mut self.span);
         true
     }
 
@@ -264,6 +275,7 @@ impl Scan {
                 exe: v.exe.map(str::to_string),
                 systemd_unit: v.systemd_unit.map(str::to_string),
                 container_id: v.container_id.map(str::to_string),
+                pod_uid: v.pod_uid.map(str::to_string),
                 cgroup: v.cgroup.map(str::to_string),
             });
         }
@@ -322,17 +334,21 @@ impl Scan {
             .violations_by_hour
             .entry(v.ts_unix_ns.div_euclid(NS_PER_HOUR))
             .or_default() += flows;
-        let destination =
-            crate::event::destination_label(v.names.first().map(String::as_str), ip, v.dst_port);
         let gkey = GroupKey {
             agent,
-            rule: verdict.rule.to_string(),
+            rule: self.rules.id(verdict.rule),
             workload,
-            destination,
+            ip,
+            port: v.dst_port,
         };
         let group = self.groups.entry(gkey).or_insert_with(|| {
             // The evidence of the first one, as recorded (decoded whole: once per group).
             let mut g = GroupAcc {
+                destination: crate::event::destination_label(
+                    v.names.first().map(String::as_str),
+                    ip,
+                    v.dst_port,
+                ),
                 severity: verdict.severity,
                 first_ns: v.ts_unix_ns,
                 last_ns: v.ts_unix_ns,

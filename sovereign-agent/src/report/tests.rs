@@ -578,3 +578,37 @@ fn a_collector_journal_gets_an_agent_column() {
         .unwrap()
         .contains("<th>Agent</th><th>Rule</th>"));
 }
+
+#[test]
+fn a_container_workload_is_named_with_its_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = tmp.path().join("journal");
+    let (mut w, _) = JournalWriter::open(crate::journal::tests::options(&j)).unwrap();
+    let Event::Flow(mut f) = flow(tcp(at(1), EventKind::Connect, "x", "89.160.20.112")) else {
+        unreachable!()
+    };
+    f.systemd_unit = None;
+    f.container_id = Some("3f4e5d6c7b8a9f0e1d2c3b4a".into());
+    f.container_runtime = Some("containerd");
+    f.pod_uid = Some("0b8d2c3e-1111-2222-3333-444455556666".into());
+    w.append(&[Event::Flow(f)]).unwrap();
+    w.close().unwrap();
+    let r = build(
+        &Options {
+            dir: &j,
+            window: Window::default(),
+            datasets: None,
+            public_key: None,
+            adequate: Vec::new(),
+        },
+        |_| {},
+    )
+    .unwrap();
+    let row = &r.inventory[0];
+    assert_eq!(row.workload, "containerd 3f4e5d6c7b8a");
+    assert_eq!(
+        row.pod_uid.as_deref(),
+        Some("0b8d2c3e-1111-2222-3333-444455556666")
+    );
+    assert!(html::render(&r).unwrap().contains("pod 0b8d2c3e"));
+}

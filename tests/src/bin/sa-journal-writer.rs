@@ -3,10 +3,11 @@
 //! events up to cookie N are synced. The crash-safety test kills it with SIGKILL at random
 //! moments and checks that everything it reported as durable survived.
 //!
-//! Usage: sa-journal-writer DIR FIRST_COOKIE [SEGMENT_BYTES [COUNT]]
+//! Usage: sa-journal-writer DIR FIRST_COOKIE [SEGMENT_BYTES [COUNT [violations]]]
 //!
 //! With COUNT, it writes COUNT events in batches of 1024 and exits (to build large journals
-//! for the replay figures in docs/performance.md).
+//! for the replay and report figures in docs/performance.md); with `violations`, every event
+//! carries a recorded violation verdict with its evidence, as under a strict policy.
 use std::io::Write;
 
 use sovereign_agent::{
@@ -14,6 +15,7 @@ use sovereign_agent::{
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{JournalOptions, JournalWriter},
+    policy::{Decision, Evidence, Explanation, PolicyRef, Severity},
 };
 use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 
@@ -25,6 +27,7 @@ fn main() {
         .get(3)
         .map_or(64 << 10, |s| s.parse().expect("SEGMENT_BYTES"));
     let count: Option<u64> = args.get(4).map(|s| s.parse().expect("COUNT"));
+    let violations = args.get(5).is_some_and(|a| a == "violations");
     let first = cookie;
     let opts = JournalOptions {
         segment_max_bytes,
@@ -73,6 +76,9 @@ fn main() {
             rec.comm[..8].copy_from_slice(b"crm-sync");
             let mut ev = FlowEvent::from_record(EventKind::Connect, &rec, &info, &clock);
             ev.names = vec![format!("tenant{}.crm4.dynamics.com", cookie % 17)];
+            if violations {
+                ev.verdict = Some(violation(&ev.names[0]));
+            }
             batch.push(Event::Flow(Box::new(ev)));
             cookie += 1;
         }
@@ -86,5 +92,31 @@ fn main() {
         if count.is_none() {
             size = size % 97 + 1;
         }
+    }
+}
+
+/// A violation as a strict EU-only policy records it for a CRM endpoint outside its zones.
+fn violation(name: &str) -> Explanation {
+    Explanation {
+        decision: Decision::Violation,
+        severity: Some(Severity::High),
+        rule: "crm-eu-only".into(),
+        zones: vec!["eu-crm".into()],
+        matched_zones: vec!["crm-global".into()],
+        evidence: vec![Evidence {
+            zone: "crm-global".into(),
+            decisive: false,
+            source: "domain",
+            via: "dns",
+            name: Some(name.to_string()),
+            detail: "domain *.crm4.dynamics.com".into(),
+        }],
+        destination: vec!["country US [GeoIP country database GeoLite2-Country 1770245369]".into()],
+        weak: Vec::new(),
+        policy: PolicyRef {
+            name: "crm-eu-only".into(),
+            version: "2026-12-01".into(),
+            hash: "sha256:6b1f".into(),
+        },
     }
 }

@@ -105,6 +105,7 @@ pub struct FlowView<'a> {
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
     pub container_runtime: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
     pub systemd_unit: Option<&'a str>,
     pub dst_ip: Option<IpAddr>,
     pub dst_port: u16,
@@ -220,6 +221,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
             (10, Value::Bytes(s)) => v.cgroup = Some(utf8(s)?),
             (11, Value::Bytes(s)) => v.container_id = Some(utf8(s)?),
             (12, Value::Bytes(s)) => v.container_runtime = Some(utf8(s)?),
+            (13, Value::Bytes(s)) => v.pod_uid = Some(utf8(s)?),
             (14, Value::Bytes(s)) => v.systemd_unit = Some(utf8(s)?),
             (15, Value::Varint(x)) => v.cookie = x,
             (18, Value::Bytes(a)) => {
