@@ -89,7 +89,7 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
     for (&agent, track) in &scan.tracks {
         let name = agents[agent as usize].clone();
         // Coverage is stated up to the journal's last record: after it nothing is known.
-        let journal_end = scan.journal_span.map(|s| s.1).unwrap_or(p1);
+        let journal_end = scan.journal_span.map_or(p1, |s| s.1);
         let coverage = coverage(track, p0, p1.min(journal_end).max(p0), journal_end);
         if coverage.sessions.is_empty() && track.records_in_period == 0 {
             continue;
