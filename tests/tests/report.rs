@@ -121,8 +121,8 @@ fn report_json(journal: &Path, extra: &[&str]) -> Value {
 
 /// Runs headless Chromium in a network namespace of its own (it has nowhere to send
 /// anything: the browser's own update checks die there, and a page request would show in
-/// the network log); returns its stderr.
-fn chromium(dir: &Path, args: &[&str]) -> String {
+/// the network log); returns its stdout and stderr.
+fn chromium(dir: &Path, args: &[&str]) -> (String, String) {
     let out = Command::new("unshare")
         .args([
             "--net",
@@ -149,7 +149,10 @@ fn chromium(dir: &Path, args: &[&str]) -> String {
         .output()
         .expect("chromium (installed by cargo xtask setup)");
     assert!(out.status.success(), "chromium {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -392,7 +395,7 @@ fn the_report_of_real_traffic_counts_what_was_sent_and_opens_in_a_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let png = shots.join("report.png");
     let netlog = dir.join("netlog.json");
-    let log = chromium(
+    let (_, log) = chromium(
         &dir,
         &[
             &format!("--screenshot={}", png.display()),
@@ -424,22 +427,7 @@ fn the_report_of_real_traffic_counts_what_was_sent_and_opens_in_a_browser() {
         })
         .collect();
     assert!(page_requests.is_empty(), "{page_requests:#?}");
-    let dump = Command::new("unshare")
-        .args([
-            "--net",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join("chromium-profile").display()
-        ))
-        .args(["--dump-dom", &url])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dump.stdout);
+    let (dom, _) = chromium(&dir, &["--dump-dom", &url]);
     for text in [
         "1. Scope and provenance",
         "2. Completeness and integrity",

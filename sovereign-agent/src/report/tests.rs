@@ -274,6 +274,18 @@ fn report_of(dir: &Path, window: Window, adequate: &[&str]) -> Report {
     .unwrap()
 }
 
+/// The report of a whole journal, without datasets.
+fn whole_report(journal: &Path) -> Report {
+    let opts = Options {
+        dir: journal,
+        window: Window::default(),
+        datasets: None,
+        public_key: None,
+        adequate: Vec::new(),
+    };
+    build(&opts, |_| {}).unwrap()
+}
+
 #[test]
 fn every_figure_matches_the_flows_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -544,17 +556,7 @@ fn a_collector_journal_gets_an_agent_column() {
     }
     w.append_encoded(&batch).unwrap();
     w.close().unwrap();
-    let r = build(
-        &Options {
-            dir: &j,
-            window: Window::default(),
-            datasets: None,
-            public_key: None,
-            adequate: Vec::new(),
-        },
-        |_| {},
-    )
-    .unwrap();
+    let r = whole_report(&j);
     let rows: Vec<(&str, u64, u64)> = r
         .verdicts
         .alerts
@@ -593,17 +595,7 @@ fn a_container_workload_is_named_with_its_pod() {
     f.pod_uid = Some("0b8d2c3e-1111-2222-3333-444455556666".into());
     w.append(&[Event::Flow(f)]).unwrap();
     w.close().unwrap();
-    let r = build(
-        &Options {
-            dir: &j,
-            window: Window::default(),
-            datasets: None,
-            public_key: None,
-            adequate: Vec::new(),
-        },
-        |_| {},
-    )
-    .unwrap();
+    let r = whole_report(&j);
     let row = &r.inventory[0];
     assert_eq!(row.workload, "containerd 3f4e5d6c7b8a");
     assert_eq!(
