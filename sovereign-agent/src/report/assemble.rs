@@ -161,11 +161,25 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
         }
     }
     scope.datasets_recorded = datasets_recorded.into_values().collect();
-    if scope.policies.is_empty() {
+    if scope.policies.is_empty() && scan.verdict_policies.is_empty() {
         missing.push(
             "no policy was in force: flows were recorded without verdicts (section 6 is empty)"
                 .to_string(),
         );
+    } else if scope.policies.is_empty() {
+        // The policy records are gone (retention) or were not forwarded (a collector): the
+        // verdicts still name the policy that made them.
+        missing.push("the journal holds no policy record for this period: policies are listed as the verdicts name them, from the first verdict each made".to_string());
+        for (agent, name, version, hash, first) in &scan.verdict_policies {
+            scope.policies.push(PolicyRow {
+                agent: agents[*agent as usize].clone(),
+                name: name.clone(),
+                version: version.clone(),
+                hash: hash.clone(),
+                in_force_from: ts(*first),
+                catalogue_version: None,
+            });
+        }
     }
     if !locator.has(crate::policy::datasets::DatasetKind::Country) {
         missing.push("no country database: countries are unknown (give --datasets DIR with a MaxMind-format country database)".to_string());

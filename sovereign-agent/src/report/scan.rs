@@ -177,6 +177,9 @@ pub struct Scan {
     pub groups: HashMap<GroupKey, GroupAcc>,
     /// Rule names of the violations.
     pub rules: Interner,
+    /// The policies verdicts in the period name: (agent, name, version, hash, first verdict).
+    pub verdict_policies: Vec<(u32, String, String, String, i64)>,
+    last_policy_hash: String,
     pub alerts: u64,
     pub alerts_by_severity: BTreeMap<String, u64>,
     /// Alerts per (agent, rule, workload, destination): in a collector's journal, which
@@ -322,6 +325,20 @@ impl Scan {
             return;
         };
         self.judged += flows;
+        if self.last_policy_hash != verdict.policy_hash {
+            // Seldom: the policy changes at a reload, or records of agents interleave.
+            verdict.policy_hash.clone_into(&mut self.last_policy_hash);
+            Self::verdict_policy(
+                &mut self.verdict_policies,
+                agent,
+                [
+                    verdict.policy_name,
+                    verdict.policy_version,
+                    verdict.policy_hash,
+                ],
+                v.ts_unix_ns,
+            );
+        }
         if !verdict.violation {
             return;
         }
@@ -377,6 +394,24 @@ impl Scan {
         group.last_ns = group.last_ns.max(v.ts_unix_ns);
     }
 
+    /// Notes a policy a verdict names ([name, version, hash]), once per agent.
+    fn verdict_policy(
+        policies: &mut Vec<(u32, String, String, String, i64)>,
+        agent: u32,
+        [name, version, hash]: [&str; 3],
+        ts: i64,
+    ) {
+        if !policies.iter().any(|p| p.0 == agent && p.3 == hash) {
+            policies.push((
+                agent,
+                name.to_string(),
+                version.to_string(),
+                hash.to_string(),
+                ts,
+            ));
+        }
+    }
+
     fn other(&mut self, agent: u32, event: &Event) {
         let ts = event.ts_unix_ns();
         let before = self.window.before(ts);
@@ -411,6 +446,15 @@ impl Scan {
             Event::DnsRefused(d) => self.dns_refused += d.count.max(1),
             Event::Alert(a) => {
                 self.alerts += 1;
+                if let Some(v) = &a.flow.verdict {
+                    let p = &v.policy;
+                    Self::verdict_policy(
+                        &mut self.verdict_policies,
+                        agent,
+                        [&p.name, &p.version, &p.hash],
+                        a.first_unix_ns,
+                    );
+                }
                 let severity = a.severity.map_or("none".to_string(), |s| s.to_string());
                 *self.alerts_by_severity.entry(severity.clone()).or_default() += 1;
                 let key = (

@@ -557,6 +557,17 @@ fn a_collector_journal_gets_an_agent_column() {
     w.append_encoded(&batch).unwrap();
     w.close().unwrap();
     let r = whole_report(&j);
+    // No policy record (a collector's journal): the alerts' verdicts name it, per agent.
+    let policies: Vec<(&str, &str)> = r
+        .scope
+        .policies
+        .iter()
+        .map(|p| (p.agent.as_str(), p.hash.as_str()))
+        .collect();
+    assert_eq!(
+        policies,
+        [("node-a", "sha256:00ff"), ("node-b", "sha256:00ff")]
+    );
     let rows: Vec<(&str, u64, u64)> = r
         .verdicts
         .alerts
@@ -572,7 +583,7 @@ fn a_collector_journal_gets_an_agent_column() {
             .any(|m| m.starts_with("node-a: no start or stop record"))
             && r.missing
                 .iter()
-                .any(|m| m.starts_with("no policy was in force")),
+                .any(|m| m.starts_with("the journal holds no policy record")),
         "{:?}",
         r.missing
     );
@@ -603,4 +614,54 @@ fn a_container_workload_is_named_with_its_pod() {
         Some("0b8d2c3e-1111-2222-3333-444455556666")
     );
     assert!(html::render(&r).unwrap().contains("pod 0b8d2c3e"));
+}
+
+#[test]
+fn without_policy_records_the_verdicts_name_their_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = tmp.path().join("journal");
+    let (mut w, _) = JournalWriter::open(crate::journal::tests::options(&j)).unwrap();
+    // Retention took the start and policy records: only flows judged under eu-only v3.
+    w.append(&[
+        flow(tcp(
+            at(5),
+            EventKind::Connect,
+            "crm.service",
+            "89.160.20.112",
+        )),
+        flow(tcp(
+            at(6),
+            EventKind::Connect,
+            "crm.service",
+            "89.160.20.113",
+        )),
+    ])
+    .unwrap();
+    w.close().unwrap();
+    let r = whole_report(&j);
+    let p: Vec<(&str, &str, &str, &str)> = r
+        .scope
+        .policies
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.version.as_str(),
+                p.hash.as_str(),
+                p.in_force_from.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(p, [("eu-only", "3", "sha256:00ff", "2026-11-28T00:00:05Z")]);
+    assert!(
+        r.missing
+            .iter()
+            .any(|m| m.starts_with("the journal holds no policy record")),
+        "{:?}",
+        r.missing
+    );
+    assert!(!r
+        .missing
+        .iter()
+        .any(|m| m.starts_with("no policy was in force")));
 }
