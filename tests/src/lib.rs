@@ -328,8 +328,10 @@ pub fn start_agent_logged(
         .expect("start sovereign-agent");
     let rx = stderr_lines(&mut child);
     let mut before = Vec::new();
+    // Generous: under the VM test's emulated CPU (no KVM) on a busy host, loading and
+    // verifying the programs has taken over 20 s; a healthy start here takes well under 1 s.
     loop {
-        match rx.recv_timeout(Duration::from_secs(20)) {
+        match rx.recv_timeout(Duration::from_secs(90)) {
             Ok(line) if line.contains("\"capturing\"") => return (child, before, rx),
             Ok(line) => before.push(line),
             Err(_) => {
