@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 use sovereign_agent_tests::{
     assert_metrics, closed_port, collector_certs, free_port, loopback_policy, metric,
-    python_client, require_root, sigterm, start_agent_with, start_collector, status_of,
+    python_client, require_root, run_agent, sigterm, start_agent_with, start_collector, status_of,
     tail_events, target_bin, wait_for_event, wait_for_metric, Reaped, TestCgroup,
 };
 
@@ -203,17 +203,10 @@ fn every_alert_reaches_the_collector_exactly_once_through_an_outage_and_a_restar
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["journal_next_seq"], 9, "{status}");
     // The fleet report of the collector's journal: the nine alerts under their agent.
-    let out = Command::new(target_bin("sovereign-agent"))
-        .args(["report", "--format", "json"])
-        .arg(dir.join("collector-journal"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let journal = dir.join("collector-journal");
+    let (code, out, err) = run_agent(["report", "--format", "json", journal.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["totals"]["alerts"], 9, "{:#}", report["verdicts"]);
     let rows = report["verdicts"]["alerts"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["agent"] == "agent-a"), "{rows:#?}");
