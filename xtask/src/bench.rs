@@ -99,7 +99,8 @@ const WORKLOADS: [Workload; 6] = [
 ];
 
 pub fn run(root: &Path) -> Result<()> {
-    crate::cargo(&["build", "--release", "--bins"])?;
+    // The workload generator (sa-traffic) lives in the tests crate, outside default-members.
+    crate::cargo(&[&["build", "--release"], crate::ALL_HOST_CRATES, &["--bins"]].concat())?;
     let bin = root.join("target/release");
     let cgroup = make_cgroup()?;
     // Rounds are comparable only if waking a thread costs the same in each: an idle CPU that
