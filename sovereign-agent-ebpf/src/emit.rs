@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
 };
 use sovereign_agent_common::FlowRecord;
 
-use crate::maps::{Owner, EVENTS, LAST_WAKEUP, LOSSES, PRIORITY};
+use crate::maps::{Owner, EVENTS, LAST_WAKEUP, LOSSES, PRIORITY, READER_POLLING};
 
 /// The current task, as the kernel sees it.
 #[inline(always)]
@@ -105,6 +105,9 @@ pub fn wakeup_flags(now_ns: u64) -> u64 {
             core::ptr::read_volatile(&WAKEUP_INTERVAL_NS),
         )
     };
+    if READER_POLLING.get(0).is_some_and(|polling| *polling != 0) {
+        return BPF_RB_NO_WAKEUP; // the reader is busy and reads on its own timer
+    }
     if bytes == 0 && interval == 0 {
         return 0; // the kernel's default: wake the reader if it is waiting
     }

@@ -34,6 +34,10 @@ pub static SUPPRESSED: PerCpuArray<u64> = PerCpuArray::with_max_entries(SUPPRESS
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// [0] is 1 while user space polls the rings on its own timer: no submit wakes it then.
+#[map]
+pub static READER_POLLING: Array<u32> = Array::with_max_entries(1, 0);
+
 /// When each CPU last woke the reader (see `emit::wakeup_flags`).
 #[map]
 pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

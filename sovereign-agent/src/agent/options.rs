@@ -154,6 +154,7 @@ pub fn pipeline_options(config: &Config) -> PipelineOptions {
             0 => 1000,
             ms => ms,
         }),
+        poll_when_busy: config.max_event_delay_ms != 0,
         flow_ceiling: (config.journal.max_flows_per_sec > 0).then_some((
             config.journal.max_flows_per_sec,
             config.journal.max_flows_burst,

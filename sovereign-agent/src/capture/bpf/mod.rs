@@ -6,7 +6,7 @@
 use std::{fmt, fs::File, io, path::Path};
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
         SockOps, TracePoint,
@@ -19,8 +19,8 @@ use sovereign_agent_common::{
     BUDGET_PROCESS_INTERVAL_NS_GLOBAL, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL,
     EXECVE_ARGV_OFFSET_GLOBAL, EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP,
     LOSSES_MAP, NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP,
-    PROCESS_SCOPE_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP,
-    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
+    PROCESS_SCOPE_MAP, READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE,
+    UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -252,6 +252,8 @@ pub struct CaptureMaps {
     /// Outbound TCP sockets whose connect was seen (see [`crate::capture::existing`]); taken by the
     /// start-up scan.
     pub tcp_sockets: Option<HashMap<MapData, u64, [u8; TCP_SOCKET_VALUE_SIZE]>>,
+    /// Whether the reader is polling (see `capture::pipeline::polling`).
+    pub reader_polling: Array<MapData, u32>,
 }
 
 /// A workload's budget of new records (per process, and per cgroup): `per_sec` sustained,
@@ -489,11 +491,10 @@ impl Capture {
             .ebpf
             .map_mut(PROCESS_SCOPE_MAP)
             .ok_or(BpfError::MissingInObject(PROCESS_SCOPE_MAP))?;
-        let mut scope: aya::maps::Array<_, u64> =
-            aya::maps::Array::try_from(map).map_err(|source| BpfError::Map {
-                name: PROCESS_SCOPE_MAP,
-                source,
-            })?;
+        let mut scope: Array<_, u64> = Array::try_from(map).map_err(|source| BpfError::Map {
+            name: PROCESS_SCOPE_MAP,
+            source,
+        })?;
         for (i, v) in [id, level].into_iter().enumerate() {
             scope.set(i as u32, v, 0).map_err(|source| BpfError::Map {
                 name: PROCESS_SCOPE_MAP,
@@ -514,7 +515,7 @@ impl Capture {
                 .take_map(name)
                 .ok_or(BpfError::MissingInObject(name))
         };
-        let (events, priority, floods, suppressed, losses, udp_sends, tcp_sockets) = (
+        let (events, priority, floods, suppressed, losses, udp_sends, tcp_sockets, polling) = (
             take(EVENTS_MAP)?,
             take(PRIORITY_MAP)?,
             take(FLOODS_MAP)?,
@@ -522,6 +523,7 @@ impl Capture {
             take(LOSSES_MAP)?,
             take(UDP_SENDS_MAP)?,
             take(TCP_SOCKETS_MAP)?,
+            take(READER_POLLING_MAP)?,
         );
         let map_err = |name| move |source| BpfError::Map { name, source };
         Ok(CaptureMaps {
@@ -532,6 +534,7 @@ impl Capture {
             losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
             udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,
             tcp_sockets: Some(HashMap::try_from(tcp_sockets).map_err(map_err(TCP_SOCKETS_MAP))?),
+            reader_polling: Array::try_from(polling).map_err(map_err(READER_POLLING_MAP))?,
         })
     }
 }

@@ -11,6 +11,7 @@
 mod floods;
 mod flows;
 mod naming;
+mod polling;
 
 use std::{
     future::Future,
@@ -65,6 +66,9 @@ pub struct PipelineOptions {
     /// Drain the ring buffer at least this often (the kernel wakes the reader only for
     /// large batches when [`crate::capture::bpf::CaptureOptions::wakeup_bytes`] is set).
     pub max_event_delay: Duration,
+    /// While records keep coming, poll the rings every millisecond and let the programs
+    /// submit without waking the reader (see [`polling`]). Off with per-record wake-ups.
+    pub poll_when_busy: bool,
     /// Flow events written per second and at once before flows are folded (see
     /// [`crate::journal::ceiling`]); `None`: no ceiling.
     pub flow_ceiling: Option<(u64, u64)>,
@@ -100,6 +104,7 @@ impl Default for PipelineOptions {
             open_flow_entries: NonZeroUsize::new(16_384).unwrap(),
             watched_cgroup: None,
             max_event_delay: Duration::from_millis(20),
+            poll_when_busy: true,
             flow_ceiling: None,
         }
     }
@@ -194,6 +199,10 @@ pub struct Pipeline {
     cgroups: Option<crate::enrich::cgroups::CgroupIndex>,
     /// Flow steps found outside the ring buffer (connections open at start, and their ends).
     found: Option<tokio::sync::mpsc::Receiver<crate::capture::existing::Found>>,
+    /// Whether the reader polls instead of being woken (see [`polling`]).
+    polling: polling::ReaderPolling,
+    /// Records read from the rings so far (a poll that reads none ends polling).
+    drained: u64,
 }
 
 /// The kernel's two ring buffers.
@@ -218,10 +227,12 @@ impl Pipeline {
             losses,
             udp_sends,
             tcp_sockets: _,
+            reader_polling,
         } = maps;
         let ceiling = options
             .flow_ceiling
             .map(|(rate, burst)| crate::journal::ceiling::FlowCeiling::new(rate, burst));
+        let polling = polling::ReaderPolling::new(options.poll_when_busy.then_some(reader_polling));
         let pipeline = Self {
             clock: WallClock::sample(),
             clock_sampled: Instant::now(),
@@ -254,6 +265,8 @@ impl Pipeline {
             counters: None,
             alerts: None,
             found: None,
+            polling,
+            drained: 0,
         };
         (pipeline, Rings { events, priority })
     }
@@ -335,6 +348,8 @@ impl Pipeline {
         loss_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_tick = tokio::time::interval(self.options.max_event_delay);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll_tick = tokio::time::interval(polling::POLL_INTERVAL);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         self.record_policy()?;
         loop {
@@ -346,6 +361,7 @@ impl Pipeline {
                         guard.clear_ready();
                     }
                     drop(guard);
+                    self.poll_from_now(&mut poll_tick);
                     if more {
                         // A flood keeps the ring full: let the health, metrics and API tasks
                         // of this thread run between slices.
@@ -359,6 +375,20 @@ impl Pipeline {
                         guard.clear_ready();
                     }
                     drop(guard);
+                    self.poll_from_now(&mut poll_tick);
+                    if more {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                _ = poll_tick.tick(), if self.polling.is_polling() => {
+                    let before = self.drained;
+                    let mut more = self.drain_some(ring.get_mut(), priority.get_mut())?;
+                    if self.drained == before {
+                        // Quiet again: wake-ups from now on, and read what was submitted
+                        // while the flag still said not to wake.
+                        self.polling.stop();
+                        more = self.drain_some(ring.get_mut(), priority.get_mut())?;
+                    }
                     if more {
                         tokio::task::yield_now().await;
                     }
@@ -396,6 +426,15 @@ impl Pipeline {
         self.sink.flush().map_err(PipelineError::Output)?;
         self.stats.names = self.names.stats.clone();
         Ok(self.stats)
+    }
+
+    /// A wake-up brought records: poll on the short timer until a poll finds none, and tell
+    /// the programs not to wake the reader meanwhile (see [`polling`]).
+    fn poll_from_now(&mut self, poll_tick: &mut tokio::time::Interval) {
+        if !self.polling.is_polling() {
+            self.polling.start();
+            poll_tick.reset();
+        }
     }
 
     /// Emits a `policy` lifecycle event when the policy in force is new (at start and after
@@ -521,6 +560,7 @@ impl Pipeline {
             }
         }
         if handled + priority_handled > 0 {
+            self.drained += (handled + priority_handled) as u64;
             self.sink.flush().map_err(PipelineError::Output)?;
         }
         Ok(events_more || priority_more)
