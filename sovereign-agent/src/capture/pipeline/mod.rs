@@ -2,7 +2,8 @@
 //!
 //! One task drains the ring buffers on each wake-up (in slices, the bulk ring first so a
 //! process's exec is read before its TCP connect in the priority ring), so a burst costs one
-//! wake-up, not one per record. Kernel losses are polled from the per-CPU counter and flow on
+//! wake-up, not one per record; while records keep coming it polls instead of being woken
+//! ([`polling`]). Kernel losses are polled from the per-CPU counter and flow on
 //! as `loss` events; budget suppressions as `flood` events. Unknown or truncated records are
 //! counted and skipped.
 //!
