@@ -391,6 +391,10 @@ impl Pipeline {
                         more = self.drain_some(ring.get_mut(), priority.get_mut())?;
                     }
                     if more {
+                        // No wake-up will come while the flag is set and the rings may be
+                        // full: the next slice at once (after the other branches' turn), not
+                        // a millisecond later, or a flood would be read at 512 records a tick.
+                        poll_tick.reset_immediately();
                         tokio::task::yield_now().await;
                     }
                 }

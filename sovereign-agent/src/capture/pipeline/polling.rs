@@ -20,7 +20,7 @@ pub struct ReaderPolling {
 }
 
 impl ReaderPolling {
-    /// `None`: a kernel object without the map (the reader is then always woken).
+    /// `None`: never poll (`max_event_delay_ms = 0`: the reader is woken for every record).
     pub fn new(map: Option<Array<MapData, u32>>) -> Self {
         Self {
             map,
