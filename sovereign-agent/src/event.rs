@@ -1,6 +1,6 @@
 //! The events the agent emits, one JSON object per line. Field names are a public contract
 //! (docs/events.md): later stages, the journal and external tools rely on them.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::Serialize;
 use sovereign_agent_common::{
@@ -52,28 +52,29 @@ pub struct FlowEvent {
     pub uid: u32,
     pub gid: u32,
     pub comm: String,
-    pub exe: Option<String>,
-    pub cmdline: Option<String>,
+    // The process's facts are shared with the process table, not copied per event.
+    pub exe: Option<Arc<str>>,
+    pub cmdline: Option<Arc<str>>,
     /// The file name as passed to execve, when the agent saw the exec.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exec_path: Option<String>,
+    pub exec_path: Option<Arc<str>>,
     /// The interpreter running `exe`, when the file exec'd was a script.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub interpreter: Option<String>,
+    pub interpreter: Option<Arc<str>>,
     /// The parent process, its executable, and the ancestors' executables (parent first).
     pub ppid: Option<u32>,
-    pub parent_exe: Option<String>,
+    pub parent_exe: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<String>,
+    pub ancestors: Vec<Arc<str>>,
     /// Why the process facts are missing, when they are (`exited_before_read`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<&'static str>,
     pub cgroup_id: u64,
-    pub cgroup: Option<String>,
-    pub container_id: Option<String>,
+    pub cgroup: Option<Arc<str>>,
+    pub container_id: Option<Arc<str>>,
     pub container_runtime: Option<&'static str>,
-    pub pod_uid: Option<String>,
-    pub systemd_unit: Option<String>,
+    pub pod_uid: Option<Arc<str>>,
+    pub systemd_unit: Option<Arc<str>>,
     pub cookie: u64,
     pub proto: Proto,
     pub family: Family,
@@ -146,12 +147,12 @@ pub struct DnsRefusedEvent {
     pub kind: &'static str,
     pub reason: &'static str,
     pub cgroup_id: u64,
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// The process that owns the receiving socket, when the agent saw it send a query
     /// (0 and empty otherwise).
     pub pid: u32,
     pub comm: String,
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     pub cookie: u64,
     pub resolver: String,
     pub client_port: u16,
@@ -589,7 +590,7 @@ mod tests {
             ..Default::default()
         };
         let id = Identity {
-            info: std::sync::Arc::new(info),
+            info: Arc::new(info),
             parent_exe: Some("/usr/bin/bash".into()),
             ancestors: vec!["/usr/bin/bash".into(), "/usr/lib/systemd/systemd".into()],
             unknown: None,

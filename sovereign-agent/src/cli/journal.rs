@@ -431,6 +431,7 @@ pub fn export(dir: &Path, filter: &Filter, format: ExportFormat) -> u8 {
 fn csv_row(seq: u64, event: &Event) -> Vec<String> {
     let mut row = vec![String::new(); CSV_COLUMNS.len()];
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
     row[0] = seq.to_string();
     match event {
         Event::Flow(f) => {
@@ -441,12 +442,12 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[4] = f.tid.to_string();
             row[5] = f.uid.to_string();
             row[6] = f.comm.clone();
-            row[7] = opt(f.exe.clone());
-            row[8] = opt(f.cmdline.clone());
-            row[9] = opt(f.cgroup.clone());
-            row[10] = opt(f.container_id.clone());
-            row[11] = opt(f.pod_uid.clone());
-            row[12] = opt(f.systemd_unit.clone());
+            row[7] = text(f.exe.as_deref());
+            row[8] = text(f.cmdline.as_deref());
+            row[9] = text(f.cgroup.as_deref());
+            row[10] = text(f.container_id.as_deref());
+            row[11] = text(f.pod_uid.as_deref());
+            row[12] = text(f.systemd_unit.as_deref());
             row[13] = f.cookie.to_string();
             row[14] = serde_json::to_value(f.proto)
                 .expect("enum")
@@ -485,7 +486,7 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[2] = "alert".into();
             row[3] = a.flow.pid.to_string();
             row[6] = a.flow.comm.clone();
-            row[7] = opt(a.flow.exe.clone());
+            row[7] = text(a.flow.exe.as_deref());
             row[16] = a.flow.dst_ip.to_string();
             row[17] = a.flow.dst_port.to_string();
             row[19] = a.flow.names.join(" ");
@@ -502,10 +503,10 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[2] = "flood".into();
             row[3] = f.flow.pid.to_string();
             row[6] = f.flow.comm.clone();
-            row[7] = opt(f.flow.exe.clone());
-            row[9] = opt(f.flow.cgroup.clone());
-            row[10] = opt(f.flow.container_id.clone());
-            row[12] = opt(f.flow.systemd_unit.clone());
+            row[7] = text(f.flow.exe.as_deref());
+            row[9] = text(f.flow.cgroup.as_deref());
+            row[10] = text(f.flow.container_id.as_deref());
+            row[12] = text(f.flow.systemd_unit.as_deref());
             row[16] = f.flow.dst_ip.to_string();
             row[17] = f.flow.dst_port.to_string();
             row[30] = format!(
@@ -524,8 +525,8 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[2] = "dns_refused".into();
             row[3] = d.pid.to_string();
             row[6] = d.comm.clone();
-            row[7] = opt(d.exe.clone());
-            row[9] = opt(d.cgroup.clone());
+            row[7] = text(d.exe.as_deref());
+            row[9] = text(d.cgroup.as_deref());
             row[13] = d.cookie.to_string();
             row[19] = d.names.join(" ");
             row[30] = format!(

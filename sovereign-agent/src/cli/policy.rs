@@ -153,6 +153,8 @@ pub fn explain(a: &ExplainArgs) -> u8 {
         }]
     };
     let sni = a.sni.as_deref().map(str::to_ascii_lowercase);
+    let ancestors: Vec<std::sync::Arc<str>> =
+        a.ancestors.iter().map(|s| s.as_str().into()).collect();
     let flow = Flow {
         ip,
         port,
@@ -167,7 +169,7 @@ pub fn explain(a: &ExplainArgs) -> u8 {
             Some(a.exe.as_deref().unwrap_or(""))
         },
         interpreter: a.interpreter.as_deref(),
-        ancestors: if a.exited { &[] } else { &a.ancestors },
+        ancestors: if a.exited { &[] } else { &ancestors },
         comm: &a.comm,
         cgroup: if a.exited {
             None

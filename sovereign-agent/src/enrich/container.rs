@@ -22,16 +22,18 @@
 //! Whatever lies below these positions (a container's own sub-cgroups) still belongs to them.
 //! Rootless containers (under `user@<uid>.service`) are in a subtree their user controls: they
 //! get no container id (their unit is `user@<uid>.service`, their path is still reported).
+use std::sync::Arc;
+
 use serde::Serialize;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Workload {
     /// cgroup v2 path of the process (relative to the hierarchy root).
-    pub cgroup: Option<String>,
-    pub container_id: Option<String>,
+    pub cgroup: Option<Arc<str>>,
+    pub container_id: Option<Arc<str>>,
     pub container_runtime: Option<&'static str>,
-    pub pod_uid: Option<String>,
-    pub systemd_unit: Option<String>,
+    pub pod_uid: Option<Arc<str>>,
+    pub systemd_unit: Option<Arc<str>>,
 }
 
 /// Picks the cgroup path out of /proc/PID/cgroup: the unified (`0::`) line, else the
@@ -70,8 +72,8 @@ const SCOPE_PREFIXES: [(&str, &str); 4] = [
 pub fn workload_from_cgroup_path(path: &str) -> Workload {
     let c: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let mut w = Workload {
-        cgroup: Some(path.to_string()),
-        systemd_unit: unit_of(&c),
+        cgroup: Some(path.into()),
+        systemd_unit: unit_of(&c).map(Arc::from),
         ..Workload::default()
     };
     match c.as_slice() {
@@ -93,7 +95,7 @@ pub fn workload_from_cgroup_path(path: &str) -> Workload {
                 _ => rest,
             };
             if let [pod, more @ ..] = rest {
-                w.pod_uid = pod_uid(pod);
+                w.pod_uid = pod_uid(pod).map(Arc::from);
                 if w.pod_uid.is_some() {
                     match more.first() {
                         Some(id) if is_container_id(id) => w.set_container(id, "kubernetes"),
@@ -116,7 +118,7 @@ pub fn workload_from_cgroup_path(path: &str) -> Workload {
 
 impl Workload {
     fn set_container(&mut self, id: &str, runtime: &'static str) {
-        self.container_id = Some(id.to_string());
+        self.container_id = Some(id.into());
         self.container_runtime = Some(runtime);
     }
 }

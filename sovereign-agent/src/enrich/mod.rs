@@ -6,6 +6,8 @@
 //! flows are read, so a process that connects and exits at once keeps its executable, command
 //! line and parents. Without those records (a kernel that refuses the tracepoints) it falls
 //! back to reading /proc per process, validated with the kernel's `comm`.
+use std::sync::Arc;
+
 pub mod cgroups;
 pub mod container;
 pub mod table;
@@ -15,16 +17,17 @@ pub use table::ProcessTable;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
-    pub exe: Option<String>,
-    pub cmdline: Option<String>,
+    // Shared (`Arc`) with every event of the process rather than copied into each.
+    pub exe: Option<Arc<str>>,
+    pub cmdline: Option<Arc<str>>,
     pub workload: Workload,
     /// The file name as passed to execve (relative paths stay relative), when the agent saw
     /// the exec.
-    pub exec_path: Option<String>,
+    pub exec_path: Option<Arc<str>>,
     /// The parent process, when known.
     pub ppid: Option<u32>,
     /// The program running `exe` when the file exec'd was a script: its interpreter.
-    pub interpreter: Option<String>,
+    pub interpreter: Option<Arc<str>>,
 }
 
 /// The executable /proc/PID/exe names, from the process directory `dir`. `/` is what the link
@@ -62,8 +65,8 @@ pub fn read_proc(proc_root: &std::path::Path, tgid: u32) -> ProcessInfo {
         .ok()
         .and_then(|stat| ppid_of_stat(&stat));
     ProcessInfo {
-        exe,
-        cmdline,
+        exe: exe.map(Arc::from),
+        cmdline: cmdline.map(Arc::from),
         workload,
         exec_path: None,
         ppid,

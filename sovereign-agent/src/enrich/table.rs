@@ -68,9 +68,9 @@ pub struct ProcessTable {
 pub struct Identity {
     pub info: Arc<ProcessInfo>,
     /// The parent's executable.
-    pub parent_exe: Option<String>,
+    pub parent_exe: Option<Arc<str>>,
     /// Executables (or task names) of the ancestors, parent first.
-    pub ancestors: Vec<String>,
+    pub ancestors: Vec<Arc<str>>,
     /// Why the process facts are missing, when they are.
     pub unknown: Option<&'static str>,
     /// The workload from the kernel's cgroup id of the record (wins over `info.workload`,
@@ -193,7 +193,7 @@ impl ProcessTable {
                         read
                     }
                 };
-                info.exe = exe.or(info.exe);
+                info.exe = exe.map(Arc::from).or(info.exe);
                 if info.exe.is_none() {
                     self.stats.exec_unread += 1;
                     // A path cut to fit the record names no file.
@@ -213,14 +213,14 @@ impl ProcessTable {
                     .filter(|_| !p.path_truncated)
                     .and_then(|_| script_file(&self.proc_root, p.tgid, &path))
                 {
-                    info.interpreter = info.exe.replace(script);
+                    info.interpreter = info.exe.replace(script.into());
                 }
                 // The arguments as the kernel saw them enter execve (a process may rewrite
                 // its /proc command line later, or be gone already).
-                if args.is_some() {
-                    info.cmdline = args;
+                if let Some(args) = args {
+                    info.cmdline = Some(args.into());
                 }
-                info.exec_path = Some(path);
+                info.exec_path = Some(path.into());
                 self.insert(p.tgid, p.comm, info, true);
             }
             RecordKind::Exit => {
@@ -305,7 +305,7 @@ impl ProcessTable {
                 .info
                 .exe
                 .clone()
-                .unwrap_or_else(|| comm_string(&parent.comm));
+                .unwrap_or_else(|| comm_string(&parent.comm).into());
             id.ancestors.push(name);
             next = parent.info.ppid.filter(|p| *p != ppid);
         }
@@ -370,14 +370,14 @@ fn normalize(path: &Path) -> PathBuf {
 /// absolute path names it; a program that re-executes itself through `/proc/self/exe` (busybox,
 /// runc, many daemons) runs what it ran before; another /proc or /dev/fd path (fexecve) names
 /// nothing the agent can read later.
-fn exe_of_exec_path(path: &str, tgid: u32, before: Option<String>) -> Option<String> {
+fn exe_of_exec_path(path: &str, tgid: u32, before: Option<Arc<str>>) -> Option<Arc<str>> {
     if path == "/proc/self/exe" || path == format!("/proc/{tgid}/exe") {
         return before;
     }
     if path.starts_with("/proc/") || path.starts_with("/dev/fd/") {
         return None;
     }
-    path.starts_with('/').then(|| path.to_string())
+    path.starts_with('/').then(|| path.into())
 }
 
 fn comm_bytes(name: &[u8]) -> [u8; 16] {
@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_self_re_exec_keeps_the_program_and_magic_paths_name_nothing() {
-        let busybox = Some("/bin/busybox".to_string());
+        let busybox: Option<Arc<str>> = Some("/bin/busybox".into());
         assert_eq!(
             exe_of_exec_path("/proc/self/exe", 7, busybox.clone()),
             busybox
@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(exe_of_exec_path("./tool", 7, busybox.clone()), None);
         assert_eq!(
             exe_of_exec_path("/usr/bin/curl", 7, busybox),
-            Some("/usr/bin/curl".to_string())
+            Some("/usr/bin/curl".into())
         );
     }
 
@@ -575,7 +575,7 @@ mod tests {
         );
         assert_eq!(id.parent_exe.as_deref(), Some("/opt/llm/bin/server"));
         assert_eq!(
-            id.ancestors,
+            id.ancestors.iter().map(|a| &**a).collect::<Vec<_>>(),
             ["/opt/llm/bin/server", "/usr/lib/systemd/systemd"]
         );
         assert_eq!(id.unknown, None);

@@ -37,7 +37,7 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         gid: 0,
         comm: "python3".into(),
         exe: (!i.is_multiple_of(5)).then(|| "/usr/bin/python3.11".into()),
-        cmdline: Some(format!("python3 crm_sync.py --batch {i}")),
+        cmdline: Some(format!("python3 crm_sync.py --batch {i}").into()),
         exec_path: (i.is_multiple_of(3)).then(|| "./crm_sync.py".into()),
         interpreter: (i.is_multiple_of(3)).then(|| "/usr/bin/python3.11".into()),
         ppid: (!i.is_multiple_of(5)).then_some(1),

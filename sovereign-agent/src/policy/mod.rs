@@ -24,6 +24,7 @@ use std::{
     fmt,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -36,7 +37,7 @@ pub use crate::names::DnsChain;
 
 /// Where the pipeline, the API and `/metrics` read the policy in force ([`watch`] publishes
 /// each one that compiled).
-pub type PolicyReceiver = tokio::sync::watch::Receiver<Option<std::sync::Arc<Policy>>>;
+pub type PolicyReceiver = tokio::sync::watch::Receiver<Option<Arc<Policy>>>;
 
 use self::{
     catalogue::Catalogue,
@@ -103,7 +104,7 @@ pub struct Flow<'a> {
     /// The interpreter running `exe` when it is a script: an `exe` selector matches either.
     pub interpreter: Option<&'a str>,
     /// Executables of the process's ancestors, parent first (as far as known).
-    pub ancestors: &'a [String],
+    pub ancestors: &'a [Arc<str>],
     pub comm: &'a str,
     pub cgroup: Option<&'a str>,
     pub container_id: Option<&'a str>,
@@ -352,7 +353,7 @@ impl CompiledSelector {
                 let hit = flow
                     .exe
                     .into_iter()
-                    .chain(flow.ancestors.iter().map(String::as_str))
+                    .chain(flow.ancestors.iter().map(|a| &**a))
                     .any(|e| set.iter().any(|m| m.is_match(e)));
                 if hit {
                     Some(true)

@@ -848,7 +848,7 @@ allow = ["eu"]
 "#,
     )
     .unwrap();
-    let lineage = |exe: Option<&str>, ancestors: &[String]| {
+    let lineage = |exe: Option<&str>, ancestors: &[Arc<str>]| {
         let f = Flow {
             ancestors,
             ..workload_flow(exe, Some("/system.slice/x.service"))
@@ -859,16 +859,10 @@ allow = ["eu"]
     let rule = ("llm-and-children".to_string(), Decision::Violation);
     // The server itself, and a curl two generations below it.
     assert_eq!(lineage(Some("/opt/llm/bin/server"), &[]), rule);
-    let below = [
-        "/usr/bin/dash".to_string(),
-        "/opt/llm/bin/server".to_string(),
-    ];
+    let below: [Arc<str>; 2] = ["/usr/bin/dash".into(), "/opt/llm/bin/server".into()];
     assert_eq!(lineage(Some("/usr/bin/curl"), &below), rule);
     // Anything else falls to the default.
-    let other = [
-        "/usr/bin/bash".to_string(),
-        "/usr/lib/systemd/systemd".to_string(),
-    ];
+    let other: [Arc<str>; 2] = ["/usr/bin/bash".into(), "/usr/lib/systemd/systemd".into()];
     assert_eq!(
         lineage(Some("/usr/bin/curl"), &other),
         ("(policy default)".to_string(), Decision::Allow)

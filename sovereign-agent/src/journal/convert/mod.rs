@@ -5,7 +5,10 @@
 //! [`to_proto`] and [`from_proto`] convert whole messages; [`wire`] encodes flows, the hot
 //! path, straight from the event; [`view`] reads flows back as borrowed views for replay and
 //! export. All of them produce and read the same bytes.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;

@@ -116,7 +116,7 @@ pub struct FlowView<'a> {
     pub sni: Option<&'a str>,
     pub sni_unreadable: bool,
     /// Executables of the process's ancestors, parent first.
-    pub ancestors: Vec<String>,
+    pub ancestors: Vec<Arc<str>>,
     /// The SNI of a record written before `sni` was a field of its own.
     pub legacy_sni: Option<String>,
     pub verdict: Option<VerdictView<'a>>,
@@ -255,7 +255,7 @@ pub fn flow_view(payload: &[u8]) -> Result<Option<FlowView<'_>>, ConvertError> {
             }
             (30, Value::Bytes(s)) => v.sni = Some(utf8(s)?),
             (31, Value::Bytes(_)) => v.sni_unreadable = true,
-            (35, Value::Bytes(s)) => v.ancestors.push(utf8(s)?.to_string()),
+            (35, Value::Bytes(s)) => v.ancestors.push(utf8(s)?.into()),
             (28, Value::Bytes(vb)) => {
                 let mut verdict = v.verdict.take().unwrap_or_default();
                 for f in Fields(vb) {
