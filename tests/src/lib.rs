@@ -307,6 +307,11 @@ pub fn start_agent_logged(
         journal.push("--metrics-listen".into());
         journal.push("127.0.0.1:0".into());
     }
+    // The output file, unless the test chose (`--output none`).
+    if !extra.contains(&"--output") {
+        journal.push("--output".into());
+        journal.push(output.into());
+    }
     let agent = target_bin("sovereign-agent");
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
@@ -319,8 +324,6 @@ pub fn start_agent_logged(
     let mut child = command
         .args(["run", "--log-format", "json", "--cgroup"])
         .arg(cgroup.path())
-        .arg("--output")
-        .arg(output)
         .args(&journal)
         .args(extra)
         .stderr(std::process::Stdio::piped())

@@ -16,7 +16,7 @@ use sovereign_agent::{
 };
 use sovereign_agent_tests::{
     closed_port, events_of, journal_dir_of, loopback_policy, require_root, sigterm,
-    start_agent_with, target_bin, wait_for_event, TestCgroup,
+    start_agent_with, start_agent_wrapped, target_bin, wait_for_event, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -251,6 +251,55 @@ fn the_agent_journals_every_event_and_export_reproduces_the_live_output() {
         .args(["--pid", &pid.to_string()]));
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["new_violations"], 2);
+}
+
+/// `output = "none"`: no JSON lines anywhere (not on stdout, not in a file called `none`),
+/// and the journal still holds every flow.
+#[test]
+fn output_none_writes_no_json_lines_and_the_journal_keeps_every_flow() {
+    require_root();
+    let cgroup = TestCgroup::new("output-none");
+    let dir = tmpdir("output-none");
+    let output = dir.join("events.jsonl");
+    // The agent's stdout into a file of its own, to show that nothing is written there.
+    let stdout = dir.join("stdout");
+    let redirect = format!("exec \"$@\" > {}", stdout.display());
+    let (mut child, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--output", "none"],
+        &["sh", "-c", &redirect, "sh"],
+    );
+    let port = closed_port("127.0.0.1:0").port();
+    let (pid, _) = cgroup.traffic(&["refused", &format!("127.0.0.1:{port}")]);
+    let journal = journal_dir_of(&output);
+    let flows = |journal: &Path| {
+        let (code, out, err) = run(agent()
+            .args(["journal", "export", "--pid", &pid.to_string()])
+            .arg(journal));
+        assert_eq!(code, 0, "{err}");
+        lines(&out)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while flows(&journal).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        std::fs::read_to_string(&stdout).unwrap(),
+        "",
+        "no JSON lines on stdout"
+    );
+    assert!(!output.exists(), "no output file");
+    assert!(!Path::new("none").exists() && !dir.join("none").exists());
+    let kinds: Vec<_> = flows(&journal)
+        .iter()
+        .filter(|e| e["dst_port"] == port)
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["connect", "close"], "the journal has the flow");
 }
 
 #[test]

@@ -77,6 +77,15 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
     let cgroup: PathBuf = cgroup::resolve(config.cgroup.as_deref())?;
     let output = output::open(&config.output)?;
     let journal_options = options::journal_options(config)?;
+    // Refused by `Config::validate` too; checked here for configurations built in code.
+    if output.is_none() && journal_options.is_none() {
+        return Err(AgentError::Config(crate::config::ConfigError::Invalid {
+            origin: "the configuration".into(),
+            key: "output",
+            message: "is \"none\" and the journal is disabled: nothing would record the flows"
+                .into(),
+        }));
+    }
     let metrics_listener = match config.metrics_listen() {
         Some(addr) => Some(metrics::http::bind(addr).await?),
         None => None,
@@ -203,12 +212,14 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(cgroup = %cgroup.display(), hooks = %attached.join(","), "capturing");
 
-    let (mut sink, journal): (Box<dyn EventSink>, _) = match journal {
-        Some((handle, jsink, _)) => (
+    let (mut sink, journal): (Box<dyn EventSink>, _) = match (output, journal) {
+        (Some(output), Some((handle, jsink, _))) => (
             Box::new(output::Tee(vec![output, Box::new(jsink)])),
             Some(handle),
         ),
-        None => (output, None),
+        (None, Some((handle, jsink, _))) => (Box::new(jsink), Some(handle)),
+        (Some(output), None) => (output, None),
+        (None, None) => unreachable!("refused before anything was loaded"),
     };
     let not_reported = hooks
         .iter()

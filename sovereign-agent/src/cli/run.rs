@@ -19,7 +19,7 @@ pub struct RunArgs {
     /// cgroup v2 to watch: absolute, or relative to the cgroup v2 root. Default: the whole host.
     #[arg(long)]
     cgroup: Option<PathBuf>,
-    /// Where to write events: a file (appended) or `-` for stdout.
+    /// Where to write events as JSON lines: a file (appended), `-` for stdout, or `none`.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Residency policy: every flow event gets a verdict. Reloaded on SIGHUP and on change.

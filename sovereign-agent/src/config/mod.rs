@@ -378,6 +378,12 @@ impl Config {
                 format!("{} is more than 64", self.ancestors_depth),
             ));
         }
+        if !self.journal.enabled && self.output == Path::new(crate::journal::output::NONE) {
+            return Err(invalid(
+                "output",
+                "is \"none\" and the journal is disabled: nothing would record the flows".into(),
+            ));
+        }
         if self.max_event_delay_ms > 60_000 {
             return Err(invalid(
                 "max_event_delay_ms",

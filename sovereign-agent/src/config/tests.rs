@@ -123,6 +123,21 @@ fn journal_section() {
 }
 
 #[test]
+fn output_none_needs_the_journal() {
+    let c = parse("output = \"none\"\n").unwrap();
+    assert_eq!(c.output, Path::new("none"));
+    let err = parse("output = \"none\"\n[journal]\nenabled = false\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`output`") && err.contains("nothing would record"),
+        "{err}"
+    );
+    // A file of that name is still possible.
+    parse("output = \"./none\"\n[journal]\nenabled = false\n").unwrap();
+}
+
+#[test]
 fn tcp_api_needs_its_tls_files() {
     let err = parse("[api]\ntcp_listen = \"127.0.0.1:7443\"\n")
         .unwrap_err()

@@ -53,10 +53,18 @@ pub struct OutputError {
     pub source: io::Error,
 }
 
-/// `-` is standard output; anything else a file opened for appending (created if missing).
-pub fn open(target: &Path) -> Result<Box<dyn EventSink>, OutputError> {
+/// `output = "none"`: no JSON lines at all (the journal is the record, read with `tail` and
+/// `journal export`). A file of that name is `./none`.
+pub const NONE: &str = "none";
+
+/// `-` is standard output, [`NONE`] no output (`None`); anything else a file opened for
+/// appending (created if missing).
+pub fn open(target: &Path) -> Result<Option<Box<dyn EventSink>>, OutputError> {
+    if target == Path::new(NONE) {
+        return Ok(None);
+    }
     if target == Path::new("-") {
-        return Ok(Box::new(JsonLines::new(io::stdout())));
+        return Ok(Some(Box::new(JsonLines::new(io::stdout()))));
     }
     let file = OpenOptions::new()
         .create(true)
@@ -66,7 +74,7 @@ pub fn open(target: &Path) -> Result<Box<dyn EventSink>, OutputError> {
             path: target.to_path_buf(),
             source,
         })?;
-    Ok(Box::new(JsonLines::new(file)))
+    Ok(Some(Box::new(JsonLines::new(file))))
 }
 
 /// Sends events into a channel (tests, or an embedding program).
