@@ -12,6 +12,12 @@ use crate::{
 
 #[cgroup_sock(sock_release)]
 pub fn sock_release(ctx: SockContext) -> i32 {
+    // Only UDP sockets are in UDP_SOCKETS (the kernel resolves a protocol of 0 to 17): every
+    // TCP socket's release returns here, without a cookie and a map lookup.
+    // SAFETY: context field of bpf_sock.
+    if unsafe { (*ctx.sock).protocol } != u32::from(IPPROTO_UDP) {
+        return 1;
+    }
     // SAFETY: the helper accepts a cgroup_sock context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     // SAFETY: only the presence of the key matters.
