@@ -648,6 +648,31 @@ pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+/// Runs `promtool check metrics` (Prometheus's own linter) on `text`.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, installed by `cargo xtask setup`)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Asserts each (series, value) of a scrape; on a mismatch prints the whole scrape.
 pub fn assert_metrics(text: &str, expected: &[(&str, f64)]) {
     for (series, value) in expected {
@@ -659,9 +684,15 @@ pub fn assert_metrics(text: &str, expected: &[(&str, f64)]) {
 /// `collector`; see [`openssl_cert`]), its journal and API socket in `dir`; returns once its
 /// socket is there.
 pub fn start_collector(dir: &Path, port: u16) -> Reaped {
+    start_collector_with(dir, port, &[])
+}
+
+/// [`start_collector`] with `extra` arguments.
+pub fn start_collector_with(dir: &Path, port: u16, extra: &[&str]) -> Reaped {
     let socket = dir.join("collector.sock");
     let _ = std::fs::remove_file(&socket);
     let child = collector_command(dir, port, &dir.join("collector-journal"), &socket)
+        .args(extra)
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sovereign-collector");

@@ -9,9 +9,10 @@ use std::{
 
 use serde_json::Value;
 use sovereign_agent_tests::{
-    assert_metrics, closed_port, collector_certs, free_port, loopback_policy, metric,
-    python_client, require_root, run_agent, sigterm, start_agent_with, start_collector, status_of,
-    tail_events, target_bin, wait_for_event, wait_for_metric, Reaped, TestCgroup,
+    assert_metrics, closed_port, collector_certs, free_port, http_get, loopback_policy, metric,
+    promtool_check, python_client, require_root, run_agent, sigterm, start_agent_with,
+    start_collector, start_collector_with, status_of, tail_events, target_bin, wait_for_event,
+    wait_for_metric, Reaped, TestCgroup,
 };
 
 /// The `[push]` section's sink, as /metrics labels it.
@@ -371,7 +372,8 @@ fn a_reinstalled_agent_is_heard_and_certificates_keep_to_their_roles() {
         .unwrap();
     };
     agent_toml("agent-a");
-    let _collector = start_collector(&dir, port);
+    let collector_metrics = format!("127.0.0.1:{}", free_port());
+    let _collector = start_collector_with(&dir, port, &["--metrics-listen", &collector_metrics]);
     let cgroup = TestCgroup::new("collector-roles");
     let metrics = format!("127.0.0.1:{}", free_port());
 
@@ -429,6 +431,37 @@ fn a_reinstalled_agent_is_heard_and_certificates_keep_to_their_roles() {
     assert_eq!(new["connected"], true);
     assert!(new["last_seen"].is_string(), "{status}");
     assert_eq!(status["journal_next_seq"], 12, "{status}");
+    // The same figures on the collector's /metrics, in a form Prometheus's linter accepts.
+    let (code, text) = http_get(&collector_metrics, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    promtool_check(&text);
+    let of_journal = |name: &str, journal: &str| {
+        format!("{name}{{agent=\"agent-a\",journal=\"{}\"}}", journal.trim())
+    };
+    let expected: Vec<(String, f64)> = vec![
+        ("sovereign_collector_events_stored_total".into(), 12.0),
+        ("sovereign_collector_batches_refused_total".into(), 0.0),
+        ("sovereign_collector_journal_next_seq".into(), 12.0),
+        ("sovereign_collector_agent_journals".into(), 2.0),
+        (
+            of_journal("sovereign_collector_agent_last_seq", &old_journal),
+            old["last_seq"].as_f64().unwrap(),
+        ),
+        (
+            of_journal("sovereign_collector_agent_last_seq", &new_journal),
+            new["last_seq"].as_f64().unwrap(),
+        ),
+        (
+            of_journal("sovereign_collector_agent_connected", &old_journal),
+            0.0,
+        ),
+        (
+            of_journal("sovereign_collector_agent_connected", &new_journal),
+            1.0,
+        ),
+    ];
+    let expected: Vec<(&str, f64)> = expected.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_metrics(&text, &expected);
     sigterm(&agent.0);
     drop(agent);
 

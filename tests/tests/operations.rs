@@ -10,9 +10,9 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    closed_port, free_port, http_get, loopback_policy, metric, require_root, sigterm,
-    start_agent_with, stderr_lines, target_bin, wait_for_event, wait_for_log, wait_for_metric,
-    Reaped, TestCgroup,
+    closed_port, free_port, http_get, loopback_policy, metric, promtool_check, require_root,
+    sigterm, start_agent_with, stderr_lines, target_bin, wait_for_event, wait_for_log,
+    wait_for_metric, Reaped, TestCgroup,
 };
 
 fn agent() -> Command {
@@ -30,31 +30,6 @@ fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     format!("sha256:{}", text.split_whitespace().next().unwrap())
-}
-
-/// Runs `promtool check metrics` (Prometheus's own linter) on `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus, installed by `cargo xtask setup`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use sovereign_agent::{
     journal::JournalOptions,
     serve::{
         api,
-        collector::{jetstream, Collector},
+        collector::{jetstream, metrics, Collector},
         roles::Roles,
         sinks::{cursor::Cursor, nats::NatsServers},
         tls::ClientCa,
@@ -90,6 +90,10 @@ struct Cli {
     nats_cert: Option<PathBuf>,
     #[arg(long, requires = "nats_cert")]
     nats_key: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (plain HTTP: a loopback or
+    /// cluster-internal address). Unset: no metrics endpoint.
+    #[arg(long, env = "SOVEREIGN_COLLECTOR_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -146,6 +150,15 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     )
     .map(Arc::new)
     .map_err(|e| (exit::NOINPUT, e))?;
+    // Bound before the journal opens: a port in use stops the start with a clear message.
+    let metrics_listener = match cli.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|e| (exit::CANTCREAT, e))?,
+        ),
+        None => None,
+    };
     let (collector, shared) =
         Collector::open(opts, roles.clone()).map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     let collector = Arc::new(collector);
@@ -186,6 +199,9 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         .await
         .map_err(|e| (exit::CANTCREAT, e.to_string()))?;
     let mut tasks = vec![tcp, unix];
+    if let Some(listener) = metrics_listener {
+        tasks.push(metrics::serve(listener, collector.clone(), stopped()));
+    }
     if !cli.nats_servers.is_empty() {
         let source = jetstream::JetStreamSource {
             servers: NatsServers {

@@ -184,16 +184,18 @@ async fn store_until_done(collector: &Arc<Collector>, groups: Vec<(Source, PushR
     for (source, request) in groups {
         let mut wait = Duration::from_millis(200);
         loop {
-            let (writer, progress, shared) = (
+            let (writer, progress, shared, counters) = (
                 collector.writer.clone(),
                 collector.progress.clone(),
                 collector.shared.clone(),
+                collector.counters.clone(),
             );
             let (s, r) = (source.clone(), request.clone());
-            let stored =
-                tokio::task::spawn_blocking(move || store(&writer, &progress, &shared, &s, r))
-                    .await
-                    .unwrap_or_else(|e| Err(tonic::Status::internal(e.to_string())));
+            let stored = tokio::task::spawn_blocking(move || {
+                store(&writer, &progress, &shared, &counters, &s, r)
+            })
+            .await
+            .unwrap_or_else(|e| Err(tonic::Status::internal(e.to_string())));
             match stored {
                 Ok(_) => break,
                 Err(e) => {

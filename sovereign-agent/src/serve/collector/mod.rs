@@ -13,6 +13,7 @@
 //! Events arrive by push (this file) or, in a fleet that outgrew one collector, from a NATS
 //! JetStream stream ([`jetstream`]); both store through the same deduplication.
 pub mod jetstream;
+pub mod metrics;
 mod seen;
 use std::{
     collections::HashMap,
@@ -60,6 +61,7 @@ pub struct Collector {
     progress: Arc<Mutex<HashMap<Source, Progress>>>,
     shared: Arc<JournalShared>,
     roles: Arc<Roles>,
+    counters: Arc<metrics::Counters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,6 +105,7 @@ impl Collector {
                 progress: Arc::new(Mutex::new(progress)),
                 shared: shared.clone(),
                 roles,
+                counters: Arc::default(),
             },
             shared,
         ))
@@ -166,14 +169,39 @@ impl Drop for Connected {
     }
 }
 
-/// Stores the new events of one batch (and syncs them) and says what it now holds.
+/// Stores the new events of one batch (and syncs them) and says what it now holds; counts
+/// what it stored, dropped and refused.
 fn store(
+    writer: &Mutex<JournalWriter>,
+    progress: &Mutex<HashMap<Source, Progress>>,
+    shared: &JournalShared,
+    counters: &metrics::Counters,
+    source: &Source,
+    batch: PushRequest,
+) -> Result<PushAck, Status> {
+    let result = store_batch(writer, progress, shared, source, batch);
+    let count = |c: &std::sync::atomic::AtomicU64, n: u64| {
+        c.fetch_add(n, Ordering::Relaxed);
+    };
+    match &result {
+        Ok((ack, stored)) => {
+            count(&counters.stored, *stored);
+            count(&counters.duplicates, ack.duplicates);
+        }
+        Err(e) if e.code() == tonic::Code::InvalidArgument => count(&counters.batches_refused, 1),
+        Err(_) => count(&counters.store_errors, 1),
+    }
+    result.map(|(ack, _)| ack)
+}
+
+/// [`store`]'s work: the acknowledgement and how many events were stored.
+fn store_batch(
     writer: &Mutex<JournalWriter>,
     progress: &Mutex<HashMap<Source, Progress>>,
     shared: &JournalShared,
     source: &Source,
     batch: PushRequest,
-) -> Result<PushAck, Status> {
+) -> Result<(PushAck, u64), Status> {
     // One batch of one journal is in order: anything else is a broken or hostile client,
     // refused before anything is stored.
     if batch.events.windows(2).any(|w| w[0].seq >= w[1].seq) {
@@ -219,15 +247,19 @@ fn store(
         shared.next_seq.store(w.next_seq(), Ordering::Relaxed);
     }
     let p = progress.entry(source.clone()).or_default();
+    let n = stored.len() as u64;
     for seq in stored {
         p.seen.insert(seq);
     }
     p.last_seen_unix_ns = crate::clock::unix_now_ns();
     p.journal_next_seq = p.journal_next_seq.max(batch.journal_next_seq);
-    Ok(PushAck {
-        acked_seq: p.last_seq(),
-        duplicates,
-    })
+    Ok((
+        PushAck {
+            acked_seq: p.last_seq(),
+            duplicates,
+        },
+        n,
+    ))
 }
 
 #[tonic::async_trait]
@@ -243,10 +275,11 @@ impl CollectorService for Collector {
         tracing::info!(%agent, "agent connected");
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let (writer, progress, shared) = (
+        let (writer, progress, shared, counters) = (
             self.writer.clone(),
             self.progress.clone(),
             self.shared.clone(),
+            self.counters.clone(),
         );
         tokio::spawn(async move {
             let mut connected = Connected {
@@ -264,10 +297,15 @@ impl CollectorService for Collector {
                 };
                 let source: Source = (agent.clone(), batch.journal_id.clone());
                 connected.to(&source);
-                let (writer, progress, shared) = (writer.clone(), progress.clone(), shared.clone());
+                let (writer, progress, shared, counters) = (
+                    writer.clone(),
+                    progress.clone(),
+                    shared.clone(),
+                    counters.clone(),
+                );
                 // Store (and sync) before acknowledging: an ack means durable.
                 let ack = tokio::task::spawn_blocking(move || {
-                    store(&writer, &progress, &shared, &source, batch)
+                    store(&writer, &progress, &shared, &counters, &source, batch)
                 })
                 .await
                 .unwrap_or_else(|e| Err(Status::internal(e.to_string())));
@@ -314,9 +352,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn metrics_count_what_was_stored_dropped_and_refused() {
+        let (_dir, c) = collector();
+        push(&c, "agent-a", batch("j1", &[0, 1, 2], 3)).unwrap();
+        // A re-send after a lost ack, with one new event; the agent's journal is at 5.
+        push(&c, "agent-a", batch("j1", &[1, 2, 3], 5)).unwrap();
+        // Out of order: refused, nothing stored.
+        push(&c, "agent-a", batch("j1", &[5, 4], 6)).unwrap_err();
+        push(&c, "agent-b", batch("j9", &[0], 1)).unwrap();
+        let text = metrics::render(&c);
+        for line in [
+            "sovereign_collector_events_stored_total 5",
+            "sovereign_collector_duplicates_total 2",
+            "sovereign_collector_batches_refused_total 1",
+            "sovereign_collector_store_errors_total 0",
+            "sovereign_collector_agent_journals 2",
+            "sovereign_collector_agent_last_seq{agent=\"agent-a\",journal=\"j1\"} 3",
+            "sovereign_collector_agent_backlog_records{agent=\"agent-a\",journal=\"j1\"} 1",
+            "sovereign_collector_agent_last_seq{agent=\"agent-b\",journal=\"j9\"} 0",
+            "sovereign_collector_agent_connected{agent=\"agent-b\",journal=\"j9\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+    }
+
     fn push(c: &Collector, agent: &str, b: PushRequest) -> Result<PushAck, Status> {
         let source = (agent.to_string(), b.journal_id.clone());
-        store(&c.writer, &c.progress, &c.shared, &source, b)
+        store(&c.writer, &c.progress, &c.shared, &c.counters, &source, b)
     }
 
     #[test]
