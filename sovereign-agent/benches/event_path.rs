@@ -10,6 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/process_record.rs"]
+mod process_record;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::{
     clock::WallClock,
@@ -17,25 +20,9 @@ use sovereign_agent::{
     event::{Event, EventKind, FlowEvent},
     journal::convert,
 };
-use sovereign_agent_common::{FlowRecord, ProcessView, RecordKind, AF_INET, IPPROTO_TCP};
+use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 
-fn record(kind: RecordKind, tgid: u32, ppid: u32, path: &[u8]) -> ProcessView<'_> {
-    let mut comm = [0u8; 16];
-    comm[..6].copy_from_slice(b"worker");
-    ProcessView {
-        kind,
-        tid: tgid,
-        ts_ns: 0,
-        tgid,
-        ppid,
-        uid: 0,
-        gid: 0,
-        cgroup_id: 1,
-        comm,
-        path,
-        path_truncated: false,
-    }
-}
+use process_record::record;
 
 /// systemd → bash → bash → sync-runner → crm-sync-worker (the one that connects, tgid 104).
 fn lineage(t: &mut ProcessTable, now: Instant) -> u32 {

@@ -12,27 +12,14 @@ use std::{
 #[path = "support/rss.rs"]
 mod rss;
 
+#[path = "support/process_record.rs"]
+mod process_record;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sovereign_agent::enrich::ProcessTable;
-use sovereign_agent_common::{ProcessView, RecordKind};
+use sovereign_agent_common::RecordKind;
 
-fn record(kind: RecordKind, tgid: u32, ppid: u32, path: &[u8]) -> ProcessView<'_> {
-    let mut comm = [0u8; 16];
-    comm[..6].copy_from_slice(b"worker");
-    ProcessView {
-        kind,
-        tid: tgid,
-        ts_ns: 0,
-        tgid,
-        ppid,
-        uid: 0,
-        gid: 0,
-        cgroup_id: 1,
-        comm,
-        path,
-        path_truncated: false,
-    }
-}
+use process_record::record;
 
 const EXE: &[u8] = b"/opt/crm-sync/bin/crm-sync-worker";
 const ARGS: &[u8] =
