@@ -14,6 +14,7 @@ use sovereign_agent::event::{Event, FlowEvent};
 pub mod nats;
 pub mod net;
 pub mod rsyslog;
+pub mod webhook;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Fails the test run with a clear sentence when not root: these tests load kernel programs.
