@@ -7,7 +7,7 @@
 //!                       load the real programs: root), the VM tests on 6.1, the fuzzers
 //!   cargo xtask integration-test   only the root-only integration tests (the `tests` crate)
 //!   cargo xtask bench   throughput with and without the agent attached (root)
-//!   cargo xtask bench-alerts   alert push throughput and latency through a real collector
+//!   cargo xtask bench-alerts   alert throughput and latency through a real collector and each sink
 //!   cargo xtask fuzz    every fuzz target for a bounded time (nightly)
 //!   cargo xtask package deb   the Debian package, into target/debian/
 //!   cargo xtask vm-test --kernel 6.1   the kernel-facing integration tests in a qemu guest

@@ -22,8 +22,13 @@
 //!    per alert), then the latency of 2 from connect() to rsyslog's own reception time
 //!    (`timegenerated`, microseconds).
 //!
+//! 5. The `webhook` sink into a real HTTPS receiver (Python's http.server and ssl; one POST
+//!    per alert, kept alive): the first WEBHOOK_BACKLOG alerts of the backlog (alerts per
+//!    second acknowledged, counted in the receiver's log), then the latency of 2 from connect()
+//!    to the receiver's clock when the POST arrived.
+//!
 //! `sa-bench-alerts collector` runs 1 and 2 only, `sa-bench-alerts nats` 3 only,
-//! `sa-bench-alerts syslog` 4 only. The agents'
+//! `sa-bench-alerts syslog` 4 only, `sa-bench-alerts webhook` 5 only. The agents'
 //! warnings and errors go to stderr: a figure measured while deliveries failed and were
 //! retried is not the sink's speed (two such bugs hid behind figures once).
 //!
@@ -39,14 +44,16 @@ use std::{
 use sovereign_agent_tests::{
     collector_certs, free_port, loopback_policy,
     nats::{jetstream, start_stream_collector, Cluster},
-    rsyslog, settled, sigterm, start_agent_with, start_collector, status_of, target_bin, Reaped,
-    TestCgroup,
+    openssl_cert, rsyslog, settled, sigterm, start_agent_with, start_collector, status_of,
+    target_bin, webhook, Reaped, TestCgroup,
 };
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 const BACKLOG: u64 = 50_000;
 const RATE: u64 = 1_000;
 const LATENCY_SECONDS: u64 = 10;
+/// Alerts of the backlog the webhook section waits for (one POST each, into Python).
+const WEBHOOK_BACKLOG: usize = 10_000;
 
 /// Alerts unfolded, and the budgets and the flow ceiling off: the generator is a flood by
 /// design, and what is measured is the alert path itself (docs/performance.md).
@@ -101,6 +108,83 @@ fn main() {
     if runs("syslog") {
         bench_syslog(&cgroup, &dir);
     }
+    if runs("webhook") {
+        bench_webhook(&cgroup, &dir);
+    }
+}
+
+/// Section 5: the webhook sink into a real HTTPS receiver.
+fn bench_webhook(cgroup: &TestCgroup, dir: &Path) {
+    let home = dir.join("webhook");
+    std::fs::create_dir_all(&home).expect("webhook directory");
+    openssl_cert(&home, "ca", None, "2", "");
+    openssl_cert(
+        &home,
+        "hook",
+        Some("ca"),
+        "2",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    let port = free_port();
+    let receiver = webhook::start_receiver(&home, port, 0);
+    std::fs::write(
+        dir.join("webhook.toml"),
+        format!(
+            "agent_id = \"bench-agent\"\n{UNBOUNDED}[[sink]]\nname = \"soc\"\ntype = \"webhook\"\n\
+             url = \"https://127.0.0.1:{port}/events\"\nca = \"{}/ca.pem\"\n",
+            home.display()
+        ),
+    )
+    .expect("config");
+    let count = || webhook::received_count(&home);
+    let agent = start_agent(cgroup, dir, "webhook.toml", "webhook");
+    let started = Instant::now();
+    let mut first: Option<(Instant, usize, f64)> = None;
+    loop {
+        let n = count();
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n, cpu_seconds(agent.id())));
+        }
+        if n >= WEBHOOK_BACKLOG {
+            let (t0, n0, cpu0) = first.expect("a first POST");
+            let secs = t0.elapsed().as_secs_f64();
+            let alerts = (n - n0) as f64;
+            println!(
+                "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert) |",
+                alerts / secs,
+                (cpu_seconds(agent.id()) - cpu0) * 1e6 / alerts
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the receiver got {n} of {WEBHOOK_BACKLOG} alerts in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The rest of the backlog first (the sink delivers in journal order), then live alerts.
+    let before = settled(count);
+    traffic(cgroup, RATE * LATENCY_SECONDS, Some(RATE));
+    let goal = before + (RATE * LATENCY_SECONDS) as usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count() < goal && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut lat: Vec<f64> = webhook::received(&home)[before..]
+        .iter()
+        .filter_map(|r| {
+            let received = r["received_ns"].as_i64()?;
+            let ts = OffsetDateTime::parse(r["body"]["flow"]["ts"].as_str()?, &Rfc3339).ok()?;
+            Some((i128::from(received) - ts.unix_timestamp_nanos()) as f64 / 1e6)
+        })
+        .collect();
+    assert!(!lat.is_empty(), "the receiver got no live alert");
+    println!(
+        "| webhook sink: connect() → receiver at {RATE} flows/s for {LATENCY_SECONDS} s | {} |",
+        percentiles(&mut lat)
+    );
+    stop(agent);
+    drop(receiver);
 }
 
 /// Sections 1 and 2: the collector sink into `sovereign-collector`.
