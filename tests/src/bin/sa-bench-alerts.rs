@@ -37,7 +37,7 @@
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -143,7 +143,7 @@ fn bench_webhook(cgroup: &TestCgroup, dir: &Path) {
     loop {
         let n = count();
         if n > 0 && first.is_none() {
-            first = Some((Instant::now(), n, cpu_seconds(agent.id())));
+            first = Some((Instant::now(), n, cpu_seconds(agent.0.id())));
         }
         if n >= WEBHOOK_BACKLOG {
             let (t0, n0, cpu0) = first.expect("a first POST");
@@ -152,7 +152,7 @@ fn bench_webhook(cgroup: &TestCgroup, dir: &Path) {
             println!(
                 "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert) |",
                 alerts / secs,
-                (cpu_seconds(agent.id()) - cpu0) * 1e6 / alerts
+                (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / alerts
             );
             break;
         }
@@ -337,7 +337,7 @@ fn bench_syslog(cgroup: &TestCgroup, dir: &Path) {
     loop {
         let n = rsyslog::received_count(&home);
         if n > 0 && first.is_none() {
-            first = Some((Instant::now(), n, cpu_seconds(agent.id())));
+            first = Some((Instant::now(), n, cpu_seconds(agent.0.id())));
         }
         if n as u64 >= BACKLOG {
             let (t0, n0, cpu0) = first.expect("a first message");
@@ -346,7 +346,7 @@ fn bench_syslog(cgroup: &TestCgroup, dir: &Path) {
             println!(
                 "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert) |",
                 alerts / secs,
-                (cpu_seconds(agent.id()) - cpu0) * 1e6 / alerts
+                (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / alerts
             );
             break;
         }
@@ -391,14 +391,14 @@ struct Delivery {
 }
 
 /// Waits until the one sink of `agent` (API on `socket`) has delivered `n` events.
-fn delivered_rate(agent: &Child, socket: &Path, n: u64) -> Delivery {
+fn delivered_rate(agent: &Reaped, socket: &Path, n: u64) -> Delivery {
     let started = Instant::now();
     let mut first: Option<(Instant, u64, f64)> = None;
     loop {
         let status = status_of(socket);
         let delivered = status["sinks"][0]["delivered"].as_u64().unwrap_or(0);
         if delivered > 0 && first.is_none() {
-            first = Some((Instant::now(), delivered, cpu_seconds(agent.id())));
+            first = Some((Instant::now(), delivered, cpu_seconds(agent.0.id())));
         }
         if delivered >= n {
             let (t0, n0, cpu0) = first.expect("a first acknowledgement");
@@ -407,7 +407,7 @@ fn delivered_rate(agent: &Child, socket: &Path, n: u64) -> Delivery {
             return Delivery {
                 rate: events / secs,
                 secs,
-                cpu_us_per_event: (cpu_seconds(agent.id()) - cpu0) * 1e6 / events,
+                cpu_us_per_event: (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / events,
             };
         }
         assert!(
@@ -484,7 +484,9 @@ fn percentiles(lat: &mut [f64]) -> String {
 
 /// An agent on `cgroup` with the bench's policy and `config`, journaling to the bench's
 /// journal (the recorder's, then the pusher's: the same one).
-fn start_agent(cgroup: &TestCgroup, dir: &Path, config: &str, name: &str) -> Child {
+/// The agent with `config`; killed when dropped, so a failed measurement (a panic) leaves no
+/// agent running.
+fn start_agent(cgroup: &TestCgroup, dir: &Path, config: &str, name: &str) -> Reaped {
     let arg = |p: &str| dir.join(p).display().to_string();
     let (child, logs) = start_agent_with(
         cgroup,
@@ -508,12 +510,12 @@ fn start_agent(cgroup: &TestCgroup, dir: &Path, config: &str, name: &str) -> Chi
             }
         }
     });
-    child
+    Reaped(child)
 }
 
-fn stop(mut child: Child) {
-    sigterm(&child);
-    let _ = child.wait();
+fn stop(mut agent: Reaped) {
+    sigterm(&agent.0);
+    let _ = agent.0.wait();
 }
 
 /// `n` violating connects from the watched cgroup, at `rate` a second (or as fast as possible).
