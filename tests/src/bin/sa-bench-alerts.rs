@@ -138,30 +138,17 @@ fn bench_webhook(cgroup: &TestCgroup, dir: &Path) {
     .expect("config");
     let count = || webhook::received_count(&home);
     let agent = start_agent(cgroup, dir, "webhook.toml", "webhook");
-    let started = Instant::now();
-    let mut first: Option<(Instant, usize, f64)> = None;
-    loop {
-        let n = count();
-        if n > 0 && first.is_none() {
-            first = Some((Instant::now(), n, cpu_seconds(agent.0.id())));
-        }
-        if n >= WEBHOOK_BACKLOG {
-            let (t0, n0, cpu0) = first.expect("a first POST");
-            let secs = t0.elapsed().as_secs_f64();
-            let alerts = (n - n0) as f64;
-            println!(
-                "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert) |",
-                alerts / secs,
-                (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / alerts
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the receiver got {n} of {WEBHOOK_BACKLOG} alerts in 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let d = arrival_rate(
+        &agent,
+        WEBHOOK_BACKLOG,
+        "the receiver",
+        count,
+        Duration::from_millis(50),
+    );
+    println!(
+        "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert) |",
+        d.rate, d.secs, d.cpu_us_per_event
+    );
     // The rest of the backlog first (the sink delivers in journal order), then live alerts.
     let before = settled(count);
     traffic(cgroup, RATE * LATENCY_SECONDS, Some(RATE));
@@ -332,30 +319,17 @@ fn bench_syslog(cgroup: &TestCgroup, dir: &Path) {
     .expect("config");
     let agent = start_agent(cgroup, dir, "syslog.toml", "syslog");
     // Counted where they arrive: the sink counts an alert delivered once TLS wrote it.
-    let started = Instant::now();
-    let mut first: Option<(Instant, usize, f64)> = None;
-    loop {
-        let n = rsyslog::received_count(&home);
-        if n > 0 && first.is_none() {
-            first = Some((Instant::now(), n, cpu_seconds(agent.0.id())));
-        }
-        if n as u64 >= BACKLOG {
-            let (t0, n0, cpu0) = first.expect("a first message");
-            let secs = t0.elapsed().as_secs_f64();
-            let alerts = (n - n0) as f64;
-            println!(
-                "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({secs:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert) |",
-                alerts / secs,
-                (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / alerts
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "rsyslog received {n} of {BACKLOG} alerts in 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let d = arrival_rate(
+        &agent,
+        BACKLOG as usize,
+        "rsyslog",
+        || rsyslog::received_count(&home),
+        Duration::from_millis(5),
+    );
+    println!(
+        "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert) |",
+        d.rate, d.secs, d.cpu_us_per_event
+    );
     // Caught up (the rest of the journal's alerts too) before measuring live ones.
     let before = settled(|| rsyslog::received_count(&home));
     traffic(cgroup, RATE * LATENCY_SECONDS, Some(RATE));
@@ -388,6 +362,40 @@ struct Delivery {
     secs: f64,
     /// The agent's CPU time (all its threads) over those seconds, per event delivered.
     cpu_us_per_event: f64,
+}
+
+/// Waits until `receiver` has `n` events by `count` (its own record of what arrived, polled
+/// every `every`; at most 300 s): the rate and the agent's CPU from the first arrival on.
+fn arrival_rate(
+    agent: &Reaped,
+    n: usize,
+    receiver: &str,
+    count: impl Fn() -> usize,
+    every: Duration,
+) -> Delivery {
+    let started = Instant::now();
+    let mut first: Option<(Instant, usize, f64)> = None;
+    loop {
+        let got = count();
+        if got > 0 && first.is_none() {
+            first = Some((Instant::now(), got, cpu_seconds(agent.0.id())));
+        }
+        if got >= n {
+            let (t0, n0, cpu0) = first.expect("a first arrival");
+            let secs = t0.elapsed().as_secs_f64();
+            let events = (got - n0) as f64;
+            return Delivery {
+                rate: events / secs,
+                secs,
+                cpu_us_per_event: (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / events,
+            };
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{receiver} got {got} of {n} events in 300 s"
+        );
+        std::thread::sleep(every);
+    }
 }
 
 /// Waits until the one sink of `agent` (API on `socket`) has delivered `n` events.
