@@ -375,12 +375,15 @@ fn arrival_rate(
 ) -> Delivery {
     let started = Instant::now();
     let mut first: Option<(Instant, usize, f64)> = None;
+    let mut profile = None;
     loop {
         let got = count();
         if got > 0 && first.is_none() {
+            profile = Profile::start(agent.0.id(), receiver);
             first = Some((Instant::now(), got, cpu_seconds(agent.0.id())));
         }
         if got >= n {
+            drop(profile);
             let (t0, n0, cpu0) = first.expect("a first arrival");
             let secs = t0.elapsed().as_secs_f64();
             let events = (got - n0) as f64;
@@ -395,6 +398,52 @@ fn arrival_rate(
             "{receiver} got {got} of {n} events in 300 s"
         );
         std::thread::sleep(every);
+    }
+}
+
+/// With SOVEREIGN_BENCH_PERF=DIR, `perf record --call-graph dwarf` of the agent over each
+/// measured backlog, into DIR/backlog-N.data (`perf report -i FILE --no-children --sort
+/// symbol`, or `--children` for whole call paths): where the agent's CPU per event goes.
+/// Stopped (SIGINT: perf writes its file) when dropped. Profiling slows the agent: the rates
+/// of such a run are not figures.
+struct Profile(Reaped);
+
+impl Profile {
+    fn start(pid: u32, what: &str) -> Option<Profile> {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::var_os("SOVEREIGN_BENCH_PERF")?;
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let out = Path::new(&dir).join(format!("backlog-{n}.data"));
+        eprintln!(
+            "profiling the agent's backlog to {what} into {}",
+            out.display()
+        );
+        let perf = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "--call-graph",
+                "dwarf,8192",
+                "-F",
+                "999",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("perf: {e}"))
+            .ok()?;
+        Some(Profile(Reaped(perf)))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0 .0.id() as i32, libc::SIGINT) };
+        let _ = self.0 .0.wait();
     }
 }
 
