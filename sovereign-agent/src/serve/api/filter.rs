@@ -19,27 +19,45 @@ use crate::journal::filter::{glob, Destination};
 pub fn kind_of(e: &pb::Event) -> &'static str {
     use pb::{event::Body, lifecycle::Kind};
     match &e.body {
-        Some(Body::Flow(f)) => match pb::FlowKind::try_from(f.kind) {
-            Ok(pb::FlowKind::Connect) => "connect",
-            Ok(pb::FlowKind::Existing) => "existing",
-            Ok(pb::FlowKind::Send) => "send",
-            Ok(pb::FlowKind::Established) => "established",
-            _ => "close",
-        },
+        Some(Body::Flow(f)) => flow_kind_name(f.kind),
         Some(Body::Loss(_)) => "loss",
         Some(Body::Alert(_)) => "alert",
         Some(Body::DnsRefused(_)) => "dns_refused",
         Some(Body::Flood(_)) => "flood",
         Some(Body::Lifecycle(l)) => match &l.kind {
-            Some(Kind::Start(_)) => "agent_start",
-            Some(Kind::Stop(_)) => "agent_stop",
-            Some(Kind::Policy(_)) => "policy",
-            Some(Kind::Retention(_)) => "journal_retention",
-            Some(Kind::Recovered(_)) => "journal_recovered",
-            Some(Kind::Gap(_)) => "journal_gap",
+            Some(Kind::Start(_)) => lifecycle_kind_name(1),
+            Some(Kind::Stop(_)) => lifecycle_kind_name(2),
+            Some(Kind::Policy(_)) => lifecycle_kind_name(3),
+            Some(Kind::Retention(_)) => lifecycle_kind_name(4),
+            Some(Kind::Recovered(_)) => lifecycle_kind_name(5),
+            Some(Kind::Gap(_)) => lifecycle_kind_name(6),
             None => "unknown",
         },
         None => "unknown",
+    }
+}
+
+/// The kind of a flow by its `FlowKind` number (any other number is named a close).
+pub fn flow_kind_name(kind: i32) -> &'static str {
+    match pb::FlowKind::try_from(kind) {
+        Ok(pb::FlowKind::Connect) => "connect",
+        Ok(pb::FlowKind::Existing) => "existing",
+        Ok(pb::FlowKind::Send) => "send",
+        Ok(pb::FlowKind::Established) => "established",
+        _ => "close",
+    }
+}
+
+/// The kind of a lifecycle event by the field number of its `kind` member.
+pub fn lifecycle_kind_name(field: u32) -> &'static str {
+    match field {
+        1 => "agent_start",
+        2 => "agent_stop",
+        3 => "policy",
+        4 => "journal_retention",
+        5 => "journal_recovered",
+        6 => "journal_gap",
+        _ => "unknown",
     }
 }
 
@@ -112,8 +130,13 @@ impl EventFilter {
             || self.destination.is_some()
     }
 
+    /// Whether events of `kind` can match (the other conditions are judged on the event).
+    pub fn kind_matches(&self, kind: &str) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)
+    }
+
     pub fn matches(&self, e: &pb::Event) -> bool {
-        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == kind_of(e)) {
+        if !self.kind_matches(kind_of(e)) {
             return false;
         }
         // Flow conditions apply to flows and to the flow of an alert or a flood.

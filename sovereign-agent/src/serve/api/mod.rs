@@ -1,6 +1,7 @@
 //! The agent's gRPC API (docs/api.md): `StreamEvents` (journal + live) and `GetStatus`, with
 //! the standard health and reflection services, on a Unix socket only root can use.
 pub mod filter;
+pub mod peek;
 pub mod stream;
 
 use std::{

@@ -10,7 +10,7 @@ use sovereign_agent_proto::agent::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
-use super::filter::EventFilter;
+use super::{filter::EventFilter, peek::peek};
 use crate::journal::{format, reader, sink::JournalShared, LiveFrames};
 
 pub type Item = Result<pb::StreamEventsResponse, Status>;
@@ -25,6 +25,11 @@ fn event_response(
     payload: &[u8],
     filter: &EventFilter,
 ) -> Option<pb::StreamEventsResponse> {
+    // Most records of a journal are of kinds a subscriber did not ask for: those are dropped
+    // without decoding them.
+    if peek(payload).is_some_and(|p| !filter.kind_matches(p.kind)) {
+        return None;
+    }
     let mut e = pb::Event::decode(payload).ok()?;
     e.seq = seq;
     if !filter.matches(&e) {
