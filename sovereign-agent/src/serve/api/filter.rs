@@ -123,7 +123,8 @@ impl EventFilter {
         })
     }
 
-    fn flow_conditions(&self) -> bool {
+    /// Whether a condition looks inside the flow (the kind alone does not decide).
+    pub fn flow_conditions(&self) -> bool {
         self.verdict.is_some()
             || self.min_severity > 0
             || self.workload.is_some()

@@ -15,6 +15,24 @@ use crate::journal::{format, reader, sink::JournalShared, LiveFrames};
 
 pub type Item = Result<pb::StreamEventsResponse, Status>;
 
+/// What a subscriber receives for a journal record that matches its filter, and for records
+/// deleted before it read them: a `StreamEventsResponse` for the API, a sink's own record.
+pub trait FromJournal: Sized + Send + 'static {
+    /// None when the record does not match `filter` (or does not decode).
+    fn record(seq: u64, payload: &[u8], filter: &EventFilter) -> Option<Self>;
+    fn missed(events: u64, resumed_at_seq: u64) -> Self;
+}
+
+impl FromJournal for pb::StreamEventsResponse {
+    fn record(seq: u64, payload: &[u8], filter: &EventFilter) -> Option<Self> {
+        event_response(seq, payload, filter)
+    }
+
+    fn missed(events: u64, resumed_at_seq: u64) -> Self {
+        missed(events, resumed_at_seq)
+    }
+}
+
 /// Responses buffered per subscriber; when full, the subscriber's task waits (it never
 /// slows the agent: the live feed is a broadcast that simply moves on).
 pub const SUBSCRIBER_BUFFER: usize = 256;
@@ -52,19 +70,22 @@ fn missed(events: u64, resumed_at_seq: u64) -> pb::StreamEventsResponse {
 /// Sends the journal's matching records from `next` up to the head `until` (the files can
 /// hold records past it that are not synced yet: the live feed brings them once they are);
 /// returns the sequence number after the last one read.
-async fn catch_up(
+async fn catch_up<T: FromJournal>(
     dir: PathBuf,
     next: u64,
     until: u64,
     filter: Arc<EventFilter>,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Result<T, Status>>,
 ) -> Result<u64, ()> {
     tokio::task::spawn_blocking(move || {
         let first = reader::first_seq(&dir).map_err(|_| ())?;
         let mut next = next;
         if next < first {
             // Deleted by retention before this subscriber asked for it.
-            if tx.blocking_send(Ok(missed(first - next, first))).is_err() {
+            if tx
+                .blocking_send(Ok(T::missed(first - next, first)))
+                .is_err()
+            {
                 return Err(());
             }
             next = first;
@@ -84,7 +105,7 @@ async fn catch_up(
                         message: "past the journal's head".into(),
                     });
                 }
-                let handed = match event_response(seq, payload, &filter) {
+                let handed = match T::record(seq, payload, &filter) {
                     Some(r) => chunk.push(Ok(r)),
                     None => chunk.tick(),
                 };
@@ -122,15 +143,15 @@ const CHUNK: usize = 64;
 const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What a catch-up has read and not yet handed over (a blocking thread's side of the channel).
-struct Chunk<'a> {
-    tx: &'a mpsc::Sender<Item>,
-    items: Vec<Item>,
+struct Chunk<'a, T> {
+    tx: &'a mpsc::Sender<Result<T, Status>>,
+    items: Vec<Result<T, Status>>,
     since: std::time::Instant,
     runtime: tokio::runtime::Handle,
 }
 
-impl<'a> Chunk<'a> {
-    fn new(tx: &'a mpsc::Sender<Item>) -> Self {
+impl<'a, T> Chunk<'a, T> {
+    fn new(tx: &'a mpsc::Sender<Result<T, Status>>) -> Self {
         Chunk {
             tx,
             items: Vec::with_capacity(CHUNK),
@@ -140,7 +161,7 @@ impl<'a> Chunk<'a> {
     }
 
     /// Err when the receiver is gone.
-    fn push(&mut self, item: Item) -> Result<(), ()> {
+    fn push(&mut self, item: Result<T, Status>) -> Result<(), ()> {
         if self.items.is_empty() {
             self.since = std::time::Instant::now();
         }
@@ -176,11 +197,11 @@ impl<'a> Chunk<'a> {
 }
 
 /// Runs one subscription until the client goes away or the agent stops.
-pub async fn run(
+pub async fn run<T: FromJournal>(
     journal: Arc<JournalShared>,
     since_seq: Option<u64>,
     filter: EventFilter,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Result<T, Status>>,
 ) {
     let filter = Arc::new(filter);
     let mut live: broadcast::Receiver<LiveFrames> = journal.live.subscribe();
@@ -221,7 +242,7 @@ pub async fn run(
                     if seq < next {
                         continue;
                     }
-                    if let Some(r) = event_response(seq, frame.payload, &filter) {
+                    if let Some(r) = T::record(seq, frame.payload, &filter) {
                         if tx.send(Ok(r)).await.is_err() {
                             return;
                         }
@@ -251,7 +272,7 @@ mod tests {
         w.append(&events).unwrap();
         let filter = Arc::new(EventFilter::compile(&pb::EventFilter::default()).unwrap());
         let (tx, mut rx) = mpsc::channel(16);
-        let next = catch_up(d.path().to_path_buf(), 1, 3, filter, tx)
+        let next = catch_up::<pb::StreamEventsResponse>(d.path().to_path_buf(), 1, 3, filter, tx)
             .await
             .unwrap();
         assert_eq!(next, 3);

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     cursor::Cursor,
+    record::{Record, SinkItem},
     stats::SinkStats,
     transport::{Acknowledgement, Transport},
 };
@@ -121,7 +122,7 @@ impl Driver {
         let subscription = tokio::spawn(stream::run(self.journal.clone(), Some(from), filter, tx));
         let _abort = AbortOnDrop(subscription);
         let window = self.transport.window().max(1);
-        let mut in_flight: VecDeque<(Vec<pb::Event>, Acknowledgement)> = VecDeque::new();
+        let mut in_flight: VecDeque<(Vec<Record>, Acknowledgement)> = VecDeque::new();
         let mut progressed = false;
         loop {
             tokio::select! {
@@ -167,7 +168,7 @@ impl Driver {
 
     /// On stop: what is in flight is acknowledged as far as the receiver answers within a
     /// moment, so that a restart re-sends less.
-    async fn settle(&mut self, in_flight: VecDeque<(Vec<pb::Event>, Acknowledgement)>) {
+    async fn settle(&mut self, in_flight: VecDeque<(Vec<Record>, Acknowledgement)>) {
         let settle = async {
             for (events, acknowledgement) in in_flight {
                 match acknowledgement.await {
@@ -185,38 +186,33 @@ impl Driver {
     /// A batch: the first item and whatever else is ready, up to the bounds.
     fn gather(
         &self,
-        first: Option<stream::Item>,
-        rx: &mut mpsc::Receiver<stream::Item>,
-    ) -> Result<Vec<pb::Event>, String> {
-        let mut events = Vec::with_capacity(self.batch.min(4096));
+        first: Option<Result<SinkItem, tonic::Status>>,
+        rx: &mut mpsc::Receiver<Result<SinkItem, tonic::Status>>,
+    ) -> Result<Vec<Record>, String> {
+        let mut records = Vec::with_capacity(self.batch.min(4096));
         let mut bytes = 0;
         let mut next = Some(first.ok_or("the journal subscription ended")?);
         while let Some(item) = next {
             match item {
-                Ok(pb::StreamEventsResponse {
-                    item: Some(pb::stream_events_response::Item::Event(e)),
-                }) => {
-                    bytes += prost::Message::encoded_len(&e);
-                    events.push(e);
+                Ok(SinkItem::Record(r)) => {
+                    bytes += r.payload.len();
+                    records.push(r);
                 }
-                Ok(pb::StreamEventsResponse {
-                    item: Some(pb::stream_events_response::Item::Missed(m)),
-                }) => {
-                    self.stats.missed.fetch_add(m.events, Relaxed);
+                Ok(SinkItem::Missed(events)) => {
+                    self.stats.missed.fetch_add(events, Relaxed);
                     tracing::error!(
-                        sink = %self.stats.name, events = m.events,
+                        sink = %self.stats.name, events,
                         "journal records deleted by retention before this sink delivered them"
                     );
                 }
-                Ok(_) => {}
                 Err(s) => return Err(format!("reading the journal: {}", s.message())),
             }
-            if events.len() >= self.batch || bytes >= MAX_BATCH_BYTES {
+            if records.len() >= self.batch || bytes >= MAX_BATCH_BYTES {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        Ok(events)
+        Ok(records)
     }
 
     /// Records the acknowledged position in the cursor file, if it moved.
@@ -231,7 +227,7 @@ impl Driver {
     }
 
     /// Moves the cursor past `events` (in memory: `write_cursor` records it).
-    fn acknowledged(&mut self, events: &[pb::Event]) {
+    fn acknowledged(&mut self, events: &[Record]) {
         let Some(last) = events.last() else { return };
         let next = last.seq + 1;
         self.unwritten = Some(next);

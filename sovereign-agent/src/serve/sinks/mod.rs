@@ -4,14 +4,15 @@
 //! loses none, and each sink resumes on its own.
 //!
 //! - [`config`]: the `[[sink]]` entries.
-//! - [`driver`]: the delivery loop every sink shares (journal → batches → acknowledged →
-//!   cursor), with [`cursor`] and [`stats`].
+//! - [`driver`]: the delivery loop every sink shares (journal → [`record`]s in batches →
+//!   acknowledged → cursor), with [`cursor`] and [`stats`].
 //! - [`transport`]: one type per receiver: [`to_collector`], [`nats`], [`syslog`],
 //!   [`webhook`]; [`render`] is what they send for an event.
 pub mod config;
 pub mod cursor;
 pub mod driver;
 pub mod nats;
+pub mod record;
 pub mod render;
 pub mod stats;
 pub mod syslog;

@@ -29,11 +29,10 @@ use bytes::Bytes;
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;
 
-use crate::serve::api::filter::kind_of;
-
 use super::{
     config::{NatsSink, PayloadFormat},
     driver::Failed,
+    record::Record,
     render::{render, Origin},
     transport::Acknowledgement,
 };
@@ -221,23 +220,18 @@ impl NatsTransport {
         self.config.in_flight_batches.max(1)
     }
 
-    fn message(&mut self, e: &pb::Event) -> (Subject, HeaderMap, Bytes) {
-        let (kind, key, payload) = match self.config.format {
+    fn message(&mut self, r: &Record) -> (Subject, HeaderMap, Bytes) {
+        let payload = match self.config.format {
             PayloadFormat::Json => {
-                let r = render(&self.origin, e);
-                let payload = Bytes::from(serde_json::to_vec(&r.json).unwrap_or_default());
-                (r.kind, r.key, payload)
+                let rendered = render(&self.origin, r.event());
+                Bytes::from(serde_json::to_vec(&rendered.json).unwrap_or_default())
             }
-            PayloadFormat::Protobuf => (
-                kind_of(e),
-                self.origin.key(e.seq),
-                Bytes::from(self.with_origin(e)),
-            ),
+            PayloadFormat::Protobuf => Bytes::from(self.with_origin(r)),
         };
         let mut headers = self.headers.clone();
-        headers.insert("Nats-Msg-Id", key.as_str());
-        headers.insert("Sovereign-Seq", e.seq.to_string().as_str());
-        (self.subject(kind), headers, payload)
+        headers.insert("Nats-Msg-Id", self.origin.key(r.seq).as_str());
+        headers.insert("Sovereign-Seq", r.seq.to_string().as_str());
+        (self.subject(r.kind), headers, payload)
     }
 
     fn subject(&mut self, kind: &'static str) -> Subject {
@@ -252,19 +246,21 @@ impl NatsTransport {
         subject
     }
 
-    /// `e` encoded with the agent's identity and its sequence number in `agent_*`. Protobuf
-    /// merges concatenated messages field by field (the later value of a scalar or string
-    /// wins), so the identity is appended as a second message instead of cloning each event
-    /// to set it: the sink's hottest path (a journal's `agent_*` fields are empty anyway).
-    fn with_origin(&self, e: &pb::Event) -> Vec<u8> {
+    /// The record's event with its `seq`, and the agent's identity and that sequence number
+    /// in `agent_*`. Protobuf merges concatenated messages field by field (the later value of
+    /// a scalar or string wins), so these are appended to the journal's encoding as a second
+    /// message: the event is neither decoded nor encoded again on the sink's hottest path (a
+    /// journal's `seq` and `agent_*` fields are empty anyway).
+    fn with_origin(&self, r: &Record) -> Vec<u8> {
         let origin = pb::Event {
+            seq: r.seq,
             agent_id: self.origin.agent_id.clone(),
             agent_journal_id: self.origin.journal_id.clone(),
-            agent_seq: e.seq,
+            agent_seq: r.seq,
             ..Default::default()
         };
-        let mut bytes = Vec::with_capacity(e.encoded_len() + origin.encoded_len());
-        e.encode_raw(&mut bytes);
+        let mut bytes = Vec::with_capacity(r.payload.len() + origin.encoded_len());
+        bytes.extend_from_slice(&r.payload);
         origin.encode_raw(&mut bytes);
         bytes
     }
@@ -272,7 +268,7 @@ impl NatsTransport {
     /// Publishes `events`; the acknowledgement resolves when JetStream has acknowledged them
     /// (or the first of them it did not). Careful (after a failure): returns once each was
     /// acknowledged in turn.
-    pub async fn send(&mut self, events: &[pb::Event]) -> Acknowledgement {
+    pub async fn send(&mut self, events: &[Record]) -> Acknowledgement {
         let Some(context) = self.context.clone() else {
             return Box::pin(std::future::ready(Err(Failed::none("not connected"))));
         };
@@ -391,6 +387,10 @@ async fn await_acks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::{
+        api::{filter::EventFilter, stream::FromJournal},
+        sinks::record::SinkItem,
+    };
 
     #[test]
     fn a_protobuf_payload_decodes_as_the_event_with_the_agents_identity() {
@@ -412,7 +412,16 @@ mod tests {
             }))),
             ..Default::default()
         };
-        let (subject, headers, payload) = sink.message(&event);
+        // As the journal holds it (without its seq), read through a sink's subscription.
+        let mut journaled = event.clone();
+        journaled.seq = 0;
+        let filter = EventFilter::compile(&Default::default()).expect("filter");
+        let Some(SinkItem::Record(record)) =
+            SinkItem::record(41, &journaled.encode_to_vec(), &filter)
+        else {
+            panic!("the record was dropped");
+        };
+        let (subject, headers, payload) = sink.message(&record);
         assert_eq!(subject.as_str(), "sovereign.node-1.connect");
         assert_eq!(
             headers

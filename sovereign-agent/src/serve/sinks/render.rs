@@ -30,10 +30,11 @@ pub struct Rendered {
     pub event: Option<Event>,
 }
 
-pub fn render(origin: &Origin, e: &pb::Event) -> Rendered {
-    let kind = kind_of(e);
+pub fn render(origin: &Origin, e: pb::Event) -> Rendered {
+    let kind = kind_of(&e);
     let key = origin.key(e.seq);
-    let event = convert::from_proto(e.clone()).ok();
+    let seq = e.seq;
+    let event = convert::from_proto(e).ok();
     let body = event
         .as_ref()
         .and_then(|ev| serde_json::to_value(ev).ok())
@@ -42,12 +43,12 @@ pub fn render(origin: &Origin, e: &pb::Event) -> Rendered {
     json.insert("id".into(), key.clone().into());
     json.insert("agent_id".into(), origin.agent_id.clone().into());
     json.insert("journal_id".into(), origin.journal_id.clone().into());
-    json.insert("seq".into(), e.seq.into());
+    json.insert("seq".into(), seq.into());
     if let Value::Object(fields) = body {
         json.extend(fields);
     }
     Rendered {
-        seq: e.seq,
+        seq,
         kind,
         key,
         json: Value::Object(json),
@@ -197,7 +198,7 @@ mod tests {
     fn a_flow_renders_with_its_key_and_identity_in_front() {
         let flow = sample_flow(0);
         let e = to_proto(&Event::Flow(Box::new(flow)), 42);
-        let r = render(&origin(), &e);
+        let r = render(&origin(), e);
         assert_eq!(r.key, "node-1:0123456789abcdef0123456789abcdef:42");
         assert_eq!(r.json["seq"], 42);
         assert_eq!(r.json["agent_id"], "node-1");
@@ -212,7 +213,7 @@ mod tests {
         let mut flow = sample_flow(0);
         flow.comm = "a=b|c\\d".into();
         let e = to_proto(&Event::Flow(Box::new(flow)), 7);
-        let line = cef(&render(&origin(), &e));
+        let line = cef(&render(&origin(), e));
         assert!(
             line.starts_with("CEF:0|sovereign|sovereign-agent|"),
             "{line}"

@@ -6,7 +6,6 @@
 //! buffer is not seen; docs/sinks.md says so.
 use std::{sync::Arc, time::Duration};
 
-use sovereign_agent_proto::agent::v1 as pb;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -23,6 +22,7 @@ use tokio_rustls::{
 use super::{
     config::{SyslogFormat, SyslogSink},
     driver::Failed,
+    record::Record,
     render::{cef, render, Origin, Rendered},
 };
 
@@ -99,11 +99,11 @@ impl SyslogTransport {
         self.stream = None;
     }
 
-    pub async fn deliver(&mut self, events: &[pb::Event]) -> Result<(), Failed> {
+    pub async fn deliver(&mut self, events: &[Record]) -> Result<(), Failed> {
         let frames: Vec<u8> = events
             .iter()
             .flat_map(|e| {
-                let message = message(&self.config, &render(&self.origin, e));
+                let message = message(&self.config, &render(&self.origin, e.event()));
                 let mut frame = format!("{} ", message.len()).into_bytes();
                 frame.extend_from_slice(message.as_bytes());
                 frame
@@ -253,7 +253,7 @@ mod tests {
         };
         // sample_flow(4): a connect at a time with nanoseconds.
         let e = to_proto(&Event::Flow(Box::new(sample_flow(4))), 5);
-        let m = message(&config, &render(&origin, &e));
+        let m = message(&config, &render(&origin, e));
         // facility 13 (log audit) * 8 + severity 3 (high violation: err).
         assert!(m.starts_with("<107>1 2026-"), "{m}");
         let header: Vec<&str> = m.splitn(7, ' ').collect();

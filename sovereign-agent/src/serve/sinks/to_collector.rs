@@ -1,13 +1,12 @@
 //! The `collector` sink: `sovereign-collector`'s Push stream (mutual TLS). Each batch is
 //! acknowledged with the highest sequence number of this journal the collector holds.
-use sovereign_agent_proto::{
-    agent::v1 as pb,
-    collector::v1::{collector_service_client::CollectorServiceClient, PushAck, PushRequest},
+use sovereign_agent_proto::collector::v1::{
+    collector_service_client::CollectorServiceClient, PushAck, PushRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{config::CollectorSink, driver::Failed};
+use super::{config::CollectorSink, driver::Failed, record::Record};
 
 pub struct CollectorTransport {
     config: CollectorSink,
@@ -42,14 +41,14 @@ impl CollectorTransport {
         self.stream = None;
     }
 
-    pub async fn deliver(&mut self, events: &[pb::Event], journal_head: u64) -> Result<(), Failed> {
+    pub async fn deliver(&mut self, events: &[Record], journal_head: u64) -> Result<(), Failed> {
         let (tx, acks) = self
             .stream
             .as_mut()
             .ok_or_else(|| Failed::none("not connected"))?;
         let last = events.last().map_or(0, |e| e.seq);
         let request = PushRequest {
-            events: events.to_vec(),
+            events: events.iter().map(Record::event).collect(),
             journal_id: self.journal_id.clone(),
             journal_next_seq: journal_head,
         };

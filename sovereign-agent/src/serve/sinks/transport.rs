@@ -2,11 +2,9 @@
 //! acknowledgement: how far the receiver took it), disconnect.
 use std::{future::Future, pin::Pin};
 
-use sovereign_agent_proto::agent::v1 as pb;
-
 use super::{
-    driver::Failed, nats::NatsTransport, syslog::SyslogTransport, to_collector::CollectorTransport,
-    webhook::WebhookTransport,
+    driver::Failed, nats::NatsTransport, record::Record, syslog::SyslogTransport,
+    to_collector::CollectorTransport, webhook::WebhookTransport,
 };
 
 /// A batch's acknowledgement: Ok once the receiver took all of it, or how far it got. Owns
@@ -36,7 +34,7 @@ impl Transport {
     /// Sends `events` (in journal order; `journal_head` is the journal's next sequence
     /// number now). A transport that pipelines returns once they are on their way; the others
     /// once the receiver answered (their acknowledgement is then ready).
-    pub async fn send(&mut self, events: &[pb::Event], journal_head: u64) -> Acknowledgement {
+    pub async fn send(&mut self, events: &[Record], journal_head: u64) -> Acknowledgement {
         let answered = match self {
             Transport::Nats(t) => return t.send(events).await,
             Transport::Collector(t) => t.deliver(events, journal_head).await,

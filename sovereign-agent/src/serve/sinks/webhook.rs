@@ -4,11 +4,10 @@
 //! receiver answers 2xx; anything else is retried with back-off from that event on.
 use std::{sync::Arc, time::Duration};
 
-use sovereign_agent_proto::agent::v1 as pb;
-
 use super::{
     config::{WebhookFormat, WebhookSink},
     driver::Failed,
+    record::Record,
     render::{render, summary, Origin},
 };
 
@@ -60,7 +59,7 @@ impl WebhookTransport {
         Ok(())
     }
 
-    pub async fn deliver(&mut self, events: &[pb::Event]) -> Result<(), Failed> {
+    pub async fn deliver(&mut self, events: &[Record]) -> Result<(), Failed> {
         let agent = self
             .agent
             .clone()
@@ -68,7 +67,7 @@ impl WebhookTransport {
         let bodies: Vec<(String, Vec<u8>)> = events
             .iter()
             .map(|e| {
-                let r = render(&self.origin, e);
+                let r = render(&self.origin, e.event());
                 let body = match self.config.format {
                     WebhookFormat::Json => serde_json::to_vec(&r.json),
                     WebhookFormat::Slack => {
