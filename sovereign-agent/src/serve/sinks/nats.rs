@@ -24,7 +24,10 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{header::HeaderMap, jetstream, Subject};
+use async_nats::{
+    header::{HeaderMap, HeaderName, NATS_MESSAGE_ID},
+    jetstream, HeaderValue, Subject,
+};
 use bytes::Bytes;
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;
@@ -58,6 +61,8 @@ pub struct NatsTransport {
     /// The headers every message of this journal carries (cloned, then the event's added).
     headers: HeaderMap,
 }
+
+const SOVEREIGN_SEQ: HeaderName = HeaderName::from_static("Sovereign-Seq");
 
 /// `s` as one subject token.
 pub fn subject_token(s: &str) -> String {
@@ -229,8 +234,11 @@ impl NatsTransport {
             PayloadFormat::Protobuf => Bytes::from(self.with_origin(r)),
         };
         let mut headers = self.headers.clone();
-        headers.insert("Nats-Msg-Id", self.origin.key(r.seq).as_str());
-        headers.insert("Sovereign-Seq", r.seq.to_string().as_str());
+        // Names made once and values moved in: a name or value given as &str is validated,
+        // classified and copied for every message.
+        headers.insert(NATS_MESSAGE_ID, HeaderValue::from(self.origin.key(r.seq)));
+        let mut digits = itoa::Buffer::new();
+        headers.insert(SOVEREIGN_SEQ, HeaderValue::from(digits.format(r.seq)));
         (self.subject(r.kind), headers, payload)
     }
 
@@ -424,16 +432,16 @@ mod tests {
         let (subject, headers, payload) = sink.message(&record);
         assert_eq!(subject.as_str(), "sovereign.node-1.connect");
         assert_eq!(
-            headers
-                .get("Sovereign-Journal")
-                .map(async_nats::HeaderValue::as_str),
+            headers.get("Sovereign-Journal").map(HeaderValue::as_str),
             Some("j1")
         );
         assert_eq!(
-            headers
-                .get("Nats-Msg-Id")
-                .map(async_nats::HeaderValue::as_str),
+            headers.get("Nats-Msg-Id").map(HeaderValue::as_str),
             Some("node-1:j1:41")
+        );
+        assert_eq!(
+            headers.get("Sovereign-Seq").map(HeaderValue::as_str),
+            Some("41")
         );
         let decoded = pb::Event::decode(payload).expect("one protobuf Event");
         let mut wanted = event.clone();
