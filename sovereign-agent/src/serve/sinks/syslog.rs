@@ -100,15 +100,15 @@ impl SyslogTransport {
     }
 
     pub async fn deliver(&mut self, events: &[Record]) -> Result<(), Failed> {
-        let frames: Vec<u8> = events
-            .iter()
-            .flat_map(|e| {
-                let message = message(&self.config, &render(&self.origin, e.event()));
-                let mut frame = format!("{} ", message.len()).into_bytes();
-                frame.extend_from_slice(message.as_bytes());
-                frame
-            })
-            .collect();
+        // Appended whole (a flat_map over each frame's bytes pushed them one at a time: a
+        // quarter of the sink's CPU).
+        let mut frames = Vec::new();
+        for e in events {
+            let message = message(&self.config, &render(&self.origin, e.event()));
+            frames.extend_from_slice(itoa::Buffer::new().format(message.len()).as_bytes());
+            frames.push(b' ');
+            frames.extend_from_slice(message.as_bytes());
+        }
         let stream = self
             .stream
             .as_mut()
