@@ -111,6 +111,11 @@ impl Cluster {
         }
     }
 
+    /// The running nodes' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().flatten().map(Child::id).collect()
+    }
+
     /// The nodes' client URLs, comma-separated.
     pub fn servers(&self) -> String {
         self.client_ports

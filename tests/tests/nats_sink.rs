@@ -415,3 +415,91 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
     drop((agent, one, two, cluster));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stream forgotten (or its subjects mistyped) is the commonest way to set the sink up
+/// wrong: JetStream then answers each publish with "no responders". The sink says so, in
+/// `status`, and loses nothing: once the operator creates the stream, every alert arrives,
+/// once.
+#[test]
+fn a_subject_no_stream_takes_is_reported_and_every_alert_arrives_once_the_stream_exists() {
+    require_root();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = std::env::temp_dir().join(format!("sa-nats-nostream-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = Cluster::start(&dir, 1);
+    let servers = cluster.servers();
+    write_policy(&dir);
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "agent_id = \"node-a\"\n\n[alerts]\nwindow_secs = 0\n\n\
+             [[sink]]\nname = \"fleet\"\ntype = \"nats\"\nservers = [{servers:?}]\n\
+             [sink.filter]\nkinds = [\"alert\"]\n"
+        ),
+    )
+    .unwrap();
+    let cgroup = TestCgroup::new("nats-nostream");
+    let socket = dir.join("agent.sock");
+    let (child, _logs) = start_agent_with(
+        &cgroup,
+        &dir.join("out.jsonl"),
+        &[
+            "--policy",
+            dir.join("policy.toml").to_str().unwrap(),
+            "--config",
+            dir.join("agent.toml").to_str().unwrap(),
+            "--journal",
+            dir.join("journal").to_str().unwrap(),
+            "--api-socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let agent = Reaped(child);
+    const N: usize = 50;
+    connections(&cgroup, "127.0.0.1:0", N);
+
+    let sink = || status_of(&socket)["sinks"][0].clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = sink();
+        let error = s["last_error"].as_str().unwrap_or_default();
+        if error.contains("no JetStream stream takes this subject") {
+            assert_eq!(s["delivered"], 0, "{s}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error naming the missing stream in 30 s: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    jetstream(&["create", &servers, STREAM, "sovereign.>", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink()["delivered"].as_u64().unwrap_or(0) < N as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} alerts delivered 60 s after the stream was created",
+            sink()["delivered"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stored: Vec<Value> = jetstream(&["dump", &servers, STREAM])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = stored.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = journaled(&dir)
+        .into_iter()
+        .filter(|(_, k)| k == "alert")
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(expected.len(), N);
+    assert_eq!(seqs, expected, "each alert once, in the journal's order");
+    drop(agent);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,7 @@
 //!    JetStream (agent → JetStream → a collector reading the stream → its subscriber); the
 //!    flow-event backlog published (flow events per second). With each backlog, the agent's
 //!    CPU time per event delivered (the server shares these two CPUs: that figure is the one
-//!    that carries to a host whose NATS runs elsewhere).
+//!    that carries to a host whose NATS runs elsewhere), and the servers' (all nodes).
 //!
 //! 4. The `syslog` sink into a real `rsyslog` over mutual TLS (RFC 5425, JSON bodies): the
 //!    alert backlog (alerts per second counted in rsyslog's output file, and the agent's CPU
@@ -140,14 +140,15 @@ fn bench_webhook(cgroup: &TestCgroup, dir: &Path) {
     let agent = start_agent(cgroup, dir, "webhook.toml", "webhook");
     let d = arrival_rate(
         &agent,
+        &[receiver.0.id()],
         WEBHOOK_BACKLOG,
         "the receiver",
         count,
         Duration::from_millis(50),
     );
     println!(
-        "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert) |",
-        d.rate, d.secs, d.cpu_us_per_event
+        "| webhook sink (HTTPS, one POST per alert, Python receiver): alert backlog | {WEBHOOK_BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in the receiver's log; agent CPU {:.1} µs per alert, receiver's {:.1} µs) |",
+        d.rate, d.secs, d.cpu_us_per_event, d.receivers_cpu_us_per_event
     );
     // The rest of the backlog first (the sink delivers in journal order), then live alerts.
     let before = settled(count);
@@ -259,10 +260,15 @@ fn bench_nats(cgroup: &TestCgroup, dir: &Path, nodes: usize) {
     // The alert backlog (BACKLOG + the latency run's alerts are in the journal).
     let config = sink(&format!("alerts{nodes}"), "\"alert\"");
     let agent = start_agent(cgroup, dir, &config, "nats-alerts");
-    let d = delivered_rate(&agent, &dir.join("nats-alerts.sock"), BACKLOG);
+    let d = delivered_rate(
+        &agent,
+        &cluster.pids(),
+        &dir.join("nats-alerts.sock"),
+        BACKLOG,
+    );
     println!(
-        "| nats sink ({label}): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, each acknowledged by JetStream; agent CPU {:.1} µs per alert) |",
-        d.rate, d.secs, d.cpu_us_per_event
+        "| nats sink ({label}): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, each acknowledged by JetStream; agent CPU {:.1} µs per alert, the servers' {:.1} µs) |",
+        d.rate, d.secs, d.cpu_us_per_event, d.receivers_cpu_us_per_event
     );
     // Latency through JetStream to a collector reading the stream.
     let collector = start_stream_collector(&home, "collector", &servers, "SOVEREIGN");
@@ -293,10 +299,10 @@ fn bench_nats(cgroup: &TestCgroup, dir: &Path, nodes: usize) {
     let agent = start_agent(cgroup, dir, &config, "nats-flows");
     // Each backlog connection left three (some of the latency run's close later).
     let flows = 3 * BACKLOG;
-    let d = delivered_rate(&agent, &dir.join("nats-flows.sock"), flows);
+    let d = delivered_rate(&agent, &cluster.pids(), &dir.join("nats-flows.sock"), flows);
     println!(
-        "| nats sink ({label}): flow-event backlog | {flows} flow events | {:.0} events/s ({:.2} s; agent CPU {:.1} µs per event) |",
-        d.rate, d.secs, d.cpu_us_per_event
+        "| nats sink ({label}): flow-event backlog | {flows} flow events | {:.0} events/s ({:.2} s; agent CPU {:.1} µs per event, the servers' {:.1} µs) |",
+        d.rate, d.secs, d.cpu_us_per_event, d.receivers_cpu_us_per_event
     );
     stop(agent);
     drop(cluster);
@@ -321,14 +327,15 @@ fn bench_syslog(cgroup: &TestCgroup, dir: &Path) {
     // Counted where they arrive: the sink counts an alert delivered once TLS wrote it.
     let d = arrival_rate(
         &agent,
+        &[receiver.0.id()],
         BACKLOG as usize,
         "rsyslog",
         || rsyslog::received_count(&home),
         Duration::from_millis(5),
     );
     println!(
-        "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert) |",
-        d.rate, d.secs, d.cpu_us_per_event
+        "| syslog sink (rsyslog, TLS, JSON body): alert backlog | {BACKLOG} alerts | {:.0} alerts/s ({:.2} s, counted in rsyslog's output file; agent CPU {:.1} µs per alert, rsyslog's {:.1} µs) |",
+        d.rate, d.secs, d.cpu_us_per_event, d.receivers_cpu_us_per_event
     );
     // Caught up (the rest of the journal's alerts too) before measuring live ones.
     let before = settled(|| rsyslog::received_count(&home));
@@ -362,35 +369,46 @@ struct Delivery {
     secs: f64,
     /// The agent's CPU time (all its threads) over those seconds, per event delivered.
     cpu_us_per_event: f64,
+    /// The same for the receiving processes (servers sharing these CPUs with the agent).
+    receivers_cpu_us_per_event: f64,
 }
 
 /// Waits until `receiver` has `n` events by `count` (what arrived or was acknowledged,
-/// polled every `every`; at most 300 s): the rate and the agent's CPU from the first on.
+/// polled every `every`; at most 300 s): the rate, and the CPU of the agent and of the
+/// `receivers` (process ids) from the first on.
 fn arrival_rate(
     agent: &Reaped,
+    receivers: &[u32],
     n: usize,
     receiver: &str,
     count: impl Fn() -> usize,
     every: Duration,
 ) -> Delivery {
     let started = Instant::now();
-    let mut first: Option<(Instant, usize, f64)> = None;
+    let mut first: Option<(Instant, usize, f64, f64)> = None;
+    let receivers_cpu = || receivers.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     let mut profile = None;
     loop {
         let got = count();
         if got > 0 && first.is_none() {
             profile = Profile::start(agent.0.id(), receiver);
-            first = Some((Instant::now(), got, cpu_seconds(agent.0.id())));
+            first = Some((
+                Instant::now(),
+                got,
+                cpu_seconds(agent.0.id()),
+                receivers_cpu(),
+            ));
         }
         if got >= n {
             drop(profile);
-            let (t0, n0, cpu0) = first.expect("a first arrival");
+            let (t0, n0, cpu0, receivers0) = first.expect("a first arrival");
             let secs = t0.elapsed().as_secs_f64();
             let events = (got - n0) as f64;
             return Delivery {
                 rate: events / secs,
                 secs,
                 cpu_us_per_event: (cpu_seconds(agent.0.id()) - cpu0) * 1e6 / events,
+                receivers_cpu_us_per_event: (receivers_cpu() - receivers0) * 1e6 / events,
             };
         }
         assert!(
@@ -448,7 +466,7 @@ impl Drop for Profile {
 }
 
 /// Waits until the one sink of `agent` (API on `socket`) has delivered `n` events.
-fn delivered_rate(agent: &Reaped, socket: &Path, n: u64) -> Delivery {
+fn delivered_rate(agent: &Reaped, receivers: &[u32], socket: &Path, n: u64) -> Delivery {
     let delivered = || {
         let d = status_of(socket)["sinks"][0]["delivered"]
             .as_u64()
@@ -457,6 +475,7 @@ fn delivered_rate(agent: &Reaped, socket: &Path, n: u64) -> Delivery {
     };
     arrival_rate(
         agent,
+        receivers,
         usize::try_from(n).unwrap_or(usize::MAX),
         "the sink (delivered, by its status)",
         delivered,

@@ -84,6 +84,7 @@ async fn consume(collector: &Arc<Collector>, source: &JetStreamSource) -> String
         &source.servers,
         format!("sovereign-collector {}", source.stream),
         AfterLoss::Reconnect,
+        None,
     )
     .await
     {

@@ -7,10 +7,12 @@
 //! - [`driver`]: the delivery loop every sink shares (journal → [`record`]s in batches →
 //!   acknowledged → cursor), with [`cursor`] and [`stats`].
 //! - [`transport`]: one type per receiver: [`to_collector`], [`nats`], [`syslog`],
-//!   [`webhook`]; [`render`] is what they send for an event.
+//!   [`webhook`] ([`jetstream_acks`]: the nats sink's acknowledgements); [`render`] is what
+//!   they send for an event.
 pub mod config;
 pub mod cursor;
 pub mod driver;
+pub mod jetstream_acks;
 pub mod nats;
 pub mod record;
 pub mod render;

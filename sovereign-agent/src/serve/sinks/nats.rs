@@ -7,7 +7,9 @@
 //! up to `in_flight_batches` batches are in flight: the next is published while JetStream
 //! stores and replicates the earlier ones. After a failure the first batch of the next
 //! session is published one event at a time, each after the previous one's acknowledgement,
-//! so the re-sent events land in the stream in journal order.
+//! so the re-sent events land in the stream in journal order. Acknowledgements come back on
+//! one subscription per session ([`super::jetstream_acks`]); a batch fails when
+//! `ack_timeout_ms` passes without the next one it waits for.
 //!
 //! The sink's client never reconnects by itself. A NATS client keeps what it had not written
 //! yet when its connection dies and sends it after reconnecting; what was in the dead
@@ -26,7 +28,7 @@ use std::{
 
 use async_nats::{
     header::{HeaderMap, HeaderName, NATS_MESSAGE_ID},
-    jetstream, HeaderValue, Subject,
+    HeaderValue, Subject,
 };
 use bytes::Bytes;
 use prost::Message;
@@ -35,17 +37,27 @@ use sovereign_agent_proto::agent::v1 as pb;
 use super::{
     config::{NatsSink, PayloadFormat},
     driver::Failed,
+    jetstream_acks::Acks,
     record::Record,
     render::{render, Origin},
     transport::Acknowledgement,
 };
+
+/// A message to publish: subject, headers, payload.
+type Outgoing = (Subject, HeaderMap, Bytes);
+
+/// One connection: the client, and the subscription its acknowledgements arrive on.
+struct Session {
+    client: async_nats::Client,
+    acks: Acks,
+}
 
 pub struct NatsTransport {
     config: NatsSink,
     origin: Origin,
     /// The agent id as a subject token (no `.`, `*`, `>` or whitespace).
     token: String,
-    context: Option<jetstream::Context>,
+    session: Option<Session>,
     /// Set when the client's connection was lost (it will not reconnect).
     lost: Arc<AtomicBool>,
     /// Bounds each publish and each acknowledgement.
@@ -107,17 +119,22 @@ pub enum AfterLoss {
 const NO_RECONNECT: Duration = Duration::from_secs(3600);
 
 /// Connects to the first NATS server of `to` that answers; returns the client and a flag set
-/// when its connection is lost.
+/// when its connection is lost. `unread`: messages a subscription may hold unread before the
+/// client drops what comes next (None: the library's 65,536).
 pub async fn connect(
     to: &NatsServers,
     name: String,
     after_loss: AfterLoss,
+    unread: Option<usize>,
 ) -> Result<(async_nats::Client, Arc<AtomicBool>), String> {
     let lost = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicBool::new(false));
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .name(name);
+    if let Some(unread) = unread {
+        options = options.subscription_capacity(unread.max(1024));
+    }
     if after_loss == AfterLoss::Stay {
         let (lost, on_event) = (lost.clone(), connected.clone());
         let on_delay = connected.clone();
@@ -176,7 +193,7 @@ impl NatsTransport {
             token: subject_token(&origin.agent_id),
             config,
             origin,
-            context: None,
+            session: None,
             lost: Arc::new(AtomicBool::new(false)),
             timeout: Duration::from_secs(5),
             careful: false,
@@ -197,27 +214,22 @@ impl NatsTransport {
             },
             format!("sovereign-agent {}", self.origin.agent_id),
             AfterLoss::Stay,
+            // Every acknowledgement of the window, and those of a failed batch's tail.
+            Some(self.max_in_flight.saturating_mul(2)),
         )
         .await?;
         let (client, lost) = client;
         self.lost = lost;
         let timeout = Duration::from_millis(c.ack_timeout_ms);
         self.timeout = timeout;
-        self.context = Some(
-            jetstream::context::ContextBuilder::new()
-                .timeout(timeout)
-                // Room for every message of the window: a permit is returned only when its
-                // acknowledgement is awaited, which the driver does after publishing.
-                .max_ack_inflight(self.max_in_flight.max(1))
-                .backpressure_on_inflight(true)
-                .build(client),
-        );
+        let acks = Acks::start(&client).await?;
+        self.session = Some(Session { client, acks });
         Ok(())
     }
 
     /// A session ends only when it failed (or the agent stops): the next one starts carefully.
     pub fn disconnect(&mut self) {
-        self.context = None;
+        self.session = None;
         self.careful = true;
     }
 
@@ -225,7 +237,7 @@ impl NatsTransport {
         self.config.in_flight_batches.max(1)
     }
 
-    fn message(&mut self, r: &Record) -> (Subject, HeaderMap, Bytes) {
+    fn message(&mut self, r: &Record) -> Outgoing {
         let payload = match self.config.format {
             PayloadFormat::Json => {
                 let rendered = render(&self.origin, r.event());
@@ -277,119 +289,97 @@ impl NatsTransport {
     /// (or the first of them it did not). Careful (after a failure): returns once each was
     /// acknowledged in turn.
     pub async fn send(&mut self, events: &[Record]) -> Acknowledgement {
-        let Some(context) = self.context.clone() else {
+        if self.session.is_none() {
             return Box::pin(std::future::ready(Err(Failed::none("not connected"))));
-        };
-        let messages: Vec<_> = events.iter().map(|e| self.message(e)).collect();
+        }
+        let messages: Vec<_> = events.iter().map(|e| (e.seq, self.message(e))).collect();
         if self.careful {
-            let result = self.one_at_a_time(&context, messages).await;
+            let result = self.one_at_a_time(messages).await;
             self.careful = result.is_err();
             return Box::pin(std::future::ready(result));
         }
-        self.pipelined(&context, messages).await
+        self.pipelined(messages).await
     }
 
-    async fn one_at_a_time(
-        &mut self,
-        context: &jetstream::Context,
-        messages: Vec<(Subject, HeaderMap, Bytes)>,
-    ) -> Result<(), Failed> {
-        for (i, (subject, headers, payload)) in messages.into_iter().enumerate() {
-            let fail = |e: String| Failed {
+    async fn one_at_a_time(&mut self, messages: Vec<(u64, Outgoing)>) -> Result<(), Failed> {
+        let Some(session) = &self.session else {
+            return Err(Failed::none("not connected"));
+        };
+        for (i, (seq, message)) in messages.into_iter().enumerate() {
+            let fail = |error: String| Failed {
                 delivered: i,
-                error: e,
+                error,
             };
-            let ack = self
-                .publish(context, subject, headers, payload)
+            self.publish(session, seq, message).await.map_err(fail)?;
+            session
+                .acks
+                .wait(vec![seq], self.timeout, self.duplicates.clone())
                 .await
-                .map_err(fail)?
-                .await
-                .map_err(|e| fail(format!("JetStream did not acknowledge: {e}")))?;
-            self.duplicates.fetch_add(u64::from(ack.duplicate), Relaxed);
+                .map_err(|f| fail(f.error))?;
         }
         Ok(())
     }
 
     /// Publishes until all are sent or one is refused (nothing after it goes out: it would be
     /// stored ahead of the refused one's re-send).
-    async fn pipelined(
-        &mut self,
-        context: &jetstream::Context,
-        messages: Vec<(Subject, HeaderMap, Bytes)>,
-    ) -> Acknowledgement {
-        let mut pending = Vec::with_capacity(messages.len());
+    async fn pipelined(&mut self, messages: Vec<(u64, Outgoing)>) -> Acknowledgement {
+        let Some(session) = &self.session else {
+            return Box::pin(std::future::ready(Err(Failed::none("not connected"))));
+        };
+        let mut published = Vec::with_capacity(messages.len());
         let mut refused = None;
-        for (subject, headers, payload) in messages {
-            match self.publish(context, subject, headers, payload).await {
-                Ok(ack) => pending.push(ack),
-                Err(e) => {
-                    // Nor does any later batch of this session (the driver may send one
-                    // before it sees this batch fail): the connection is treated as lost.
-                    self.lost.store(true, Relaxed);
+        let publishing = async {
+            for (seq, message) in messages {
+                if let Err(e) = self.publish(session, seq, message).await {
                     refused = Some(e);
-                    break;
+                    return;
                 }
+                published.push(seq);
             }
+        };
+        if tokio::time::timeout(self.timeout, publishing)
+            .await
+            .is_err()
+        {
+            refused = Some(format!(
+                "NATS publish: the client took no more within {:?}",
+                self.timeout
+            ));
         }
-        let duplicates = self.duplicates.clone();
+        if refused.is_some() {
+            // Nor does any later batch of this session (the driver may send one before it
+            // sees this batch fail): the connection is treated as lost.
+            self.lost.store(true, Relaxed);
+        }
+        let sent = published.len();
+        let acknowledged = session
+            .acks
+            .wait(published, self.timeout, self.duplicates.clone());
         Box::pin(async move {
             // What was sent before a refusal still counts, in order, if acknowledged.
-            let delivered = await_acks(pending, &duplicates).await?;
+            acknowledged.await?;
             match refused {
                 None => Ok(()),
-                Some(error) => Err(Failed { delivered, error }),
+                Some(error) => Err(Failed {
+                    delivered: sent,
+                    error,
+                }),
             }
         })
     }
 
     /// Hands one message to the client, unless its connection was lost (then nothing more
-    /// goes out on it: see the module's documentation); bounded by the ack timeout, since a
-    /// client that is not writing stops taking messages once its buffer is full.
-    async fn publish(
-        &self,
-        context: &jetstream::Context,
-        subject: Subject,
-        headers: HeaderMap,
-        payload: Bytes,
-    ) -> Result<jetstream::context::PublishAckFuture, String> {
+    /// goes out on it: see the module's documentation).
+    async fn publish(&self, session: &Session, seq: u64, m: Outgoing) -> Result<(), String> {
         if self.lost.load(Relaxed) {
             return Err("the connection to NATS was lost".into());
         }
-        match tokio::time::timeout(
-            self.timeout,
-            context.publish_with_headers(subject, headers, payload),
-        )
-        .await
-        {
-            Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(e)) => Err(format!("NATS publish: {e}")),
-            Err(_) => Err(format!("NATS publish: not taken within {:?}", self.timeout)),
-        }
+        session
+            .client
+            .publish_with_reply_and_headers(m.0, session.acks.reply_to(seq), m.1, m.2)
+            .await
+            .map_err(|e| format!("NATS publish: {e}"))
     }
-}
-
-/// Awaits acknowledgements in order (all are in flight already: they arrive concurrently);
-/// Ok(count) when all came, or how many of the first ones came before the first failure.
-async fn await_acks(
-    pending: Vec<jetstream::context::PublishAckFuture>,
-    duplicates: &AtomicU64,
-) -> Result<usize, Failed> {
-    let mut delivered = 0;
-    for ack in pending {
-        match ack.await {
-            Ok(a) => {
-                duplicates.fetch_add(u64::from(a.duplicate), Relaxed);
-                delivered += 1;
-            }
-            Err(e) => {
-                return Err(Failed {
-                    delivered,
-                    error: format!("JetStream did not acknowledge: {e}"),
-                })
-            }
-        }
-    }
-    Ok(delivered)
 }
 
 #[cfg(test)]
