@@ -34,6 +34,7 @@ fn write_policy(dir: &Path) {
     .unwrap();
 }
 
+/// The agent of `dir` (its API on `dir/agent.sock`).
 fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> Reaped {
     let (child, logs) = start_agent_with(
         cgroup,
@@ -47,6 +48,8 @@ fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> 
             dir.join("journal").to_str().unwrap(),
             "--metrics-listen",
             metrics,
+            "--api-socket",
+            dir.join("agent.sock").to_str().unwrap(),
         ],
     );
     // The sink's interruptions, shown with a failure: which way a delivery broke.
@@ -63,7 +66,7 @@ fn start_agent(cgroup: &TestCgroup, dir: &Path, output: &str, metrics: &str) -> 
 /// sink's to deliver, and this test is about the sink). At 6,000/s a CI run lost 175
 /// records while the other test's cluster and the faster sink shared the CPUs.
 ///
-/// The two tests also run one at a time ([`SERIAL`]): each runs three nats-servers.
+/// The tests also run one at a time ([`SERIAL`]): two of them run three nats-servers each.
 fn connections(cgroup: &TestCgroup, addr: &str, n: usize) {
     let out = Command::new(target_bin("sa-traffic"))
         .env("SA_TRAFFIC_RATE", "3000")
@@ -129,15 +132,21 @@ fn kernel_losses(dir: &Path) -> u64 {
 /// Held by each test for its whole run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The test's own run: [`SERIAL`] held, and an empty directory `name`.
+fn serial_run(name: &str) -> (std::sync::MutexGuard<'static, ()>, std::path::PathBuf) {
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (serial, dir)
+}
+
 #[test]
 fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_an_agent_restart() {
     require_root();
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = std::env::temp_dir().join(format!("sa-nats-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_serial, dir) = serial_run("sa-nats");
     let mut cluster = Cluster::start(&dir, 3);
     let servers = cluster.servers();
     jetstream(&["create", &servers, STREAM, "sovereign.>", "3"]);
@@ -273,12 +282,7 @@ fn a_jetstream_cluster_holds_every_event_once_in_order_through_a_node_kill_and_a
 #[test]
 fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_agent() {
     require_root();
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = std::env::temp_dir().join(format!("sa-nats-collectors-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_serial, dir) = serial_run("sa-nats-collectors");
     collector_certs(&dir, "node-a");
     let cluster = Cluster::start(&dir, 3);
     let servers = cluster.servers();
@@ -423,12 +427,7 @@ fn collectors_consume_the_stream_each_holding_every_alert_once_by_the_subjects_a
 #[test]
 fn a_subject_no_stream_takes_is_reported_and_every_alert_arrives_once_the_stream_exists() {
     require_root();
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = std::env::temp_dir().join(format!("sa-nats-nostream-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_serial, dir) = serial_run("sa-nats-nostream");
     let cluster = Cluster::start(&dir, 1);
     let servers = cluster.servers();
     write_policy(&dir);
@@ -443,21 +442,8 @@ fn a_subject_no_stream_takes_is_reported_and_every_alert_arrives_once_the_stream
     .unwrap();
     let cgroup = TestCgroup::new("nats-nostream");
     let socket = dir.join("agent.sock");
-    let (child, _logs) = start_agent_with(
-        &cgroup,
-        &dir.join("out.jsonl"),
-        &[
-            "--policy",
-            dir.join("policy.toml").to_str().unwrap(),
-            "--config",
-            dir.join("agent.toml").to_str().unwrap(),
-            "--journal",
-            dir.join("journal").to_str().unwrap(),
-            "--api-socket",
-            socket.to_str().unwrap(),
-        ],
-    );
-    let agent = Reaped(child);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let agent = start_agent(&cgroup, &dir, "out.jsonl", &metrics);
     const N: usize = 50;
     connections(&cgroup, "127.0.0.1:0", N);
 
