@@ -1,6 +1,7 @@
 //! What a sink sends for one event: its idempotency key, the JSON form (the `tail --json`
-//! object with the agent's and journal's identity in front), a one-line summary (chat), and
-//! ArcSight CEF (SIEMs).
+//! fields with the key and the agent's and journal's identity added; a `serde_json::Value`,
+//! so its keys come out in alphabetical order), a one-line summary (chat), and ArcSight CEF
+//! (SIEMs).
 use serde_json::Value;
 use sovereign_agent_proto::agent::v1 as pb;
 
