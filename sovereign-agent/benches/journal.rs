@@ -1,5 +1,6 @@
-//! Journal speed: appending with fsync per batch, verifying, exporting-style decoding and
-//! replaying under a policy with the real provider datasets (about 105,000 prefixes).
+//! Journal speed: appending with fsync per batch, a subscriber's cost per record (naming its
+//! kind, decoding it), verifying, exporting-style decoding and replaying under a policy with
+//! the real provider datasets (about 105,000 prefixes).
 //!
 //!     cargo bench -p sovereign-agent --bench journal
 //!
@@ -15,6 +16,7 @@ use std::{
 mod testdata;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prost::Message;
 use sovereign_agent::{
     cli::{journal::FilterArgs, replay},
     clock::WallClock,
@@ -22,8 +24,10 @@ use sovereign_agent::{
     event::{Event, EventKind, FlowEvent},
     journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
     policy::{DnsChain, Policy},
+    serve::api::peek::peek,
 };
 use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
+use sovereign_agent_proto::agent::v1 as pb;
 
 const BATCH: usize = 1024;
 const REPLAY_RECORDS: u64 = 1_000_000;
@@ -138,6 +142,37 @@ fn bench(c: &mut Criterion) {
         w.close().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
+    g.finish();
+
+    // What a subscriber pays per record it reads: the walk that names the kind (all that a
+    // record of a kind it did not ask for costs now), against the full decode (what each
+    // record cost before).
+    let payloads: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|e| {
+            let mut b = Vec::new();
+            sovereign_agent::journal::convert::encode(e, &mut b);
+            b
+        })
+        .collect();
+    let mut g = c.benchmark_group("subscriber_record");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("peek_kind", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                let peeked = peek(p).expect("well-formed");
+                std::hint::black_box(peeked);
+            }
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                let e = pb::Event::decode(&p[..]).expect("decodes");
+                std::hint::black_box(e);
+            }
+        })
+    });
     g.finish();
 
     // A journal of a million records for verify and replay.
