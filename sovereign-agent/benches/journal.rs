@@ -163,7 +163,7 @@ fn bench(c: &mut Criterion) {
                 let peeked = peek(p).expect("well-formed");
                 std::hint::black_box(peeked);
             }
-        })
+        });
     });
     g.bench_function("decode", |b| {
         b.iter(|| {
@@ -171,7 +171,7 @@ fn bench(c: &mut Criterion) {
                 let e = pb::Event::decode(&p[..]).expect("decodes");
                 std::hint::black_box(e);
             }
-        })
+        });
     });
     g.finish();
 
