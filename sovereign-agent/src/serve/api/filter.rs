@@ -131,6 +131,11 @@ impl EventFilter {
             || self.destination.is_some()
     }
 
+    /// Whether only some kinds are wanted.
+    pub fn selects_kinds(&self) -> bool {
+        !self.kinds.is_empty()
+    }
+
     /// Whether events of `kind` can match (the other conditions are judged on the event).
     pub fn kind_matches(&self, kind: &str) -> bool {
         self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind)

@@ -45,7 +45,7 @@ fn event_response(
 ) -> Option<pb::StreamEventsResponse> {
     // Most records of a journal are of kinds a subscriber did not ask for: those are dropped
     // without decoding them.
-    if peek(payload).is_some_and(|p| !filter.kind_matches(p.kind)) {
+    if filter.selects_kinds() && peek(payload).is_some_and(|p| !filter.kind_matches(p.kind)) {
         return None;
     }
     let mut e = pb::Event::decode(payload).ok()?;

@@ -301,21 +301,18 @@ impl NatsTransport {
         self.pipelined(messages).await
     }
 
+    /// Each message as a batch of its own, after the previous one's acknowledgement (with the
+    /// same bound on the publish: a client whose connection died takes no more, and without
+    /// it the sink would wait for the client's reconnect delay, an hour).
     async fn one_at_a_time(&mut self, messages: Vec<(u64, Outgoing)>) -> Result<(), Failed> {
-        let Some(session) = &self.session else {
-            return Err(Failed::none("not connected"));
-        };
-        for (i, (seq, message)) in messages.into_iter().enumerate() {
-            let fail = |error: String| Failed {
-                delivered: i,
-                error,
-            };
-            self.publish(session, seq, message).await.map_err(fail)?;
-            session
-                .acks
-                .wait(vec![seq], self.timeout, self.duplicates.clone())
+        for (i, message) in messages.into_iter().enumerate() {
+            self.pipelined(vec![message])
                 .await
-                .map_err(|f| fail(f.error))?;
+                .await
+                .map_err(|f| Failed {
+                    delivered: i,
+                    error: f.error,
+                })?;
         }
         Ok(())
     }
