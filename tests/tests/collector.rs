@@ -515,3 +515,66 @@ fn a_reinstalled_agent_is_heard_and_certificates_keep_to_their_roles() {
     assert_eq!(String::from_utf8_lossy(&allowed.stdout).lines().count(), 12);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The attack of issue 31 (finding 1): an agent presents its own certificate and key with the
+/// team's (public) subscriber certificate appended to its chain. The handshake accepts it (the
+/// leaf chains to the agent CA); the subscriber role must not, because the role comes from the
+/// leaf's own verified path, not from any certificate in the chain. Before the fix, `status`
+/// and `tail` of the whole fleet answered.
+#[test]
+fn an_agent_certificate_with_the_subscriber_certificate_appended_cannot_read_the_fleet() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("sa-roles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    collector_certs(&dir, "agent-a");
+    let forged = [
+        std::fs::read_to_string(dir.join("agent-a.pem")).unwrap(),
+        std::fs::read_to_string(dir.join("team.pem")).unwrap(),
+        std::fs::read_to_string(dir.join("subscribers-ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("forged.pem"), forged).unwrap();
+    std::fs::copy(dir.join("agent-a.key"), dir.join("forged.key")).unwrap();
+    let port = free_port();
+    let _collector = start_collector(&dir, port);
+    let client = |verb: &str, cert: &str| {
+        let mut command = Command::new(target_bin("sovereign-agent"));
+        command.arg(verb);
+        if verb == "tail" {
+            command.args(["--json", "--since-seq", "0", "--count", "1"]);
+        } else {
+            command.arg("--json");
+        }
+        command
+            .arg("--collector")
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--ca")
+            .arg(dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(dir.join(format!("{cert}.pem")))
+            .arg("--key")
+            .arg(dir.join(format!("{cert}.key")))
+            .output()
+            .unwrap()
+    };
+    for verb in ["status", "tail"] {
+        let refused = client(verb, "forged");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{verb} answered a forged chain");
+        assert!(refused.stdout.is_empty(), "{verb}: nothing shown");
+        assert!(
+            stderr.contains("\"agent-a\" is not from the subscriber CA"),
+            "{verb}: {stderr}"
+        );
+    }
+    // The team's own certificate still reads.
+    let allowed = client("status", "team");
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let status: Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(status["journal_next_seq"], 0, "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
