@@ -169,6 +169,107 @@ fn no_existing_events_when_switched_off() {
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
 
+/// Issue 31, finding 10: a process in the agent's network namespace addresses a forged
+/// socket-destroy announcement (SOCK_DIAG_BY_FAMILY, the cookie of a live connection found at
+/// start, zero bytes) to the agent's netlink listener. Before the fix the agent reported that
+/// connection's `close` with 0 bytes while it went on; now only the kernel ends it.
+#[test]
+fn a_forged_destroy_announcement_does_not_end_an_existing_connection() {
+    let cgroup = TestCgroup::new("existing-forged");
+    let dir = std::env::temp_dir().join(format!("sa-existing-forged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let go = dir.join("go");
+    let _ = std::fs::remove_file(&go);
+    let (port, served) = server();
+    let client = format!(
+        "import os, socket, time\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         s.sendall(b'a' * 1000)\n\
+         got = 0\n\
+         while got < 300:\n    got += len(s.recv(4096))\n\
+         print('talked', flush=True)\n\
+         while not os.path.exists('{go}'):\n    time.sleep(0.05)\n\
+         s.sendall(b'b' * 500)\n\
+         s.close()\n\
+         time.sleep(2)\n",
+        go = go.display()
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cgroup.path().display()
+        ))
+        .arg(&client)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "talked");
+    let client = Reaped(child);
+    let (agent, _logs) = start_agent_with(&cgroup, &output, &[]);
+    let agent = Reaped(agent);
+    let existing = wait_for_event(&output, |e| {
+        e["kind"] == "existing" && e["dst_port"] == port
+    });
+    let cookie = existing["cookie"].as_u64().unwrap();
+
+    // The forger: an inet_diag_msg for the live connection, unicast to every sock_diag
+    // socket that listens to a multicast group (the agent's destroy listener).
+    let forger = dir.join("forger.py");
+    std::fs::write(
+        &forger,
+        format!(
+            r"import socket, struct
+cookie, port = {cookie}, {port}
+sent = 0
+for line in open('/proc/net/netlink').read().splitlines()[1:]:
+    f = line.split()
+    if int(f[1]) != 4 or int(f[3], 16) == 0:
+        continue
+    sockid = struct.pack('>HH', 0, port) + bytes(16) + socket.inet_aton('127.0.0.1') + bytes(12)
+    sockid += struct.pack('=IQ', 0, cookie)
+    body = struct.pack('=BBBB', socket.AF_INET, 7, 0, 0) + sockid + struct.pack('=IIIII', 0, 0, 0, 0, 0)
+    msg = struct.pack('=IHHII', 16 + len(body), 20, 0, 1, 0) + body
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
+    s.sendto(msg, (int(f[2]), 0))
+    sent += 1
+print(sent)
+"
+        ),
+    )
+    .unwrap();
+    let (_, out) =
+        sovereign_agent_tests::run_in_cgroup(&cgroup, &format!("python3 {}", forger.display()));
+    let sent: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(sent >= 1, "the forger found the listener: {out:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !events_of(&output)
+            .iter()
+            .any(|e| e["kind"] == "close" && e["cookie"] == cookie),
+        "a forged announcement ended a live connection's record"
+    );
+    // The real end still comes, with every byte.
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(served.recv_timeout(Duration::from_secs(10)).unwrap(), 1500);
+    let close = wait_for_event(&output, |e| e["kind"] == "close" && e["cookie"] == cookie);
+    assert_eq!(close["bytes_sent"], 1500, "{close:#}");
+    assert_eq!(close["bytes_received"], 300, "{close:#}");
+    drop(client);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The same for a process in a network namespace of its own (a pod's, say): the agent lists
 /// that namespace's sockets and hears their ends there.
 #[test]

@@ -61,6 +61,8 @@ pub struct Report {
     pub unattributed: AtomicU64,
     /// Ends of existing connections that were not heard (the announcement queue overflowed).
     pub closes_lost: AtomicU64,
+    /// Destroy announcements that did not come from the kernel (forged; ignored).
+    pub forged_destroys: AtomicU64,
 }
 
 /// Where to look: the watched cgroup directory and /proc.
@@ -250,8 +252,15 @@ impl Followed {
         set_receive_timeout(&self.listener, Duration::from_millis(500));
         let mut buf = vec![0u8; 64 * 1024];
         while !self.open.is_empty() && !found.is_closed() {
-            let n = match self.listener.recv(&mut &mut buf[..], 0) {
-                Ok(n) => n,
+            let n = match self.listener.recv_from(&mut &mut buf[..], 0) {
+                // Only the kernel (port id 0) announces a destroyed socket. Anyone in this
+                // network namespace can unicast to the listener's port id: a forged
+                // announcement would end a live connection's record with the bytes it names.
+                Ok((n, from)) if from.port_number() == 0 => n,
+                Ok(_) => {
+                    report.forged_destroys.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

@@ -357,6 +357,11 @@ pub fn render(s: &Sources) -> String {
         "Ends of connections found at start that were not heard (the kernel's announcements overflowed).",
         &[(vec![], existing.closes_lost.load(Relaxed) as f64)],
     );
+    out.counter(
+        "sovereign_agent_existing_forged_destroys_total",
+        "Socket-destroy announcements that did not come from the kernel (forged by a process; ignored).",
+        &[(vec![], existing.forged_destroys.load(Relaxed) as f64)],
+    );
     let (procs, entries) = *c
         .processes
         .lock()
