@@ -18,7 +18,7 @@ pub const LOSSES_MAP: &str = "LOSSES";
 /// make a TCP connection's records be lost.
 pub const PRIORITY_MAP: &str = "PRIORITY";
 /// Default size of [`PRIORITY_MAP`] (bytes, a power of two and a multiple of the page size).
-pub const DEFAULT_PRIORITY_RING_BYTES: u32 = 1024 * 1024;
+pub const DEFAULT_PRIORITY_RING_BYTES: u32 = 8 * 1024 * 1024;
 /// Name of the LRU hash map of per-workload budgets: [`BudgetKey`] → [`Budget`].
 pub const BUDGETS_MAP: &str = "BUDGETS";
 /// Entries of [`BUDGETS_MAP`].
@@ -106,6 +106,67 @@ const _: () = assert!(size_of::<FloodTally>() == 72);
 
 /// Nanoseconds between two flood notices of one budget entry.
 pub const FLOOD_NOTICE_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// A budget may fold repeats; it never hides a destination. Over its budget, a workload's TCP
+/// connect to a destination it has not reached within [`DESTINATION_WINDOW_NS`] is still
+/// written (up to a bound of its own, the cgroup's [`BUDGET_CLASS_NEW_DESTINATION`] budget);
+/// a repeat to a destination it has reached is counted under that destination
+/// ([`DESTINATION_REPEATS_MAP`]) and reported as a `flood` event naming it.
+///
+/// Name of the LRU hash map of the destinations each cgroup's TCP connects reached:
+/// [`DestinationKey`] → monotonic ns of the last connect to it that was written.
+pub const DESTINATIONS_MAP: &str = "DESTINATIONS";
+/// Entries of [`DESTINATIONS_MAP`]. An evicted destination is new again: its next connect is
+/// written (the safe direction).
+pub const DESTINATION_ENTRIES: u32 = 65_536;
+/// Entries of [`DESTINATION_REPEATS_MAP`] (per CPU: 32 bytes each per CPU): destinations whose
+/// repeats are being folded at once. An evicted one is reported up to its last poll; what it
+/// folded after is in the global counter.
+pub const DESTINATION_REPEAT_ENTRIES: u32 = 16_384;
+/// How long a written connect makes its destination known.
+pub const DESTINATION_WINDOW_NS: u64 = 60_000_000_000;
+/// Name of the per-CPU LRU hash map of the repeats each budget folded per destination:
+/// [`DestinationKey`] → [`RepeatTally`].
+pub const DESTINATION_REPEATS_MAP: &str = "DESTINATION_REPEATS";
+/// The budget class (cgroup scope) of TCP connects to new destinations beyond the workload's
+/// own budgets.
+pub const BUDGET_CLASS_NEW_DESTINATION: u32 = 2;
+/// Kernel globals of that budget (same form as the others); an interval of 0: no bound (every
+/// new destination is written).
+pub const BUDGET_NEW_DESTINATION_INTERVAL_NS_GLOBAL: &str = "BUDGET_NEW_DESTINATION_INTERVAL_NS";
+pub const BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL: &str = "BUDGET_NEW_DESTINATION_BURST_NS";
+/// The scope of a [`RecordKind::Repeats`] notice's flood report: one destination of one cgroup.
+pub const BUDGET_SCOPE_DESTINATION: u32 = 3;
+
+/// Key of [`DESTINATIONS_MAP`] and [`DESTINATION_REPEATS_MAP`]: a cgroup and where it connected.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DestinationKey {
+    pub cgroup_id: u64,
+    /// Network byte order; IPv4 in the first 4 bytes, the rest zero.
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of [`DESTINATION_REPEATS_MAP`] on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepeatTally {
+    /// Connects folded, cumulative.
+    pub connects: u64,
+    /// First and last fold on this CPU (monotonic ns).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// When this CPU last wrote a [`RecordKind::Repeats`] notice for the key.
+    pub notice_ns: u64,
+}
+
+const _: () = assert!(size_of::<DestinationKey>() == 32);
+const _: () = assert!(size_of::<RepeatTally>() == 32);
 /// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
 pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
 /// Name of the LRU hash map of the outbound TCP sockets whose connect the programs saw, by
@@ -189,6 +250,11 @@ pub enum RecordKind {
     /// process (process scope) and `cgroup_id` the cgroup. User space reads the counts from
     /// [`BUDGETS_MAP`]. Written to [`PRIORITY_MAP`].
     Flood = 14,
+    /// A budget folded repeated TCP connects to a destination the workload had reached (at
+    /// most one notice a second per [`DestinationKey`] and CPU): a [`FlowRecord`] of the
+    /// last folded connect (who, cgroup, destination). User space reads the counts from
+    /// [`DESTINATION_REPEATS_MAP`]. Written to [`PRIORITY_MAP`].
+    Repeats = 15,
 }
 
 impl RecordKind {
@@ -224,6 +290,7 @@ impl TryFrom<u32> for RecordKind {
             12 => Self::Exit,
             13 => Self::Argv,
             14 => Self::Flood,
+            15 => Self::Repeats,
             other => return Err(other),
         })
     }
@@ -431,6 +498,10 @@ mod user {
     unsafe impl aya::Pod for Budget {}
     // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
     unsafe impl aya::Pod for FloodTally {}
+    // SAFETY: as above (32 bytes, no implicit padding: asserted).
+    unsafe impl aya::Pod for DestinationKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RepeatTally {}
 
     /// Why a ring-buffer item could not be decoded.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -675,7 +746,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_rejected_not_transmuted() {
-        for raw in [0, 15, 0xdead_beef] {
+        for raw in [0, 16, 0xdead_beef] {
             assert_eq!(
                 Decoded::try_from(record(raw).as_bytes()),
                 Err(DecodeError::UnknownKind(raw))

@@ -8,7 +8,7 @@ use sovereign_agent_common::{
 };
 
 use crate::{
-    budget::{admit_task, Suppressed},
+    budget::{admit_connect, admit_task, Suppressed},
     emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit, submit_priority},
     maps::{TcpSocket, TCP_SOCKETS, TLS_HELLO},
 };
@@ -76,9 +76,15 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
         addr: &dst_addr,
         port: dst_port,
     };
-    if !admit_task(class, &owner, &suppressed) {
-        // Over budget: counted there. Not tracked either, so its established and close
-        // (which would be the only records of this connection) are not written.
+    let admitted = if tcp {
+        admit_connect(&owner, protocol, &suppressed)
+    } else {
+        admit_task(class, &owner, &suppressed)
+    };
+    if !admitted {
+        // Over budget: counted there (a repeat under its destination). Not tracked either,
+        // so its established and close (which would be the only records of this
+        // connection) are not written.
         return;
     }
 

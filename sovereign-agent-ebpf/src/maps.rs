@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use sovereign_agent_common::{
-    Budget, BudgetKey, FloodTally, SendKey, SendTally, BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES,
-    DEFAULT_RING_BYTES, SUPPRESSED_KINDS,
+    Budget, BudgetKey, DestinationKey, FloodTally, RepeatTally, SendKey, SendTally, BUDGET_ENTRIES,
+    DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DESTINATION_ENTRIES,
+    DESTINATION_REPEAT_ENTRIES, SUPPRESSED_KINDS,
 };
 
 /// Every record for user space. User space may resize it at load time.
@@ -25,6 +26,16 @@ pub static BUDGETS: LruHashMap<BudgetKey, Budget> = LruHashMap::with_max_entries
 #[map]
 pub static FLOODS: LruPerCpuHashMap<BudgetKey, FloodTally> =
     LruPerCpuHashMap::with_max_entries(BUDGET_ENTRIES, 0);
+
+/// The destinations each cgroup's written TCP connects reached, and when (see `budget`).
+#[map]
+pub static DESTINATIONS: LruHashMap<DestinationKey, u64> =
+    LruHashMap::with_max_entries(DESTINATION_ENTRIES, 0);
+
+/// Repeated TCP connects a budget folded, per destination and CPU (see `budget`).
+#[map]
+pub static DESTINATION_REPEATS: LruPerCpuHashMap<DestinationKey, RepeatTally> =
+    LruPerCpuHashMap::with_max_entries(DESTINATION_REPEAT_ENTRIES, 0);
 
 /// Every suppressed record by what it would have reported, per CPU.
 #[map]

@@ -545,7 +545,8 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         | RecordKind::Exec
         | RecordKind::Exit
         | RecordKind::Argv
-        | RecordKind::Flood => None,
+        | RecordKind::Flood
+        | RecordKind::Repeats => None,
     }
 }
 

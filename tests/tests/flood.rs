@@ -409,3 +409,116 @@ fn over_the_flow_ceiling_flows_are_folded_and_add_up() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 31's headline attack: a workload hides a violating connect inside its own burst of
+/// connects. With the default budgets and a local-only allow-list, one process makes 20,000
+/// connects to a listener of its own and, after 10,000 of them, one connect to a destination
+/// outside the allow-list (127.0.0.2 on a closed port: loopback, but not resident). On
+/// da56306 the budget counted that connect into a `flood` event with no record, verdict or
+/// alert of its own. A budget may fold repeats; it must never hide a destination: the foreign
+/// connect is written with its verdict and raises its alert, and every connect is either
+/// written or counted under its own destination.
+#[test]
+fn a_foreign_connect_hidden_in_a_burst_of_connects_is_written_with_its_verdict_and_alert() {
+    let cgroup = TestCgroup::new("burst-hide");
+    let dir = std::env::temp_dir().join(format!("sa-burst-hide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"local-only\"\nversion = \"1\"\ndefault = \"violation\"\n\n\
+         [zones.resident]\ncidrs = [\"127.0.0.1/32\"]\n\n\
+         [[rule]]\nname = \"resident-only\"\nworkload = { comm = [\"sa-traffic\"] }\n\
+         allow = [\"resident\"]\notherwise = \"violation\"\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--policy", policy.to_str().unwrap()],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    let foreign = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let foreign_port = foreign.local_addr().unwrap().port();
+    drop(foreign); // closed: the connect is refused, as a foreign host's firewall might
+    let n: u64 = 20_000;
+    let out = Command::new(target_bin("sa-traffic"))
+        .arg(cgroup.path().join("cgroup.procs"))
+        .args(["burst-hide", "127.0.0.1:0", &n.to_string()])
+        .arg(format!("127.0.0.2:{foreign_port}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = pid_of(&out.stdout);
+    let listener_port = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        ["local_port"]
+        .as_u64()
+        .unwrap();
+    // Two flood polls (one a second) after the burst ended.
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    let events = events_of(&output);
+    let mine = |e: &&serde_json::Value| e["pid"] == pid || e["flow"]["pid"] == pid;
+    let foreign_connect: Vec<_> = events
+        .iter()
+        .filter(mine)
+        .filter(|e| {
+            e["kind"] == "connect" && e["dst_ip"] == "127.0.0.2" && e["dst_port"] == foreign_port
+        })
+        .collect();
+    assert_eq!(
+        foreign_connect.len(),
+        1,
+        "the foreign connect has its record"
+    );
+    assert_eq!(
+        foreign_connect[0]["verdict"]["decision"], "violation",
+        "{}",
+        foreign_connect[0]
+    );
+    assert_eq!(foreign_connect[0]["verdict"]["rule"], "resident-only");
+    let destination = format!("127.0.0.2:{foreign_port}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "alert" && e["destination"] == destination.as_str()),
+        "the foreign connect raised its alert"
+    );
+    // Every connect to the listener is written (one by one or folded by the flow ceiling)
+    // or counted under the listener's own destination; none under any other.
+    let written: u64 = events
+        .iter()
+        .filter(mine)
+        .filter(|e| e["kind"] == "connect" && e["dst_port"] == listener_port)
+        .map(|e| e["aggregated"]["flows"].as_u64().unwrap_or(1))
+        .sum();
+    let floods: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "flood" && e["flow"]["pid"] == pid)
+        .collect();
+    let folded: u64 = floods
+        .iter()
+        .filter(|e| e["scope"] == "destination" && e["flow"]["dst_port"] == listener_port)
+        .map(|e| e["suppressed"]["tcp_connects"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "{n} connects to the listener: {written} written, {folded} folded under it, {} flood events",
+        floods.len()
+    );
+    assert!(folded > 0, "the burst was over the budget: {floods:?}");
+    assert!(
+        floods
+            .iter()
+            .all(|e| e["scope"] == "destination" && e["flow"]["dst_ip"] == "127.0.0.1"),
+        "nothing counted without its destination: {floods:?}"
+    );
+    assert_eq!(written + folded, n, "every connect written or counted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,10 @@ pub fn capture_options(config: &Config) -> CaptureOptions {
         per_sec: config.budget.cgroup_records_per_sec,
         burst: config.budget.cgroup_burst,
     };
+    options.new_destination_budget = Rate {
+        per_sec: config.budget.cgroup_new_destinations_per_sec,
+        burst: config.budget.cgroup_new_destinations_burst,
+    };
     options
 }
 

@@ -1,5 +1,10 @@
 //! Flood reports: what the kernel's per-workload budgets suppressed, and who.
 //!
+//! Two kinds of report: a budget entry's (a process or cgroup over its budget, with the
+//! counts by kind and the last destination), and a destination's (TCP connects repeated to a
+//! destination the workload had reached, folded by its budget and counted under that
+//! destination: `Repeats` notices and the `DESTINATION_REPEATS` map).
+//!
 //! A budget entry that suppresses writes a notice to the priority ring (at most one a second
 //! per entry). The tracker keeps the entries it was told about and, at each poll, reads their
 //! per-CPU tallies from the kernel, reporting what grew since the last poll. An entry that has
@@ -9,7 +14,8 @@ use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use sovereign_agent_common::{
-    BudgetKey, FloodTally, FlowRecord, BUDGET_CLASS_TCP, BUDGET_ENTRIES, BUDGET_SCOPE_PROCESS,
+    BudgetKey, DestinationKey, FloodTally, FlowRecord, RepeatTally, BUDGET_CLASS_TCP,
+    BUDGET_ENTRIES, BUDGET_SCOPE_DESTINATION, BUDGET_SCOPE_PROCESS, DESTINATION_REPEAT_ENTRIES,
     SUPPRESSED_DNS, SUPPRESSED_KINDS, SUPPRESSED_TCP_CONNECT, SUPPRESSED_TLS, SUPPRESSED_UDP,
 };
 
@@ -31,10 +37,10 @@ pub struct FloodReport {
 
 impl FloodReport {
     pub fn scope(&self) -> &'static str {
-        if self.key.scope == BUDGET_SCOPE_PROCESS {
-            "process"
-        } else {
-            "cgroup"
+        match self.key.scope {
+            BUDGET_SCOPE_PROCESS => "process",
+            BUDGET_SCOPE_DESTINATION => "destination",
+            _ => "cgroup",
         }
     }
 
@@ -50,10 +56,20 @@ struct Active {
     idle_polls: u8,
 }
 
+/// A destination whose repeats are being folded.
+struct ActiveDestination {
+    notice: FlowRecord,
+    reported: u64,
+    last_ns: u64,
+    idle_polls: u8,
+}
+
 pub struct FloodTracker {
     floods: PerCpuHashMap<MapData, BudgetKey, FloodTally>,
+    repeats: PerCpuHashMap<MapData, DestinationKey, RepeatTally>,
     suppressed: PerCpuArray<MapData, u64>,
     active: HashMap<BudgetKey, Active>,
+    destinations: HashMap<DestinationKey, ActiveDestination>,
     /// Notices for entries beyond [`BUDGET_ENTRIES`] (cannot happen unless the map changes).
     pub notices_dropped: u64,
 }
@@ -61,12 +77,15 @@ pub struct FloodTracker {
 impl FloodTracker {
     pub fn new(
         floods: PerCpuHashMap<MapData, BudgetKey, FloodTally>,
+        repeats: PerCpuHashMap<MapData, DestinationKey, RepeatTally>,
         suppressed: PerCpuArray<MapData, u64>,
     ) -> Self {
         Self {
             floods,
+            repeats,
             suppressed,
             active: HashMap::new(),
+            destinations: HashMap::new(),
             notices_dropped: 0,
         }
     }
@@ -101,8 +120,86 @@ impl FloodTracker {
         );
     }
 
-    /// What every flooding entry suppressed since the previous poll.
+    /// A `Repeats` notice: the kernel folds repeated connects to this record's destination.
+    pub fn on_repeats(&mut self, rec: &FlowRecord) {
+        let key = DestinationKey {
+            cgroup_id: rec.cgroup_id,
+            addr: rec.dst_addr,
+            port: rec.dst_port,
+            family: rec.family,
+            protocol: rec.protocol,
+            _pad: [0; 3],
+        };
+        if let Some(a) = self.destinations.get_mut(&key) {
+            a.idle_polls = 0;
+            a.notice = *rec;
+            return;
+        }
+        if self.destinations.len() >= DESTINATION_REPEAT_ENTRIES as usize {
+            self.notices_dropped += 1;
+            return;
+        }
+        self.destinations.insert(
+            key,
+            ActiveDestination {
+                notice: *rec,
+                reported: 0,
+                last_ns: 0,
+                idle_polls: 0,
+            },
+        );
+    }
+
+    /// What every flooding entry suppressed since the previous poll, and the repeats folded
+    /// under each destination.
     pub fn poll(&mut self) -> Vec<FloodReport> {
+        let mut out = self.poll_budgets();
+        self.poll_destinations(&mut out);
+        out
+    }
+
+    fn poll_destinations(&mut self, out: &mut Vec<FloodReport>) {
+        self.destinations.retain(|key, a| {
+            let Ok(per_cpu) = self.repeats.get(key, 0) else {
+                // Evicted: the global counter still counts what was folded.
+                return false;
+            };
+            let (mut total, mut first, mut last) = (0u64, u64::MAX, 0u64);
+            for t in per_cpu.iter() {
+                total += t.connects;
+                if t.first_ns != 0 {
+                    first = first.min(t.first_ns);
+                }
+                last = last.max(t.last_ns);
+            }
+            let delta = total.saturating_sub(a.reported);
+            if delta == 0 {
+                a.idle_polls += 1;
+                return a.idle_polls < 2;
+            }
+            a.idle_polls = 0;
+            out.push(FloodReport {
+                key: BudgetKey {
+                    id: key.cgroup_id,
+                    scope: BUDGET_SCOPE_DESTINATION,
+                    class: BUDGET_CLASS_TCP,
+                },
+                notice: a.notice,
+                suppressed: Suppressed {
+                    tcp_connects: delta,
+                    ..Suppressed::default()
+                },
+                first_ns: if a.last_ns == 0 { first } else { a.last_ns },
+                last_ns: last,
+                sample: (key.family, key.addr, key.port),
+            });
+            a.reported = total;
+            a.last_ns = last;
+            true
+        });
+    }
+
+    fn poll_budgets(&mut self) -> Vec<FloodReport> {
         let mut out = Vec::new();
         self.active.retain(|key, a| {
             let Ok(per_cpu) = self.floods.get(key, 0) else {

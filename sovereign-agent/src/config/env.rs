@@ -62,6 +62,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("budget.process_burst", Literal),
     ("budget.cgroup_records_per_sec", Literal),
     ("budget.cgroup_burst", Literal),
+    ("budget.cgroup_new_destinations_per_sec", Literal),
+    ("budget.cgroup_new_destinations_burst", Literal),
     ("push.collector", Text),
     ("push.ca", Text),
     ("push.cert", Text),

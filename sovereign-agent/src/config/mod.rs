@@ -352,6 +352,11 @@ impl Config {
                 self.budget.cgroup_records_per_sec,
                 self.budget.cgroup_burst,
             ),
+            (
+                "budget.cgroup_new_destinations_burst",
+                self.budget.cgroup_new_destinations_per_sec,
+                self.budget.cgroup_new_destinations_burst,
+            ),
         ] {
             if rate > 0 && burst == 0 {
                 return Err(invalid(

@@ -76,6 +76,11 @@ pub struct BudgetConfig {
     /// New records per second per cgroup (every process in it together); 0: none.
     pub cgroup_records_per_sec: u64,
     pub cgroup_burst: u64,
+    /// Beyond those budgets a TCP connect to a destination the cgroup has not reached in the
+    /// last minute is still written, up to this many a second per cgroup (0: no bound);
+    /// repeats to destinations it has reached are counted per destination instead.
+    pub cgroup_new_destinations_per_sec: u64,
+    pub cgroup_new_destinations_burst: u64,
 }
 
 impl Default for BudgetConfig {
@@ -85,6 +90,8 @@ impl Default for BudgetConfig {
             process_burst: 5_000,
             cgroup_records_per_sec: 5_000,
             cgroup_burst: 10_000,
+            cgroup_new_destinations_per_sec: 10_000,
+            cgroup_new_destinations_burst: 20_000,
         }
     }
 }

@@ -21,6 +21,10 @@
 //! sa-traffic CGROUP_PROCS udp-distinct ADDR N  N datagrams from one socket, each to a new
 //!                                              destination (ports 1024.., then the next IPv4
 //!                                              address up from ADDR's); elapsed_ns
+//! sa-traffic CGROUP_PROCS burst-hide ADDR N FOREIGN
+//!                                              N TCP connections to a listener of its own on
+//!                                              ADDR, and one connect to FOREIGN (a closed
+//!                                              port, refused) after the first N/2 of them
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
 use std::{
@@ -108,6 +112,24 @@ fn main() {
             connect_loop(pid, listener, num(4))
         }
         "connect-to" => connect_loop(pid, addr, num(4)),
+        "burst-hide" => {
+            let (n, target) = (num(4), serve(addr));
+            let foreign: SocketAddr = args
+                .get(5)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| fail("argument 5 must be an address".into()));
+            let mut eof = [0u8; 1];
+            for i in 0..n {
+                if i == n / 2 {
+                    let _ = TcpStream::connect(foreign);
+                }
+                let mut c =
+                    TcpStream::connect(target).unwrap_or_else(|e| fail(format!("connect: {e}")));
+                let _ = c.write_all(b"x");
+                let _ = c.read(&mut eof);
+            }
+            target.port()
+        }
         "serve" => {
             let target = serve(addr);
             println!("{{\"pid\":{pid},\"local_port\":{}}}", target.port());

@@ -14,13 +14,15 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use sovereign_agent_common::{
-    BudgetKey, FloodTally, SendKey, SendTally, BUDGET_CGROUP_BURST_NS_GLOBAL,
-    BUDGET_CGROUP_INTERVAL_NS_GLOBAL, BUDGET_PROCESS_BURST_NS_GLOBAL,
-    BUDGET_PROCESS_INTERVAL_NS_GLOBAL, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL,
-    EXECVE_ARGV_OFFSET_GLOBAL, EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP,
-    LOSSES_MAP, NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP,
-    PROCESS_SCOPE_MAP, READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE,
-    UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
+    BudgetKey, DestinationKey, FloodTally, RepeatTally, SendKey, SendTally,
+    BUDGET_CGROUP_BURST_NS_GLOBAL, BUDGET_CGROUP_INTERVAL_NS_GLOBAL,
+    BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL, BUDGET_NEW_DESTINATION_INTERVAL_NS_GLOBAL,
+    BUDGET_PROCESS_BURST_NS_GLOBAL, BUDGET_PROCESS_INTERVAL_NS_GLOBAL, DESTINATION_REPEATS_MAP,
+    EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
+    EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP, LOSSES_MAP,
+    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP, PROCESS_SCOPE_MAP,
+    READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP,
+    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -245,6 +247,8 @@ pub struct CaptureMaps {
     pub priority: RingBuf<MapData>,
     /// What each budget suppressed, per CPU.
     pub floods: PerCpuHashMap<MapData, BudgetKey, FloodTally>,
+    /// The repeated TCP connects budgets folded, per destination and CPU.
+    pub repeats: PerCpuHashMap<MapData, DestinationKey, RepeatTally>,
     /// Every suppressed record by what it would have reported, per CPU.
     pub suppressed: PerCpuArray<MapData, u64>,
     pub losses: PerCpuArray<MapData, u64>,
@@ -285,6 +289,9 @@ pub struct CaptureOptions {
     /// Budgets of new records per process and per cgroup (both off by default).
     pub process_budget: Rate,
     pub cgroup_budget: Rate,
+    /// Per cgroup: TCP connects to new destinations written beyond those budgets (off: every
+    /// new destination is written).
+    pub new_destination_budget: Rate,
     /// Wake the reader when this many bytes are waiting...
     pub wakeup_bytes: u64,
     /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
@@ -301,6 +308,7 @@ impl CaptureOptions {
             priority_ring_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
             process_budget: Rate::default(),
             cgroup_budget: Rate::default(),
+            new_destination_budget: Rate::default(),
             wakeup_bytes: u64::from(ring_buffer_bytes / 8),
             wakeup_interval_ns: 1_000_000,
         }
@@ -322,6 +330,8 @@ impl Capture {
         let offsets = TracepointOffsets::read();
         let (process_interval, process_burst) = options.process_budget.kernel();
         let (cgroup_interval, cgroup_burst) = options.cgroup_budget.kernel();
+        let (new_destination_interval, new_destination_burst) =
+            options.new_destination_budget.kernel();
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
             .map_max_entries(PRIORITY_MAP, options.priority_ring_bytes)
@@ -329,6 +339,16 @@ impl Capture {
             .override_global(BUDGET_PROCESS_BURST_NS_GLOBAL, &process_burst, true)
             .override_global(BUDGET_CGROUP_INTERVAL_NS_GLOBAL, &cgroup_interval, true)
             .override_global(BUDGET_CGROUP_BURST_NS_GLOBAL, &cgroup_burst, true)
+            .override_global(
+                BUDGET_NEW_DESTINATION_INTERVAL_NS_GLOBAL,
+                &new_destination_interval,
+                true,
+            )
+            .override_global(
+                BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL,
+                &new_destination_burst,
+                true,
+            )
             .override_global(WAKEUP_BYTES_GLOBAL, &options.wakeup_bytes, true)
             .override_global(WAKEUP_INTERVAL_NS_GLOBAL, &options.wakeup_interval_ns, true)
             .override_global(EXEC_FILENAME_OFFSET_GLOBAL, &offsets.exec_filename, true)
@@ -515,10 +535,21 @@ impl Capture {
                 .take_map(name)
                 .ok_or(BpfError::MissingInObject(name))
         };
-        let (events, priority, floods, suppressed, losses, udp_sends, tcp_sockets, polling) = (
+        let (
+            events,
+            priority,
+            floods,
+            repeats,
+            suppressed,
+            losses,
+            udp_sends,
+            tcp_sockets,
+            polling,
+        ) = (
             take(EVENTS_MAP)?,
             take(PRIORITY_MAP)?,
             take(FLOODS_MAP)?,
+            take(DESTINATION_REPEATS_MAP)?,
             take(SUPPRESSED_MAP)?,
             take(LOSSES_MAP)?,
             take(UDP_SENDS_MAP)?,
@@ -530,6 +561,7 @@ impl Capture {
             events: RingBuf::try_from(events).map_err(map_err(EVENTS_MAP))?,
             priority: RingBuf::try_from(priority).map_err(map_err(PRIORITY_MAP))?,
             floods: PerCpuHashMap::try_from(floods).map_err(map_err(FLOODS_MAP))?,
+            repeats: PerCpuHashMap::try_from(repeats).map_err(map_err(DESTINATION_REPEATS_MAP))?,
             suppressed: PerCpuArray::try_from(suppressed).map_err(map_err(SUPPRESSED_MAP))?,
             losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
             udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,

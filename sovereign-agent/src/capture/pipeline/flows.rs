@@ -10,6 +10,10 @@ impl Pipeline {
                 self.floods.on_notice(&rec);
                 return Ok(());
             }
+            if d.kind == RecordKind::Repeats {
+                self.floods.on_repeats(&rec);
+                return Ok(());
+            }
             debug_assert_eq!(d.kind, RecordKind::UdpRelease);
             return self.udp_released(&rec);
         };

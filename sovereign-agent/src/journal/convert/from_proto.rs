@@ -55,7 +55,7 @@ const EVIDENCE_SOURCES: &[&str] = &[
     "cidr", "domain", "ai", "aws", "azure", "gcp", "oracle", "country", "asn", "cname",
 ];
 const EVIDENCE_VIA: &[&str] = &["address", "dns", "dns_cname", "dns_untrusted", "sni"];
-const FLOOD_SCOPES: &[&str] = &["process", "cgroup"];
+const FLOOD_SCOPES: &[&str] = &["process", "cgroup", "destination"];
 const REFUSALS: &[&str] = &[
     "no_query",
     "wrong_question",
