@@ -12,8 +12,8 @@ use std::{
 };
 
 use sovereign_agent_tests::{
-    events_of, free_port, http_get, journal_dir_of, sigterm, start_agent_wrapped, target_bin,
-    Reaped, TestCgroup,
+    events_of, free_port, http_get, journal_dir_of, loopback_policy, sigterm, start_agent_wrapped,
+    target_bin, tcp_server, Reaped, Script, TestCgroup,
 };
 
 /// A memory cgroup the agent runs in, limited like the packaged unit (`MemoryMax=512M`): the
@@ -407,6 +407,111 @@ fn over_the_flow_ceiling_flows_are_folded_and_add_up() {
             && e["aggregated"]["flows"].as_u64().unwrap() > 1000),
         "beyond the key bound, one record per workload stands for the rest"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 31, finding 3: one workload must not erase another's record through the shared
+/// flow ceiling. Two cgroups under the watched one: `spray` sends datagrams to 20,000 new
+/// destinations again and again, far over a ceiling of 1,000 flows a second; meanwhile
+/// `quiet` makes ten TCP connections of 1,000 bytes up and 300 down. On da56306 the one
+/// bucket the sprayer emptied folded the quiet workload's flows too, beyond the key bound
+/// under `0.0.0.0:0` with no verdict and the last flow's bytes. Now each workload has its
+/// share: every quiet flow is written one by one, with its verdict and its exact bytes.
+#[test]
+fn a_quiet_workloads_flows_are_journaled_one_by_one_while_a_neighbour_sprays() {
+    let parent = TestCgroup::new("ceiling-share");
+    let spray = parent.child("spray");
+    let quiet = parent.child("quiet");
+    let dir = std::env::temp_dir().join(format!("sa-ceiling-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[budget]\nprocess_records_per_sec = 0\ncgroup_records_per_sec = 0\n\n\
+         [journal]\nmax_flows_per_sec = 1000\nmax_flows_burst = 2000\n",
+    )
+    .unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        loopback_policy("loopback-ok", "1", "allow = [\"loopback\"]"),
+    )
+    .unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &parent,
+        &output,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sprayer = {
+        let (stop, procs) = (stop.clone(), spray.path().join("cgroup.procs"));
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(target_bin("sa-traffic"))
+                    .arg(&procs)
+                    .args(["udp-spray", "127.0.0.1:40000", "20000"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                runs += 1;
+            }
+            runs
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (server, _read) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 300 });
+    let pids: Vec<u32> = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            quiet
+                .traffic(&["tcp", &server.to_string(), "1000", "300"])
+                .0
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let runs = sprayer.join().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    let events = events_of(&output);
+    let folded_spray: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "send")
+        .filter_map(|e| e["aggregated"]["flows"].as_u64())
+        .sum();
+    eprintln!("{runs} sprays of 20,000 destinations; {folded_spray} of their flows folded");
+    assert!(folded_spray > 10_000, "the sprayer was over the ceiling");
+    for pid in pids {
+        let of_pid: Vec<_> = events
+            .iter()
+            .filter(|e| e["pid"] == pid && e["dst_port"] == server.port())
+            .collect();
+        let kinds: Vec<_> = of_pid.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["connect", "established", "close"],
+            "pid {pid}: {of_pid:?}"
+        );
+        for e in &of_pid {
+            assert!(e.get("aggregated").is_none(), "folded: {e}");
+            assert_eq!(e["verdict"]["decision"], "allow", "{e}");
+            assert_eq!(e["verdict"]["rule"], "generator", "{e}");
+        }
+        assert_eq!(of_pid[2]["bytes_sent"], 1000, "{}", of_pid[2]);
+        assert_eq!(of_pid[2]["bytes_received"], 300, "{}", of_pid[2]);
+    }
+    drop(quiet);
+    drop(spray);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,37 +3,125 @@
 //! budgets bound each workload; the ceiling bounds their sum, so the journal's disk is not
 //! the workloads' to fill.
 //!
-//! Within the ceiling every flow is written as it comes. Beyond it, flows are folded per
-//! (kind, workload, destination) and written once a second as one event each, carrying how
-//! many flows it stands for and since when (`aggregated`): fewer records, nothing silent.
-//! Alerts are raised before this stage, so a violation still alerts at once.
+//! The ceiling is shared out per workload (pod, systemd unit, container, else cgroup): each
+//! workload that made flows in the last second refills at an equal share of the rate, so a
+//! neighbour that sprays spends its own share and a quiet workload's flows are still written
+//! one by one, with their verdicts. Violations have a bound of their own, apart from the
+//! shares: they are never folded while it lasts.
+//!
+//! Beyond its share, a workload's flows are folded per (kind, workload, destination, whether a
+//! violation) and written once a second as one event each, carrying how many flows it stands
+//! for, since when, and the sum of their bytes and datagrams (`aggregated`): fewer records,
+//! nothing silent. Alerts are raised before this stage, so a violation still alerts at once.
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr},
-    time::Instant,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use crate::event::{Aggregated, EventKind, FlowEvent, Proto};
+use crate::{
+    event::{Aggregated, EventKind, FlowEvent, Proto},
+    policy::Decision,
+};
 
-/// Distinct (kind, workload, destination) keys folded per second; beyond, a workload's flows
-/// are folded per kind under the unspecified destination `0.0.0.0:0` (a spray to a million
-/// destinations costs at most this many records a second, not a million).
+/// Distinct (kind, workload, destination) keys of allowed flows folded per second; beyond,
+/// a workload's flows are folded per kind under the unspecified destination `0.0.0.0:0` (a
+/// spray to a million destinations costs at most this many records a second, not a million).
 pub const MAX_KEYS: usize = 1_024;
+/// The same for violations, which keep their destination up to this many keys a second and,
+/// beyond, fold under `0.0.0.0:0` with their verdict kept.
+pub const MAX_VIOLATION_KEYS: usize = 8_192;
+/// Workloads with a share of their own; beyond, new workloads share one.
+pub const MAX_SHARES: usize = 4_096;
+/// How long a workload without flows keeps its share.
+const SHARE_IDLE: Duration = Duration::from_secs(1);
 
-type Key = (EventKind, String, IpAddr, u16, Proto);
+type Key = (EventKind, String, IpAddr, u16, Proto, bool);
+
+/// Who a share of the ceiling belongs to: the widest workload the flow names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ShareKey {
+    Pod(Arc<str>),
+    Unit(Arc<str>),
+    Container(Arc<str>),
+    Cgroup(u64),
+    /// Workloads beyond [`MAX_SHARES`].
+    Others,
+}
+
+impl ShareKey {
+    fn of(f: &FlowEvent) -> Self {
+        if let Some(pod) = &f.pod_uid {
+            ShareKey::Pod(pod.clone())
+        } else if let Some(unit) = &f.systemd_unit {
+            ShareKey::Unit(unit.clone())
+        } else if let Some(container) = &f.container_id {
+            ShareKey::Container(container.clone())
+        } else {
+            ShareKey::Cgroup(f.cgroup_id)
+        }
+    }
+}
+
+/// A token bucket.
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn full(tokens: f64, now: Instant) -> Self {
+        Self {
+            tokens,
+            refilled: now,
+        }
+    }
+
+    /// Takes a token if there is one after refilling at `rate` up to `cap`.
+    fn take(&mut self, rate: f64, cap: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * rate).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Share {
+    bucket: Bucket,
+    last_flow: Instant,
+}
 
 struct Held {
     last: Box<FlowEvent>,
     flows: u64,
     first_unix_ns: i64,
+    bytes_sent: Option<u64>,
+    bytes_received: Option<u64>,
+    datagrams: Option<u64>,
+}
+
+fn add(sum: Option<u64>, n: Option<u64>) -> Option<u64> {
+    match (sum, n) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 pub struct FlowCeiling {
     per_sec: f64,
     burst: f64,
-    tokens: f64,
-    refilled: Instant,
+    shares: HashMap<ShareKey, Share>,
+    violations: Bucket,
     held: HashMap<Key, Held>,
+    /// Distinct keys held, of allowed flows and of violations.
+    held_keys: usize,
+    held_violation_keys: usize,
     /// Flows folded into aggregated events so far.
     pub folded: u64,
     /// Aggregated events written so far.
@@ -41,14 +129,18 @@ pub struct FlowCeiling {
 }
 
 impl FlowCeiling {
-    /// `per_sec` flow events a second sustained, `burst` at once.
+    /// `per_sec` flow events a second sustained, `burst` at once, shared out per workload;
+    /// violations the same again, of their own.
     pub fn new(per_sec: u64, burst: u64) -> Self {
+        let burst = burst.max(1) as f64;
         Self {
             per_sec: per_sec as f64,
-            burst: burst.max(1) as f64,
-            tokens: burst.max(1) as f64,
-            refilled: Instant::now(),
+            burst,
+            shares: HashMap::new(),
+            violations: Bucket::full(burst, Instant::now()),
             held: HashMap::new(),
+            held_keys: 0,
+            held_violation_keys: 0,
             folded: 0,
             aggregated_events: 0,
         }
@@ -56,23 +148,63 @@ impl FlowCeiling {
 
     /// The flow to write now, or `None` when it was folded (to come out of [`Self::release`]).
     pub fn admit(&mut self, f: Box<FlowEvent>, now: Instant) -> Option<Box<FlowEvent>> {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let violation = f
+            .verdict
+            .as_ref()
+            .is_some_and(|v| v.decision == Decision::Violation);
+        let admitted = if violation {
+            self.violations.take(self.per_sec, self.burst, now)
+        } else {
+            self.take_share(&f, now)
+        };
+        if admitted {
             return Some(f);
         }
+        self.fold(f, violation);
+        None
+    }
+
+    /// A token from the flow's workload's share: the rate and burst divided among the
+    /// workloads that made flows within the last second.
+    fn take_share(&mut self, f: &FlowEvent, now: Instant) -> bool {
+        let mut key = ShareKey::of(f);
+        if !self.shares.contains_key(&key) && self.shares.len() >= MAX_SHARES {
+            key = ShareKey::Others;
+        }
+        let n = (self.shares.len() + usize::from(!self.shares.contains_key(&key))) as f64;
+        let (rate, cap) = (self.per_sec / n, (self.burst / n).max(1.0));
+        let share = self.shares.entry(key).or_insert_with(|| Share {
+            bucket: Bucket::full(cap, now),
+            last_flow: now,
+        });
+        share.last_flow = now;
+        share.bucket.take(rate, cap, now)
+    }
+
+    fn fold(&mut self, f: Box<FlowEvent>, violation: bool) {
         self.folded += 1;
         let workload = f.workload();
-        let mut key: Key = (f.kind, workload, f.dst_ip, f.dst_port, f.proto);
-        if !self.held.contains_key(&key) && self.held.len() >= MAX_KEYS {
-            key.2 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-            key.3 = 0;
+        let mut key: Key = (f.kind, workload, f.dst_ip, f.dst_port, f.proto, violation);
+        if !self.held.contains_key(&key) {
+            let (held, bound) = if violation {
+                (&mut self.held_violation_keys, MAX_VIOLATION_KEYS)
+            } else {
+                (&mut self.held_keys, MAX_KEYS)
+            };
+            if *held >= bound {
+                key.2 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                key.3 = 0;
+            } else {
+                *held += 1;
+            }
         }
+        let (sent, received, datagrams) = (f.bytes_sent, f.bytes_received, f.count);
         match self.held.get_mut(&key) {
             Some(h) => {
                 h.flows += 1;
+                h.bytes_sent = add(h.bytes_sent, sent);
+                h.bytes_received = add(h.bytes_received, received);
+                h.datagrams = add(h.datagrams, datagrams);
                 h.last = f;
             }
             None => {
@@ -83,17 +215,24 @@ impl FlowCeiling {
                         last: f,
                         flows: 1,
                         first_unix_ns,
+                        bytes_sent: sent,
+                        bytes_received: received,
+                        datagrams,
                     },
                 );
             }
         }
-        None
     }
 
     /// One event for each (kind, workload, destination) folded since the last call.
     pub fn release(&mut self) -> Vec<Box<FlowEvent>> {
+        let now = Instant::now();
+        self.shares
+            .retain(|_, s| now.saturating_duration_since(s.last_flow) < SHARE_IDLE);
+        self.held_keys = 0;
+        self.held_violation_keys = 0;
         let mut out = Vec::with_capacity(self.held.len());
-        for ((_, _, ip, port, _), h) in self.held.drain() {
+        for ((_, _, ip, port, _, violation), h) in self.held.drain() {
             let mut f = h.last;
             if port == 0 && ip.is_unspecified() {
                 f.dst_ip = ip;
@@ -102,8 +241,13 @@ impl FlowCeiling {
                 f.name_source = "none";
                 f.dns.clear();
                 f.sni = None;
-                f.verdict = None;
+                if !violation {
+                    f.verdict = None;
+                }
             }
+            f.bytes_sent = h.bytes_sent;
+            f.bytes_received = h.bytes_received;
+            f.count = h.datagrams;
             f.aggregated = Some(Aggregated {
                 flows: h.flows,
                 first: crate::clock::rfc3339_from_unix_ns(i128::from(h.first_unix_ns)),
@@ -125,13 +269,132 @@ mod tests {
     use super::*;
     use crate::journal::tests::sample_flow;
 
+    /// An allowed flow (no verdict) of the sample workload (unit crm-sync.service).
     fn flow(i: u64, port: u16) -> Box<FlowEvent> {
         let mut f = sample_flow(0);
         f.cookie = i;
         f.ts_unix_ns += i as i64;
         f.dst_port = port;
         f.aggregated = None;
+        f.verdict = None;
         Box::new(f)
+    }
+
+    fn of_unit(mut f: Box<FlowEvent>, unit: &str) -> Box<FlowEvent> {
+        f.systemd_unit = Some(unit.into());
+        f
+    }
+
+    fn violation(i: u64, port: u16) -> Box<FlowEvent> {
+        let mut f = flow(i, port);
+        f.verdict = sample_flow(0).verdict;
+        assert_eq!(f.verdict.as_ref().unwrap().decision, Decision::Violation);
+        f
+    }
+
+    #[test]
+    fn a_quiet_workload_keeps_its_share_while_a_neighbour_sprays() {
+        // The attack of issue 31 (finding 3): one workload sprays far beyond the ceiling;
+        // before, the one bucket it emptied folded every other workload's flows with it.
+        let t0 = Instant::now();
+        let mut c = FlowCeiling::new(1_000, 1_000);
+        let mut quiet_written = 0;
+        for ms in 0..2_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            for i in 0..50 {
+                let _ = c.admit(
+                    of_unit(flow(ms * 100 + i, 1 + i as u16), "spray.service"),
+                    now,
+                );
+            }
+            if ms % 100 == 0 {
+                let quiet = of_unit(flow(ms, 443), "quiet.service");
+                if c.admit(quiet, now).is_some() {
+                    quiet_written += 1;
+                }
+            }
+            if ms % 1_000 == 999 {
+                let _ = c.release();
+            }
+        }
+        assert_eq!(quiet_written, 20, "every quiet flow one by one");
+    }
+
+    #[test]
+    fn folds_sum_bytes_and_datagrams() {
+        // A 10 GB upload then a 0-byte connection to the same place: the fold says 10 GB.
+        let t0 = Instant::now();
+        let mut c = FlowCeiling::new(1, 1);
+        assert!(c.admit(flow(0, 443), t0).is_some());
+        let mut upload = flow(1, 443);
+        upload.bytes_sent = Some(10_000_000_000);
+        upload.bytes_received = Some(5);
+        let mut empty = flow(2, 443);
+        empty.bytes_sent = Some(0);
+        empty.bytes_received = Some(0);
+        let mut datagrams = flow(3, 443);
+        datagrams.bytes_sent = None;
+        datagrams.bytes_received = None;
+        datagrams.count = Some(7);
+        for f in [upload, empty, datagrams] {
+            assert!(c.admit(f, t0).is_none());
+        }
+        let out = c.release();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].aggregated.as_ref().unwrap().flows, 3);
+        assert_eq!(out[0].bytes_sent, Some(10_000_000_000));
+        assert_eq!(out[0].bytes_received, Some(5));
+        assert_eq!(out[0].count, Some(7));
+    }
+
+    #[test]
+    fn violations_pass_on_their_own_bound_and_a_fold_never_drops_their_verdict() {
+        let t0 = Instant::now();
+        let mut c = FlowCeiling::new(10, 10);
+        // The allowed flows empty the workload's share...
+        for i in 0..100 {
+            let _ = c.admit(flow(i, 1), t0);
+        }
+        // ...and violations are still written one by one, up to their own burst.
+        let written = (0..10)
+            .filter(|i| c.admit(violation(*i, 2), t0).is_some())
+            .count();
+        assert_eq!(written, 10);
+        // Beyond it, folded per destination, past the allowed flows' key bound, verdict kept.
+        let n = MAX_KEYS as u64 + 100;
+        for i in 0..n {
+            assert!(c.admit(violation(i, 1000 + i as u16), t0).is_none());
+        }
+        let out = c.release();
+        let folded: Vec<_> = out
+            .iter()
+            .filter(|f| {
+                f.verdict
+                    .as_ref()
+                    .is_some_and(|v| v.decision == Decision::Violation)
+            })
+            .collect();
+        assert_eq!(folded.len() as u64, n, "one per destination");
+        assert!(folded
+            .iter()
+            .all(|f| f.dst_port >= 1000 && !f.dst_ip.is_unspecified()));
+        // Beyond the violations' own key bound they fold under no destination, still violations.
+        let mut c = FlowCeiling::new(1, 1);
+        let n = MAX_VIOLATION_KEYS as u64 + 10;
+        for i in 0..n {
+            let _ = c.admit(violation(i, (i % 60_000) as u16 + 1), t0);
+        }
+        let out = c.release();
+        let rest = out.iter().find(|f| f.dst_ip.is_unspecified()).unwrap();
+        assert_eq!(
+            rest.verdict.as_ref().map(|v| v.decision),
+            Some(Decision::Violation)
+        );
+        let total: u64 = out
+            .iter()
+            .map(|f| f.aggregated.as_ref().unwrap().flows)
+            .sum();
+        assert_eq!(total + 1, n);
     }
 
     #[test]
