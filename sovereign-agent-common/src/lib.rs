@@ -167,6 +167,17 @@ pub struct RepeatTally {
 
 const _: () = assert!(size_of::<DestinationKey>() == 32);
 const _: () = assert!(size_of::<RepeatTally>() == 32);
+/// Name of the LRU hash map of the network namespace each socket that sent to port 53 is in:
+/// socket cookie → netns cookie (`bpf_get_netns_cookie`, cgroup/connect4|6 and sendmsg4|6). A
+/// loopback resolver is somebody else in another network namespace: its answers verify only
+/// for a query asked in the namespace the operator trusts (user space compares).
+pub const DNS_NETNS_MAP: &str = "DNS_NETNS";
+/// Entries of [`DNS_NETNS_MAP`]; an evicted socket's netns is unknown (its loopback answers
+/// then verify nothing).
+pub const DNS_NETNS_ENTRIES: u32 = 16_384;
+/// The DNS port, for [`DNS_NETNS_MAP`].
+pub const DNS_PORT: u16 = 53;
+
 /// Name of the LRU hash map that folds repeated UDP sends: [`SendKey`] → [`SendTally`].
 pub const UDP_SENDS_MAP: &str = "UDP_SENDS";
 /// Name of the LRU hash map of the outbound TCP sockets whose connect the programs saw, by

@@ -1,16 +1,18 @@
 //! cgroup/connect4 and cgroup/connect6: every connect() of a TCP or UDP socket in the cgroup.
 use aya_ebpf::{
-    helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
+    helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
 };
 use sovereign_agent_common::{
-    RecordKind, AF_INET, AF_INET6, BUDGET_CLASS_OTHER, BUDGET_CLASS_TCP, IPPROTO_TCP, IPPROTO_UDP,
-    SUPPRESSED_TCP_CONNECT, SUPPRESSED_UDP,
+    RecordKind, AF_INET, AF_INET6, BUDGET_CLASS_OTHER, BUDGET_CLASS_TCP, DNS_PORT, IPPROTO_TCP,
+    IPPROTO_UDP, SUPPRESSED_TCP_CONNECT, SUPPRESSED_UDP,
 };
 
 use crate::{
     budget::{admit_connect, admit_task, Suppressed},
     emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit, submit_priority},
-    maps::{TcpSocket, TCP_SOCKETS, TLS_HELLO},
+    maps::{TcpSocket, DNS_NETNS, TCP_SOCKETS, TLS_HELLO},
 };
 
 const SOCK_STREAM: u32 = 1;
@@ -55,6 +57,17 @@ pub fn destination(ctx: &SockAddrContext, family: u16) -> ([u8; 16], u16) {
     }
 }
 
+/// Remembers which network namespace a socket asking port 53 is in: an answer from a loopback
+/// resolver verifies only in the namespace the operator trusts.
+#[inline(always)]
+pub fn note_dns_netns(ctx: &SockAddrContext, cookie: u64, dst_port: u16) {
+    if dst_port == DNS_PORT {
+        // SAFETY: the helper accepts a cgroup_sock_addr context (Linux 5.7+).
+        let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+        let _ = DNS_NETNS.insert(cookie, netns, 0);
+    }
+}
+
 #[inline(always)]
 fn on_connect(ctx: &SockAddrContext, family: u16) {
     let Some(protocol) = transport(ctx) else {
@@ -64,6 +77,7 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
+    note_dns_netns(ctx, cookie, dst_port);
     let tcp = protocol == IPPROTO_TCP;
     let (class, what) = if tcp {
         (BUDGET_CLASS_TCP, SUPPRESSED_TCP_CONNECT)

@@ -6,7 +6,7 @@ use aya_ebpf::{
 use sovereign_agent_common::{
     Budget, BudgetKey, DestinationKey, FloodTally, RepeatTally, SendKey, SendTally, BUDGET_ENTRIES,
     DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DESTINATION_ENTRIES,
-    DESTINATION_REPEAT_ENTRIES, SUPPRESSED_KINDS,
+    DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, SUPPRESSED_KINDS,
 };
 
 /// Every record for user space. User space may resize it at load time.
@@ -36,6 +36,11 @@ pub static DESTINATIONS: LruHashMap<DestinationKey, u64> =
 #[map]
 pub static DESTINATION_REPEATS: LruPerCpuHashMap<DestinationKey, RepeatTally> =
     LruPerCpuHashMap::with_max_entries(DESTINATION_REPEAT_ENTRIES, 0);
+
+/// The network namespace of each socket that sent to port 53, by socket cookie (see
+/// `DNS_NETNS_MAP` in the common crate).
+#[map]
+pub static DNS_NETNS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(DNS_NETNS_ENTRIES, 0);
 
 /// Every suppressed record by what it would have reported, per CPU.
 #[map]

@@ -11,7 +11,7 @@ use sovereign_agent_common::{
 
 use crate::{
     budget::{admit_task, Suppressed},
-    connect::{destination, transport},
+    connect::{destination, note_dns_netns, transport},
     emit::{current_owner, record, submit},
     maps::{UDP_SENDS, UDP_SOCKETS},
 };
@@ -36,6 +36,7 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) {
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
+    note_dns_netns(ctx, cookie, dst_port);
     let key = SendKey {
         cookie,
         dst_addr,

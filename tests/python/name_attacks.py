@@ -5,6 +5,8 @@ Each subcommand is one attack, run inside the watched cgroup by tests/tests/name
   forge-udp             an unsolicited DNS answer sent from port 53 on the host (no query)
   netns-resolver        a DNS server of the workload's own on the trusted stub address
                         127.0.0.53, in a user+network namespace of its own, answering its query
+  pod-resolver          a DNS server on 127.0.0.53 in the network namespace it is started in
+                        (a pod's sidecar), answering every query with A_ADDR until killed
   reconnect A B SNI     a ClientHello naming SNI to A, then connect(AF_UNSPEC) and the same
                         socket connected to B (plain HTTP)
   segmented IP PORT SNI N   a ClientHello whose first TCP segment is N bytes
@@ -85,6 +87,14 @@ def netns_resolver():
     assert msg[:2] == b"\x11\x11"
     t.join(5)
     print("own resolver answered", flush=True)
+
+
+def pod_resolver():
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.53", 53))
+    print("serving", flush=True)
+    serve_dns(server, lambda _: A_ADDR, 1_000_000)
 
 
 def client_hello(sni):
@@ -173,6 +183,8 @@ def main():
         forge_udp()
     elif cmd == "netns-resolver":
         netns_resolver()
+    elif cmd == "pod-resolver":
+        pod_resolver()
     elif cmd == "reconnect":
         reconnect(*args)
     elif cmd == "segmented":

@@ -47,6 +47,50 @@ severity = "critical"
 const FLOOD: usize = 200;
 const MAP_PER_CGROUP: usize = 32;
 
+/// A network namespace of a "pod" (`ip netns`), removed on drop.
+struct PodNetns(String);
+
+impl PodNetns {
+    fn new() -> Self {
+        let name = format!("sa-pod-{}", std::process::id());
+        sovereign_agent_tests::net::sh(&format!("ip netns add {name}"));
+        sovereign_agent_tests::net::sh(&format!("ip netns exec {name} ip link set lo up"));
+        PodNetns(name)
+    }
+
+    /// `cmd` run in the pod's network namespace.
+    fn exec(&self, cmd: &str) -> String {
+        format!("ip netns exec {} {cmd}", self.0)
+    }
+
+    /// `dig llm.sovereign.example` at 127.0.0.53 from `cg`, in the pod's network namespace,
+    /// until the pod's resolver answers.
+    fn resolve(&self, cg: &TestCgroup) {
+        for _ in 0..50 {
+            let (_, out) = run_in_cgroup(
+                cg,
+                &format!(
+                    "sh -c '{} || true'",
+                    self.exec("dig +short +time=1 +tries=1 @127.0.0.53 llm.sovereign.example")
+                ),
+            );
+            if String::from_utf8_lossy(&out.stdout).contains("203.0.113.20") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the pod's resolver did not answer");
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
 fn attack(cg: &TestCgroup, args: &str) -> u32 {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/name_attacks.py");
     run_in_cgroup(cg, &format!("python3 {} {args}", script.display())).0
@@ -188,6 +232,59 @@ fn a_workload_cannot_name_its_way_into_allow() {
     let e = flow(&output, "connect", pid, "203.0.113.20");
     assert_eq!(e["names"], json!([]), "{e:#}");
     assert_eq!(e["verdict"]["decision"], "violation");
+
+    // 4b. A pod: the app and a sidecar in sibling cgroups, both watched, sharing a network
+    //     namespace in which the sidecar runs a resolver on the trusted stub address
+    //     (issue 31, finding 2). On da56306 the answer was refused only when the serving
+    //     socket had the app's own cgroup id: the sidecar's verified the name and made the
+    //     connect `allow`. A watched socket that is not a named resolver serves claims.
+    let pod = PodNetns::new();
+    let app = watched.child("app");
+    let sidecar = watched.child("sidecar");
+    let _sidecar_resolver =
+        sidecar.spawn(&pod.exec(&format!("python3 {} pod-resolver", script.display())));
+    pod.resolve(&app);
+    let refused = wait_for_event(&output, |e| {
+        e["kind"] == "dns_refused" && e["cgroup_id"] == app.id()
+    });
+    assert_eq!(
+        refused["reason"], "answered_by_watched_socket",
+        "{refused:#}"
+    );
+    let (pid, _) = run_in_cgroup(&app, "curl -s -o /dev/null http://203.0.113.20/");
+    let e = flow(&output, "connect", pid, "203.0.113.20");
+    assert_eq!(e["names"], json!([]), "{e:#}");
+    assert_eq!(e["verdict"]["decision"], "violation", "{e:#}");
+    drop(_sidecar_resolver);
+
+    // 4c. The same resolver outside the watched cgroups (no socket of it is watched): the
+    //     answer is accepted, but 127.0.0.53 in the pod's network namespace is the pod's own
+    //     resolver, not the host's: its names are claims.
+    let _outside_resolver = Reaped(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec {}",
+                pod.exec(&format!("python3 {} pod-resolver", script.display()))
+            ))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let app2 = watched.child("app2");
+    pod.resolve(&app2);
+    let (pid, _) = run_in_cgroup(&app2, "curl -s -o /dev/null http://203.0.113.20/");
+    let e = flow(&output, "connect", pid, "203.0.113.20");
+    assert_eq!(e["names"], json!(["llm.sovereign.example"]), "{e:#}");
+    assert_eq!(
+        (&e["name_source"], &e["dns"][0]["verified"]),
+        (&json!("dns_untrusted"), &json!(false)),
+        "{e:#}"
+    );
+    assert_eq!(e["verdict"]["decision"], "violation", "{e:#}");
+    assert!(weak(&e).contains(&"dns_untrusted".into()), "{e:#}");
+    drop(_outside_resolver);
+    drop(pod);
 
     // 5. A resolver of the workload's own (a real dnsmasq) at an address nobody trusts.
     let own = watched.child("own");

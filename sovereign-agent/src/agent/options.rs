@@ -150,6 +150,7 @@ pub fn pipeline_options(config: &Config) -> PipelineOptions {
             query_table_entries: config.names.query_table_entries,
             query_table_per_cgroup: config.names.query_table_per_cgroup,
             query_timeout: Duration::from_millis(config.names.query_timeout_ms),
+            resolver_cgroups: config.names.resolver_cgroups.clone(),
         },
         open_flow_entries: NonZeroUsize::new(config.names.open_flow_entries)
             .unwrap_or(NonZeroUsize::MIN),

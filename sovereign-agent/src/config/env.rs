@@ -72,6 +72,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("metrics.enabled", Literal),
     ("metrics.listen", Text),
     ("names.trusted_resolvers", List),
+    ("names.resolver_cgroups", List),
     ("names.max_ttl_secs", Literal),
     ("names.query_timeout_ms", Literal),
     ("names.query_table_entries", Literal),

@@ -439,6 +439,12 @@ impl Config {
         if let Err(e) = self.names.resolvers() {
             return Err(invalid("names.trusted_resolvers", e));
         }
+        if let Err(e) = crate::capture::dns_provenance::resolver_cgroups(
+            &self.names.resolver_cgroups,
+            "names.resolver_cgroups",
+        ) {
+            return Err(invalid("names.resolver_cgroups", e));
+        }
         for (key, value) in [
             ("names.max_ttl_secs", self.names.max_ttl_secs),
             ("names.query_timeout_ms", self.names.query_timeout_ms),

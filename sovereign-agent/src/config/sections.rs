@@ -200,6 +200,10 @@ pub struct NamesConfig {
     pub map_per_cgroup: usize,
     /// Open TCP connections remembered for alerts on verdicts learned after connect.
     pub open_flow_entries: usize,
+    /// cgroup paths (globs, `*` within one path segment) of DNS servers the watched host runs
+    /// itself: an answer a watched socket sends as a trusted resolver counts only from these
+    /// (any other is a workload posing as the resolver, e.g. a sidecar).
+    pub resolver_cgroups: Vec<String>,
 }
 
 impl Default for NamesConfig {
@@ -212,6 +216,7 @@ impl Default for NamesConfig {
             query_table_per_cgroup: 2_500,
             map_per_cgroup: 16_384,
             open_flow_entries: 16_384,
+            resolver_cgroups: vec![crate::names::SYSTEMD_RESOLVED_CGROUP.into()],
         }
     }
 }

@@ -9,8 +9,11 @@
 //!   transaction id and question, once, before the query timeout. Any other answer is
 //!   refused, counted and reported ([`Learned::Refused`]): nobody asked for it.
 //! - an accepted answer *verifies* its names only when it comes from a trusted resolver
-//!   ([`resolvers`]) and was not sent by a process of the querying workload's own cgroup
-//!   posing as that resolver; otherwise its names are kept as claims (`verified: false`).
+//!   ([`resolvers`]), was not sent by a watched socket posing as that resolver (the querying
+//!   workload's own, or any other watched cgroup's but a resolver the operator named: a
+//!   sidecar), and, for a loopback resolver, was asked from the network namespace the operator
+//!   trusts (a pod's 127.0.0.53 is the pod's own); otherwise its names are kept as claims
+//!   (`verified: false`) or the answer is refused.
 //! - the SNI of a connection's ClientHello ([`hello`]) names that connection only, and is
 //!   always the client's own claim.
 //!
@@ -38,6 +41,29 @@ use self::{
     resolvers::Resolver,
 };
 
+/// systemd-resolved's cgroup: the host's stub resolver, a resolver every host names.
+pub const SYSTEMD_RESOLVED_CGROUP: &str = "/system.slice/systemd-resolved.service";
+
+/// What the kernel says about a packet's socket beyond the packet itself (the pipeline finds
+/// it; the packet cannot forge it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// A query: its socket is in the network namespace where loopback resolvers are the
+    /// host's (false when that is not known).
+    pub trusted_netns: bool,
+    /// A served answer: its socket belongs to a resolver the operator named
+    /// (`names.resolver_cgroups`).
+    pub named_resolver: bool,
+}
+
+impl Provenance {
+    /// A packet of the host's own network namespace, of no named resolver.
+    pub const HOST: Provenance = Provenance {
+        trusted_netns: true,
+        named_resolver: false,
+    };
+}
+
 /// Tunables of naming (the `[names]` configuration section, and two older top-level keys).
 #[derive(Clone, Debug)]
 pub struct NamesOptions {
@@ -54,6 +80,9 @@ pub struct NamesOptions {
     pub query_table_per_cgroup: usize,
     /// An answer later than this after its query is refused (`expired`).
     pub query_timeout: Duration,
+    /// cgroup paths (globs) of the resolvers whose answers count as theirs although a watched
+    /// socket sent them (`names.resolver_cgroups`).
+    pub resolver_cgroups: Vec<String>,
 }
 
 impl Default for NamesOptions {
@@ -67,6 +96,7 @@ impl Default for NamesOptions {
             query_table_entries: 10_000,
             query_table_per_cgroup: 2_500,
             query_timeout: Duration::from_secs(10),
+            resolver_cgroups: vec![SYSTEMD_RESOLVED_CGROUP.into()],
         }
     }
 }
@@ -116,6 +146,9 @@ pub struct NameStats {
     pub dns_verified: u64,
     /// Answers to own queries from other resolvers: names kept as claims.
     pub dns_untrusted: u64,
+    /// Of those, answers from a trusted loopback address to a query asked in another network
+    /// namespace than the trusted one (that namespace's own resolver, not the host's).
+    pub dns_foreign_netns: u64,
     /// Answers refused for naming (every reason).
     pub dns_refused: u64,
     /// DNS messages (queries or answers) that could not be parsed.
@@ -150,6 +183,13 @@ struct ServedKey {
     id: u16,
 }
 
+#[derive(Clone, Copy, Debug)]
+struct Served {
+    cgroup: u64,
+    named_resolver: bool,
+    until: Instant,
+}
+
 struct Fold {
     window_start: Instant,
     pending: u64,
@@ -160,8 +200,8 @@ pub struct Namer {
     trusted: Vec<Resolver>,
     queries: QueryTable,
     /// Answers that watched sockets sent, by the key their receiver will see, with the
-    /// sender's cgroup.
-    served: LruCache<ServedKey, (u64, Instant)>,
+    /// sender's cgroup and whether it is a resolver the operator named.
+    served: LruCache<ServedKey, Served>,
     timeout: Duration,
     map: NameMap,
     hellos: HelloAssembler,
@@ -202,8 +242,19 @@ impl Namer {
         }
     }
 
-    /// Learns from one DNS or TLS packet record. Malformed packets are counted and skipped.
+    /// Learns from one DNS or TLS packet record of the host's network namespace.
     pub fn on_packet(&mut self, p: &PacketView<'_>, now: Instant) -> Learned {
+        self.on_packet_from(p, Provenance::HOST, now)
+    }
+
+    /// Learns from one DNS or TLS packet record, with what the kernel says of its socket.
+    /// Malformed packets are counted and skipped.
+    pub fn on_packet_from(
+        &mut self,
+        p: &PacketView<'_>,
+        from: Provenance,
+        now: Instant,
+    ) -> Learned {
         let tcp = p.protocol == IPPROTO_TCP;
         let peer = sovereign_agent_common::ip_of(p.family, &p.peer_addr);
         match p.kind {
@@ -218,7 +269,8 @@ impl Namer {
                             client_port: p.local_port,
                             id: q.id,
                         };
-                        self.queries.record(key, q.question, p.cgroup_id, now);
+                        self.queries
+                            .record(key, q.question, p.cgroup_id, from.trusted_netns, now);
                     }
                     Err(e) => {
                         self.stats.dns_malformed += 1;
@@ -236,7 +288,14 @@ impl Namer {
                         client_port: p.local_port,
                         id: r.id,
                     };
-                    self.served.put(key, (p.cgroup_id, now + self.timeout));
+                    self.served.put(
+                        key,
+                        Served {
+                            cgroup: p.cgroup_id,
+                            named_resolver: from.named_resolver,
+                            until: now + self.timeout,
+                        },
+                    );
                 }
                 Learned::Nothing
             }
@@ -294,14 +353,19 @@ impl Namer {
             ip: peer,
             port: p.peer_port,
         };
-        let trusted = self.trusted.contains(&resolver);
-        let refusal = match self.queries.answer(&key, response.question.as_ref(), now) {
+        let trusted_address = self.trusted.contains(&resolver);
+        let answered = self.queries.answer(&key, response.question.as_ref(), now);
+        let refusal = match answered {
             Err(why) => Some(why.as_str()),
-            Ok(()) if trusted && self.served_by_own_cgroup(&key, p.cgroup_id, now) => {
-                Some("answered_by_own_cgroup")
-            }
-            Ok(()) => None,
+            Ok(_) if trusted_address => self.posing_as_resolver(&key, p.cgroup_id, now),
+            Ok(_) => None,
         };
+        // A loopback resolver is whoever listens there in the asking socket's network
+        // namespace: the host's only in the namespace the operator trusts.
+        let trusted = trusted_address && (!peer.is_loopback() || answered == Ok(true));
+        if trusted_address && !trusted && refusal.is_none() {
+            self.stats.dns_foreign_netns += 1;
+        }
         if let Some(reason) = refusal {
             self.stats.dns_refused += 1;
             *self.stats.refused_by_reason.entry(reason).or_default() += 1;
@@ -344,17 +408,28 @@ impl Namer {
         Learned::Nothing
     }
 
-    /// Whether the answer to `key` was sent by a socket of the querying cgroup itself: a
-    /// workload posing as a trusted resolver (e.g. on that address in a network namespace of
-    /// its own).
-    fn served_by_own_cgroup(&mut self, key: &QueryKey, cgroup: u64, now: Instant) -> bool {
+    /// Why the answer to `key` cannot count as the trusted resolver's when a watched socket
+    /// sent it: a socket of the querying cgroup itself (a workload posing as the resolver, e.g.
+    /// on its address in a network namespace of its own), or of any other watched cgroup that
+    /// is not a resolver the operator named (a sidecar the workload controls).
+    fn posing_as_resolver(
+        &mut self,
+        key: &QueryKey,
+        cgroup: u64,
+        now: Instant,
+    ) -> Option<&'static str> {
         let served = ServedKey {
             server: key.server,
             server_port: key.server_port,
             client_port: key.client_port,
             id: key.id,
         };
-        matches!(self.served.pop(&served), Some((c, until)) if c == cgroup && until > now)
+        match self.served.pop(&served) {
+            Some(s) if s.until <= now => None,
+            Some(s) if s.cgroup == cgroup => Some("answered_by_own_cgroup"),
+            Some(s) if !s.named_resolver => Some("answered_by_watched_socket"),
+            _ => None,
+        }
     }
 
     fn fold_refused(&mut self, r: RefusedAnswer, now: Instant) -> Learned {

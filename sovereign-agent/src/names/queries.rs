@@ -30,6 +30,9 @@ pub struct QueryKey {
 struct Outstanding {
     question: Question,
     cgroup: u64,
+    /// The asking socket was in the network namespace the operator trusts (where a loopback
+    /// resolver is the host's own).
+    trusted_netns: bool,
     expires: Instant,
 }
 
@@ -113,12 +116,21 @@ impl QueryTable {
         self.outstanding.is_empty()
     }
 
-    /// Records a query sent at `now`. Returns false when there was no room for it.
-    pub fn record(&mut self, key: QueryKey, question: Question, cgroup: u64, now: Instant) -> bool {
+    /// Records a query sent at `now` (from the trusted network namespace or not). Returns
+    /// false when there was no room for it.
+    pub fn record(
+        &mut self,
+        key: QueryKey,
+        question: Question,
+        cgroup: u64,
+        trusted_netns: bool,
+        now: Instant,
+    ) -> bool {
         self.expire(now);
         if let Some(old) = self.outstanding.get_mut(&key) {
             // A retransmission of the same query (same id, same socket): one answer expected.
             old.question = question;
+            old.trusted_netns &= trusted_netns;
             old.expires = now + self.timeout;
             self.order.push_back((now, key));
             return true;
@@ -141,6 +153,7 @@ impl QueryTable {
             Outstanding {
                 question,
                 cgroup,
+                trusted_netns,
                 expires: now + self.timeout,
             },
         );
@@ -151,13 +164,14 @@ impl QueryTable {
     }
 
     /// Accepts an answer for `key` repeating `question`: the query is settled (a second answer
-    /// is a duplicate). Otherwise says why not.
+    /// is a duplicate), and whether it was asked from the trusted network namespace is
+    /// returned. Otherwise says why not.
     pub fn answer(
         &mut self,
         key: &QueryKey,
         question: Option<&Question>,
         now: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         self.expire(now);
         let Some(q) = self.outstanding.get(key) else {
             if let Some((why, _)) = self.settled.get(key) {
@@ -172,10 +186,11 @@ impl QueryTable {
         if question != Some(&q.question) {
             return Err(Refusal::WrongQuestion);
         }
+        let trusted_netns = q.trusted_netns;
         self.remove(key);
         self.settle(*key, Refusal::Duplicate, now);
         self.stats.matched += 1;
-        Ok(())
+        Ok(trusted_netns)
     }
 
     fn remove(&mut self, key: &QueryKey) {
@@ -296,8 +311,8 @@ mod tests {
     fn an_answer_to_the_query_is_accepted_once() {
         let mut t = table();
         let now = Instant::now();
-        assert!(t.record(key(1, 7), q("a.example"), 1, now));
-        assert_eq!(t.answer(&key(1, 7), Some(&q("a.example")), now), Ok(()));
+        assert!(t.record(key(1, 7), q("a.example"), 1, true, now));
+        assert_eq!(t.answer(&key(1, 7), Some(&q("a.example")), now), Ok(true));
         assert_eq!(
             t.answer(&key(1, 7), Some(&q("a.example")), now),
             Err(Refusal::Duplicate)
@@ -310,7 +325,7 @@ mod tests {
     fn wrong_id_socket_server_port_or_question_is_refused() {
         let mut t = table();
         let now = Instant::now();
-        t.record(key(1, 7), q("a.example"), 1, now);
+        t.record(key(1, 7), q("a.example"), 1, true, now);
         let mut other_server = key(1, 7);
         other_server.server = "198.51.100.53".parse().unwrap();
         let mut other_port = key(1, 7);
@@ -336,14 +351,14 @@ mod tests {
         );
         assert_eq!(t.answer(&key(1, 7), None, now), Err(Refusal::WrongQuestion));
         // The wrong question did not consume the query: the right answer still matches.
-        assert_eq!(t.answer(&key(1, 7), Some(&q("a.example")), now), Ok(()));
+        assert_eq!(t.answer(&key(1, 7), Some(&q("a.example")), now), Ok(true));
     }
 
     #[test]
     fn late_answers_are_expired() {
         let mut t = table();
         let now = Instant::now();
-        t.record(key(1, 7), q("a.example"), 1, now);
+        t.record(key(1, 7), q("a.example"), 1, true, now);
         let late = now + Duration::from_secs(6);
         assert_eq!(
             t.answer(&key(1, 7), Some(&q("a.example")), late),
@@ -366,13 +381,13 @@ mod tests {
         let mut t = QueryTable::new(20, 5, Duration::from_secs(5));
         let now = Instant::now();
         for id in 0..50 {
-            t.record(key(1, id), q("flood.example"), 1, now);
+            t.record(key(1, id), q("flood.example"), 1, true, now);
         }
         assert_eq!(t.len(), 5);
         assert_eq!(t.stats.table_full, 45);
         // Another cgroup still has room, and its answer matches.
-        assert!(t.record(key(2, 1), q("b.example"), 2, now));
-        assert_eq!(t.answer(&key(2, 1), Some(&q("b.example")), now), Ok(()));
+        assert!(t.record(key(2, 1), q("b.example"), 2, true, now));
+        assert_eq!(t.answer(&key(2, 1), Some(&q("b.example")), now), Ok(true));
         // The flood's dropped queries are refused as such, never verified.
         assert_eq!(
             t.answer(&key(1, 49), Some(&q("flood.example")), now),
@@ -385,15 +400,21 @@ mod tests {
         let mut t = QueryTable::new(4, 4, Duration::from_secs(5));
         let now = Instant::now();
         for c in 0..4 {
-            assert!(t.record(key(c, 1), q("a.example"), c, now));
+            assert!(t.record(key(c, 1), q("a.example"), c, true, now));
         }
-        assert!(!t.record(key(9, 1), q("a.example"), 9, now));
+        assert!(!t.record(key(9, 1), q("a.example"), 9, true, now));
         assert_eq!(
             t.answer(&key(9, 1), Some(&q("a.example")), now),
             Err(Refusal::TableFull)
         );
         // Room again once they expire.
-        assert!(t.record(key(9, 2), q("a.example"), 9, now + Duration::from_secs(6)));
+        assert!(t.record(
+            key(9, 2),
+            q("a.example"),
+            9,
+            true,
+            now + Duration::from_secs(6)
+        ));
     }
 
     proptest! {
@@ -413,7 +434,7 @@ mod tests {
                 let k = key(cookie, id);
                 let question = q(if name == 0 { "a.example" } else { "b.example" });
                 if is_query {
-                    if t.record(k, question.clone(), cookie, now) {
+                    if t.record(k, question.clone(), cookie, true, now) {
                         model.insert(k, (question, now));
                     }
                 } else {

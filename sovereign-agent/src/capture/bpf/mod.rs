@@ -18,7 +18,7 @@ use sovereign_agent_common::{
     BUDGET_CGROUP_BURST_NS_GLOBAL, BUDGET_CGROUP_INTERVAL_NS_GLOBAL,
     BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL, BUDGET_NEW_DESTINATION_INTERVAL_NS_GLOBAL,
     BUDGET_PROCESS_BURST_NS_GLOBAL, BUDGET_PROCESS_INTERVAL_NS_GLOBAL, DESTINATION_REPEATS_MAP,
-    EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
+    DNS_NETNS_MAP, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
     EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP, LOSSES_MAP,
     NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP, PROCESS_SCOPE_MAP,
     READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP,
@@ -249,6 +249,8 @@ pub struct CaptureMaps {
     pub floods: PerCpuHashMap<MapData, BudgetKey, FloodTally>,
     /// The repeated TCP connects budgets folded, per destination and CPU.
     pub repeats: PerCpuHashMap<MapData, DestinationKey, RepeatTally>,
+    /// The network namespace of each socket that sent to port 53.
+    pub dns_netns: HashMap<MapData, u64, u64>,
     /// Every suppressed record by what it would have reported, per CPU.
     pub suppressed: PerCpuArray<MapData, u64>,
     pub losses: PerCpuArray<MapData, u64>,
@@ -540,6 +542,7 @@ impl Capture {
             priority,
             floods,
             repeats,
+            dns_netns,
             suppressed,
             losses,
             udp_sends,
@@ -550,6 +553,7 @@ impl Capture {
             take(PRIORITY_MAP)?,
             take(FLOODS_MAP)?,
             take(DESTINATION_REPEATS_MAP)?,
+            take(DNS_NETNS_MAP)?,
             take(SUPPRESSED_MAP)?,
             take(LOSSES_MAP)?,
             take(UDP_SENDS_MAP)?,
@@ -562,6 +566,7 @@ impl Capture {
             priority: RingBuf::try_from(priority).map_err(map_err(PRIORITY_MAP))?,
             floods: PerCpuHashMap::try_from(floods).map_err(map_err(FLOODS_MAP))?,
             repeats: PerCpuHashMap::try_from(repeats).map_err(map_err(DESTINATION_REPEATS_MAP))?,
+            dns_netns: HashMap::try_from(dns_netns).map_err(map_err(DNS_NETNS_MAP))?,
             suppressed: PerCpuArray::try_from(suppressed).map_err(map_err(SUPPRESSED_MAP))?,
             losses: PerCpuArray::try_from(losses).map_err(map_err(LOSSES_MAP))?,
             udp_sends: HashMap::try_from(udp_sends).map_err(map_err(UDP_SENDS_MAP))?,

@@ -192,6 +192,8 @@ pub struct Pipeline {
     /// Violations → alerts, folded per (workload, destination, rule).
     alerts: Option<AlertFolder>,
     names: Namer,
+    /// What the kernel knows of DNS packets' sockets (netns, a named resolver's cgroup).
+    dns_provenance: crate::capture::dns_provenance::DnsProvenance,
     /// The connect event of each open TCP connection, and whether it has alerted.
     open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
@@ -225,6 +227,7 @@ impl Pipeline {
             priority,
             floods,
             repeats,
+            dns_netns,
             suppressed,
             losses,
             udp_sends,
@@ -247,6 +250,15 @@ impl Pipeline {
             udp_pairs: LruCache::new(options.udp_socket_entries),
             last_send_scan: None,
             names: Namer::new(&options.names),
+            dns_provenance: crate::capture::dns_provenance::DnsProvenance::new(
+                dns_netns,
+                // Checked by the configuration's validation.
+                crate::capture::dns_provenance::resolver_cgroups(
+                    &options.names.resolver_cgroups,
+                    "names.resolver_cgroups",
+                )
+                .unwrap_or_default(),
+            ),
             open_flows: LruCache::new(options.open_flow_entries),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
             cgroups: options

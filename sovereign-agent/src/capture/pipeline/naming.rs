@@ -7,7 +7,19 @@ impl Pipeline {
     /// A DNS query or answer or a ClientHello segment: learn names, report refused answers,
     /// and re-judge a connection whose SNI was just read.
     pub(super) fn handle_packet(&mut self, p: &PacketView<'_>) -> Result<(), PipelineError> {
-        match self.names.on_packet(p, Instant::now()) {
+        let now = Instant::now();
+        let from = match p.kind {
+            RecordKind::DnsQuery => self.dns_provenance.query(
+                sovereign_agent_common::ip_of(p.family, &p.peer_addr),
+                p.cookie,
+            ),
+            RecordKind::DnsServed => {
+                self.dns_provenance
+                    .served(p.cgroup_id, self.cgroups.as_mut(), now)
+            }
+            _ => crate::names::Provenance::HOST,
+        };
+        match self.names.on_packet_from(p, from, now) {
             Learned::Nothing => Ok(()),
             Learned::Refused(r) => self.emit_refused(*r),
             Learned::Hello { cookie } => self.rejudge_open_flow(cookie),

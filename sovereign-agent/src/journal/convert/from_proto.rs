@@ -63,6 +63,7 @@ const REFUSALS: &[&str] = &[
     "expired",
     "query_table_full",
     "answered_by_own_cgroup",
+    "answered_by_watched_socket",
 ];
 /// Why a process's facts are missing (enrich::table).
 const IDENTITY: &[&str] = &["exited_before_read"];

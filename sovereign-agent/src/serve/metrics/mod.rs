@@ -121,6 +121,12 @@ fn names(out: &mut Exposition, n: &crate::names::NamesSnapshot) {
             (vec![("result", "refused")], st.dns_refused as f64),
         ],
     );
+    out.counter(
+        "sovereign_agent_dns_foreign_netns_answers_total",
+        "Answers from a trusted loopback resolver address to a query asked in another network \
+         namespace than the trusted one (that namespace's own resolver): names kept as claims.",
+        &[(vec![], st.dns_foreign_netns as f64)],
+    );
     let reasons: Vec<(Vec<(&str, &str)>, f64)> = st
         .refused_by_reason
         .iter()
