@@ -25,7 +25,8 @@
 //!
 //! Around them: [`config`] (the file and the environment, validated), [`agent`] (`run`: wires
 //! the stages together), [`cli`] (the command line, one module per subcommand), [`exit`]
-//! (exit codes), [`telemetry`] (the agent's own logs and counters) and [`shutdown`].
+//! (exit codes), [`telemetry`] (the agent's own logs and counters), [`shutdown`], and
+//! [`escape`] (workload-controlled text made safe for terminals, chats and spreadsheets).
 //!
 //! Imports run one way, with no cycle between these modules: `names`, `enrich` and `policy`
 //! import none of the later ones; `event` holds their results; `alerts` and `journal` read
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod enrich;
+pub mod escape;
 pub mod event;
 pub mod exit;
 pub mod journal;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sovereign_agent_tests::{
     closed_port, free_port, http_get, loopback_policy, metric, openssl_cert, require_root,
-    start_agent_with, wait_for_event,
+    start_agent_with, target_bin, wait_for_event,
     webhook::{received, start_receiver},
     Reaped, TestCgroup,
 };
@@ -174,5 +174,44 @@ fn every_alert_reaches_a_webhook_that_is_down_then_failing_then_up_once_acknowle
     let text = scrape(&metrics);
     assert_eq!(metric(&text, DELIVERED), Some(pids.len() as f64), "{text}");
     assert_eq!(metric(&text, CONNECTED), Some(1.0), "{text}");
+
+    // Issue 31, finding 6: a workload whose executable's path holds `<!channel>` (a Slack
+    // control sequence) violates. Before, the chat line carried it as it was: the security
+    // bot pinged the whole channel. Now it is inline code, escaped.
+    std::fs::create_dir_all(dir.join("<!channel>")).unwrap();
+    let named = dir.join("<!channel>/sa-traffic");
+    std::fs::copy(target_bin("sa-traffic"), &named).unwrap();
+    let refused = closed_port("127.0.0.1:0");
+    let out = std::process::Command::new(&named)
+        .env("SA_TRAFFIC_LINGER_MS", "300") // its /proc entry is there when it is read
+        .arg(cgroup.path().join("cgroup.procs"))
+        .args(["refused", &refused.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let found = accepted("/slack").into_iter().find_map(|r| {
+            let text = r["body"]["text"].as_str()?.to_string();
+            text.contains(&refused.to_string()).then_some(text)
+        });
+        if let Some(text) = found {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renamed workload's alert never came"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!text.contains("<!channel>"), "{text}");
+    assert!(
+        text.contains(&format!("`{}/&lt;!channel&gt;/sa-traffic`", dir.display())),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -87,20 +87,6 @@ fn own_netns_cookie() -> Option<u64> {
     (rc == 0 && len as usize == size_of::<u64>()).then_some(cookie)
 }
 
-/// The `names.resolver_cgroups` patterns as one matcher; `what` names the key in errors.
-pub fn resolver_cgroups(patterns: &[String], what: &str) -> Result<globset::GlobSet, String> {
-    let mut set = globset::GlobSetBuilder::new();
-    for p in patterns {
-        set.add(
-            globset::GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!("{what}: {p:?}: {e}"))?,
-        );
-    }
-    set.build().map_err(|e| format!("{what}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,23 +96,5 @@ mod tests {
         // Linux 5.14+ (every kernel CI runs); stable within the process.
         let a = own_netns_cookie().expect("SO_NETNS_COOKIE");
         assert_eq!(Some(a), own_netns_cookie());
-    }
-
-    #[test]
-    fn resolver_cgroup_patterns_match_whole_path_segments() {
-        let set = resolver_cgroups(
-            &[
-                "/system.slice/systemd-resolved.service".into(),
-                "/kubepods.slice/*/coredns-*".into(),
-            ],
-            "names.resolver_cgroups",
-        )
-        .unwrap();
-        assert!(set.is_match("/system.slice/systemd-resolved.service"));
-        assert!(set.is_match("/kubepods.slice/pod1/coredns-abc"));
-        assert!(!set.is_match("/kubepods.slice/pod1/x/coredns-abc"));
-        assert!(!set.is_match("/system.slice/systemd-resolved.service/../evil"));
-        let err = resolver_cgroups(&["[".into()], "names.resolver_cgroups").unwrap_err();
-        assert!(err.starts_with("names.resolver_cgroups: \"[\""), "{err}");
     }
 }

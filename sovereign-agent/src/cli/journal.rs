@@ -551,6 +551,13 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[30] = json.to_string();
         }
     }
+    // A cell a spreadsheet would run as a formula (an exe path or name the workload chose
+    // beginning with `=`, say) is quoted (`crate::escape`).
+    for cell in &mut row {
+        if let std::borrow::Cow::Owned(quoted) = crate::escape::csv_cell(cell) {
+            *cell = quoted;
+        }
+    }
     row
 }
 
@@ -558,6 +565,23 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::journal::{convert, tests::sample_event};
+
+    #[test]
+    fn a_workload_chosen_formula_is_no_formula_in_the_csv_export() {
+        // Issue 31, finding 6: an executable called `=HYPERLINK(...)` becomes a clickable
+        // link (or worse) when the export is opened in a spreadsheet.
+        let mut f = crate::journal::tests::sample_flow(1);
+        f.exe = Some("=HYPERLINK(\"https://evil.example/\",\"open\")".into());
+        f.comm = "@SUM(1)".into();
+        let row = csv_row(7, &Event::Flow(Box::new(f)));
+        let cell = |name: &str| &row[CSV_COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(
+            cell("exe"),
+            "'=HYPERLINK(\"https://evil.example/\",\"open\")"
+        );
+        assert_eq!(cell("comm"), "'@SUM(1)");
+        assert_eq!(cell("seq"), "7");
+    }
 
     fn compile(f: FilterArgs) -> Filter {
         f.compile().unwrap()

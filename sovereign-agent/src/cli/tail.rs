@@ -277,7 +277,11 @@ fn json_line(seq: u64, agent: Option<Origin>, event: &Event) -> String {
     json
 }
 
+/// One event as a coloured line for a terminal. Every string a workload chooses (its
+/// executable, names, cgroup, the resolver's claims) goes through [`escape::terminal`]: an
+/// escape sequence in an exe path must not rewrite the operator's screen.
 fn pretty_line(e: &pb::Event) -> String {
+    use crate::escape::terminal as t;
     let ts = crate::clock::rfc3339_from_unix_ns(i128::from(e.ts_unix_ns));
     let kind = filter::kind_of(e);
     match &e.body {
@@ -286,7 +290,7 @@ fn pretty_line(e: &pb::Event) -> String {
                 .map(|i| i.to_string())
                 .unwrap_or_default();
             let dest = match f.names.first() {
-                Some(n) => format!("{n} ({ip}):{}", f.dst_port),
+                Some(n) => format!("{} ({ip}):{}", t(n), f.dst_port),
                 None => format!("{ip}:{}", f.dst_port),
             };
             let verdict = match &f.verdict {
@@ -298,10 +302,10 @@ fn pretty_line(e: &pb::Event) -> String {
                             .trim_start_matches("SEVERITY_")
                             .to_lowercase())
                         .unwrap_or_default(),
-                    v.rule,
-                    v.zones.join(",")
+                    t(&v.rule),
+                    t(&v.zones.join(","))
                 ),
-                Some(v) => format!("\x1b[32mallow\x1b[0m ({})", v.rule),
+                Some(v) => format!("\x1b[32mallow\x1b[0m ({})", t(&v.rule)),
                 None => String::new(),
             };
             format!(
@@ -309,12 +313,12 @@ fn pretty_line(e: &pb::Event) -> String {
                 if e.agent_id.is_empty() {
                     String::new()
                 } else {
-                    format!("[{}] ", e.agent_id)
+                    format!("[{}] ", t(&e.agent_id))
                 },
                 ts,
                 e.seq,
                 kind,
-                filter::workload_of(f),
+                t(filter::workload_of(f)),
                 f.pid,
                 dest,
                 verdict
@@ -327,9 +331,9 @@ fn pretty_line(e: &pb::Event) -> String {
             pb::Severity::try_from(a.severity)
                 .map(|s| s.as_str_name().trim_start_matches("SEVERITY_").to_lowercase())
                 .unwrap_or_default(),
-            a.rule,
-            a.workload,
-            a.destination,
+            t(&a.rule),
+            t(&a.workload),
+            t(&a.destination),
             a.count
         )
         }
@@ -343,19 +347,19 @@ fn pretty_line(e: &pb::Event) -> String {
             format!(
                 "\x1b[2m{ts} #{}\x1b[0m \x1b[1;33mDNS answer refused ({})\x1b[0m {} from {} claims {} ×{}",
                 e.seq,
-                d.reason,
-                d.cgroup.as_deref().unwrap_or(&d.comm),
-                d.resolver,
-                d.names.join(", "),
+                t(&d.reason),
+                t(d.cgroup.as_deref().unwrap_or(&d.comm)),
+                t(&d.resolver),
+                t(&d.names.join(", ")),
                 d.count
             )
         }
         Some(pb::event::Body::Flood(f)) => {
-            let who = f.flow.as_ref().map_or("?", filter::workload_of);
+            let who = t(f.flow.as_ref().map_or("?", filter::workload_of));
             let pid = f.flow.as_ref().map_or(0, |f| f.pid);
             format!(
                 "\x1b[2m{ts} #{}\x1b[0m \x1b[1;31mFLOOD\x1b[0m {who} (pid {pid}, {}) suppressed tcp_connects={} udp={} dns={} tls={}",
-                e.seq, f.scope, f.tcp_connects, f.udp, f.dns_packets, f.tls_segments
+                e.seq, t(&f.scope), f.tcp_connects, f.udp, f.dns_packets, f.tls_segments
             )
         }
         _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),
@@ -459,4 +463,31 @@ pub async fn status(target: &Target, json: bool) -> u8 {
         }
     }
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{event::Event, journal::convert::to_proto};
+
+    #[test]
+    fn a_workload_chosen_escape_sequence_reaches_the_terminal_as_text() {
+        // Issue 31, finding 6: an executable whose path holds an escape sequence (here: set
+        // the window title, clear the screen) must not act on the operator's terminal.
+        let mut f = crate::journal::tests::sample_flow(1);
+        f.systemd_unit = None;
+        f.exe = Some("/tmp/\x1b]0;owned\x07\x1b[2J".into());
+        f.names = vec!["evil\x1b[8m.example".into()];
+        let line = pretty_line(&to_proto(&Event::Flow(Box::new(f)), 3));
+        assert!(line.contains("/tmp/\\x1b]0;owned\\x07\\x1b[2J"), "{line:?}");
+        assert!(line.contains("evil\\x1b[8m.example"), "{line:?}");
+        // The line's own colours are the only escape sequences left in it.
+        let without_ours = line
+            .replace("\x1b[0m", "")
+            .replace("\x1b[2m", "")
+            .replace("\x1b[1m", "")
+            .replace("\x1b[1;31m", "")
+            .replace("\x1b[32m", "");
+        assert!(!without_ours.contains('\x1b'), "{without_ours:?}");
+    }
 }

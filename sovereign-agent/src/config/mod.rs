@@ -439,7 +439,7 @@ impl Config {
         if let Err(e) = self.names.resolvers() {
             return Err(invalid("names.trusted_resolvers", e));
         }
-        if let Err(e) = crate::capture::dns_provenance::resolver_cgroups(
+        if let Err(e) = crate::names::resolvers::resolver_cgroups(
             &self.names.resolver_cgroups,
             "names.resolver_cgroups",
         ) {

@@ -65,9 +65,41 @@ pub fn host_defaults(resolv_conf: &Path) -> Vec<Resolver> {
     out
 }
 
+/// The `names.resolver_cgroups` patterns as one matcher; `what` names the key in errors.
+pub fn resolver_cgroups(patterns: &[String], what: &str) -> Result<globset::GlobSet, String> {
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        set.add(
+            globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("{what}: {p:?}: {e}"))?,
+        );
+    }
+    set.build().map_err(|e| format!("{what}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolver_cgroup_patterns_match_whole_path_segments() {
+        let set = resolver_cgroups(
+            &[
+                "/system.slice/systemd-resolved.service".into(),
+                "/kubepods.slice/*/coredns-*".into(),
+            ],
+            "names.resolver_cgroups",
+        )
+        .unwrap();
+        assert!(set.is_match("/system.slice/systemd-resolved.service"));
+        assert!(set.is_match("/kubepods.slice/pod1/coredns-abc"));
+        assert!(!set.is_match("/kubepods.slice/pod1/x/coredns-abc"));
+        assert!(!set.is_match("/system.slice/systemd-resolved.service/../evil"));
+        let err = resolver_cgroups(&["[".into()], "names.resolver_cgroups").unwrap_err();
+        assert!(err.starts_with("names.resolver_cgroups: \"[\""), "{err}");
+    }
 
     #[test]
     fn parses_addresses_with_and_without_ports() {

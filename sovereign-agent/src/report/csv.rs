@@ -42,7 +42,7 @@ pub fn write(report: &Report, out: impl Write) -> std::io::Result<()> {
     w.write_record(&header)?;
     for r in &report.inventory {
         let l = &r.location;
-        w.write_record([
+        let row = [
             r.agent.as_str(),
             &r.workload,
             r.exe.as_deref().unwrap_or(""),
@@ -72,7 +72,9 @@ pub fn write(report: &Report, out: impl Write) -> std::io::Result<()> {
             &r.violations.to_string(),
             &r.rules.join(" "),
             &r.zones.join(" "),
-        ])?;
+        ];
+        // A cell a spreadsheet would run as a formula is quoted (`crate::escape`).
+        w.write_record(row.map(|c| crate::escape::csv_cell(c).into_owned()))?;
     }
     w.flush()
 }

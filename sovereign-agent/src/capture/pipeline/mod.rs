@@ -253,7 +253,7 @@ impl Pipeline {
             dns_provenance: crate::capture::dns_provenance::DnsProvenance::new(
                 dns_netns,
                 // Checked by the configuration's validation.
-                crate::capture::dns_provenance::resolver_cgroups(
+                crate::names::resolvers::resolver_cgroups(
                     &options.names.resolver_cgroups,
                     "names.resolver_cgroups",
                 )

@@ -73,30 +73,35 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     v.as_str().unwrap_or("")
 }
 
-/// One line for people: `[severity] rule: workload → destination (count) on agent`.
+/// One line for people in a chat: `[severity] rule: workload → destination (count) on agent`.
+/// What the workload chooses (its executable or comm, the destination's names) is set as
+/// inline code with the chat's control sequences escaped ([`crate::escape::chat`]): a
+/// workload named `<!channel>` pings nobody. The rest (severity, rule, agent id) is the
+/// operator's.
 pub fn summary(r: &Rendered) -> String {
+    use crate::escape::chat;
     let j = &r.json;
     match r.kind {
         "alert" => format!(
             "[{}] {}: {} → {} ({}×) on {}",
             str_at(j, &["severity"]),
             str_at(j, &["rule"]),
-            str_at(j, &["workload"]),
-            str_at(j, &["destination"]),
+            chat(str_at(j, &["workload"])),
+            chat(str_at(j, &["destination"])),
             j["count"].as_u64().unwrap_or(1),
             str_at(j, &["agent_id"]),
         ),
         "flood" => format!(
             "[high] flood: {} (pid {}) over its budget on {}",
-            str_at(j, &["flow", "comm"]),
+            chat(str_at(j, &["flow", "comm"])),
             j["flow"]["pid"],
             str_at(j, &["agent_id"]),
         ),
         kind => match &r.event {
             Some(Event::Flow(f)) => format!(
                 "{kind}: {} → {} ({}) on {}",
-                f.workload(),
-                f.destination(),
+                chat(&f.workload()),
+                chat(&f.destination()),
                 match f.verdict.as_ref().map(|v| v.decision) {
                     Some(crate::policy::Decision::Allow) => "allow",
                     Some(crate::policy::Decision::Violation) => "violation",
