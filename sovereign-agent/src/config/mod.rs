@@ -605,10 +605,7 @@ impl Config {
                     }
                 }
                 SinkKind::Webhook(c) => {
-                    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-                        .iter()
-                        .any(|p| c.url.starts_with(p));
-                    if !c.url.starts_with("https://") && !loopback {
+                    if !c.url.starts_with("https://") && !is_loopback_http(&c.url) {
                         return Err(fail(format!(
                             "url {:?}: expected https:// (http:// only to loopback)",
                             c.url
@@ -644,3 +641,24 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `url` is plain `http://` to this host's loopback by its parsed host, not by its
+/// prefix (`http://localhost.evil.example/` and `http://127.0.0.1.evil.example/` are
+/// elsewhere).
+fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}

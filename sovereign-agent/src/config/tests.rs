@@ -372,6 +372,19 @@ fn sinks_of_every_type_parse_with_their_defaults() {
 }
 
 #[test]
+fn plain_http_webhooks_are_accepted_to_loopback_only() {
+    for url in [
+        "http://127.0.0.1:8080/x",
+        "http://localhost/x",
+        "http://[::1]:9/",
+        "http://127.0.0.2/",
+    ] {
+        let text = format!("[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"{url}\"\n");
+        assert!(parse(&text).is_ok(), "{url}");
+    }
+}
+
+#[test]
 fn bad_sinks_name_the_sink_and_what_is_wrong() {
     for (text, wanted) in [
         (
@@ -385,6 +398,19 @@ fn bad_sinks_name_the_sink_and_what_is_wrong() {
         ("[[sink]]\nname = \"x\"\ntype = \"kafka\"\n", "kafka"),
         (
             "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"http://hooks.example/\"\n",
+            "\"x\": url",
+        ),
+        // Issue 31, finding 11: loopback judged by the parsed host, not by a prefix.
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"http://localhost.evil.example/hook\"\n",
+            "\"x\": url",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1.evil.example/\"\n",
+            "\"x\": url",
+        ),
+        (
+            "[[sink]]\nname = \"x\"\ntype = \"webhook\"\nurl = \"http://[::1]@evil.example/\"\n",
             "\"x\": url",
         ),
         (

@@ -104,6 +104,27 @@ pub fn build(opts: &Options<'_>, progress: impl FnMut(u64)) -> Result<Report, Bu
     ))
 }
 
+/// Largest dataset file a journal's record may make the report read (the largest real one, a
+/// city database, is under 100 MiB).
+const MAX_RECORDED_DATASET_BYTES: u64 = 512 << 20;
+
+/// Whether a path a journal names (a record pushed by any agent, at a collector) may be read
+/// as a dataset: a regular file of bounded size, never a device, pipe or directory
+/// (`/dev/zero` would be read forever).
+fn recorded_dataset_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_RECORDED_DATASET_BYTES {
+        return Err(format!(
+            "{} bytes, more than any dataset ({MAX_RECORDED_DATASET_BYTES})",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The datasets the agent's policies recorded, read from where the agent read them, when
 /// they are still there and still the version it used.
 fn recorded_datasets(scan: &scan::Scan, missing: &mut Vec<String>) -> Vec<datasets::Loaded> {
@@ -122,6 +143,13 @@ fn recorded_datasets(scan: &scan::Scan, missing: &mut Vec<String>) -> Vec<datase
     }
     let mut out = Vec::new();
     for (path, version) in paths {
+        if let Err(why) = recorded_dataset_file(&path) {
+            missing.push(format!(
+                "the dataset the agent recorded, {}, was not read: {why}; give --datasets DIR",
+                path.display()
+            ));
+            continue;
+        }
         match datasets::load(&path) {
             Ok(l) if l.info.version == version => out.push(l),
             Ok(l) => {
@@ -138,4 +166,25 @@ fn recorded_datasets(scan: &scan::Scan, missing: &mut Vec<String>) -> Vec<datase
         }
     }
     out
+}
+
+#[cfg(test)]
+mod recorded_tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_cannot_make_the_report_read_a_device_or_a_directory() {
+        // Issue 31, finding 11: a policy record pushed to a collector names the datasets'
+        // paths; the report reads what they name.
+        assert_eq!(
+            recorded_dataset_file(Path::new("/dev/zero")),
+            Err("not a regular file".into())
+        );
+        assert!(recorded_dataset_file(Path::new("/")).is_err());
+        assert!(recorded_dataset_file(Path::new("/nonexistent/aws.json")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ip-ranges.json");
+        std::fs::write(&file, b"{}").unwrap();
+        assert_eq!(recorded_dataset_file(&file), Ok(()));
+    }
 }

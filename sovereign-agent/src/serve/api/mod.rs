@@ -354,7 +354,7 @@ pub async fn serve(
     api: Arc<Api>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ApiError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let err = |message: String| ApiError {
         path: path.to_path_buf(),
         message,
@@ -370,9 +370,31 @@ pub async fn serve(
         std::fs::remove_file(path)
             .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(format!("cannot make it 0600: {e}")))?;
+    // The socket is made 0600 before it is reachable: bound in a fresh 0700 directory beside
+    // it, its mode set, then renamed into place (a rename keeps the bound socket). Bound in
+    // place and chmod-ed after, anyone could connect in between with the umask's mode.
+    let private = path.with_file_name(format!(
+        ".{}.{}.bind",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("api"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| err(format!("cannot create {}: {e}", private.display())))?;
+    let staged = private.join("socket");
+    let bound = tokio::net::UnixListener::bind(&staged)
+        .map_err(|e| e.to_string())
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot make it 0600: {e}"))?;
+            std::fs::rename(&staged, path)
+                .map_err(|e| format!("cannot move it into place: {e}"))?;
+            Ok(listener)
+        });
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound.map_err(err)?;
 
     let router = router(tonic::transport::Server::builder(), api)
         .await

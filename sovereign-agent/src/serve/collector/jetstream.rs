@@ -6,9 +6,10 @@
 //!
 //! Who sent an event is taken from its subject (`<prefix>.<agent>.<kind>`), which the
 //! operator's NATS permissions bind to each agent's credentials (`publish:
-//! sovereign.<agent>.>`); the `Sovereign-Agent` header only restores the spelling of an agent
-//! id that the subject token had to change (a `.` becomes `_`). An agent publishing under
-//! another's subject is refused by NATS, not trusted by us.
+//! sovereign.<agent>.>`). The token is injective (`subject_token`: `%XX` escapes), so it is
+//! decoded back into exactly one agent id; the `Sovereign-Agent` header is not read (it was:
+//! an agent `node_1` could claim to be `node.1`, whose token was also `node_1`). An agent
+//! publishing under another's subject is refused by NATS, not trusted by us.
 //!
 //! The collector's position in the stream is its own durable cursor
 //! (`jetstream.<stream>.cursor` beside its journal), written after each batch is stored and
@@ -31,7 +32,7 @@ use tokio_stream::StreamExt;
 use super::{store, Collector, Source};
 use crate::serve::sinks::{
     cursor::Cursor,
-    nats::{connect, subject_token, AfterLoss, NatsServers},
+    nats::{agent_of_token, connect, AfterLoss, NatsServers},
 };
 
 /// The collector's `--nats-*` settings.
@@ -259,10 +260,8 @@ fn parse(
             .map(|v| v.as_str().to_string())
     };
     let journal = header("Sovereign-Journal").filter(|j| !j.is_empty())?;
-    // The header's spelling of the agent id, only if it is the subject's agent.
-    let agent = header("Sovereign-Agent")
-        .filter(|a| subject_token(a) == token)
-        .unwrap_or_else(|| token.to_string());
+    // The agent is the subject's, decoded; no header can change it.
+    let agent = agent_of_token(token)?;
     let mut event = pb::Event::decode(payload).ok()?;
     // What the collector's journal could not give back is not stored (store() would refuse
     // the whole batch, and this one would be fetched again for ever).
@@ -303,14 +302,27 @@ mod tests {
         .unwrap();
         assert_eq!(source, ("node-2".to_string(), "j1".to_string()));
         assert_eq!(e.seq, 7);
-        // The header restores a spelling the subject token had to change.
+        // The subject's token is decoded; a spelling the old `_` replacement shared with
+        // another id cannot be claimed through the header (issue 31, finding 11).
+        let (source, _) = parse(
+            "fleet.eu.node-1%2Eexample.flow",
+            Some(&headers("node-1.example", "j1")),
+            &event(1),
+        )
+        .unwrap();
+        assert_eq!(source.0, "node-1.example");
         let (source, _) = parse(
             "fleet.eu.node-1_example.flow",
             Some(&headers("node-1.example", "j1")),
             &event(1),
         )
         .unwrap();
-        assert_eq!(source.0, "node-1.example");
+        assert_eq!(
+            source.0, "node-1_example",
+            "the header claimed another agent"
+        );
+        // A token no agent id encodes to: refused.
+        assert!(parse("sovereign.%41.alert", Some(&headers("A", "j")), &event(1)).is_none());
         // No journal identity, or not protobuf: refused.
         assert!(parse("sovereign.n.alert", None, &event(1)).is_none());
         assert!(parse(

@@ -76,21 +76,46 @@ pub struct NatsTransport {
 
 const SOVEREIGN_SEQ: HeaderName = HeaderName::from_static("Sovereign-Seq");
 
-/// `s` as one subject token.
+/// An agent id as one subject token, injectively: ASCII letters, digits, `-` and `_` stay;
+/// every other byte (`.`, `*`, `>`, `%`, blanks, anything not ASCII) becomes `%XX`; the empty
+/// id is `%`. Two ids never share a token, so the subject (which the operator's NATS
+/// permissions bind to each agent's credentials) names exactly one agent, and
+/// [`agent_of_token`] gives it back without trusting any header.
 pub fn subject_token(s: &str) -> String {
-    let t: String = s
-        .chars()
-        .map(|c| match c {
-            '.' | '*' | '>' => '_',
-            c if c.is_whitespace() || c.is_control() => '_',
-            c => c,
-        })
-        .collect();
-    if t.is_empty() {
-        "_".into()
-    } else {
-        t
+    if s.is_empty() {
+        return "%".into();
     }
+    let mut t = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            t.push(b as char);
+        } else {
+            t.push_str(&format!("%{b:02X}"));
+        }
+    }
+    t
+}
+
+/// The agent id a subject token stands for; `None` for a token [`subject_token`] would not
+/// have written (no other spelling of an id is accepted).
+pub fn agent_of_token(t: &str) -> Option<String> {
+    if t == "%" {
+        return Some(String::new());
+    }
+    let mut bytes = Vec::with_capacity(t.len());
+    let mut rest = t.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let id = String::from_utf8(bytes).ok()?;
+    (subject_token(&id) == t).then_some(id)
 }
 
 /// Where a NATS client connects, and with what credentials: the `nats` sink's settings, and
@@ -439,12 +464,29 @@ mod tests {
     }
 
     #[test]
-    fn an_agent_id_becomes_one_subject_token() {
+    fn an_agent_id_becomes_one_subject_token_and_back() {
         assert_eq!(
             subject_token("node-1.eu-west.example"),
-            "node-1_eu-west_example"
+            "node-1%2Eeu-west%2Eexample"
         );
-        assert_eq!(subject_token("a b*c>"), "a_b_c_");
-        assert_eq!(subject_token(""), "_");
+        assert_eq!(subject_token("a b*c>"), "a%20b%2Ac%3E");
+        assert_eq!(subject_token("node_1"), "node_1");
+        assert_eq!(subject_token(""), "%");
+        // Injective: ids that the old `_` replacement merged stay apart.
+        assert_ne!(subject_token("node.1"), subject_token("node_1"));
+        for id in [
+            "node-1.eu-west.example",
+            "a b*c>",
+            "",
+            "50%",
+            "nœud-1",
+            "node_1",
+        ] {
+            assert_eq!(agent_of_token(&subject_token(id)).as_deref(), Some(id));
+        }
+        // Only the canonical spelling is accepted.
+        for token in ["%41", "%2e", "%4", "%zz", "a%", "%FF"] {
+            assert_eq!(agent_of_token(token), None, "{token}");
+        }
     }
 }
