@@ -259,7 +259,7 @@ fn parse(
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_string())
     };
-    let journal = header("Sovereign-Journal").filter(|j| !j.is_empty())?;
+    let journal = header("Sovereign-Journal").filter(|j| super::valid_journal_id(j))?;
     // The agent is the subject's, decoded; no header can change it.
     let agent = agent_of_token(token)?;
     let mut event = pb::Event::decode(payload).ok()?;

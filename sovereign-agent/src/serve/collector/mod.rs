@@ -38,6 +38,52 @@ use seen::Seen;
 /// (agent, journal id).
 type Source = (String, String);
 
+/// Journals one agent may have at a collector (a new one per reinstall or journal reset).
+/// Each is a progress entry and a set of metric series for ever: a client's choice of
+/// journal ids must not grow them without bound.
+pub const MAX_JOURNALS_PER_AGENT: usize = 64;
+
+/// Whether `id` can be an agent's journal id (its writer makes 32 hex digits; this allows
+/// any 1 to 64 ASCII letters, digits, `-` and `_`): anything else is refused before it names
+/// a progress entry or a metric label.
+pub fn valid_journal_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether a batch from `source` may be taken: its journal id is well formed, and a journal
+/// the collector does not know yet is one more within the agent's bound. `Ok(false)`: an
+/// empty batch of an unknown journal, answered without being remembered.
+fn admit(
+    progress: &Mutex<HashMap<Source, Progress>>,
+    source: &Source,
+    empty: bool,
+) -> Result<bool, Status> {
+    if !valid_journal_id(&source.1) {
+        return Err(Status::invalid_argument(format!(
+            "journal id {:?}: expected 1 to 64 ASCII letters, digits, '-' or '_'",
+            source.1.chars().take(80).collect::<String>()
+        )));
+    }
+    let progress = lock(progress);
+    if progress.contains_key(source) {
+        return Ok(true);
+    }
+    if empty {
+        return Ok(false);
+    }
+    let journals = progress.keys().filter(|(a, _)| *a == source.0).count();
+    if journals >= MAX_JOURNALS_PER_AGENT {
+        return Err(Status::resource_exhausted(format!(
+            "agent {:?} already has {journals} journals here (at most {MAX_JOURNALS_PER_AGENT})",
+            source.0
+        )));
+    }
+    Ok(true)
+}
+
 /// What the collector knows of one agent's journal.
 #[derive(Clone, Debug, Default)]
 struct Progress {
@@ -296,6 +342,24 @@ impl CollectorService for Collector {
                     }
                 };
                 let source: Source = (agent.clone(), batch.journal_id.clone());
+                match admit(&progress, &source, batch.events.is_empty()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let nothing = PushAck {
+                            acked_seq: 0,
+                            duplicates: 0,
+                        };
+                        if tx.send(Ok(nothing)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(refused) => {
+                        counters.batches_refused.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(Err(refused)).await;
+                        break;
+                    }
+                }
                 connected.to(&source);
                 let (writer, progress, shared, counters) = (
                     writer.clone(),
@@ -350,6 +414,40 @@ mod tests {
             journal_id: journal.into(),
             journal_next_seq: head,
         }
+    }
+
+    #[test]
+    fn client_chosen_journal_ids_are_bounded_and_empty_batches_leave_nothing() {
+        // Issue 31, finding 9: every journal id a client sent, even in an empty batch, became a
+        // permanent progress entry and metric label.
+        let (_dir, c) = collector();
+        let src = |j: &str| ("agent-a".to_string(), j.to_string());
+        for bad in ["", "a b", "x\n", &"f".repeat(65), "café"] {
+            let e = admit(&c.progress, &src(bad), false).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+        assert_eq!(admit(&c.progress, &src("j1"), true).ok(), Some(false));
+        assert!(lock(&c.progress).is_empty(), "an empty batch is remembered");
+        for i in 0..MAX_JOURNALS_PER_AGENT {
+            let source = src(&format!("journal-{i}"));
+            assert_eq!(admit(&c.progress, &source, false).ok(), Some(true));
+            store(
+                &c.writer,
+                &c.progress,
+                &c.shared,
+                &c.counters,
+                &source,
+                batch(&source.1, &[0], 1),
+            )
+            .unwrap();
+        }
+        let e = admit(&c.progress, &src("one-more"), false).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        // Known journals go on; another agent has bounds of its own.
+        assert_eq!(admit(&c.progress, &src("journal-3"), true).ok(), Some(true));
+        let other = ("agent-b".to_string(), "j1".to_string());
+        assert_eq!(admit(&c.progress, &other, false).ok(), Some(true));
+        assert!(valid_journal_id("b1a17cda8b4a6fbdaacef63bb513ec35"));
     }
 
     #[test]
