@@ -30,26 +30,10 @@ fn server() -> (u16, std::sync::mpsc::Receiver<usize>) {
     (port, rx)
 }
 
-#[test]
-fn a_connection_open_before_start_is_reported_then_closed_with_all_its_bytes() {
-    let cgroup = TestCgroup::new("existing");
-    let dir = std::env::temp_dir().join(format!("sa-existing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let output = dir.join("events.jsonl");
-    let go = dir.join("go");
-    let _ = std::fs::remove_file(&go);
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[policy]\nname = \"no-loopback\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
-         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
-         [[rule]]\nname = \"nobody-to-loopback\"\nworkload = { exe = [\"**\"] }\n\
-         deny = [\"loopback\"]\n",
-    )
-    .unwrap();
-    let (port, served) = server();
-
-    // The client connects and talks before the agent exists, then waits for `go`.
+/// A client in `cgroup` that connects to `port`, sends 1,000 bytes, reads the 300 of the
+/// reply and waits for the file `go`; then sends 500 more and closes. Returns once it has
+/// talked, with its pid.
+fn talking_client(cgroup: &TestCgroup, port: u16, go: &Path) -> (Reaped, u32) {
     let client = format!(
         "import os, socket, time\n\
          s = socket.create_connection(('127.0.0.1', {port}))\n\
@@ -73,7 +57,6 @@ fn a_connection_open_before_start_is_reported_then_closed_with_all_its_bytes() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
-    let pid = child.id();
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),
@@ -81,7 +64,31 @@ fn a_connection_open_before_start_is_reported_then_closed_with_all_its_bytes() {
     )
     .unwrap();
     assert_eq!(line.trim(), "talked");
-    let client = Reaped(child);
+    let pid = child.id();
+    (Reaped(child), pid)
+}
+
+#[test]
+fn a_connection_open_before_start_is_reported_then_closed_with_all_its_bytes() {
+    let cgroup = TestCgroup::new("existing");
+    let dir = std::env::temp_dir().join(format!("sa-existing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let go = dir.join("go");
+    let _ = std::fs::remove_file(&go);
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"no-loopback\"\nversion = \"1\"\ndefault = \"allow\"\n\n\
+         [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+         [[rule]]\nname = \"nobody-to-loopback\"\nworkload = { exe = [\"**\"] }\n\
+         deny = [\"loopback\"]\n",
+    )
+    .unwrap();
+    let (port, served) = server();
+
+    // The client connects and talks before the agent exists, then waits for `go`.
+    let (client, pid) = talking_client(&cgroup, port, &go);
 
     let (agent, _logs) =
         start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
@@ -182,37 +189,7 @@ fn a_forged_destroy_announcement_does_not_end_an_existing_connection() {
     let go = dir.join("go");
     let _ = std::fs::remove_file(&go);
     let (port, served) = server();
-    let client = format!(
-        "import os, socket, time\n\
-         s = socket.create_connection(('127.0.0.1', {port}))\n\
-         s.sendall(b'a' * 1000)\n\
-         got = 0\n\
-         while got < 300:\n    got += len(s.recv(4096))\n\
-         print('talked', flush=True)\n\
-         while not os.path.exists('{go}'):\n    time.sleep(0.05)\n\
-         s.sendall(b'b' * 500)\n\
-         s.close()\n\
-         time.sleep(2)\n",
-        go = go.display()
-    );
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
-            cgroup.path().display()
-        ))
-        .arg(&client)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "talked");
-    let client = Reaped(child);
+    let (client, _) = talking_client(&cgroup, port, &go);
     let (agent, _logs) = start_agent_with(&cgroup, &output, &[]);
     let agent = Reaped(agent);
     let existing = wait_for_event(&output, |e| {
