@@ -15,14 +15,14 @@ use std::{
 #[path = "support/testdata.rs"]
 mod testdata;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
 use sovereign_agent::{
     cli::{journal::FilterArgs, replay},
     clock::WallClock,
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
-    journal::{reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
+    journal::{ceiling::FlowCeiling, reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
     policy::{DnsChain, Policy},
     serve::api::peek::peek,
 };
@@ -236,5 +236,47 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, bench);
+/// The flow ceiling's cost per flow within it (shared out per workload: one keyed hash and a
+/// token bucket a flow), for one workload and for 100 (docs/performance.md).
+fn ceiling(c: &mut Criterion) {
+    let policy = Policy::load(
+        &policy_path("ceiling", false),
+        Some(&testdata::testdata().join("cloud-ranges")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flows: Vec<Box<FlowEvent>> = events(&policy, 100)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| match e {
+            Event::Flow(mut f) => {
+                f.systemd_unit = Some(format!("w{i}.service").into());
+                f
+            }
+            _ => unreachable!("events() makes flows"),
+        })
+        .collect();
+    let mut g = c.benchmark_group("ceiling_admit");
+    for workloads in [1usize, 100] {
+        let mut ceiling = FlowCeiling::new(u64::MAX / 4, u64::MAX / 4);
+        let now = Instant::now();
+        let mut i = 0;
+        g.bench_function(format!("{workloads}_workloads"), |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    flows[i % workloads].clone()
+                },
+                |f| {
+                    let admitted = ceiling.admit(f, now);
+                    assert!(admitted.is_some(), "within the ceiling");
+                    admitted
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, ceiling);
 criterion_main!(benches);

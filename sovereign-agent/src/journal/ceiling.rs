@@ -15,8 +15,8 @@
 //! nothing silent. Alerts are raised before this stage, so a violation still alerts at once.
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     net::{IpAddr, Ipv4Addr},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -39,28 +39,37 @@ const SHARE_IDLE: Duration = Duration::from_secs(1);
 
 type Key = (EventKind, String, IpAddr, u16, Proto, bool);
 
-/// Who a share of the ceiling belongs to: the widest workload the flow names.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum ShareKey {
-    Pod(Arc<str>),
-    Unit(Arc<str>),
-    Container(Arc<str>),
-    Cgroup(u64),
-    /// Workloads beyond [`MAX_SHARES`].
-    Others,
+/// Who a share of the ceiling belongs to, the widest workload the flow names (its pod, else
+/// its unit, else its container, else its cgroup), as a keyed hash: one hash a flow, no
+/// allocation. The key is random per agent (`RandomState`), so a workload cannot choose a
+/// name that collides with another's share.
+fn share_of(keys: &RandomState, f: &FlowEvent) -> u64 {
+    match (&f.pod_uid, &f.systemd_unit, &f.container_id) {
+        (Some(pod), _, _) => keys.hash_one((1u8, &**pod)),
+        (None, Some(unit), _) => keys.hash_one((2u8, &**unit)),
+        (None, None, Some(container)) => keys.hash_one((3u8, &**container)),
+        (None, None, None) => keys.hash_one((4u8, f.cgroup_id)),
+    }
 }
 
-impl ShareKey {
-    fn of(f: &FlowEvent) -> Self {
-        if let Some(pod) = &f.pod_uid {
-            ShareKey::Pod(pod.clone())
-        } else if let Some(unit) = &f.systemd_unit {
-            ShareKey::Unit(unit.clone())
-        } else if let Some(container) = &f.container_id {
-            ShareKey::Container(container.clone())
-        } else {
-            ShareKey::Cgroup(f.cgroup_id)
+/// The share of the workloads beyond [`MAX_SHARES`].
+const OTHERS: u64 = 0;
+
+/// The keys are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -116,7 +125,8 @@ fn add(sum: Option<u64>, n: Option<u64>) -> Option<u64> {
 pub struct FlowCeiling {
     per_sec: f64,
     burst: f64,
-    shares: HashMap<ShareKey, Share>,
+    share_keys: RandomState,
+    shares: HashMap<u64, Share, BuildHasherDefault<Prehashed>>,
     violations: Bucket,
     held: HashMap<Key, Held>,
     /// Distinct keys held, of allowed flows and of violations.
@@ -136,7 +146,8 @@ impl FlowCeiling {
         Self {
             per_sec: per_sec as f64,
             burst,
-            shares: HashMap::new(),
+            share_keys: RandomState::new(),
+            shares: HashMap::default(),
             violations: Bucket::full(burst, Instant::now()),
             held: HashMap::new(),
             held_keys: 0,
@@ -167,10 +178,20 @@ impl FlowCeiling {
     /// A token from the flow's workload's share: the rate and burst divided among the
     /// workloads that made flows within the last second.
     fn take_share(&mut self, f: &FlowEvent, now: Instant) -> bool {
-        let mut key = ShareKey::of(f);
-        if !self.shares.contains_key(&key) && self.shares.len() >= MAX_SHARES {
-            key = ShareKey::Others;
+        let n = self.shares.len().max(1) as f64;
+        let key = share_of(&self.share_keys, f);
+        // The common case, a workload already holding a share: one lookup.
+        if let Some(share) = self.shares.get_mut(&key) {
+            share.last_flow = now;
+            return share
+                .bucket
+                .take(self.per_sec / n, (self.burst / n).max(1.0), now);
         }
+        let key = if self.shares.len() >= MAX_SHARES {
+            OTHERS
+        } else {
+            key
+        };
         let n = (self.shares.len() + usize::from(!self.shares.contains_key(&key))) as f64;
         let (rate, cap) = (self.per_sec / n, (self.burst / n).max(1.0));
         let share = self.shares.entry(key).or_insert_with(|| Share {
