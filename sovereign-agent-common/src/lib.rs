@@ -44,7 +44,9 @@ pub const SUPPRESSED_UDP: usize = 1;
 pub const SUPPRESSED_DNS: usize = 2;
 /// A segment of a TLS ClientHello.
 pub const SUPPRESSED_TLS: usize = 3;
-pub const SUPPRESSED_KINDS: usize = 4;
+/// A fork, exec (with its arguments) or exit record.
+pub const SUPPRESSED_PROCESS: usize = 4;
+pub const SUPPRESSED_KINDS: usize = 5;
 
 /// Budgets are kept per process and per cgroup, and for TCP connects apart from everything
 /// else: a UDP or packet flood never spends a workload's TCP budget.
@@ -52,6 +54,12 @@ pub const BUDGET_SCOPE_PROCESS: u32 = 1;
 pub const BUDGET_SCOPE_CGROUP: u32 = 2;
 pub const BUDGET_CLASS_TCP: u32 = 0;
 pub const BUDGET_CLASS_OTHER: u32 = 1;
+/// Process records (fork, exec with its arguments, exit): per cgroup only, with a rate of
+/// their own ([`BUDGET_PROCESS_RECORDS_INTERVAL_NS_GLOBAL`]), so an exec storm spends neither
+/// its flows' budget nor a budget entry per short-lived process.
+pub const BUDGET_CLASS_PROCESS_RECORDS: u32 = 3;
+pub const BUDGET_PROCESS_RECORDS_INTERVAL_NS_GLOBAL: &str = "BUDGET_PROCESS_RECORDS_INTERVAL_NS";
+pub const BUDGET_PROCESS_RECORDS_BURST_NS_GLOBAL: &str = "BUDGET_PROCESS_RECORDS_BURST_NS";
 
 /// Key of [`BUDGETS_MAP`].
 #[repr(C)]
@@ -102,7 +110,7 @@ pub struct FloodTally {
 }
 
 const _: () = assert!(size_of::<Budget>() == 48);
-const _: () = assert!(size_of::<FloodTally>() == 72);
+const _: () = assert!(size_of::<FloodTally>() == 80);
 
 /// Nanoseconds between two flood notices of one budget entry.
 pub const FLOOD_NOTICE_INTERVAL_NS: u64 = 1_000_000_000;
@@ -433,6 +441,14 @@ pub struct ProcessRecord {
 /// Size of a [`ProcessRecord`] on the wire.
 pub const PROCESS_RECORD_SIZE: usize = size_of::<ProcessRecord>();
 const _: () = assert!(PROCESS_RECORD_SIZE == 64 + PROCESS_PATH_LEN);
+
+/// Entries of the kernel's LRU hash map of the arguments of execs under way (thread id →
+/// Argv [`ProcessRecord`]). The arguments must be copied when execve is entered (a
+/// successful exec replaces the memory they are in), but are written to the ring only when
+/// the exec succeeds: a failed exec, however often repeated, writes nothing. More threads in
+/// execve at once than this evict the oldest: that exec's command line is then read from
+/// /proc.
+pub const PENDING_ARGV_ENTRIES: u32 = 1024;
 
 /// Name of the array map (2 × u64) that scopes the process tracepoints: the watched cgroup's
 /// id and its level in the hierarchy.

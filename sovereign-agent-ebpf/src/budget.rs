@@ -19,8 +19,9 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use sovereign_agent_common::{
     Budget, BudgetKey, DestinationKey, FloodTally, RecordKind, RepeatTally,
-    BUDGET_CLASS_NEW_DESTINATION, BUDGET_CLASS_TCP, BUDGET_SCOPE_CGROUP, BUDGET_SCOPE_PROCESS,
-    DESTINATION_WINDOW_NS, FLOOD_NOTICE_INTERVAL_NS, SUPPRESSED_KINDS, SUPPRESSED_TCP_CONNECT,
+    BUDGET_CLASS_NEW_DESTINATION, BUDGET_CLASS_PROCESS_RECORDS, BUDGET_CLASS_TCP,
+    BUDGET_SCOPE_CGROUP, BUDGET_SCOPE_PROCESS, DESTINATION_WINDOW_NS, FLOOD_NOTICE_INTERVAL_NS,
+    SUPPRESSED_KINDS, SUPPRESSED_PROCESS, SUPPRESSED_TCP_CONNECT,
 };
 
 use crate::{
@@ -41,6 +42,10 @@ static BUDGET_CGROUP_BURST_NS: u64 = 0;
 static BUDGET_NEW_DESTINATION_INTERVAL_NS: u64 = 0;
 #[unsafe(no_mangle)]
 static BUDGET_NEW_DESTINATION_BURST_NS: u64 = 0;
+#[unsafe(no_mangle)]
+static BUDGET_PROCESS_RECORDS_INTERVAL_NS: u64 = 0;
+#[unsafe(no_mangle)]
+static BUDGET_PROCESS_RECORDS_BURST_NS: u64 = 0;
 
 struct Rate {
     interval_ns: u64,
@@ -305,7 +310,49 @@ fn fold_repeat(dest: &DestinationKey, owner: &Owner, now: u64) {
 #[inline(always)]
 pub fn admit_packet(class: u32, cgroup_id: u64, s: &Suppressed) -> bool {
     let (_, cgroup) = rates();
-    if cgroup.interval_ns == 0 {
+    admit_cgroup(class, &cgroup, cgroup_id, 0, &[0; 16], s)
+}
+
+/// Whether a process record (fork, exec with its arguments, exit) of the current task may be
+/// written: per cgroup only (a storm of short-lived processes would otherwise take a budget
+/// entry each), at the process-record rate.
+#[inline(always)]
+pub fn admit_process_record(cgroup_id: u64, uid: u32, comm: &[u8; 16]) -> bool {
+    // SAFETY: as in `rates`.
+    let rate = unsafe {
+        Rate {
+            interval_ns: core::ptr::read_volatile(&BUDGET_PROCESS_RECORDS_INTERVAL_NS),
+            burst_ns: core::ptr::read_volatile(&BUDGET_PROCESS_RECORDS_BURST_NS),
+        }
+    };
+    let none = [0u8; 16];
+    let s = Suppressed {
+        what: SUPPRESSED_PROCESS,
+        family: 0,
+        addr: &none,
+        port: 0,
+    };
+    admit_cgroup(
+        BUDGET_CLASS_PROCESS_RECORDS,
+        &rate,
+        cgroup_id,
+        uid,
+        comm,
+        &s,
+    )
+}
+
+/// Spends one record of `class` from the cgroup's budget at `rate`, or counts it there.
+#[inline(always)]
+fn admit_cgroup(
+    class: u32,
+    rate: &Rate,
+    cgroup_id: u64,
+    uid: u32,
+    comm: &[u8; 16],
+    s: &Suppressed,
+) -> bool {
+    if rate.interval_ns == 0 {
         return true;
     }
     // SAFETY: helper without arguments.
@@ -315,10 +362,10 @@ pub fn admit_packet(class: u32, cgroup_id: u64, s: &Suppressed) -> bool {
         scope: BUDGET_SCOPE_CGROUP,
         class,
     };
-    let Some(c) = entry(&key, cgroup_id, 0, &[0; 16], now) else {
+    let Some(c) = entry(&key, cgroup_id, uid, comm, now) else {
         return true;
     };
-    match conforms(c, &cgroup, now) {
+    match conforms(c, rate, now) {
         Some(next) => {
             // SAFETY: pointer into a map value.
             unsafe { (*c).tat_ns = next };

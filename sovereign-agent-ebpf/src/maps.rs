@@ -4,9 +4,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use sovereign_agent_common::{
-    Budget, BudgetKey, DestinationKey, FloodTally, RepeatTally, SendKey, SendTally, BUDGET_ENTRIES,
-    DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DESTINATION_ENTRIES,
-    DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, SUPPRESSED_KINDS,
+    Budget, BudgetKey, DestinationKey, FloodTally, ProcessRecord, RepeatTally, SendKey, SendTally,
+    BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DESTINATION_ENTRIES,
+    DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, PENDING_ARGV_ENTRIES, SUPPRESSED_KINDS,
 };
 
 /// Every record for user space. User space may resize it at load time.
@@ -122,3 +122,13 @@ pub struct HelloState {
 /// Written by user space when it attaches; 0 reports nothing.
 #[map]
 pub static PROCESS_SCOPE: Array<u64> = Array::with_max_entries(2, 0);
+
+/// The arguments of each execve under way, by thread id, until the exec succeeds (then they
+/// are written) or the thread's next execve replaces them (see PENDING_ARGV_ENTRIES).
+#[map]
+pub static PENDING_ARGV: LruHashMap<u32, ProcessRecord> =
+    LruHashMap::with_max_entries(PENDING_ARGV_ENTRIES, 0);
+
+/// Where an Argv record is assembled (too large for the stack) before it is stored.
+#[map]
+pub static ARGV_SCRATCH: PerCpuArray<ProcessRecord> = PerCpuArray::with_max_entries(1, 0);

@@ -4,6 +4,12 @@
 //! process table from these, so a flow's executable and lineage are known even when the
 //! process exits before the flow is read. Tracepoints fire for the whole host; only tasks in
 //! the watched cgroup's subtree are reported (their ancestors outside it come from /proc).
+//!
+//! Process records are budgeted per cgroup like flows (`admit_process_record`): a workload
+//! that forks or execs in a loop has the excess counted and named in a `flood` event instead
+//! of filling the ring that every workload's DNS, TLS and exec records share. The arguments of
+//! an execve are copied when it is entered but written only when it succeeds: a loop of
+//! failing execs with huge argument lists writes nothing at all.
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -21,8 +27,9 @@ use sovereign_agent_common::{
 };
 
 use crate::{
+    budget::admit_process_record,
     emit::count_loss,
-    maps::{EVENTS, PROCESS_SCOPE},
+    maps::{ARGV_SCRATCH, EVENTS, PENDING_ARGV, PROCESS_SCOPE},
 };
 
 /// Process records never wake the reader: they only need to be read before the flows that
@@ -82,6 +89,9 @@ pub fn process_fork(ctx: TracePointContext) -> u32 {
     let Ok(child) = (unsafe { ctx.read_at::<i32>(global(&NEWTASK_PID_OFFSET)) }) else {
         return 0;
     };
+    if !admitted() {
+        return 0;
+    }
     // The current task is the parent.
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     emit(&ctx, RecordKind::Fork, child as u32, parent, false);
@@ -93,9 +103,34 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
     if !in_scope() {
         return 0;
     }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    emit(&ctx, RecordKind::Exec, tgid, 0, true);
+    // SAFETY: reads inside the tracepoint record, at the offset of its format.
+    let caller = unsafe { ctx.read_at::<i32>(global(&EXEC_OLD_PID_OFFSET)) }.unwrap_or(0) as u32;
+    if admitted() {
+        // The arguments first: user space pairs them with the Exec that follows.
+        if let Some(args) = PENDING_ARGV.get_ptr(caller) {
+            // SAFETY: pointer into a map value, valid for this program's run.
+            let args: &ProcessRecord = unsafe { &*args };
+            if EVENTS
+                .output::<ProcessRecord>(args, BPF_RB_NO_WAKEUP)
+                .is_err()
+            {
+                count_loss();
+            }
+        }
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        emit(&ctx, RecordKind::Exec, tgid, 0, true);
+    }
+    let _ = PENDING_ARGV.remove(caller);
     0
+}
+
+/// Whether the current task's cgroup may write one more process record now.
+#[inline(always)]
+fn admitted() -> bool {
+    // SAFETY: helper without arguments.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    admit_process_record(cgroup_id, bpf_get_current_uid_gid() as u32, &comm)
 }
 
 #[tracepoint]
@@ -117,21 +152,20 @@ pub fn execveat_args(ctx: TracePointContext) -> u32 {
 }
 
 /// Copies the arguments of the execve being entered (user memory, NUL-separated) into an
-/// Argv record: the process table pairs it with the Exec that follows on the same thread, so
-/// the command line is known even when the process is gone before /proc could be read.
+/// Argv record kept by thread until the exec succeeds (`process_exec` writes it then): the
+/// process table pairs it with the Exec that follows, so the command line is known even when
+/// the process is gone before /proc could be read.
 #[inline(always)]
 fn argv(ctx: &TracePointContext, offset: usize) {
     // SAFETY: reads inside the tracepoint record, at the offset of its format.
     let Ok(argv) = (unsafe { ctx.read_at::<*const *const u8>(offset) }) else {
         return;
     };
-    let Some(mut entry) = EVENTS.reserve::<ProcessRecord>(0) else {
-        count_loss();
+    let Some(p) = ARGV_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let p = entry.as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: p points at a reserved ProcessRecord; the copies stay inside `path`: each starts
+    // SAFETY: p points at this CPU's scratch record; the copies stay inside `path`: each starts
     // below ARGV_LIMIT and reads at most PROCESS_PATH_LEN - ARGV_LIMIT bytes.
     unsafe {
         fill(p, RecordKind::Argv, (pid_tgid >> 32) as u32, 0);
@@ -163,7 +197,10 @@ fn argv(ctx: &TracePointContext, offset: usize) {
         }
         (*p).path_len = off as u32;
     }
-    entry.submit(BPF_RB_NO_WAKEUP);
+    // Stored from the scratch record in place (a copy would not fit the 512-byte stack).
+    // SAFETY: p points at this CPU's scratch record.
+    let args: &ProcessRecord = unsafe { &*p };
+    let _ = PENDING_ARGV.insert(pid_tgid as u32, args, 0);
 }
 
 #[tracepoint]
@@ -173,7 +210,7 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if pid_tgid as u32 == tgid {
+    if pid_tgid as u32 == tgid && admitted() {
         emit(&ctx, RecordKind::Exit, tgid, 0, false);
     }
     0

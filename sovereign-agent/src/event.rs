@@ -195,11 +195,13 @@ pub struct Suppressed {
     pub udp: u64,
     pub dns_packets: u64,
     pub tls_segments: u64,
+    /// Fork, exec and exit records (scope `cgroup`; the flow then has no destination).
+    pub process_records: u64,
 }
 
 impl Suppressed {
     pub fn total(&self) -> u64 {
-        self.tcp_connects + self.udp + self.dns_packets + self.tls_segments
+        self.tcp_connects + self.udp + self.dns_packets + self.tls_segments + self.process_records
     }
 }
 

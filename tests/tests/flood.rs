@@ -627,3 +627,141 @@ fn a_foreign_connect_hidden_in_a_burst_of_connects_is_written_with_its_verdict_a
     assert_eq!(written + folded, n, "every connect written or counted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 31, finding 4: process records were an unbudgeted flood. A workload ran
+/// `execve("/nonexistent", 24 arguments of 100 bytes)` in a loop on two threads (each failed
+/// attempt wrote a 1 KiB argument record) and forked children that exit at once on a third,
+/// so the shared ring filled and other workloads' exec records were lost, with no `flood`
+/// event naming the culprit. Now the arguments of a failed exec are never written, and fork,
+/// exec and exit records are budgeted per cgroup: the quiet neighbour's execs all keep their
+/// records, nothing is lost, and a `flood` event names the storm's cgroup with the count.
+#[test]
+fn a_storm_of_failing_execs_and_forks_is_budgeted_and_named_and_loses_no_neighbours_exec() {
+    let parent = TestCgroup::new("exec-storm");
+    let storm = parent.child("storm");
+    let quiet = parent.child("quiet");
+    let dir = std::env::temp_dir().join(format!("sa-exec-storm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    // A process-record budget below the storm's fork rate on a 2-core machine whose CPUs
+    // the failing execs keep busy (some 800 forks a second here); the quiet neighbour
+    // writes two records a run.
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[budget]
+cgroup_process_records_per_sec = 300
+cgroup_process_records_burst = 600
+",
+    )
+    .unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &parent,
+        &output,
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    let stormer = {
+        let procs = storm.path().join("cgroup.procs");
+        std::thread::spawn(move || {
+            Command::new(target_bin("sa-traffic"))
+                .arg(&procs)
+                .args(["exec-storm", "127.0.0.1:0", "6"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (server, _read) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 10 });
+    let sa_traffic = target_bin("sa-traffic");
+    let quiet_procs = quiet.path().join("cgroup.procs");
+    let mut quiet_pids = Vec::new();
+    for i in 0..10 {
+        // The shell joins the quiet cgroup, then execs the generator: that exec is the
+        // neighbour's record that the storm must not cost.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {procs} && exec {bin} {procs} tcp {server} 100 10 quiet-{i}",
+                procs = quiet_procs.display(),
+                bin = sa_traffic.display(),
+            ))
+            .env("SA_TRAFFIC_LINGER_MS", "300")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        quiet_pids.push(pid_of(&out.stdout));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = stormer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let storm_report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Two flood polls (one a second) after the storm ended.
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    let events = events_of(&output);
+    let lost: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "loss")
+        .map(|e| e["lost"].as_u64().unwrap())
+        .sum();
+    let floods: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "flood" && e["flow"]["cgroup_id"] == storm.id())
+        .collect();
+    let process_records: u64 = floods
+        .iter()
+        .map(|e| e["suppressed"]["process_records"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "storm: {storm_report}; {process_records} process records suppressed in {} flood \
+         events; {lost} records lost",
+        floods.len()
+    );
+    assert!(
+        storm_report["failed_execs"].as_u64().unwrap() > 1000,
+        "the storm ran"
+    );
+    assert_eq!(lost, 0, "no record lost to the storm");
+    assert!(
+        process_records > 0,
+        "the storm is named in a flood event with its process records: {floods:?}"
+    );
+    for e in &floods {
+        assert_eq!(e["scope"], "cgroup", "{e}");
+        assert!(
+            e.get("verdict").is_none() && e["flow"]["verdict"].is_null(),
+            "{e}"
+        );
+    }
+    for (i, pid) in quiet_pids.iter().enumerate() {
+        let connect = events
+            .iter()
+            .find(|e| e["kind"] == "connect" && e["pid"] == *pid)
+            .unwrap_or_else(|| panic!("quiet pid {pid} has its connect"));
+        assert_eq!(
+            connect["exec_path"],
+            sa_traffic.to_str().unwrap(),
+            "the quiet workload's exec record was written: {connect}"
+        );
+        assert!(
+            connect["cmdline"]
+                .as_str()
+                .is_some_and(|c| c.ends_with(&format!(" quiet-{i}"))),
+            "{connect}"
+        );
+    }
+    drop(quiet);
+    drop(storm);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,10 @@ pub fn capture_options(config: &Config) -> CaptureOptions {
         per_sec: config.budget.cgroup_new_destinations_per_sec,
         burst: config.budget.cgroup_new_destinations_burst,
     };
+    options.process_records_budget = Rate {
+        per_sec: config.budget.cgroup_process_records_per_sec,
+        burst: config.budget.cgroup_process_records_burst,
+    };
     options
 }
 

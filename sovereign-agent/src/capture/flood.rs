@@ -14,9 +14,10 @@ use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use sovereign_agent_common::{
-    BudgetKey, DestinationKey, FloodTally, FlowRecord, RepeatTally, BUDGET_CLASS_TCP,
-    BUDGET_ENTRIES, BUDGET_SCOPE_DESTINATION, BUDGET_SCOPE_PROCESS, DESTINATION_REPEAT_ENTRIES,
-    SUPPRESSED_DNS, SUPPRESSED_KINDS, SUPPRESSED_TCP_CONNECT, SUPPRESSED_TLS, SUPPRESSED_UDP,
+    BudgetKey, DestinationKey, FloodTally, FlowRecord, RepeatTally, BUDGET_CLASS_PROCESS_RECORDS,
+    BUDGET_CLASS_TCP, BUDGET_ENTRIES, BUDGET_SCOPE_DESTINATION, BUDGET_SCOPE_PROCESS,
+    DESTINATION_REPEAT_ENTRIES, SUPPRESSED_DNS, SUPPRESSED_KINDS, SUPPRESSED_PROCESS,
+    SUPPRESSED_TCP_CONNECT, SUPPRESSED_TLS, SUPPRESSED_UDP,
 };
 
 use crate::event::Suppressed;
@@ -46,6 +47,11 @@ impl FloodReport {
 
     pub fn is_tcp(&self) -> bool {
         self.key.class == BUDGET_CLASS_TCP
+    }
+
+    /// A report of process records (fork, exec, exit): it has no destination.
+    pub fn is_process_records(&self) -> bool {
+        self.key.class == BUDGET_CLASS_PROCESS_RECORDS
     }
 }
 
@@ -239,6 +245,7 @@ impl FloodTracker {
                     udp: delta[SUPPRESSED_UDP],
                     dns_packets: delta[SUPPRESSED_DNS],
                     tls_segments: delta[SUPPRESSED_TLS],
+                    process_records: delta[SUPPRESSED_PROCESS],
                 },
                 first_ns: if a.last_ns == 0 { first } else { a.last_ns },
                 last_ns: last,
@@ -264,6 +271,7 @@ impl FloodTracker {
             udp: sums[SUPPRESSED_UDP],
             dns_packets: sums[SUPPRESSED_DNS],
             tls_segments: sums[SUPPRESSED_TLS],
+            process_records: sums[SUPPRESSED_PROCESS],
         }
     }
 }

@@ -510,12 +510,13 @@ fn csv_row(seq: u64, event: &Event) -> Vec<String> {
             row[16] = f.flow.dst_ip.to_string();
             row[17] = f.flow.dst_port.to_string();
             row[30] = format!(
-                "scope={} tcp_connects={} udp={} dns_packets={} tls_segments={} first={} last={}",
+                "scope={} tcp_connects={} udp={} dns_packets={} tls_segments={} process_records={} first={} last={}",
                 f.scope,
                 f.suppressed.tcp_connects,
                 f.suppressed.udp,
                 f.suppressed.dns_packets,
                 f.suppressed.tls_segments,
+                f.suppressed.process_records,
                 f.first,
                 f.last
             );

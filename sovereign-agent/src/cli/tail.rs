@@ -358,8 +358,8 @@ fn pretty_line(e: &pb::Event) -> String {
             let who = t(f.flow.as_ref().map_or("?", filter::workload_of));
             let pid = f.flow.as_ref().map_or(0, |f| f.pid);
             format!(
-                "\x1b[2m{ts} #{}\x1b[0m \x1b[1;31mFLOOD\x1b[0m {who} (pid {pid}, {}) suppressed tcp_connects={} udp={} dns={} tls={}",
-                e.seq, t(&f.scope), f.tcp_connects, f.udp, f.dns_packets, f.tls_segments
+                "\x1b[2m{ts} #{}\x1b[0m \x1b[1;31mFLOOD\x1b[0m {who} (pid {pid}, {}) suppressed tcp_connects={} udp={} dns={} tls={} process_records={}",
+                e.seq, t(&f.scope), f.tcp_connects, f.udp, f.dns_packets, f.tls_segments, f.process_records
             )
         }
         _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),

@@ -64,6 +64,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("budget.cgroup_burst", Literal),
     ("budget.cgroup_new_destinations_per_sec", Literal),
     ("budget.cgroup_new_destinations_burst", Literal),
+    ("budget.cgroup_process_records_per_sec", Literal),
+    ("budget.cgroup_process_records_burst", Literal),
     ("push.collector", Text),
     ("push.ca", Text),
     ("push.cert", Text),

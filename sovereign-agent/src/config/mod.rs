@@ -357,6 +357,11 @@ impl Config {
                 self.budget.cgroup_new_destinations_per_sec,
                 self.budget.cgroup_new_destinations_burst,
             ),
+            (
+                "budget.cgroup_process_records_burst",
+                self.budget.cgroup_process_records_per_sec,
+                self.budget.cgroup_process_records_burst,
+            ),
         ] {
             if rate > 0 && burst == 0 {
                 return Err(invalid(

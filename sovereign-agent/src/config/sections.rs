@@ -81,6 +81,10 @@ pub struct BudgetConfig {
     /// repeats to destinations it has reached are counted per destination instead.
     pub cgroup_new_destinations_per_sec: u64,
     pub cgroup_new_destinations_burst: u64,
+    /// Fork, exec (with its arguments) and exit records per second per cgroup, apart from
+    /// the budgets above (0: no bound); the excess is counted in `flood` events.
+    pub cgroup_process_records_per_sec: u64,
+    pub cgroup_process_records_burst: u64,
 }
 
 impl Default for BudgetConfig {
@@ -92,6 +96,8 @@ impl Default for BudgetConfig {
             cgroup_burst: 10_000,
             cgroup_new_destinations_per_sec: 10_000,
             cgroup_new_destinations_burst: 20_000,
+            cgroup_process_records_per_sec: 2_000,
+            cgroup_process_records_burst: 4_000,
         }
     }
 }

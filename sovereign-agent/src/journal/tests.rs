@@ -174,6 +174,7 @@ pub fn sample_event(i: u64) -> Event {
                     udp: i,
                     dns_packets: 3,
                     tls_segments: 4,
+                    process_records: 5,
                 },
                 first: rfc3339_from_unix_ns(i128::from(flow.ts_unix_ns) - 1_000_000_000),
                 last: flow.ts.clone(),

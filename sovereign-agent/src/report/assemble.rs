@@ -241,6 +241,7 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
             udp: f.suppressed.udp,
             dns_packets: f.suppressed.dns_packets,
             tls_segments: f.suppressed.tls_segments,
+            process_records: f.suppressed.process_records,
             total: f.suppressed.total(),
             first: ts(f.first_ns),
             last: ts(f.last_ns),

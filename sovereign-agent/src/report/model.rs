@@ -199,6 +199,7 @@ pub struct FloodRow {
     pub udp: u64,
     pub dns_packets: u64,
     pub tls_segments: u64,
+    pub process_records: u64,
     pub total: u64,
     pub first: String,
     pub last: String,

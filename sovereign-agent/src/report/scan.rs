@@ -440,6 +440,7 @@ impl Scan {
                 acc.suppressed.udp += f.suppressed.udp;
                 acc.suppressed.dns_packets += f.suppressed.dns_packets;
                 acc.suppressed.tls_segments += f.suppressed.tls_segments;
+                acc.suppressed.process_records += f.suppressed.process_records;
                 acc.first_ns = acc.first_ns.min(f.first_unix_ns);
                 acc.last_ns = acc.last_ns.max(f.last_unix_ns);
             }

@@ -25,6 +25,11 @@
 //!                                              N TCP connections to a listener of its own on
 //!                                              ADDR, and one connect to FOREIGN (a closed
 //!                                              port, refused) after the first N/2 of them
+//! sa-traffic CGROUP_PROCS exec-storm ADDR SECS for SECS seconds: two threads execve a file
+//!                                              that does not exist, with 24 arguments of 100
+//!                                              bytes each, and a third forks children that
+//!                                              exit at once; prints failed_execs and forks
+//!                                              (ADDR unused)
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
 use std::{
@@ -182,6 +187,7 @@ fn main() {
             println!("{{\"pid\":{pid},\"local_port\":0,\"elapsed_ns\":{ns},\"stalls\":0}}");
             exit(0)
         }
+        "exec-storm" => exec_storm(pid, num(4)),
         "refused" => match TcpStream::connect(addr) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 0,
             other => fail(format!("expected connection refused, got {other:?}")),
@@ -205,6 +211,64 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     println!("{{\"pid\":{pid},\"local_port\":{local_port}}}");
+}
+
+/// Issue 31's process-record flood: failing execs with large argument lists on two threads,
+/// and a fork loop, for `seconds`.
+fn exec_storm(pid: u32, seconds: usize) -> ! {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let forks = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let (stop, failed) = (stop.clone(), failed.clone());
+        threads.push(std::thread::spawn(move || {
+            let path = std::ffi::CString::new("/nonexistent/sa-exec-storm").unwrap();
+            let args: Vec<std::ffi::CString> = (0..24)
+                .map(|i| std::ffi::CString::new(format!("{i:02}{}", "a".repeat(98))).unwrap())
+                .collect();
+            let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+            argv.push(std::ptr::null());
+            let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+            while !stop.load(Relaxed) {
+                // SAFETY: NUL-terminated strings and NULL-terminated arrays that outlive the
+                // call; the file does not exist, so execve returns.
+                unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+                failed.fetch_add(1, Relaxed);
+            }
+        }));
+    }
+    {
+        let (stop, forks) = (stop.clone(), forks.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                // SAFETY: the child only calls _exit, which is async-signal-safe.
+                match unsafe { libc::fork() } {
+                    // SAFETY: as above.
+                    0 => unsafe { libc::_exit(0) },
+                    child if child > 0 => {
+                        // SAFETY: waits for the child just forked.
+                        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+                        forks.fetch_add(1, Relaxed);
+                    }
+                    _ => fail(format!("fork: {}", std::io::Error::last_os_error())),
+                }
+            }
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(seconds as u64));
+    stop.store(true, Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!(
+        "{{\"pid\":{pid},\"local_port\":0,\"failed_execs\":{},\"forks\":{}}}",
+        failed.load(Relaxed),
+        forks.load(Relaxed)
+    );
+    exit(0)
 }
 
 /// Closing `s` sends a reset instead of a FIN (SO_LINGER with a zero timeout).

@@ -17,12 +17,13 @@ use sovereign_agent_common::{
     BudgetKey, DestinationKey, FloodTally, RepeatTally, SendKey, SendTally,
     BUDGET_CGROUP_BURST_NS_GLOBAL, BUDGET_CGROUP_INTERVAL_NS_GLOBAL,
     BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL, BUDGET_NEW_DESTINATION_INTERVAL_NS_GLOBAL,
-    BUDGET_PROCESS_BURST_NS_GLOBAL, BUDGET_PROCESS_INTERVAL_NS_GLOBAL, DESTINATION_REPEATS_MAP,
-    DNS_NETNS_MAP, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL, EXECVE_ARGV_OFFSET_GLOBAL,
-    EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP, LOSSES_MAP,
-    NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP, PROCESS_SCOPE_MAP,
-    READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE, UDP_SENDS_MAP,
-    WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
+    BUDGET_PROCESS_BURST_NS_GLOBAL, BUDGET_PROCESS_INTERVAL_NS_GLOBAL,
+    BUDGET_PROCESS_RECORDS_BURST_NS_GLOBAL, BUDGET_PROCESS_RECORDS_INTERVAL_NS_GLOBAL,
+    DESTINATION_REPEATS_MAP, DNS_NETNS_MAP, EVENTS_MAP, EXECVEAT_ARGV_OFFSET_GLOBAL,
+    EXECVE_ARGV_OFFSET_GLOBAL, EXEC_FILENAME_OFFSET_GLOBAL, EXEC_OLD_PID_OFFSET_GLOBAL, FLOODS_MAP,
+    LOSSES_MAP, NEWTASK_FLAGS_OFFSET_GLOBAL, NEWTASK_PID_OFFSET_GLOBAL, PRIORITY_MAP,
+    PROCESS_SCOPE_MAP, READER_POLLING_MAP, SUPPRESSED_MAP, TCP_SOCKETS_MAP, TCP_SOCKET_VALUE_SIZE,
+    UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
@@ -294,6 +295,8 @@ pub struct CaptureOptions {
     /// Per cgroup: TCP connects to new destinations written beyond those budgets (off: every
     /// new destination is written).
     pub new_destination_budget: Rate,
+    /// Per cgroup: fork, exec and exit records (off: no bound).
+    pub process_records_budget: Rate,
     /// Wake the reader when this many bytes are waiting...
     pub wakeup_bytes: u64,
     /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
@@ -311,6 +314,7 @@ impl CaptureOptions {
             process_budget: Rate::default(),
             cgroup_budget: Rate::default(),
             new_destination_budget: Rate::default(),
+            process_records_budget: Rate::default(),
             wakeup_bytes: u64::from(ring_buffer_bytes / 8),
             wakeup_interval_ns: 1_000_000,
         }
@@ -334,6 +338,8 @@ impl Capture {
         let (cgroup_interval, cgroup_burst) = options.cgroup_budget.kernel();
         let (new_destination_interval, new_destination_burst) =
             options.new_destination_budget.kernel();
+        let (process_records_interval, process_records_burst) =
+            options.process_records_budget.kernel();
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
             .map_max_entries(PRIORITY_MAP, options.priority_ring_bytes)
@@ -349,6 +355,16 @@ impl Capture {
             .override_global(
                 BUDGET_NEW_DESTINATION_BURST_NS_GLOBAL,
                 &new_destination_burst,
+                true,
+            )
+            .override_global(
+                BUDGET_PROCESS_RECORDS_INTERVAL_NS_GLOBAL,
+                &process_records_interval,
+                true,
+            )
+            .override_global(
+                BUDGET_PROCESS_RECORDS_BURST_NS_GLOBAL,
+                &process_records_burst,
                 true,
             )
             .override_global(WAKEUP_BYTES_GLOBAL, &options.wakeup_bytes, true)

@@ -64,11 +64,18 @@ impl Pipeline {
             process.workload = index.workload(rec.cgroup_id, Instant::now());
         }
         let mut flow = FlowEvent::from_record(kind, &rec, &process, &self.clock);
-        flow.name(
-            self.names
-                .lookup(rec.cgroup_id, flow.dst_ip, flow.dst_port, 0, Instant::now()),
-        );
-        self.judge(&mut flow);
+        // Process records have no destination to name or judge: the flow carries only the
+        // workload (0.0.0.0:0 would read as a violation under most allow-lists).
+        if !r.is_process_records() {
+            flow.name(self.names.lookup(
+                rec.cgroup_id,
+                flow.dst_ip,
+                flow.dst_port,
+                0,
+                Instant::now(),
+            ));
+            self.judge(&mut flow);
+        }
         let first_ns = self.clock.unix_ns(r.first_ns) as i64;
         FloodEvent {
             ts: flow.ts.clone(),

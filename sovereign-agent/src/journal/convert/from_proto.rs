@@ -133,6 +133,7 @@ pub fn from_proto(msg: pb::Event) -> Result<Event, ConvertError> {
                     udp: f.udp,
                     dns_packets: f.dns_packets,
                     tls_segments: f.tls_segments,
+                    process_records: f.process_records,
                 },
                 first: rfc3339_from_unix_ns(i128::from(f.first_unix_ns)),
                 last: flow_ts.clone(),

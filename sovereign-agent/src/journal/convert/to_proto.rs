@@ -56,6 +56,7 @@ pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
                 udp: f.suppressed.udp,
                 dns_packets: f.suppressed.dns_packets,
                 tls_segments: f.suppressed.tls_segments,
+                process_records: f.suppressed.process_records,
                 first_unix_ns: f.first_unix_ns,
                 last_unix_ns: f.last_unix_ns,
             }),

@@ -270,6 +270,7 @@ pub fn render(s: &Sources) -> String {
             (vec![("what", "udp")], suppressed.udp as f64),
             (vec![("what", "dns_packet")], suppressed.dns_packets as f64),
             (vec![("what", "tls_segment")], suppressed.tls_segments as f64),
+            (vec![("what", "process_record")], suppressed.process_records as f64),
         ],
     );
     out.counter(
