@@ -578,3 +578,108 @@ fn an_agent_certificate_with_the_subscriber_certificate_appended_cannot_read_the
     assert_eq!(status["journal_next_seq"], 0, "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether the peer closed `s` (EOF or reset) within `wait`; `false` when it is still open.
+fn closed_by_peer(mut s: &std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Issue 31, finding 9: the collector had no TLS handshake timeout and no connection cap. A
+/// host that opens connections and never sends a ClientHello held every one of them forever
+/// (until the collector ran out of file descriptors and no agent could push). Now one client
+/// address gets at most `--max-connections-per-client` connections (the rest are closed at
+/// accept and counted), a handshake not finished within `--handshake-timeout-secs` is
+/// dropped, and the team reads the fleet meanwhile from another address.
+#[test]
+fn connections_that_never_finish_a_handshake_are_capped_and_timed_out() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("sa-conn-caps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    collector_certs(&dir, "agent-a");
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let _collector = start_collector_with(
+        &dir,
+        port,
+        &[
+            "--max-connections-per-client",
+            "8",
+            "--handshake-timeout-secs",
+            "5",
+            "--metrics-listen",
+            &metrics,
+        ],
+    );
+    // The attacker: 40 connections from 127.0.0.2 that send nothing.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            runtime.block_on(async {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                let s = s
+                    .connect(format!("127.0.0.1:{port}").parse().unwrap())
+                    .await
+                    .unwrap();
+                s.into_std().unwrap()
+            })
+        })
+        .collect();
+    for s in &idle {
+        s.set_nonblocking(false).unwrap();
+    }
+    let closed = idle
+        .iter()
+        .filter(|s| closed_by_peer(s, Duration::from_millis(200)))
+        .count();
+    assert_eq!(
+        closed, 32,
+        "connections over the per-client cap are closed at once"
+    );
+    // The team, from another address, still reads the fleet while the attacker holds its 8.
+    let status = Command::new(target_bin("sovereign-agent"))
+        .args(["status", "--json", "--collector"])
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("team.pem"))
+        .arg("--key")
+        .arg(dir.join("team.key"))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // The 8 admitted ones never finish a handshake: dropped within the timeout.
+    let timed_out = idle
+        .iter()
+        .filter(|s| closed_by_peer(s, Duration::from_secs(10)))
+        .count();
+    assert_eq!(timed_out, 40, "every idle handshake is dropped");
+    let text = wait_for_metric(&metrics, "sovereign_collector_connections_open", 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "sovereign_collector_connections_refused_total{cap=\"per_client\"}"
+        ),
+        Some(32.0),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -103,6 +103,13 @@ pub fn api_tcp(config: &Config) -> Option<TcpTls> {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: crate::serve::tls::ClientCa::File(ca.clone()),
+            admission: crate::serve::limits::Admission::new(
+                crate::serve::limits::ConnectionLimits {
+                    max_connections: a.max_connections,
+                    max_connections_per_client: a.max_connections_per_client,
+                    handshake_timeout: Duration::from_secs(a.handshake_timeout_secs),
+                },
+            ),
         }),
         _ => None,
     }

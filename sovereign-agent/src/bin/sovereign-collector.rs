@@ -10,6 +10,7 @@ use sovereign_agent::{
     serve::{
         api,
         collector::{jetstream, metrics, Collector},
+        limits::{Admission, ConnectionLimits},
         roles::Roles,
         sinks::{cursor::Cursor, nats::NatsServers},
         tls::ClientCa,
@@ -94,6 +95,25 @@ struct Cli {
     /// cluster-internal address). Unset: no metrics endpoint.
     #[arg(long, env = "SOVEREIGN_COLLECTOR_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Connections open at once from everyone (0: no cap); over it a connection is closed
+    /// as soon as it is accepted.
+    #[arg(
+        long,
+        env = "SOVEREIGN_COLLECTOR_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    max_connections: usize,
+    /// Connections open at once from one client address (0: no cap). A fleet behind one NAT
+    /// address needs more.
+    #[arg(
+        long,
+        env = "SOVEREIGN_COLLECTOR_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    max_connections_per_client: usize,
+    /// Seconds a client has to finish its TLS handshake before it is disconnected.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    handshake_timeout_secs: u64,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -161,7 +181,12 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     };
     let (collector, shared) =
         Collector::open(opts, roles.clone()).map_err(|e| (exit::CANTCREAT, e.to_string()))?;
-    let collector = Arc::new(collector);
+    let admission = Admission::new(ConnectionLimits {
+        max_connections: cli.max_connections,
+        max_connections_per_client: cli.max_connections_per_client,
+        handshake_timeout: std::time::Duration::from_secs(cli.handshake_timeout_secs),
+    });
+    let collector = Arc::new(collector.with_listener(admission.clone()));
     let agents = {
         let collector = collector.clone();
         Arc::new(move || collector.agents())
@@ -186,6 +211,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         cert: cli.tls_cert,
         key: cli.tls_key,
         client_ca: ClientCa::Roles(roles),
+        admission,
     };
     let tcp = api::serve_tcp(
         &tls,

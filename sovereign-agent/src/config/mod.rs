@@ -414,6 +414,15 @@ impl Config {
                 }
             }
         }
+        if !(1..=300).contains(&self.api.handshake_timeout_secs) {
+            return Err(invalid(
+                "api.handshake_timeout_secs",
+                format!(
+                    "{} is not between 1 and 300 seconds",
+                    self.api.handshake_timeout_secs
+                ),
+            ));
+        }
         if let Some(p) = &self.push {
             if !self.journal.enabled {
                 return Err(invalid(

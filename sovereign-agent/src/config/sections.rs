@@ -125,6 +125,11 @@ pub struct ApiConfig {
     pub tls_key: Option<PathBuf>,
     /// PEM CA that client certificates must chain to (required with `tcp_listen`).
     pub client_ca: Option<PathBuf>,
+    /// TCP connections open at once, in all and from one client address (0: no cap), and
+    /// the seconds a client has to finish its TLS handshake.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub handshake_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -136,6 +141,9 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            max_connections: 64,
+            max_connections_per_client: 16,
+            handshake_timeout_secs: 10,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the [`service`] manager's notify protocol.
 pub mod api;
 pub mod collector;
+pub mod limits;
 pub mod metrics;
 pub mod roles;
 pub mod service;

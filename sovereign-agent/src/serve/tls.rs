@@ -60,6 +60,8 @@ pub struct TcpTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: ClientCa,
+    /// Connection caps and the handshake timeout; its counts are the listener's.
+    pub admission: super::limits::Admission,
 }
 
 /// What client certificates must chain to.

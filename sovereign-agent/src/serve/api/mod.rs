@@ -311,7 +311,8 @@ pub async fn serve_tcp(
     let config = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
         .client_ca_root(tonic::transport::Certificate::from_pem(ca))
-        .client_auth_optional(false);
+        .client_auth_optional(false)
+        .timeout(tls.admission.limits().handshake_timeout);
     let err = |message: String| ApiError {
         path: PathBuf::from(tls.listen.to_string()),
         message,
@@ -331,10 +332,10 @@ pub async fn serve_tcp(
         .await
         .map_err(|e| err(e.to_string()))?;
     let listen = tls.listen;
-    // Without TCP_NODELAY (tonic sets it only on listeners it binds itself) a small write
-    // (a push acknowledgement, one alert to a subscriber) that follows another waits for the
-    // peer's delayed ACK: ~40 ms a batch, which held a pushing agent to ~9,000 alerts/s.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Within the caps, with TCP_NODELAY (a small write that follows another waited for the
+    // peer's delayed ACK without it: ~40 ms a batch, which held a pushing agent to ~9,000
+    // alerts/s).
+    let incoming = crate::serve::limits::CappedIncoming::new(listener, tls.admission.clone());
     tracing::info!(%listen, "gRPC API listening on TCP (TLS, client certificates required)");
     Ok(tokio::spawn(async move {
         if let Err(e) = router

@@ -50,6 +50,25 @@ pub fn render(collector: &Collector) -> String {
         "Batches the collector's journal could not store (not acknowledged; the agent retries).",
         &[(vec![], get(&c.store_errors))],
     );
+    if let Some(listener) = &collector.listener {
+        e.gauge(
+            "sovereign_collector_connections_open",
+            "TCP connections open now (agents and subscribers, TLS handshakes under way).",
+            &[(vec![], listener.open() as f64)],
+        );
+        e.counter(
+            "sovereign_collector_connections_refused_total",
+            "TCP connections closed at accept because a cap was reached (--max-connections, \
+             --max-connections-per-client).",
+            &[
+                (vec![("cap", "total")], get(&listener.refused.over_total)),
+                (
+                    vec![("cap", "per_client")],
+                    get(&listener.refused.over_per_client),
+                ),
+            ],
+        );
+    }
     e.gauge(
         "sovereign_collector_journal_next_seq",
         "Sequence number the collector's journal gives its next record.",

@@ -108,6 +108,8 @@ pub struct Collector {
     shared: Arc<JournalShared>,
     roles: Arc<Roles>,
     counters: Arc<metrics::Counters>,
+    /// The TCP listener's connection counts, for the metrics (none in unit tests).
+    listener: Option<crate::serve::limits::Admission>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,9 +154,18 @@ impl Collector {
                 shared: shared.clone(),
                 roles,
                 counters: Arc::default(),
+                listener: None,
             },
             shared,
         ))
+    }
+
+    /// The collector whose metrics report `listener`'s connections.
+    pub fn with_listener(self, listener: crate::serve::limits::Admission) -> Self {
+        Self {
+            listener: Some(listener),
+            ..self
+        }
     }
 
     /// Every agent journal known, for `GetStatus`.
