@@ -331,12 +331,23 @@ pub enum Lifecycle {
         bytes: u64,
         reason: String,
     },
-    /// The journal was reopened after a crash and its torn tail cut.
+    /// The journal was reopened after a crash and its torn tail cut; or, `below_checkpoint`,
+    /// damage was found among records that had been synced (docs/journal.md, "Recovery").
     JournalRecovered {
         segment: u64,
         offset: u64,
         bytes_cut: u64,
         reason: String,
+        /// The cut removed records that had been synced: not a crash, damage.
+        below_checkpoint: bool,
+        /// How many synced records the cut removed.
+        records_removed: u64,
+        /// Where the damaged segment was kept, relative to the journal directory.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        set_aside: Option<String>,
+        /// The journal's id before; it goes on under a new one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_journal_id: Option<String>,
     },
     /// Events observed but not journaled (e.g. the disk was full).
     JournalGap {

@@ -8,6 +8,9 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// `policy explain`: the flow is a violation; `replay`: new violations under the new policy.
 pub const VIOLATION: u8 = 2;
+/// `journal verify`: the chain is intact, but a recovery cut records that had been synced
+/// (damage below the checkpoint; each is printed, with where it was kept).
+pub const DAMAGE_RECOVERED: u8 = 3;
 /// EX_USAGE: a bad argument, configuration or filter.
 pub const USAGE: u8 = 64;
 /// EX_DATAERR: the journal's data is damaged beyond what recovery may repair.

@@ -729,3 +729,98 @@ fn an_agent_killed_with_sigkill_reopens_its_journal_and_the_gap_is_visible() {
         .iter()
         .any(|r| r["pid"] == pid_b && r["kind"] == "connect"));
 }
+
+/// Issue 31, finding 7: recovery cut at the first bad frame even below the checkpoint. One
+/// flipped byte in record 500 of a synced journal, then a restart: the records from 500 on
+/// were gone, the chain was re-made over the cut, `journal verify` passed, the report called
+/// it a torn tail, and the sequence went back under the same journal id (so a sink's cursor
+/// and the collector dropped the new records 500.. as ones they had). Now the damaged segment
+/// is kept aside whole, the journal goes on under a new id, the sinks' cursors come back to
+/// the cut, and the `journal_recovered` record, `journal verify` (exit 3) and the report say
+/// how many synced records were cut and where they are kept.
+#[test]
+fn damage_below_the_checkpoint_is_kept_aside_under_a_new_journal_id_and_said() {
+    use sovereign_agent::journal::format;
+    let dir = tmpdir("damage-below");
+    let journal = dir.join("journal");
+    let write = |first_cookie: &str, count: &str| {
+        let out = Command::new(target_bin("sa-journal-writer"))
+            .arg(&journal)
+            .args([first_cookie, "67108864", count])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    write("0", "1000");
+    let id_before = std::fs::read_to_string(journal.join("journal.id")).unwrap();
+    let segment = journal.join("000000000000.journal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Every record was delivered by a sink: its cursor is at the journal's end.
+    let mut off = format::HEADER_LEN;
+    let (mut at_500, mut next_seq) = (None, 0);
+    while off < bytes.len() {
+        let f = format::decode_frame(&bytes[off..]).unwrap();
+        if f.seq == 500 {
+            at_500 = Some(off);
+        }
+        next_seq = f.seq + 1;
+        off += f.bytes.len();
+    }
+    assert!(
+        next_seq >= 1000,
+        "the journal holds the writer's 1,000 records"
+    );
+    std::fs::write(journal.join("sink.siem.cursor"), format!("{next_seq}\n")).unwrap();
+    let at = at_500.unwrap() + 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    // The agent restarts: its writer reopens the journal.
+    write("1000000", "10");
+
+    let id_after = std::fs::read_to_string(journal.join("journal.id")).unwrap();
+    assert_ne!(id_after, id_before, "the journal goes on under a new id");
+    let kept: Vec<_> = std::fs::read_dir(journal.join("damaged"))
+        .expect("the damaged segment is kept aside")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        bytes,
+        "kept whole, as it was"
+    );
+    assert_eq!(
+        std::fs::read_to_string(journal.join("sink.siem.cursor"))
+            .unwrap()
+            .trim(),
+        "500",
+        "the sink delivers the new records from the cut on"
+    );
+    let removed = next_seq - 500;
+    let (code, out, err) = run(agent().args(["journal", "verify"]).arg(&journal));
+    assert_eq!(code, 3, "{out}{err}");
+    let kept_name = format!("damaged/{}", kept[0].file_name().unwrap().to_string_lossy());
+    assert!(
+        out.contains("DAMAGE RECOVERED")
+            && out.contains(&format!("{removed} synced records of segment 0"))
+            && out.contains(&kept_name)
+            && out.contains(id_before.trim()),
+        "{out}"
+    );
+    let (code, out, err) = run(agent().args(["report", "--format", "json"]).arg(&journal));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let rows = report["integrity"]["recovered"].as_array().unwrap();
+    let damage: Vec<_> = rows
+        .iter()
+        .filter(|r| r["below_checkpoint"] == true)
+        .collect();
+    assert_eq!(damage.len(), 1, "{rows:?} (exit {code})");
+    assert_eq!(damage[0]["records_removed"], removed);
+    assert_eq!(damage[0]["set_aside"], kept_name.as_str());
+    assert_eq!(damage[0]["previous_journal_id"], id_before.trim());
+    let _ = std::fs::remove_dir_all(&dir);
+}

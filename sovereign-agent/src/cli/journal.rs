@@ -309,9 +309,24 @@ pub fn verify(dir: &Path, public_key: Option<&Path>, json: bool) -> u8 {
             (true, false) => println!("  signed; signatures NOT checked (give --public-key)"),
             (false, _) => println!("  not signed"),
         }
+        for d in &report.damage_recovered {
+            println!(
+                "  DAMAGE RECOVERED at {} (record {}): {} synced records of segment {} cut at offset {} ({}); kept in {}; journal id was {}",
+                d.ts,
+                d.seq,
+                d.records_removed,
+                d.segment,
+                d.offset,
+                d.reason,
+                d.set_aside.as_deref().unwrap_or("(nowhere)"),
+                d.previous_journal_id.as_deref().unwrap_or("(unknown)"),
+            );
+        }
     }
     if report.problem.is_some() {
         exit::FAILURE
+    } else if !report.damage_recovered.is_empty() {
+        exit::DAMAGE_RECOVERED
     } else {
         exit::OK
     }

@@ -31,6 +31,17 @@ pub fn open_or_create(dir: &Path) -> Result<String, JournalError> {
             return Err(JournalError::Io { path, source });
         }
     }
+    write_new(dir)
+}
+
+/// Gives the journal in `dir` a new id (after a recovery removed records it had published
+/// under the old one) and returns it.
+pub fn renew(dir: &Path) -> Result<String, JournalError> {
+    write_new(dir)
+}
+
+fn write_new(dir: &Path) -> Result<String, JournalError> {
+    let path = dir.join(ID_FILE);
     let id = random_id().map_err(|source| JournalError::Io {
         path: "/dev/urandom".into(),
         source,

@@ -593,6 +593,32 @@ fn torn_tail_is_cut_reported_and_appending_continues() {
 }
 
 #[test]
+fn a_tail_torn_after_the_checkpoint_is_a_crash_and_keeps_the_journal_id() {
+    let t = tmp();
+    let d = t.path().join("j");
+    write(options(&d), 0, 30);
+    let id = fs::read_to_string(d.join("journal.id")).unwrap();
+    // Appended after the last checkpoint, then the process dies (no close, no checkpoint).
+    let (mut w, _) = JournalWriter::open(options(&d)).unwrap();
+    w.append(&[sample_event(100), sample_event(101)]).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    let last = segment_files(&d).pop().unwrap();
+    let mut b = fs::read(&last).unwrap();
+    let torn = b.len() - 5;
+    b.truncate(torn);
+    fs::write(&last, &b).unwrap();
+    let (w, rec) = JournalWriter::open(options(&d)).unwrap();
+    let rec = rec.expect("torn tail reported");
+    assert!(!rec.below_checkpoint, "{rec:?}");
+    assert_eq!((rec.records_removed, rec.set_aside), (0, None));
+    w.close().unwrap();
+    assert_eq!(fs::read_to_string(d.join("journal.id")).unwrap(), id);
+    assert!(!d.join("damaged").exists());
+    assert_eq!(problem(&d, None), None);
+}
+
+#[test]
 fn torn_segment_header_is_rewritten() {
     let t = tmp();
     let d = t.path().join("j");

@@ -38,6 +38,24 @@ pub struct Report {
     /// Hex chain head at the end of the journal.
     pub head: String,
     pub problem: Option<Problem>,
+    /// Recoveries that cut records which had been synced (damage, not a crash), as the
+    /// journal's `journal_recovered` records tell: the chain is intact, but those records are
+    /// gone from it (kept aside).
+    pub damage_recovered: Vec<DamageRecovered>,
+}
+
+/// One recovery below the checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamageRecovered {
+    /// The sequence number of the `journal_recovered` record (the first after the cut).
+    pub seq: u64,
+    pub ts: String,
+    pub segment: u64,
+    pub offset: u64,
+    pub records_removed: u64,
+    pub reason: String,
+    pub set_aside: Option<String>,
+    pub previous_journal_id: Option<String>,
 }
 
 struct Walk<'a> {
@@ -218,6 +236,28 @@ impl Walk<'_> {
                 if convert::is_lifecycle(frame.payload) {
                     match convert::decode(frame.payload) {
                         Ok(Event::Lifecycle(l)) => {
+                            if let Lifecycle::JournalRecovered {
+                                segment,
+                                offset,
+                                reason,
+                                below_checkpoint: true,
+                                records_removed,
+                                set_aside,
+                                previous_journal_id,
+                                ..
+                            } = &l.body
+                            {
+                                self.report.damage_recovered.push(DamageRecovered {
+                                    seq,
+                                    ts: l.ts.clone(),
+                                    segment: *segment,
+                                    offset: *offset,
+                                    records_removed: *records_removed,
+                                    reason: reason.clone(),
+                                    set_aside: set_aside.clone(),
+                                    previous_journal_id: previous_journal_id.clone(),
+                                });
+                            }
                             if let Lifecycle::JournalRetention {
                                 last_segment,
                                 last_head,

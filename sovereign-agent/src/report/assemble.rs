@@ -208,6 +208,10 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
                 segment,
                 bytes_cut,
                 reason,
+                below_checkpoint,
+                records_removed,
+                set_aside,
+                previous_journal_id,
                 ..
             } => integrity.recovered.push(RecoveredRow {
                 agent,
@@ -215,6 +219,10 @@ pub fn assemble(scan: Scan, locator: &mut Locator, cx: Context<'_>) -> Report {
                 segment: *segment,
                 bytes_cut: *bytes_cut,
                 reason: reason.clone(),
+                below_checkpoint: *below_checkpoint,
+                records_removed: *records_removed,
+                set_aside: set_aside.clone(),
+                previous_journal_id: previous_journal_id.clone(),
             }),
             Lifecycle::JournalRetention {
                 last_seq,

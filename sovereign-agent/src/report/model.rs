@@ -171,6 +171,11 @@ pub struct RecoveredRow {
     pub segment: u64,
     pub bytes_cut: u64,
     pub reason: String,
+    /// Damage among synced records, not a crash's torn tail.
+    pub below_checkpoint: bool,
+    pub records_removed: u64,
+    pub set_aside: Option<String>,
+    pub previous_journal_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

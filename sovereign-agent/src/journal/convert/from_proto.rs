@@ -350,6 +350,11 @@ fn lifecycle_from_proto(l: pb::Lifecycle) -> Result<Lifecycle, ConvertError> {
             offset: r.offset,
             bytes_cut: r.bytes_cut,
             reason: r.reason,
+            below_checkpoint: r.below_checkpoint,
+            records_removed: r.records_removed,
+            set_aside: (!r.set_aside.is_empty()).then_some(r.set_aside),
+            previous_journal_id: (!r.previous_journal_id.is_empty())
+                .then_some(r.previous_journal_id),
         },
         Kind::Gap(g) => Lifecycle::JournalGap {
             events: g.events,

@@ -102,6 +102,15 @@ pub struct Recovery {
     pub reason: String,
     /// The cut removed records the `HEAD` checkpoint says were durable: the disk lost data.
     pub below_checkpoint: bool,
+    /// Below the checkpoint: how many of the removed records had been synced (from the cut
+    /// to the checkpoint's next sequence number).
+    pub records_removed: u64,
+    /// Below the checkpoint: where the whole damaged segment was kept, relative to the
+    /// journal directory (`damaged/...`).
+    pub set_aside: Option<String>,
+    /// Below the checkpoint: the journal id before; the journal goes on under a new one, so
+    /// that no receiver takes the new records for ones it already has.
+    pub previous_journal_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

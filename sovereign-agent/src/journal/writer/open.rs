@@ -1,6 +1,12 @@
 //! Opening a journal for appending: the directory lock (one writer at a time), the segments
 //! already there, the `HEAD` checkpoint, and the recovery of a torn tail after a crash (cut,
 //! and recorded as a `journal_recovered` record).
+//!
+//! A cut below the checkpoint is not a crash: records that had been synced (and perhaps
+//! delivered) are damaged. Then the whole segment is first kept aside in `damaged/`, the
+//! journal goes on under a new id (its sequence numbers go back, and a receiver must not
+//! take the new records for ones it has), the sinks' cursors are brought back to the cut, and
+//! the `journal_recovered` record says all of it; `journal verify` and the report show it.
 use super::*;
 
 impl JournalWriter {
@@ -21,7 +27,7 @@ impl JournalWriter {
         }
         let segments = list_segments(&dir)?;
         let lock = lock(&dir)?;
-        let id = super::super::identity::open_or_create(&dir)?;
+        let mut id = super::super::identity::open_or_create(&dir)?;
         let mut recovery = None;
         let (path, segment, created, offset, next_seq, chain) = match segments.last() {
             None => {
@@ -60,6 +66,9 @@ impl JournalWriter {
                             bytes.len()
                         ),
                         below_checkpoint: false,
+                        records_removed: 0,
+                        set_aside: None,
+                        previous_journal_id: None,
                     });
                     (
                         path,
@@ -83,6 +92,28 @@ impl JournalWriter {
                     }
                     if let Some(reason) = scan.torn {
                         let bytes_cut = bytes.len() as u64 - scan.end;
+                        let synced_to = read_checkpoint(&dir)
+                            .ok()
+                            .flatten()
+                            .filter(|c| {
+                                c.segment > *index
+                                    || (c.segment == *index && c.next_seq > scan.next_seq)
+                            })
+                            .map(|c| c.next_seq);
+                        let mut r = Recovery {
+                            segment: *index,
+                            offset: scan.end,
+                            bytes_cut,
+                            reason,
+                            below_checkpoint: synced_to.is_some(),
+                            records_removed: 0,
+                            set_aside: None,
+                            previous_journal_id: None,
+                        };
+                        if let Some(synced_to) = synced_to {
+                            r.set_aside = Some(set_aside(&dir, path, &bytes)?);
+                            r.records_removed = synced_to - scan.next_seq;
+                        }
                         let file = OpenOptions::new()
                             .write(true)
                             .open(path)
@@ -90,18 +121,14 @@ impl JournalWriter {
                         file.set_len(scan.end)
                             .and_then(|_| file.sync_all())
                             .map_err(io_err(path))?;
-                        let below_checkpoint =
-                            read_checkpoint(&dir).ok().flatten().is_some_and(|c| {
-                                c.segment > *index
-                                    || (c.segment == *index && c.next_seq > scan.next_seq)
-                            });
-                        recovery = Some(Recovery {
-                            segment: *index,
-                            offset: scan.end,
-                            bytes_cut,
-                            reason,
-                            below_checkpoint,
-                        });
+                        if r.below_checkpoint {
+                            r.previous_journal_id = Some(std::mem::replace(
+                                &mut id,
+                                super::super::identity::renew(&dir)?,
+                            ));
+                            rewind_cursors(&dir, scan.next_seq)?;
+                        }
+                        recovery = Some(r);
                     }
                     let created = SystemTime::UNIX_EPOCH
                         + Duration::from_nanos(scan.header.created_unix_ns.max(0) as u64);
@@ -147,7 +174,11 @@ impl JournalWriter {
             if r.below_checkpoint {
                 tracing::error!(
                     segment = r.segment, offset = r.offset, bytes = r.bytes_cut,
-                    "journal damaged below its last checkpoint: records that had been synced are lost ({})", r.reason
+                    records = r.records_removed,
+                    set_aside = r.set_aside.as_deref().unwrap_or(""),
+                    journal_id = %writer.id,
+                    previous_journal_id = r.previous_journal_id.as_deref().unwrap_or(""),
+                    "journal damaged below its last checkpoint: records that had been synced were cut and kept aside; the journal goes on under a new id ({})", r.reason
                 );
             } else {
                 tracing::warn!(
@@ -164,6 +195,10 @@ impl JournalWriter {
                     offset: r.offset,
                     bytes_cut: r.bytes_cut,
                     reason: r.reason.clone(),
+                    below_checkpoint: r.below_checkpoint,
+                    records_removed: r.records_removed,
+                    set_aside: r.set_aside.clone(),
+                    previous_journal_id: r.previous_journal_id.clone(),
                 },
             )))])?;
         }
@@ -172,9 +207,73 @@ impl JournalWriter {
     }
 }
 
+/// Where damaged segments are kept (a directory in the journal's).
+pub const DAMAGED_DIR: &str = "damaged";
+
+/// Keeps the whole damaged segment (`bytes`, as read) in `damaged/`, synced, before anything
+/// is cut; returns its path relative to the journal directory.
+fn set_aside(dir: &Path, segment: &Path, bytes: &[u8]) -> Result<String, JournalError> {
+    let aside = dir.join(DAMAGED_DIR);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&aside)
+        .map_err(io_err(&aside))?;
+    let name = format!(
+        "{}.{}",
+        segment
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        crate::clock::unix_now_ns()
+    );
+    let path = aside.join(&name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(io_err(&path))?;
+    fsync_dir(&aside)?;
+    fsync_dir(dir)?;
+    Ok(format!("{DAMAGED_DIR}/{name}"))
+}
+
+/// Brings every delivery cursor in `dir` (the sinks', the `[push]` one) back to `next_seq`
+/// at most: past the cut they point at sequence numbers that the journal now gives to new
+/// records, which would never be delivered.
+fn rewind_cursors(dir: &Path, next_seq: u64) -> Result<(), JournalError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_cursor =
+            name == "push.cursor" || (name.starts_with("sink.") && name.ends_with(".cursor"));
+        if !is_cursor {
+            continue;
+        }
+        let path = entry.path();
+        let at: Option<u64> = fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if at.is_some_and(|at| at > next_seq) {
+            let tmp = dir.join(format!("{name}.tmp"));
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            writeln!(f, "{next_seq}")
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        }
+    }
+    fsync_dir(dir)
+}
+
 /// The names a journal directory may contain; anything else means it is not a journal.
 fn is_journal_entry(name: &str) -> bool {
     format::parse_segment_file_name(name).is_some()
+        || name == DAMAGED_DIR
         || name == format::HEAD_FILE
         || name == format::LOCK_FILE
         || name == "push.cursor"
