@@ -66,7 +66,8 @@ pub struct FlowEvent {
     pub parent_exe: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Arc<str>>,
-    /// Why the process facts are missing, when they are (`exited_before_read`).
+    /// Why the process facts are missing, when they are (`exited_before_read`, or
+    /// `exec_raced`: the process exec'd again before its exec could be read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<&'static str>,
     pub cgroup_id: u64,
@@ -508,7 +509,7 @@ impl FlowEvent {
             ppid: process.ppid,
             parent_exe: id.parent_exe.clone(),
             ancestors: id.ancestors.clone(),
-            identity: id.unknown,
+            identity: id.unknown.or(process.exec_raced.then_some("exec_raced")),
             cgroup_id: rec.cgroup_id,
             cgroup: workload.cgroup.clone(),
             container_id: workload.container_id.clone(),

@@ -402,3 +402,98 @@ fn a_workload_in_its_own_cgroup_namespace_has_the_hosts_path() {
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 31, finding 5: a connect credited to the program exec'd after it. A program connects,
+/// then execs a trusted one (`/bin/sleep` stands for a backup tool that a rule allows); the
+/// agent reads /proc for the first exec only after the second, so /proc names the trusted
+/// program. Before: the connect's `exe` was the trusted program when the first had deleted
+/// itself (and its `interpreter`, as if the first were a script, when it had not), judged
+/// under the trusted program's rule. Now a /proc that names another file than the exec did
+/// is not believed: `exe` is unknown, the event says `identity: exec_raced`, and no rule for
+/// the later program applies. The agent is stopped (SIGSTOP) while the two execs happen, so
+/// the race is certain.
+#[test]
+fn a_connect_is_never_credited_to_the_program_exec_d_after_it() {
+    let cgroup = TestCgroup::new("exec-race");
+    let dir = tempfile_dir("exec-race");
+    let output = dir.join("events.jsonl");
+    let policy = dir.join("policy.toml");
+    let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+    std::fs::write(
+        &policy,
+        format!(
+            "[policy]\nname = \"trusted-backup\"\nversion = \"1\"\ndefault = \"violation\"\n\n\
+             [zones.loopback]\ncidrs = [\"127.0.0.0/8\"]\n\n\
+             [[rule]]\nname = \"backup\"\nworkload = {{ exe = [\"{}\"] }}\n\
+             allow = [\"loopback\"]\n",
+            sleep.display()
+        ),
+    )
+    .unwrap();
+    let (agent, _logs) =
+        start_agent_with(&cgroup, &output, &["--policy", policy.to_str().unwrap()]);
+    let agent = Reaped(agent);
+    let (addr, _served) = tcp_server("127.0.0.1:0", Script::ReadToEofThenReply { reply: 0 });
+    let agent_pid = agent.0.id() as i32;
+    let mut pids = Vec::new();
+    for mode in ["unlink", "keep"] {
+        let evil = dir.join(format!("evil-{mode}"));
+        std::fs::copy(sovereign_agent_tests::target_bin("sa-traffic"), &evil).unwrap();
+        // SAFETY: signals to the agent this test started.
+        unsafe { libc::kill(agent_pid, libc::SIGSTOP) };
+        let procs = cgroup.path().join("cgroup.procs");
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {procs} && exec {evil} {procs} connect-exec {addr} {mode} {sleep} 3",
+                procs = procs.display(),
+                evil = evil.display(),
+                sleep = sleep.display(),
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let pid: u32 = serde_json::from_str::<Value>(&line).unwrap()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        // Until /proc names the trusted program: the second exec is done.
+        for _ in 0..100 {
+            if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|l| l == sleep) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+            sleep
+        );
+        // SAFETY: as above.
+        unsafe { libc::kill(agent_pid, libc::SIGCONT) };
+        pids.push((pid, mode, evil, child));
+    }
+    let events = wait_for_connects(&output, addr.port(), 2);
+    for (pid, mode, evil, mut child) in pids {
+        let e = events
+            .iter()
+            .find(|e| e["pid"] == pid)
+            .unwrap_or_else(|| panic!("{mode}: pid {pid}'s connect: {events:?}"));
+        assert_eq!(e["exec_path"], evil.to_str().unwrap(), "{mode}: {e:#}");
+        assert_ne!(e["exe"], sleep.to_str().unwrap(), "{mode}: {e:#}");
+        assert_ne!(e["interpreter"], sleep.to_str().unwrap(), "{mode}: {e:#}");
+        assert_eq!(e["identity"], "exec_raced", "{mode}: {e:#}");
+        // Not allowed as the trusted program: judged as an unknown workload.
+        assert_eq!(e["verdict"]["decision"], "violation", "{mode}: {e:#}");
+        assert_eq!(e["verdict"]["weak"][0], "unknown_workload", "{mode}: {e:#}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    sigterm(&agent.0);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

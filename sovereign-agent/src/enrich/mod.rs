@@ -28,6 +28,10 @@ pub struct ProcessInfo {
     pub ppid: Option<u32>,
     /// The program running `exe` when the file exec'd was a script: its interpreter.
     pub interpreter: Option<Arc<str>>,
+    /// When the agent read /proc for this exec, the process was already running another
+    /// file than the one the exec named (it exec'd again since): `exe` and the command line
+    /// are unknown rather than the later program's (events say `identity: exec_raced`).
+    pub exec_raced: bool,
 }
 
 /// The executable /proc/PID/exe names, from the process directory `dir`. `/` is what the link
@@ -71,6 +75,7 @@ pub fn read_proc(proc_root: &std::path::Path, tgid: u32) -> ProcessInfo {
         exec_path: None,
         ppid,
         interpreter: None,
+        exec_raced: false,
     }
 }
 

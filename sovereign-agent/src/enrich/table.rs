@@ -43,6 +43,9 @@ pub struct TableStats {
     /// Execs whose /proc entry was gone before it could be read (the executable is then the
     /// kernel's path as exec'd, when absolute).
     pub exec_unread: u64,
+    /// Execs whose process already ran another program when /proc was read (it exec'd
+    /// again): executable unknown, flows marked `identity: exec_raced`.
+    pub exec_raced: u64,
     /// Flows whose process was in no table entry and gone from /proc.
     pub unknown: u64,
     pub seeded: u64,
@@ -206,14 +209,27 @@ impl ProcessTable {
                     self.stats.paths_truncated += 1;
                     path.push_str("...");
                 }
-                // A script: `exe` is the file exec'd, `interpreter` the program running it.
-                if let Some(script) = info
-                    .exe
-                    .as_deref()
-                    .filter(|_| !p.path_truncated)
-                    .and_then(|_| script_file(&self.proc_root, p.tgid, &path))
-                {
-                    info.interpreter = info.exe.replace(script.into());
+                if info.exe.is_some() && !p.path_truncated {
+                    match running_file(&self.proc_root, p.tgid, &path) {
+                        Running::TheFileExecd | Running::Unknown => {}
+                        // A script: `exe` is the file exec'd, `interpreter` the program
+                        // running it.
+                        Running::Script(script) => {
+                            info.interpreter = info.exe.replace(script.into());
+                        }
+                        // /proc already shows a later program (the process exec'd again
+                        // before this record was read): its executable and command line are
+                        // not this exec's. Unknown, said so, rather than credited.
+                        Running::Another => {
+                            self.stats.exec_raced += 1;
+                            info.exe = None;
+                            info.interpreter = None;
+                            info.exec_raced = true;
+                            if args.is_none() {
+                                info.cmdline = None;
+                            }
+                        }
+                    }
                 }
                 // The arguments as the kernel saw them enter execve (a process may rewrite
                 // its /proc command line later, or be gone already).
@@ -328,25 +344,66 @@ impl ProcessTable {
 /// The file a process exec'd, when it is not the program now running (a script, or a file a
 /// binfmt handler runs): its absolute path. Read from the process's own root and working
 /// directory just after the exec; `None` when it is the running program or cannot be read.
-fn script_file(proc_root: &Path, tgid: u32, path: &str) -> Option<String> {
-    if path.starts_with("/proc/") || path.starts_with("/dev/fd/") {
-        return None;
-    }
+/// What process `tgid` runs, compared with the file its exec record named.
+#[derive(Debug, PartialEq, Eq)]
+enum Running {
+    /// The same file (device and inode, seen in the process's own root).
+    TheFileExecd,
+    /// The file exec'd is a script (`#!`), run by the program /proc shows; its path.
+    Script(String),
+    /// Neither: the process exec'd another program since the record was written.
+    Another,
+    /// Cannot tell (the file is gone, or a /proc or /dev/fd path).
+    Unknown,
+}
+
+fn running_file(proc_root: &Path, tgid: u32, path: &str) -> Running {
     use std::os::unix::fs::MetadataExt;
+    if path.starts_with("/proc/") || path.starts_with("/dev/fd/") {
+        return Running::Unknown;
+    }
     let dir = proc_root.join(tgid.to_string());
     let (file, absolute) = match path.strip_prefix('/') {
         Some(rel) => (dir.join("root").join(rel), PathBuf::from(path)),
-        None => {
-            let cwd = std::fs::read_link(dir.join("cwd")).ok()?;
-            (dir.join("cwd").join(path), cwd.join(path))
-        }
+        None => match std::fs::read_link(dir.join("cwd")) {
+            Ok(cwd) => (dir.join("cwd").join(path), cwd.join(path)),
+            Err(_) => return Running::Unknown,
+        },
     };
-    let exec_d = std::fs::metadata(file).ok()?;
-    let running = std::fs::metadata(dir.join("exe")).ok()?;
-    if (exec_d.dev(), exec_d.ino()) == (running.dev(), running.ino()) {
-        return None;
+    let Ok(running) = std::fs::metadata(dir.join("exe")) else {
+        return Running::Unknown; // gone
+    };
+    let Ok(link) = std::fs::read_link(dir.join("exe")) else {
+        return Running::Unknown;
+    };
+    // The running program's file was removed or replaced since it started (an upgrade, or a
+    // program that deletes itself): /proc still names it, and no path can be compared.
+    if link.to_string_lossy().ends_with(" (deleted)") {
+        return Running::Unknown;
     }
-    Some(normalize(&absolute).to_string_lossy().into_owned())
+    let Ok(exec_d) = std::fs::metadata(&file) else {
+        // The file exec'd is gone, and the running one is not deleted. The same name: the
+        // process changed its working directory or root since (a daemon's chdir("/")), not
+        // its program. Another name: a program that deleted itself, then exec'd another.
+        let name = |p: &Path| p.file_name().map(std::ffi::OsStr::to_os_string);
+        return if name(Path::new(path)) == name(&link) {
+            Running::Unknown
+        } else {
+            Running::Another
+        };
+    };
+    if (exec_d.dev(), exec_d.ino()) == (running.dev(), running.ino()) {
+        return Running::TheFileExecd;
+    }
+    let mut magic = [0u8; 2];
+    let is_script = std::fs::File::open(&file)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| magic == *b"#!");
+    if is_script {
+        Running::Script(normalize(&absolute).to_string_lossy().into_owned())
+    } else {
+        Running::Another
+    }
 }
 
 /// `a/./b/../c` → `a/c`, without touching the file system (the path may name another mount
@@ -502,17 +559,50 @@ mod tests {
         std::os::unix::fs::symlink("/", pid_dir.join("root")).unwrap();
         std::os::unix::fs::symlink(&work, pid_dir.join("cwd")).unwrap();
         let abs = script.to_str().unwrap();
-        assert_eq!(script_file(&proc_root, 42, abs).as_deref(), Some(abs));
+        let script_at = |p: &str| Running::Script(p.to_string());
+        assert_eq!(running_file(&proc_root, 42, abs), script_at(abs));
         assert_eq!(
-            script_file(&proc_root, 42, "./sub/../tool.py").as_deref(),
-            Some(abs),
+            running_file(&proc_root, 42, "./sub/../tool.py"),
+            script_at(abs),
             "relative to the working directory, normalized"
         );
         // The program itself (through a symlink or not) is no script.
-        assert_eq!(script_file(&proc_root, 42, "/bin/sh"), None);
-        assert_eq!(script_file(&proc_root, 42, running.to_str().unwrap()), None);
-        assert_eq!(script_file(&proc_root, 42, "/proc/self/exe"), None);
-        assert_eq!(script_file(&proc_root, 42, "/no/such/file"), None);
+        assert_eq!(
+            running_file(&proc_root, 42, "/bin/sh"),
+            Running::TheFileExecd
+        );
+        assert_eq!(
+            running_file(&proc_root, 42, running.to_str().unwrap()),
+            Running::TheFileExecd
+        );
+        assert_eq!(
+            running_file(&proc_root, 42, "/proc/self/exe"),
+            Running::Unknown
+        );
+        // A file gone whose name is not the running program's: it exec'd another since.
+        assert_eq!(
+            running_file(&proc_root, 42, "/no/such/file"),
+            Running::Another
+        );
+        assert_eq!(
+            running_file(
+                &proc_root,
+                42,
+                &format!(
+                    "/moved/away/{}",
+                    running.file_name().unwrap().to_string_lossy()
+                )
+            ),
+            Running::Unknown,
+            "the same name: a changed root or working directory, not another program"
+        );
+        // Another program that is no script: the process exec'd again since this exec.
+        let other = work.join("evil");
+        std::fs::write(&other, b"\x7fELF").unwrap();
+        assert_eq!(
+            running_file(&proc_root, 42, other.to_str().unwrap()),
+            Running::Another
+        );
         let _ = std::fs::remove_dir_all(&proc_root);
     }
 

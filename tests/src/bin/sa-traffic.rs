@@ -30,6 +30,10 @@
 //!                                              bytes each, and a third forks children that
 //!                                              exit at once; prints failed_execs and forks
 //!                                              (ADDR unused)
+//! sa-traffic CGROUP_PROCS connect-exec ADDR unlink|keep PROGRAM [ARGS...]
+//!                                              connect to ADDR, keep the socket, remove its
+//!                                              own executable (unlink) or not, then exec
+//!                                              PROGRAM: a connect credited to what it exec'd
 //! sa-traffic CGROUP_PROCS refused ADDR         connect to a closed port (must be refused)
 //! sa-traffic CGROUP_PROCS exit ADDR            connect, then exit at once
 use std::{
@@ -188,6 +192,20 @@ fn main() {
             exit(0)
         }
         "exec-storm" => exec_storm(pid, num(4)),
+        "connect-exec" => {
+            use std::os::unix::process::CommandExt;
+            let s = TcpStream::connect(addr).unwrap_or_else(|e| fail(format!("connect: {e}")));
+            let port = s.local_addr().unwrap().port();
+            println!("{{\"pid\":{pid},\"local_port\":{port}}}");
+            std::io::stdout().flush().unwrap();
+            if args.get(4).map(String::as_str) == Some("unlink") {
+                let me = std::env::current_exe().unwrap();
+                std::fs::remove_file(&me).unwrap_or_else(|e| fail(format!("unlink: {e}")));
+            }
+            let program = args.get(5).unwrap_or_else(|| fail("PROGRAM".into()));
+            let e = std::process::Command::new(program).args(&args[6..]).exec();
+            fail(format!("exec {program}: {e}"))
+        }
         "refused" => match TcpStream::connect(addr) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => 0,
             other => fail(format!("expected connection refused, got {other:?}")),

@@ -66,7 +66,7 @@ const REFUSALS: &[&str] = &[
     "answered_by_watched_socket",
 ];
 /// Why a process's facts are missing (enrich::table).
-const IDENTITY: &[&str] = &["exited_before_read"];
+const IDENTITY: &[&str] = &["exited_before_read", "exec_raced"];
 /// Why a ClientHello could not be read (names::hello).
 const SNI_UNREADABLE: &[&str] = &[
     "server name beyond the bytes copied",

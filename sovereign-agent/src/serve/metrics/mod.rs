@@ -394,6 +394,12 @@ pub fn render(s: &Sources) -> String {
         &[(vec![], procs.exec_unread as f64)],
     );
     out.counter(
+        "sovereign_agent_process_exec_raced_total",
+        "Execs whose process already ran another program when /proc was read (it exec'd \
+         again): the executable is left unknown (identity exec_raced), not credited.",
+        &[(vec![], procs.exec_raced as f64)],
+    );
+    out.counter(
         "sovereign_agent_process_table_evictions_total",
         "Live processes pushed out of the full process table (raise process_cache_entries \
          if this keeps rising).",
