@@ -222,6 +222,12 @@ pub const IPPROTO_UDP: u8 = 17;
 
 /// `close` flag: the TCP connection reached ESTABLISHED before it closed.
 pub const CLOSE_FLAG_WAS_ESTABLISHED: u8 = 1;
+/// `close` flag: the socket's entry in [`TCP_SOCKETS_MAP`] was evicted (more open sockets
+/// than entries) before it closed: the record has no owner (user space restores it from the
+/// connect) and the byte counts are derived from the last state alone.
+pub const CLOSE_FLAG_OWNER_EVICTED: u8 = 2;
+/// Default entries of [`TCP_SOCKETS_MAP`] (`tcp_socket_entries`).
+pub const DEFAULT_TCP_SOCKET_ENTRIES: u32 = 65_536;
 
 /// What a [`FlowRecord`] reports. The numeric values are the wire format: never renumber.
 #[repr(u32)]

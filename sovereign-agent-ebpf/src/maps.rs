@@ -5,8 +5,9 @@ use aya_ebpf::{
 };
 use sovereign_agent_common::{
     Budget, BudgetKey, DestinationKey, FloodTally, ProcessRecord, RepeatTally, SendKey, SendTally,
-    BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DESTINATION_ENTRIES,
-    DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, PENDING_ARGV_ENTRIES, SUPPRESSED_KINDS,
+    BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DEFAULT_TCP_SOCKET_ENTRIES,
+    DESTINATION_ENTRIES, DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, PENDING_ARGV_ENTRIES,
+    SUPPRESSED_KINDS,
 };
 
 /// Every record for user space. User space may resize it at load time.
@@ -61,7 +62,8 @@ pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Each outbound TCP socket by cookie: who opened it (sockops callbacks often run in softirq
 /// context, where the current task is unrelated to the socket) and what its close needs.
 #[map]
-pub static TCP_SOCKETS: LruHashMap<u64, TcpSocket> = LruHashMap::with_max_entries(65_536, 0);
+pub static TCP_SOCKETS: LruHashMap<u64, TcpSocket> =
+    LruHashMap::with_max_entries(DEFAULT_TCP_SOCKET_ENTRIES, 0);
 
 /// Datagrams per (socket, destination) for unconnected UDP sends. User space reads and deletes
 /// the entries of a socket when it is released.

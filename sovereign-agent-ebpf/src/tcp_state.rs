@@ -8,11 +8,17 @@
 //! program records every state the socket passes through, and while it is in FIN_WAIT1/2 (the
 //! only states where the peer's FIN leaves no trace in the state sequence) it watches incoming
 //! headers for the FIN, switching that per-packet callback off as soon as it has seen one.
+//!
+//! State callbacks are asked for only on sockets whose connect was written (their owner is in
+//! `TCP_SOCKETS`). So a state change of a socket without an entry means its entry was evicted
+//! (more open sockets than entries, perhaps on purpose, to hide one connection's close): its
+//! close is still written, flagged, with the bytes derived from the last state alone.
 use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie, macros::sock_ops, programs::SockOpsContext,
 };
 use sovereign_agent_common::{
-    RecordKind, AF_INET, AF_INET6, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
+    RecordKind, AF_INET, AF_INET6, CLOSE_FLAG_OWNER_EVICTED, CLOSE_FLAG_WAS_ESTABLISHED,
+    IPPROTO_TCP,
 };
 
 use crate::{
@@ -33,6 +39,7 @@ const BPF_TCP_FIN_WAIT2: u32 = 5;
 const BPF_TCP_CLOSE: u32 = 7;
 const BPF_TCP_CLOSE_WAIT: u32 = 8;
 const BPF_TCP_LAST_ACK: u32 = 9;
+const BPF_TCP_TIME_WAIT: u32 = 6;
 const BPF_TCP_CLOSING: u32 = 11;
 const TCPHDR_FIN: u32 = 0x01;
 const AF_INET6_U32: u32 = AF_INET6 as u32;
@@ -44,9 +51,13 @@ const fn bit(state: u32) -> u32 {
 #[sock_ops]
 pub fn tcp_state(ctx: SockOpsContext) -> u32 {
     match ctx.op() {
-        // Before the SYN: ask for state callbacks so a refused connect also yields a close.
+        // Before the SYN: ask for state callbacks so a refused connect also yields a close;
+        // only for a connect that was written (its owner kept), so that a later callback
+        // without an entry is an eviction, never a connect the budget suppressed.
         BPF_SOCK_OPS_TCP_CONNECT_CB => {
-            let _ = ctx.set_cb_flags(ctx.cb_flags() as i32 | BPF_SOCK_OPS_STATE_CB_FLAG);
+            if TCP_SOCKETS.get_ptr(cookie(&ctx)).is_some() {
+                let _ = ctx.set_cb_flags(ctx.cb_flags() as i32 | BPF_SOCK_OPS_STATE_CB_FLAG);
+            }
         }
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => emit(&ctx, RecordKind::Established, 0),
         BPF_SOCK_OPS_STATE_CB => on_state_change(&ctx, ctx.arg(0), ctx.arg(1)),
@@ -65,7 +76,10 @@ fn cookie(ctx: &SockOpsContext) -> u64 {
 fn on_state_change(ctx: &SockOpsContext, old: u32, new: u32) {
     let cookie = cookie(ctx);
     let Some(socket) = TCP_SOCKETS.get_ptr_mut(cookie) else {
-        return; // not connected while we watched: nothing to report
+        if new == BPF_TCP_CLOSE {
+            on_evicted_close(ctx, cookie, old);
+        }
+        return;
     };
     // SAFETY: pointer into the map value, valid for this program run.
     let socket = unsafe { &mut *socket };
@@ -125,6 +139,55 @@ fn on_close(ctx: &SockOpsContext, cookie: u64, socket: &TcpSocket, old: u32) {
     } else {
         0
     };
+    rec.bytes_sent = acked
+        .saturating_sub(u64::from(established))
+        .saturating_sub(u64::from(our_fin_acked));
+    rec.bytes_received = received.saturating_sub(u64::from(peer_fin));
+    submit_priority(&rec);
+}
+
+/// The close of a socket whose entry was evicted: no owner, and only the last state to tell
+/// which FINs the counters include.
+#[inline(always)]
+fn on_evicted_close(ctx: &SockOpsContext, cookie: u64, old: u32) {
+    // SAFETY: full socket in STATE_CB; u32/u64 context fields.
+    let (acked, received, snd_una, snd_nxt) = unsafe {
+        let o = ctx.ops;
+        (
+            (*o).bytes_acked,
+            (*o).bytes_received,
+            (*o).snd_una,
+            (*o).snd_nxt,
+        )
+    };
+    // Our SYN was acknowledged: the connection was established.
+    let established = acked > 0;
+    // TIME_WAIT and FIN_WAIT2 follow our acknowledged FIN; LAST_ACK and CLOSING have it
+    // acknowledged when nothing is outstanding.
+    let our_fin_acked = old == BPF_TCP_TIME_WAIT
+        || old == BPF_TCP_FIN_WAIT2
+        || ((old == BPF_TCP_LAST_ACK || old == BPF_TCP_CLOSING) && snd_una == snd_nxt);
+    // The peer's FIN: in LAST_ACK and CLOSING certainly; from FIN_WAIT2 (and TIME_WAIT)
+    // the close usually follows it (else a FIN_WAIT2 timeout: one byte too few received).
+    let peer_fin = old == BPF_TCP_LAST_ACK
+        || old == BPF_TCP_CLOSING
+        || old == BPF_TCP_TIME_WAIT
+        || old == BPF_TCP_FIN_WAIT2;
+    let nobody = crate::maps::Owner {
+        pid: 0,
+        tgid: 0,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 0,
+        comm: [0; 16],
+    };
+    let mut rec = flow_record(ctx, RecordKind::Close, cookie, &nobody);
+    rec.flags = CLOSE_FLAG_OWNER_EVICTED
+        | if established {
+            CLOSE_FLAG_WAS_ESTABLISHED
+        } else {
+            0
+        };
     rec.bytes_sent = acked
         .saturating_sub(u64::from(established))
         .saturating_sub(u64::from(our_fin_acked));

@@ -4,7 +4,8 @@ use std::{net::IpAddr, sync::Arc};
 
 use serde::Serialize;
 use sovereign_agent_common::{
-    comm_string, ip_of, FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
+    comm_string, ip_of, FlowRecord, RecordKind, AF_INET, CLOSE_FLAG_OWNER_EVICTED,
+    CLOSE_FLAG_WAS_ESTABLISHED, IPPROTO_TCP,
 };
 
 use crate::{clock::WallClock, enrich::table::Identity};
@@ -90,6 +91,10 @@ pub struct FlowEvent {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub was_established: Option<bool>,
+    /// TCP `close`: the kernel's entry of the socket's owner was evicted before it closed (more
+    /// open sockets than `tcp_socket_entries`); owner restored from the connect when known.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub owner_evicted: bool,
     /// Names of the destination: DNS (the CNAME chains in order), then TLS SNI.
     pub names: Vec<String>,
     /// `dns`, `dns_untrusted`, `sni`, `dns+sni`, `dns_untrusted+sni` or `none`.
@@ -531,6 +536,7 @@ impl FlowEvent {
             count: (kind == EventKind::Send).then_some(u64::from(rec.count)),
             was_established: (tcp && is_close)
                 .then_some(rec.flags & CLOSE_FLAG_WAS_ESTABLISHED != 0),
+            owner_evicted: tcp && is_close && rec.flags & CLOSE_FLAG_OWNER_EVICTED != 0,
             names: Vec::new(),
             name_source: "none",
             name_conflict: false,

@@ -765,3 +765,105 @@ cgroup_process_records_burst = 600
     drop(storm);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 31, finding 8 (its kernel half): `TCP_SOCKETS`, where the kernel keeps who opened
+/// each TCP socket until it closes, is one LRU map for the host. A workload that opens more
+/// connections than it has entries evicts the entry of a connection that is still open, and
+/// an evicted socket had no close: the bytes it sent were never reported. Here the map is
+/// small (`tcp_socket_entries = 64`); one process sends 100,000 bytes on a connection, opens
+/// 200 more, then finishes the first. Before: no `close` for it. Now its close is written,
+/// flagged `owner_evicted`, with its owner (from its connect) and its exact bytes.
+#[test]
+fn a_connection_whose_kernel_entry_is_evicted_still_closes_with_its_bytes_and_owner() {
+    let cgroup = TestCgroup::new("owner-evicted");
+    let dir = std::env::temp_dir().join(format!("sa-owner-evicted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "tcp_socket_entries = 64\n").unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    // A server that serves its connections at once (a thread each): the first one stays
+    // open while the other 200 are made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+                let _ = s.write_all(&[b'y'; 10]);
+            });
+        }
+    });
+    let script = format!(
+        "import socket, os\n\
+         a = socket.create_connection(('127.0.0.1', {port}))\n\
+         a.sendall(b'x' * 100000)\n\
+         others = [socket.create_connection(('127.0.0.1', {port})) for _ in range(200)]\n\
+         a.shutdown(socket.SHUT_WR)\n\
+         got = b''\n\
+         while True:\n\
+         \x20   b = a.recv(65536)\n\
+         \x20   if not b: break\n\
+         \x20   got += b\n\
+         assert len(got) == 10, got\n\
+         port = a.getsockname()[1]\n\
+         a.close()\n\
+         for o in others: o.close()\n\
+         print(os.getpid(), port)\n",
+        port = server.port()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cgroup.path().display()
+        ))
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut words = stdout.split_whitespace();
+    let pid: u64 = words.next().unwrap().parse().unwrap();
+    let port: u64 = words.next().unwrap().parse().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    let events = events_of(&output);
+    // The connect has no local port yet (connect before bind): the socket's cookie ties the
+    // three together.
+    let cookie = events
+        .iter()
+        .find(|e| e["kind"] == "close" && e["src_port"] == port)
+        .unwrap_or_else(|| panic!("the first connection's close (local port {port})"))["cookie"]
+        .clone();
+    let of_a: Vec<_> = events.iter().filter(|e| e["cookie"] == cookie).collect();
+    let kinds: Vec<_> = of_a.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["connect", "established", "close"], "{of_a:#?}");
+    let close = of_a[2];
+    assert_eq!(close["owner_evicted"], true, "{close}");
+    assert_eq!(
+        close["pid"], pid,
+        "the owner comes from the connect: {close}"
+    );
+    assert_eq!(close["cgroup_id"], cgroup.id(), "{close}");
+    assert_eq!(close["bytes_sent"], 100_000, "{close}");
+    assert_eq!(close["bytes_received"], 10, "{close}");
+    let evicted = events
+        .iter()
+        .filter(|e| e["kind"] == "close" && e["owner_evicted"] == true)
+        .count();
+    eprintln!("{evicted} closes of 201 connections had their kernel entry evicted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,7 @@ pub fn capture_options(config: &Config) -> CaptureOptions {
         CaptureOptions::paced(config.ring_buffer_bytes)
     };
     options.priority_ring_bytes = config.priority_ring_buffer_bytes;
+    options.tcp_socket_entries = config.tcp_socket_entries;
     options.process_budget = Rate {
         per_sec: config.budget.process_records_per_sec,
         burst: config.budget.process_burst,

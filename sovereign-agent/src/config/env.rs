@@ -29,6 +29,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("name_ttl_floor_secs", Literal),
     ("ring_buffer_bytes", Literal),
     ("priority_ring_buffer_bytes", Literal),
+    ("tcp_socket_entries", Literal),
     ("process_cache_entries", Literal),
     ("process_keep_exited_secs", Literal),
     ("ancestors_depth", Literal),

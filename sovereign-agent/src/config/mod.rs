@@ -33,6 +33,9 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Size of the priority ring buffer (TCP connections, flood notices); same constraints.
     pub priority_ring_buffer_bytes: u32,
+    /// Open TCP connections whose owner the kernel keeps for their close; beyond, the oldest
+    /// entry is evicted and its close is flagged `owner_evicted`.
+    pub tcp_socket_entries: u32,
     /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
     /// How long an exited process stays in the table, for its flows still in the ring
@@ -88,6 +91,7 @@ impl Default for Config {
             name_ttl_floor_secs: 60,
             ring_buffer_bytes: DEFAULT_RING_BYTES,
             priority_ring_buffer_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
+            tcp_socket_entries: sovereign_agent_common::DEFAULT_TCP_SOCKET_ENTRIES,
             process_cache_entries: 32_768,
             process_keep_exited_secs: 30,
             ancestors_depth: 4,
@@ -327,6 +331,12 @@ impl Config {
             key,
             message,
         };
+        if !(64..=16_777_216).contains(&self.tcp_socket_entries) {
+            return Err(invalid(
+                "tcp_socket_entries",
+                format!("{} is not between 64 and 16777216", self.tcp_socket_entries),
+            ));
+        }
         for (key, ring) in [
             ("ring_buffer_bytes", self.ring_buffer_bytes),
             (

@@ -72,6 +72,7 @@ pub fn sample_flow(i: u64) -> FlowEvent {
         bytes_received: (i % 4 == 3).then_some(99),
         count: (i % 4 == 1).then_some(1),
         was_established: (i % 4 == 3).then_some(true),
+        owner_evicted: i % 8 == 7,
         names: vec!["api.openai.com".into()],
         name_source: if i.is_multiple_of(3) {
             "dns+sni"

@@ -38,6 +38,8 @@ pub struct Counters {
     pub names: Mutex<crate::names::NamesSnapshot>,
     /// Alerts raised after a flow's first event (its SNI was read later).
     pub late_alerts: AtomicU64,
+    /// TCP closes whose kernel owner entry had been evicted (`tcp_socket_entries`).
+    pub owner_evictions: AtomicU64,
     /// The process table's counters and size, as the pipeline last published them.
     pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
 }

@@ -297,6 +297,8 @@ pub struct CaptureOptions {
     pub new_destination_budget: Rate,
     /// Per cgroup: fork, exec and exit records (off: no bound).
     pub process_records_budget: Rate,
+    /// Entries of the open TCP sockets' owners (an evicted one still closes, flagged).
+    pub tcp_socket_entries: u32,
     /// Wake the reader when this many bytes are waiting...
     pub wakeup_bytes: u64,
     /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
@@ -315,6 +317,7 @@ impl CaptureOptions {
             cgroup_budget: Rate::default(),
             new_destination_budget: Rate::default(),
             process_records_budget: Rate::default(),
+            tcp_socket_entries: sovereign_agent_common::DEFAULT_TCP_SOCKET_ENTRIES,
             wakeup_bytes: u64::from(ring_buffer_bytes / 8),
             wakeup_interval_ns: 1_000_000,
         }
@@ -343,6 +346,7 @@ impl Capture {
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, options.ring_buffer_bytes)
             .map_max_entries(PRIORITY_MAP, options.priority_ring_bytes)
+            .map_max_entries(TCP_SOCKETS_MAP, options.tcp_socket_entries.max(1))
             .override_global(BUDGET_PROCESS_INTERVAL_NS_GLOBAL, &process_interval, true)
             .override_global(BUDGET_PROCESS_BURST_NS_GLOBAL, &process_burst, true)
             .override_global(BUDGET_CGROUP_INTERVAL_NS_GLOBAL, &cgroup_interval, true)

@@ -20,11 +20,40 @@ impl Pipeline {
         self.handle_flow(kind, rec)
     }
 
+    /// A close whose kernel entry was evicted carries no owner: it is the connect's.
+    fn restore_evicted_owner(&mut self, rec: &mut FlowRecord) {
+        self.stats.owner_evictions += 1;
+        if let Some(c) = &self.counters {
+            c.owner_evictions.store(
+                self.stats.owner_evictions,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        tracing::warn!(
+            cookie = rec.cookie,
+            "a TCP socket's owner entry was evicted before it closed (more open sockets than \
+             tcp_socket_entries): its close is written, owner from its connect"
+        );
+        if let Some(connect) = self.connect_owners.peek(&rec.cookie) {
+            rec.pid = connect.pid;
+            rec.tgid = connect.tgid;
+            rec.uid = connect.uid;
+            rec.gid = connect.gid;
+            rec.cgroup_id = connect.cgroup_id;
+            rec.comm = connect.comm;
+        }
+    }
+
     pub(super) fn handle_flow(
         &mut self,
         kind: EventKind,
-        rec: FlowRecord,
+        mut rec: FlowRecord,
     ) -> Result<(), PipelineError> {
+        if kind == EventKind::Close
+            && rec.flags & sovereign_agent_common::CLOSE_FLAG_OWNER_EVICTED != 0
+        {
+            self.restore_evicted_owner(&mut rec);
+        }
         let mut process =
             self.processes
                 .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
@@ -33,6 +62,17 @@ impl Pipeline {
         }
         let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
         let tcp = rec.protocol == IPPROTO_TCP;
+        if tcp {
+            match kind {
+                EventKind::Connect => {
+                    self.connect_owners.put(rec.cookie, rec);
+                }
+                EventKind::Close => {
+                    self.connect_owners.pop(&rec.cookie);
+                }
+                _ => {}
+            }
+        }
         match kind {
             // A socket connected (again): no earlier connection's ClientHello names it.
             EventKind::Connect if tcp => self.names.connection_started(rec.cookie),

@@ -126,6 +126,8 @@ pub struct Stats {
     pub udp_release_without_sends: u64,
     /// Alerts raised after a flow's first event (its verdict changed when its SNI was read).
     pub late_alerts: u64,
+    /// TCP closes whose kernel owner entry had been evicted.
+    pub owner_evictions: u64,
     /// Fork, exec, argument and exit records applied to the process table.
     pub process_records: u64,
     /// Times the ring buffer was left unread because the journal was behind its disk.
@@ -196,6 +198,9 @@ pub struct Pipeline {
     dns_provenance: crate::capture::dns_provenance::DnsProvenance,
     /// The connect event of each open TCP connection, and whether it has alerted.
     open_flows: LruCache<u64, (Box<FlowEvent>, bool)>,
+    /// Who connected each open TCP socket (the connect record), for a close whose kernel
+    /// entry was evicted.
+    connect_owners: LruCache<u64, FlowRecord>,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
     /// cgroup id → workload, from the watched hierarchy (the kernel's id of every record).
@@ -260,6 +265,7 @@ impl Pipeline {
                 .unwrap_or_default(),
             ),
             open_flows: LruCache::new(options.open_flow_entries),
+            connect_owners: LruCache::new(options.open_flow_entries),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
             cgroups: options
                 .watched_cgroup

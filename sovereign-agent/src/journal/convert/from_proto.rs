@@ -213,6 +213,7 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         bytes_received: f.bytes_received,
         count: f.count,
         was_established: f.was_established,
+        owner_evicted: f.owner_evicted,
         names: f.names,
         name_source: known(&f.name_source, NAME_SOURCES),
         name_conflict: f.name_conflict,

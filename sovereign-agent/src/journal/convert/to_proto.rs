@@ -117,6 +117,7 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
         bytes_received: f.bytes_received,
         count: f.count,
         was_established: f.was_established,
+        owner_evicted: f.owner_evicted,
         names: f.names.clone(),
         name_source: f.name_source.to_string(),
         name_conflict: f.name_conflict,

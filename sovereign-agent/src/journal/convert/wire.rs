@@ -175,6 +175,7 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
             }
         });
     }
+    uint(39, u64::from(f.owner_evicted), out);
 }
 
 /// Encodes a flow event as an `Event` record, without building the message first.

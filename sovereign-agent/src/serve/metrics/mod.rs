@@ -305,6 +305,12 @@ pub fn render(s: &Sources) -> String {
         "Alerts raised after a flow's first event: its verdict changed when its TLS server name was read.",
         &[(vec![], c.late_alerts.load(Relaxed) as f64)],
     );
+    out.counter(
+        "sovereign_agent_tcp_owner_evictions_total",
+        "TCP closes whose socket's owner entry in the kernel had been evicted (more open \
+         connections than tcp_socket_entries): written, flagged owner_evicted.",
+        &[(vec![], c.owner_evictions.load(Relaxed) as f64)],
+    );
     names(
         &mut out,
         &c.names
