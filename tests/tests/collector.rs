@@ -615,7 +615,7 @@ fn connections_that_never_finish_a_handshake_are_capped_and_timed_out() {
             "--max-connections-per-client",
             "8",
             "--handshake-timeout-secs",
-            "5",
+            "8",
             "--metrics-listen",
             &metrics,
         ],
@@ -641,9 +641,15 @@ fn connections_that_never_finish_a_handshake_are_capped_and_timed_out() {
     for s in &idle {
         s.set_nonblocking(false).unwrap();
     }
+    // The collector closed the 32 over the cap as it accepted them (counted), and holds 8.
+    wait_for_metric(
+        &metrics,
+        "sovereign_collector_connections_refused_total{cap=\"per_client\"}",
+        32.0,
+    );
     let closed = idle
         .iter()
-        .filter(|s| closed_by_peer(s, Duration::from_millis(200)))
+        .filter(|s| closed_by_peer(s, Duration::from_millis(100)))
         .count();
     assert_eq!(
         closed, 32,
