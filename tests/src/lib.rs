@@ -84,6 +84,16 @@ impl TestCgroup {
         Self { path }
     }
 
+    /// A cgroup named exactly `name` at the hierarchy's root (a `.slice`, so that the agent
+    /// takes a `.service` below it for a systemd unit), removed on drop.
+    pub fn at_root(name: &str) -> Self {
+        require_root();
+        let root = sovereign_agent::capture::cgroup::cgroup2_root().expect("cgroup v2 is mounted");
+        let path = root.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

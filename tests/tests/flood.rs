@@ -867,3 +867,58 @@ fn a_connection_whose_kernel_entry_is_evicted_still_closes_with_its_bytes_and_ow
     eprintln!("{evicted} closes of 201 connections had their kernel entry evicted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 31, finding 8 (the query table): the DNS query table gave each *leaf cgroup* a
+/// share, so a workload of several cgroups (a pod's containers, a unit's sub-cgroups) had
+/// several shares. Here three sub-cgroups of one systemd unit each leave 2,500 queries
+/// unanswered (the per-workload share is 2,500): before, all 7,500 were outstanding at once;
+/// now the unit has one share, 2,500, and the rest are counted as refused for lack of room.
+#[test]
+fn the_cgroups_of_one_workload_share_one_share_of_the_dns_query_table() {
+    let slice = TestCgroup::at_root(&format!("sa-share-{}.slice", std::process::id()));
+    let unit = slice.child("sa-share.service");
+    let parts: Vec<_> = (0..3).map(|i| unit.child(&format!("part{i}"))).collect();
+    let dir = std::env::temp_dir().join(format!("sa-query-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (agent, _logs) = start_agent_wrapped(&slice, &output, &["--metrics-listen", &metrics], &[]);
+    let mut agent = Reaped(agent);
+    let script = "import socket, struct\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                  q = b'\\x07example\\x03com\\x00' + struct.pack('>HH', 1, 1)\n\
+                  for i in range(2500):\n\
+                  \x20   s.sendto(struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0) + q, ('127.0.0.2', 53))\n";
+    for part in &parts {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+                part.path().display()
+            ))
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every query was seen; one share of them is outstanding (the timeout is 10 s).
+    let text = sovereign_agent_tests::wait_for_metric(
+        &metrics,
+        "sovereign_agent_dns_queries_total",
+        7_500.0,
+    );
+    let outstanding =
+        sovereign_agent_tests::metric(&text, "sovereign_agent_dns_queries_outstanding");
+    eprintln!("7,500 queries of one unit's three cgroups: {outstanding:?} outstanding");
+    assert_eq!(outstanding, Some(2_500.0), "{text}");
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    drop(parts);
+    drop(unit);
+    drop(slice);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -48,6 +48,7 @@ impl DnsProvenance {
         Provenance {
             trusted_netns,
             named_resolver: false,
+            share: 0,
         }
     }
 
@@ -65,6 +66,7 @@ impl DnsProvenance {
         Provenance {
             trusted_netns: true,
             named_resolver,
+            share: 0,
         }
     }
 }

@@ -208,7 +208,7 @@ pub struct NamesConfig {
     pub query_timeout_ms: u64,
     /// Outstanding DNS queries remembered, in all ...
     pub query_table_entries: usize,
-    /// ... and per cgroup.
+    /// ... and per workload (its pod, unit or container, else its cgroup).
     pub query_table_per_cgroup: usize,
     /// Named addresses kept per cgroup (of `name_map_entries` in all).
     pub map_per_cgroup: usize,

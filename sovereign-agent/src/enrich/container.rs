@@ -116,6 +116,27 @@ pub fn workload_from_cgroup_path(path: &str) -> Workload {
     w
 }
 
+/// The key of a workload's share of a bound (the flow ceiling, the DNS query table): its pod,
+/// else its systemd unit, else its container, else its cgroup, so that the containers of one
+/// pod, or the cgroups of one unit, share one. A keyed hash: one hash, no allocation; the
+/// key is random per agent (`RandomState`), so a workload cannot choose a name that collides
+/// with another's share.
+pub fn share_key(
+    keys: &std::hash::RandomState,
+    pod: Option<&str>,
+    unit: Option<&str>,
+    container: Option<&str>,
+    cgroup_id: u64,
+) -> u64 {
+    use std::hash::BuildHasher;
+    match (pod, unit, container) {
+        (Some(pod), _, _) => keys.hash_one((1u8, pod)),
+        (None, Some(unit), _) => keys.hash_one((2u8, unit)),
+        (None, None, Some(container)) => keys.hash_one((3u8, container)),
+        (None, None, None) => keys.hash_one((4u8, cgroup_id)),
+    }
+}
+
 impl Workload {
     fn set_container(&mut self, id: &str, runtime: &'static str) {
         self.container_id = Some(id.into());

@@ -15,7 +15,7 @@
 //! nothing silent. Alerts are raised before this stage, so a violation still alerts at once.
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
+    hash::{BuildHasherDefault, Hasher, RandomState},
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
@@ -39,17 +39,16 @@ const SHARE_IDLE: Duration = Duration::from_secs(1);
 
 type Key = (EventKind, String, IpAddr, u16, Proto, bool);
 
-/// Who a share of the ceiling belongs to, the widest workload the flow names (its pod, else
-/// its unit, else its container, else its cgroup), as a keyed hash: one hash a flow, no
-/// allocation. The key is random per agent (`RandomState`), so a workload cannot choose a
-/// name that collides with another's share.
+/// Who a share of the ceiling belongs to: the widest workload the flow names (its pod, else
+/// its unit, else its container, else its cgroup), as a keyed hash.
 fn share_of(keys: &RandomState, f: &FlowEvent) -> u64 {
-    match (&f.pod_uid, &f.systemd_unit, &f.container_id) {
-        (Some(pod), _, _) => keys.hash_one((1u8, &**pod)),
-        (None, Some(unit), _) => keys.hash_one((2u8, &**unit)),
-        (None, None, Some(container)) => keys.hash_one((3u8, &**container)),
-        (None, None, None) => keys.hash_one((4u8, f.cgroup_id)),
-    }
+    crate::enrich::container::share_key(
+        keys,
+        f.pod_uid.as_deref(),
+        f.systemd_unit.as_deref(),
+        f.container_id.as_deref(),
+        f.cgroup_id,
+    )
 }
 
 /// The share of the workloads beyond [`MAX_SHARES`].

@@ -54,6 +54,10 @@ pub struct Provenance {
     /// A served answer: its socket belongs to a resolver the operator named
     /// (`names.resolver_cgroups`).
     pub named_resolver: bool,
+    /// A query: the key of its workload's share of the query table (the pod, unit or
+    /// container, not the leaf cgroup: four containers of one pod get one share); 0: the
+    /// socket's cgroup.
+    pub share: u64,
 }
 
 impl Provenance {
@@ -61,6 +65,7 @@ impl Provenance {
     pub const HOST: Provenance = Provenance {
         trusted_netns: true,
         named_resolver: false,
+        share: 0,
     };
 }
 
@@ -269,8 +274,13 @@ impl Namer {
                             client_port: p.local_port,
                             id: q.id,
                         };
+                        let share = if from.share != 0 {
+                            from.share
+                        } else {
+                            p.cgroup_id
+                        };
                         self.queries
-                            .record(key, q.question, p.cgroup_id, from.trusted_netns, now);
+                            .record(key, q.question, share, from.trusted_netns, now);
                     }
                     Err(e) => {
                         self.stats.dns_malformed += 1;

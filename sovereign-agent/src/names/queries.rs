@@ -116,8 +116,9 @@ impl QueryTable {
         self.outstanding.is_empty()
     }
 
-    /// Records a query sent at `now` (from the trusted network namespace or not). Returns
-    /// false when there was no room for it.
+    /// Records a query sent at `now` (from the trusted network namespace or not) by the
+    /// workload whose share key is `cgroup` (its pod, unit or container; else its cgroup).
+    /// Returns false when there was no room for it.
     pub fn record(
         &mut self,
         key: QueryKey,

@@ -201,6 +201,8 @@ pub struct Pipeline {
     /// Who connected each open TCP socket (the connect record), for a close whose kernel
     /// entry was evicted.
     connect_owners: LruCache<u64, FlowRecord>,
+    /// Keys the workloads' shares of the query table (see `enrich::container::share_key`).
+    share_keys: std::hash::RandomState,
     /// The process behind each socket that sent DNS queries (for refused-answer reports).
     dns_sockets: LruCache<u64, (u32, [u8; 16])>,
     /// cgroup id → workload, from the watched hierarchy (the kernel's id of every record).
@@ -266,6 +268,7 @@ impl Pipeline {
             ),
             open_flows: LruCache::new(options.open_flow_entries),
             connect_owners: LruCache::new(options.open_flow_entries),
+            share_keys: std::hash::RandomState::new(),
             dns_sockets: LruCache::new(options.names.map_per_cgroup),
             cgroups: options
                 .watched_cgroup

@@ -9,10 +9,13 @@ impl Pipeline {
     pub(super) fn handle_packet(&mut self, p: &PacketView<'_>) -> Result<(), PipelineError> {
         let now = Instant::now();
         let from = match p.kind {
-            RecordKind::DnsQuery => self.dns_provenance.query(
-                sovereign_agent_common::ip_of(p.family, &p.peer_addr),
-                p.cookie,
-            ),
+            RecordKind::DnsQuery => crate::names::Provenance {
+                share: self.share_of_cgroup(p.cgroup_id, now),
+                ..self.dns_provenance.query(
+                    sovereign_agent_common::ip_of(p.family, &p.peer_addr),
+                    p.cookie,
+                )
+            },
             RecordKind::DnsServed => {
                 self.dns_provenance
                     .served(p.cgroup_id, self.cgroups.as_mut(), now)
@@ -24,6 +27,23 @@ impl Pipeline {
             Learned::Refused(r) => self.emit_refused(*r),
             Learned::Hello { cookie } => self.rejudge_open_flow(cookie),
         }
+    }
+
+    /// The key of the share of cgroup `cgroup_id`'s workload (its pod, unit or container),
+    /// for the bounds shared per workload; the cgroup's own without an index.
+    fn share_of_cgroup(&mut self, cgroup_id: u64, now: Instant) -> u64 {
+        let workload = self
+            .cgroups
+            .as_mut()
+            .and_then(|index| index.workload(cgroup_id, now));
+        let w = workload.as_deref();
+        crate::enrich::container::share_key(
+            &self.share_keys,
+            w.and_then(|w| w.pod_uid.as_deref()),
+            w.and_then(|w| w.systemd_unit.as_deref()),
+            w.and_then(|w| w.container_id.as_deref()),
+            cgroup_id,
+        )
     }
 
     /// Copies the naming and process-table counters for /metrics (once a second).
