@@ -484,13 +484,16 @@ fn start_agent(bin: &Path, cgroup: &Path, out: &Path) -> Result<Child> {
 /// Starts `sovereign-agent run ...` (JSON logs) and returns once it is capturing. The
 /// per-workload budgets and the flow ceiling are off: the benchmarks' workloads are floods by
 /// design, and what they measure is the capture path itself (docs/performance.md).
+/// `SOVEREIGN_BENCH_BUDGETS=default` keeps the defaults, to measure what the budgets cost.
 fn spawn_capturing(command: &mut Command) -> Result<Child> {
-    let mut child = command
-        .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
-        .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
-        .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0")
-        .stderr(Stdio::piped())
-        .spawn()?;
+    if std::env::var("SOVEREIGN_BENCH_BUDGETS").as_deref() != Ok("default") {
+        command
+            .env("SOVEREIGN_BUDGET_PROCESS_RECORDS_PER_SEC", "0")
+            .env("SOVEREIGN_BUDGET_CGROUP_RECORDS_PER_SEC", "0")
+            .env("SOVEREIGN_BUDGET_CGROUP_PROCESS_RECORDS_PER_SEC", "0")
+            .env("SOVEREIGN_JOURNAL_MAX_FLOWS_PER_SEC", "0");
+    }
+    let mut child = command.stderr(Stdio::piped()).spawn()?;
     let stderr = child.stderr.take().expect("piped");
     let mut lines = BufReader::new(stderr).lines();
     loop {
