@@ -922,3 +922,100 @@ fn the_cgroups_of_one_workload_share_one_share_of_the_dns_query_table() {
     drop(slice);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 8 of the review, the name map: its share was per leaf cgroup, so a workload of
+/// several cgroups held several shares of the map, and with the map full its names pushed out
+/// a neighbour's. Here three sub-cgroups of one systemd unit each learn 300 names (one answer
+/// each, from a resolver outside the watched tree) with a share of 300: before, the unit held
+/// 900 named addresses; now it holds one share, 300, and the other 600 are counted as its own
+/// evictions.
+#[test]
+fn the_cgroups_of_one_workload_share_one_share_of_the_name_map() {
+    let slice = TestCgroup::at_root(&format!("sa-names-{}.slice", std::process::id()));
+    let unit = slice.child("sa-names.service");
+    let parts: Vec<_> = (0..3).map(|i| unit.child(&format!("part{i}"))).collect();
+    let dir = std::env::temp_dir().join(format!("sa-name-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("events.jsonl");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "[names]\nmap_per_cgroup = 300\n").unwrap();
+    // The resolver: answers each query with one A record, 10.77.<id>, TTL 300 s.
+    let server = std::net::UdpSocket::bind("127.0.0.77:53").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let stop = stop.clone();
+        server
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = server.recv_from(&mut buf) else {
+                    continue;
+                };
+                let q = &buf[..n];
+                let mut answer = q[..2].to_vec(); // the query's id
+                answer.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+                answer.extend_from_slice(&q[12..]); // the question
+                answer.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4]);
+                answer.extend_from_slice(&[10, 77, q[0], q[1]]);
+                server.send_to(&answer, from).unwrap();
+            }
+        })
+    };
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config_arg = config.to_str().unwrap();
+    let (agent, _logs) = start_agent_wrapped(
+        &slice,
+        &output,
+        &["--metrics-listen", &metrics, "--config", config_arg],
+        &[],
+    );
+    let mut agent = Reaped(agent);
+    let script = "import socket, struct\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(5)\n\
+         q = b'\\x06llm-eu\\x07example\\x00' + struct.pack('>HH', 1, 1)\n\
+         for i in range(300):\n\
+         \x20   s.sendto(struct.pack('>HHHHHH', i + 1, 0x0100, 1, 0, 0, 0) + q, ('127.0.0.77', 53))\n\
+         \x20   s.recv(512)\n";
+    for part in &parts {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+                part.path().display()
+            ))
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every answer was read; one share of their addresses is named.
+    let text = sovereign_agent_tests::wait_for_metric(
+        &metrics,
+        "sovereign_agent_dns_answers_total{result=\"untrusted\"}",
+        900.0,
+    );
+    let named = sovereign_agent_tests::metric(&text, "sovereign_agent_named_addresses");
+    eprintln!("900 names learned by one unit's three cgroups: {named:?} kept");
+    assert_eq!(named, Some(300.0), "{text}");
+    let evicted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("sovereign_agent_name_evictions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(evicted, 600.0, "{text}");
+    sigterm(&agent.0);
+    assert!(agent.0.wait().unwrap().success());
+    stop.store(true, Ordering::Relaxed);
+    serving.join().unwrap();
+    drop(parts);
+    drop(unit);
+    drop(slice);
+    let _ = std::fs::remove_dir_all(&dir);
+}

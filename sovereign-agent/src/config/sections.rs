@@ -210,7 +210,8 @@ pub struct NamesConfig {
     pub query_table_entries: usize,
     /// ... and per workload (its pod, unit or container, else its cgroup).
     pub query_table_per_cgroup: usize,
-    /// Named addresses kept per cgroup (of `name_map_entries` in all).
+    /// Named addresses kept per workload (its pod, unit or container, else its cgroup), of
+    /// `name_map_entries` in all. The key keeps its first name.
     pub map_per_cgroup: usize,
     /// Open TCP connections remembered for alerts on verdicts learned after connect.
     pub open_flow_entries: usize,

@@ -1,11 +1,14 @@
 //! What each address is called, per cgroup (two containers that resolve the same name
 //! differently do not mix), and what each connection's ClientHello claimed.
 //!
-//! Bounded twice: `per_cgroup` addresses per cgroup and `capacity` in all. A cgroup at its
-//! share evicts its own least recently used address; when the whole map is full, the cgroup
-//! holding the most addresses gives one up. So a workload that floods answers evicts its own
-//! names, not another workload's. Evictions are counted per cgroup. An eviction only forgets
-//! a name; it never returns another address's names.
+//! Bounded twice: `per_share` addresses per workload (its pod, unit or container: the share
+//! key the caller gives, so four containers of one pod hold one share, not four) and
+//! `capacity` in all. Names stay per cgroup all the same: a share only counts. A workload at
+//! its share evicts its own least recently used address (of its cgroup holding the most, so
+//! its containers end with equal parts); when the whole map is full, the workload holding the most addresses gives
+//! one up. So a workload that floods answers, from however many cgroups, evicts its own names,
+//! not another workload's. Evictions are counted per cgroup. An eviction only forgets a name;
+//! it never returns another address's names.
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -62,9 +65,13 @@ struct Connection {
 
 pub struct NameMap {
     cgroups: HashMap<u64, LruCache<IpAddr, Entry>>,
+    /// The share each cgroup holding names counts against (the first it was given).
+    share_of: HashMap<u64, u64>,
+    /// Addresses held per share.
+    held: HashMap<u64, usize>,
     total: usize,
     capacity: usize,
-    per_cgroup: usize,
+    per_share: usize,
     /// DNS TTLs shorter than this are extended: applications cache answers longer than the
     /// TTL says, and a name that expires too early leaves a flow unnamed.
     ttl_floor: Duration,
@@ -78,15 +85,17 @@ pub struct NameMap {
 impl NameMap {
     pub fn new(
         capacity: NonZeroUsize,
-        per_cgroup: NonZeroUsize,
+        per_share: NonZeroUsize,
         ttl_floor: Duration,
         ttl_cap: Duration,
     ) -> Self {
         Self {
             cgroups: HashMap::new(),
+            share_of: HashMap::new(),
+            held: HashMap::new(),
             total: 0,
             capacity: capacity.get(),
-            per_cgroup: per_cgroup.get().min(capacity.get()),
+            per_share: per_share.get().min(capacity.get()),
             ttl_floor,
             ttl_cap: ttl_cap.max(ttl_floor),
             evictions: HashMap::new(),
@@ -94,7 +103,21 @@ impl NameMap {
         }
     }
 
+    /// Names `ip` for `cgroup` (a cgroup of its own share; see [`NameMap::insert_shared`]).
     pub fn insert_dns(&mut self, cgroup: u64, ip: IpAddr, chain: DnsChain, ttl: u32, now: Instant) {
+        self.insert_shared(cgroup, cgroup, ip, chain, ttl, now);
+    }
+
+    /// Names `ip` for `cgroup`, whose workload's share key is `share`.
+    pub fn insert_shared(
+        &mut self,
+        cgroup: u64,
+        share: u64,
+        ip: IpAddr,
+        chain: DnsChain,
+        ttl: u32,
+        now: Instant,
+    ) {
         let expires = now
             + Duration::from_secs(ttl.into())
                 .max(self.ttl_floor)
@@ -107,19 +130,19 @@ impl NameMap {
             entry.chains.push((chain, expires));
             return;
         }
-        let own = self.cgroups.get(&cgroup).map_or(0, LruCache::len);
-        if own >= self.per_cgroup {
-            self.evict_from(cgroup);
+        let share = *self.share_of.entry(cgroup).or_insert(share);
+        if self.held.get(&share).copied().unwrap_or(0) >= self.per_share {
+            if let Some(c) = self.largest_cgroup_of(share) {
+                self.evict_from(c);
+            }
         } else if self.total >= self.capacity {
-            let largest = self
-                .cgroups
-                .iter()
-                .max_by_key(|(_, m)| m.len())
-                .map(|(c, _)| *c);
-            if let Some(c) = largest {
+            let largest = self.held.iter().max_by_key(|(_, n)| **n).map(|(s, _)| *s);
+            if let Some(c) = largest.and_then(|s| self.largest_cgroup_of(s)) {
                 self.evict_from(c);
             }
         }
+        // The eviction may have emptied this cgroup and dropped its share: count it again.
+        self.share_of.entry(cgroup).or_insert(share);
         self.cgroups
             .entry(cgroup)
             .or_insert_with(LruCache::unbounded)
@@ -129,19 +152,46 @@ impl NameMap {
                     chains: vec![(chain, expires)],
                 },
             );
+        *self.held.entry(share).or_default() += 1;
         self.total += 1;
     }
 
+    /// The cgroup of `share` holding the most addresses.
+    fn largest_cgroup_of(&self, share: u64) -> Option<u64> {
+        self.share_of
+            .iter()
+            .filter(|(_, s)| **s == share)
+            .map(|(c, _)| (*c, self.len_of(*c)))
+            .max_by_key(|(_, n)| *n)
+            .map(|(c, _)| c)
+    }
+
     fn evict_from(&mut self, cgroup: u64) {
-        let Some(map) = self.cgroups.get_mut(&cgroup) else {
-            return;
-        };
-        if map.pop_lru().is_some() {
-            self.total -= 1;
+        let popped = self
+            .cgroups
+            .get_mut(&cgroup)
+            .and_then(LruCache::pop_lru)
+            .is_some();
+        if popped {
             *self.evictions.entry(cgroup).or_default() += 1;
+            self.forgot_one(cgroup);
         }
-        if map.is_empty() {
+    }
+
+    /// One address of `cgroup` was removed: count it out of its share and the total.
+    fn forgot_one(&mut self, cgroup: u64) {
+        self.total -= 1;
+        if let Some(share) = self.share_of.get(&cgroup).copied() {
+            if let Some(n) = self.held.get_mut(&share) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&share);
+                }
+            }
+        }
+        if self.cgroups.get(&cgroup).is_some_and(LruCache::is_empty) {
             self.cgroups.remove(&cgroup);
+            self.share_of.remove(&cgroup);
         }
     }
 
@@ -170,15 +220,19 @@ impl NameMap {
         now: Instant,
     ) -> Naming {
         let mut dns = Vec::new();
+        let mut expired = false;
         if let Some(map) = self.cgroups.get_mut(&cgroup) {
             if let Some(entry) = map.get_mut(&ip) {
                 entry.chains.retain(|(_, at)| *at > now);
                 dns.extend(entry.chains.iter().map(|(c, _)| c.clone()));
                 if entry.chains.is_empty() {
                     map.pop(&ip);
-                    self.total -= 1;
+                    expired = true;
                 }
             }
+        }
+        if expired {
+            self.forgot_one(cgroup);
         }
         let (mut sni, mut sni_unreadable) = (None, None);
         if let Some(c) = self.connections.get(&cookie) {
@@ -417,6 +471,44 @@ mod tests {
             m.insert_dns(c, ip("192.0.2.1"), chain(&["x.example"], true), 60, now);
         }
         assert!(m.len() <= 1000);
+    }
+
+    #[test]
+    fn the_cgroups_of_one_workload_hold_one_share() {
+        let now = Instant::now();
+        let mut m = map(1000, 300);
+        let addr = |i: u32| IpAddr::from((0x0A00_0000u32 + i).to_be_bytes());
+        // A neighbour (its own share) keeps 200 names.
+        for i in 0..200 {
+            m.insert_dns(9, addr(50_000 + i), chain(&["keep.example"], true), 60, now);
+        }
+        // Three cgroups of one workload (share 77) learn 400 names each.
+        for c in 1..=3u64 {
+            for i in 0..400 {
+                m.insert_shared(c, 77, addr(i), chain(&["flood.example"], true), 60, now);
+            }
+        }
+        assert_eq!(m.len(), 500);
+        assert_eq!(m.len_of(9), 200, "the neighbour kept every name");
+        assert_eq!(m.len_of(1) + m.len_of(2) + m.len_of(3), 300);
+        for c in 1..=3 {
+            assert!(
+                (99..=101).contains(&m.len_of(c)),
+                "equal parts: {}",
+                m.len_of(c)
+            );
+        }
+        assert_eq!(m.evictions.values().sum::<u64>(), 900);
+        // Names expire out of the share: the workload may learn others again.
+        let later = now + Duration::from_secs(61);
+        for c in 1..=3 {
+            for i in 0..400 {
+                m.lookup(c, addr(i), 443, 0, later);
+            }
+        }
+        assert_eq!(m.len(), 200);
+        m.insert_shared(1, 77, addr(7), chain(&["again.example"], true), 60, later);
+        assert_eq!(m.len_of(1), 1);
     }
 
     #[test]

@@ -54,9 +54,9 @@ pub struct Provenance {
     /// A served answer: its socket belongs to a resolver the operator named
     /// (`names.resolver_cgroups`).
     pub named_resolver: bool,
-    /// A query: the key of its workload's share of the query table (the pod, unit or
-    /// container, not the leaf cgroup: four containers of one pod get one share); 0: the
-    /// socket's cgroup.
+    /// A query or an answer: the key of its workload's share of the query table and the name
+    /// map (the pod, unit or container, not the leaf cgroup: four containers of one pod get
+    /// one share); 0: the socket's cgroup.
     pub share: u64,
 }
 
@@ -309,7 +309,7 @@ impl Namer {
                 }
                 Learned::Nothing
             }
-            RecordKind::DnsResponse => self.on_response(p, peer, tcp, now),
+            RecordKind::DnsResponse => self.on_response(p, peer, tcp, from.share, now),
             RecordKind::TlsClientHello => {
                 self.stats.tls_segments += 1;
                 if self.map.hello_settled(p.cookie) {
@@ -341,6 +341,7 @@ impl Namer {
         p: &PacketView<'_>,
         peer: IpAddr,
         tcp: bool,
+        share: u64,
         now: Instant,
     ) -> Learned {
         let response = match dns::parse_message(p.data, tcp) {
@@ -407,13 +408,15 @@ impl Namer {
             self.stats.dns_untrusted += 1;
         }
         let resolver = resolver.to_string();
+        let share = if share != 0 { share } else { p.cgroup_id };
         for a in response.answers {
             let chain = DnsChain {
                 names: a.names,
                 resolver: resolver.clone(),
                 verified: trusted,
             };
-            self.map.insert_dns(p.cgroup_id, a.ip, chain, a.ttl, now);
+            self.map
+                .insert_shared(p.cgroup_id, share, a.ip, chain, a.ttl, now);
         }
         Learned::Nothing
     }

@@ -16,6 +16,10 @@ impl Pipeline {
                     p.cookie,
                 )
             },
+            RecordKind::DnsResponse => crate::names::Provenance {
+                share: self.share_of_cgroup(p.cgroup_id, now),
+                ..crate::names::Provenance::HOST
+            },
             RecordKind::DnsServed => {
                 self.dns_provenance
                     .served(p.cgroup_id, self.cgroups.as_mut(), now)
