@@ -23,7 +23,7 @@ use std::{
 use lru::LruCache;
 use sovereign_agent_common::{ProcessView, RecordKind};
 
-use super::{read_proc, ProcessInfo};
+use super::proc::{cmdline_string, exe_link, read_proc, ProcessInfo};
 use sovereign_agent_common::comm_string;
 
 struct Entry {
@@ -78,7 +78,7 @@ pub struct Identity {
     pub unknown: Option<&'static str>,
     /// The workload from the kernel's cgroup id of the record (wins over `info.workload`,
     /// which /proc gave for the process).
-    pub workload: Option<Arc<super::Workload>>,
+    pub workload: Option<Arc<super::container::Workload>>,
 }
 
 impl From<ProcessInfo> for Identity {
@@ -164,7 +164,7 @@ impl ProcessTable {
                 self.insert(p.tgid, p.comm, child, true);
             }
             RecordKind::Argv => {
-                let mut args = super::cmdline_string(p.path);
+                let mut args = cmdline_string(p.path);
                 if p.path_truncated {
                     args.push_str(" ...");
                 }
@@ -178,7 +178,7 @@ impl ProcessTable {
                 // Only what the kernel did not hand over is read from /proc: the executable's
                 // canonical path always; the command line, parent and cgroup only for a process
                 // whose fork and arguments were not seen (one read per exec, not four).
-                let exe = super::exe_link(&self.proc_root.join(p.tgid.to_string()));
+                let exe = exe_link(&self.proc_root.join(p.tgid.to_string()));
                 let mut info = match (&before, &args) {
                     (Some(before), Some(_)) => ProcessInfo {
                         workload: before.workload.clone(),
