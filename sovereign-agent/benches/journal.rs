@@ -22,9 +22,9 @@ use sovereign_agent::{
     clock::WallClock,
     enrich::{table::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
+    journal::feed::peek::peek,
     journal::{ceiling::FlowCeiling, reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
     policy::{DnsChain, Policy},
-    serve::api::peek::peek,
 };
 use sovereign_agent_common::{FlowRecord, RecordKind, AF_INET, IPPROTO_TCP};
 use sovereign_agent_proto::agent::v1 as pb;

@@ -15,7 +15,7 @@ use crate::{
     event::{Event, Lifecycle, LifecycleEvent},
     exit,
     journal::output::{self, EventSink, OutputError},
-    journal::{sink as journal_sink, JournalError},
+    journal::{recorder as journal_sink, JournalError},
     policy::watch::{self, PolicySource},
     serve::api,
     serve::metrics,

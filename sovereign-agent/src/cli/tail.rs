@@ -14,7 +14,7 @@ use sovereign_agent_proto::agent::v1::{
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::complain;
-use crate::{event::Event, exit, journal::convert, serve::api::filter};
+use crate::{event::Event, exit, journal::convert, journal::feed::filter};
 
 /// Where `tail` and `status` find the API.
 #[derive(Args)]
@@ -278,7 +278,7 @@ fn json_line(seq: u64, agent: Option<Origin>, event: &Event) -> String {
 }
 
 /// One event as a coloured line for a terminal. Every string a workload chooses (its
-/// executable, names, cgroup, the resolver's claims) goes through [`escape::terminal`]: an
+/// executable, names, cgroup, the resolver's claims) goes through [`crate::escape::terminal`]: an
 /// escape sequence in an exe path must not rewrite the operator's screen.
 fn pretty_line(e: &pb::Event) -> String {
     use crate::escape::terminal as t;

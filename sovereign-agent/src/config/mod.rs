@@ -575,7 +575,7 @@ impl Config {
             }
             sink.filter
                 .to_proto()
-                .and_then(|f| crate::serve::api::filter::EventFilter::compile(&f).map(|_| ()))
+                .and_then(|f| crate::journal::feed::filter::EventFilter::compile(&f).map(|_| ()))
                 .map_err(&fail)?;
             match &sink.kind {
                 SinkKind::Collector(c) => {

@@ -4,13 +4,14 @@
 //! of them get.
 pub mod ceiling;
 pub mod convert;
+pub mod feed;
 pub mod filter;
 pub mod format;
 pub mod identity;
 pub mod keys;
 pub mod output;
 pub mod reader;
-pub mod sink;
+pub mod recorder;
 pub mod verify;
 pub mod writer;
 

@@ -737,7 +737,7 @@ fn the_head_moves_before_a_batch_goes_to_the_live_feed() {
     // bound): a batch on the feed beyond the head looked like a forged claim to the collector.
     let d = tmp();
     let (mut w, _) = JournalWriter::open(options(d.path())).unwrap();
-    let shared = super::sink::JournalShared::of(&mut w);
+    let shared = super::recorder::JournalShared::of(&mut w);
     let mut live = shared.live.subscribe();
     for n in [1, 5, 2] {
         let before = shared.next_seq.load(std::sync::atomic::Ordering::Relaxed);

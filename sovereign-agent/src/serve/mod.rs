@@ -1,6 +1,7 @@
-//! The last stage, serving what was recorded: the gRPC [`api`] (journal and live events),
-//! [`push`] of alerts to a [`collector`], Prometheus [`metrics`] with the health endpoints, and
-//! the [`service`] manager's notify protocol.
+//! The last stage, serving what was recorded: the gRPC [`api`] (journal and live events), the
+//! [`sinks`] that deliver it (the [`collector`] among them, whose own program is here too),
+//! Prometheus [`metrics`] with the health endpoints, mutual [`tls`] and the client [`roles`],
+//! and the [`service`] manager's notify protocol.
 pub mod api;
 pub mod collector;
 pub mod limits;

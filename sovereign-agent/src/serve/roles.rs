@@ -120,7 +120,7 @@ impl Roles {
         let Some(certs) = request.peer_certs() else {
             return Ok("local".into());
         };
-        let identity = super::tls::client_identity(request)?;
+        let identity = client_identity(request)?;
         if self.holds(&certs, role) {
             Ok(identity)
         } else {
@@ -149,6 +149,27 @@ impl Roles {
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .is_ok()
     }
+}
+
+/// The common name of the client certificate a request came with (an agent's identity at a
+/// collector).
+pub fn client_identity<T>(request: &Request<T>) -> Result<String, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| Status::unauthenticated("the client certificate has no common name"))?;
+    Ok(cn.to_string())
 }
 
 #[cfg(test)]

@@ -1,30 +1,7 @@
 //! Mutual TLS, both ways: what an agent's TCP API and the collector serve with ([`TcpTls`]),
-//! the channel a client (the pusher, `tail --collector`) dials with ([`tls_channel`]), and the
-//! identity a server reads from the client's certificate ([`client_identity`]).
+//! and the channel a client (the pusher, `tail --collector`) dials with ([`tls_channel`]). The
+//! identity and roles a server reads from a client's certificate are `roles.rs`'s.
 use std::path::{Path, PathBuf};
-
-use tonic::{Request, Status};
-
-/// The common name of the client certificate a request came with (an agent's identity at a
-/// collector).
-pub fn client_identity<T>(request: &Request<T>) -> Result<String, Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let der = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .filter(|cn| !cn.is_empty())
-        .ok_or_else(|| Status::unauthenticated("the client certificate has no common name"))?;
-    Ok(cn.to_string())
-}
 
 /// A client channel to `url` (`https://host:port`) with mutual TLS: the server must chain to
 /// `ca`; this client presents `cert` and `key`.

@@ -2,7 +2,7 @@
 //! record encoding. Decoding gives back exactly the event that was written, so `journal
 //! export` prints the same JSON as the live output.
 //!
-//! [`to_proto`] and [`from_proto`] convert whole messages; [`wire`] encodes flows, the hot
+//! [`to_proto`](mod@to_proto) and [`from_proto`](mod@from_proto) convert whole messages; [`wire`] encodes flows, the hot
 //! path, straight from the event; [`view`] reads flows back as borrowed views for replay and
 //! export. All of them produce and read the same bytes.
 use std::{

@@ -1,9 +1,5 @@
 //! The agent's gRPC API (docs/api.md): `StreamEvents` (journal + live) and `GetStatus`, with
 //! the standard health and reflection services, on a Unix socket only root can use.
-pub mod filter;
-pub mod peek;
-pub mod stream;
-
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -21,11 +17,14 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    journal::sink::JournalShared,
+    journal::{
+        feed::{filter, stream},
+        recorder::JournalShared,
+    },
     policy::PolicyReceiver,
     serve::{
         metrics::Counters,
-        roles::{Role, Roles},
+        roles::{self, Role, Roles},
         tls::{self, TcpTls},
     },
 };
@@ -145,7 +144,7 @@ impl Drop for Subscribed {
 /// `local` (the Unix socket, root only).
 fn client_of<T>(request: &Request<T>) -> String {
     match request.peer_certs() {
-        Some(_) => tls::client_identity(request).unwrap_or_else(|_| "unidentified".into()),
+        Some(_) => roles::client_identity(request).unwrap_or_else(|_| "unidentified".into()),
         None => "local".into(),
     }
 }

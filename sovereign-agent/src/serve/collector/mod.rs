@@ -30,7 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
-    journal::{reader, sink::JournalShared, EncodedBatch, JournalError, JournalWriter},
+    journal::{reader, recorder::JournalShared, EncodedBatch, JournalError, JournalWriter},
     serve::roles::{Role, Roles},
 };
 use seen::Seen;

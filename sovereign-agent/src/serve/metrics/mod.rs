@@ -16,7 +16,7 @@ use std::sync::{
 use crate::serve::sinks::SinkStats;
 pub use crate::telemetry::counters::Counters;
 use crate::{
-    capture::bpf::HookStatus, event::EventKind, journal::sink::JournalShared,
+    capture::bpf::HookStatus, event::EventKind, journal::recorder::JournalShared,
     policy::PolicyReceiver, telemetry::counters::KINDS,
 };
 use exposition::Exposition;

@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     cursor::Cursor,
+    kinds::Transport,
     record::{Record, SinkItem},
     stats::SinkStats,
-    transport::{Acknowledgement, Transport},
+    transport::Acknowledgement,
 };
-use crate::{
-    journal::sink::JournalShared,
-    serve::api::{filter::EventFilter, stream},
+use crate::journal::{
+    feed::{filter::EventFilter, stream},
+    recorder::JournalShared,
 };
 
 /// Bytes of events per batch at most: a batch over a receiver's message limit would be
@@ -52,23 +53,6 @@ pub struct Driver {
     /// An acknowledged position not yet written to the cursor file, and when it last was.
     pub unwritten: Option<u64>,
     pub written_at: Instant,
-}
-
-/// How far a failed delivery got: the first `delivered` events of the batch were
-/// acknowledged (the cursor moves past them), the rest were not.
-#[derive(Debug)]
-pub struct Failed {
-    pub delivered: usize,
-    pub error: String,
-}
-
-impl Failed {
-    pub fn none(error: impl Into<String>) -> Self {
-        Failed {
-            delivered: 0,
-            error: error.into(),
-        }
-    }
 }
 
 impl Driver {

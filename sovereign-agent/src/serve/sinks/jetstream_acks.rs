@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::driver::Failed;
+use super::transport::Failed;
 
 /// What JetStream answered for one message.
 #[derive(Clone, Debug, PartialEq, Eq)]

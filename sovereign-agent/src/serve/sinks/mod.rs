@@ -13,6 +13,7 @@ pub mod config;
 pub mod cursor;
 pub mod driver;
 pub mod jetstream_acks;
+pub mod kinds;
 pub mod nats;
 pub mod record;
 pub mod render;
@@ -29,11 +30,11 @@ use tokio::{sync::watch, task::JoinHandle};
 pub use config::{SinkConfig, SinkFilter, SinkKind};
 pub use stats::SinkStats;
 
-use crate::journal::sink::JournalShared;
+use crate::journal::recorder::JournalShared;
 use cursor::Cursor;
 use driver::Driver;
+use kinds::Transport;
 use render::Origin;
-use transport::Transport;
 
 /// A sink ready to run: its settings and where its cursor is.
 pub struct Planned {

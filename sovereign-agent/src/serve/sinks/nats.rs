@@ -36,11 +36,10 @@ use sovereign_agent_proto::agent::v1 as pb;
 
 use super::{
     config::{NatsSink, PayloadFormat},
-    driver::Failed,
     jetstream_acks::Acks,
     record::Record,
     render::{render, Origin},
-    transport::Acknowledgement,
+    transport::{Acknowledgement, Failed},
 };
 
 /// A message to publish: subject, headers, payload.
@@ -407,9 +406,9 @@ impl NatsTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::{
-        api::{filter::EventFilter, stream::FromJournal},
-        sinks::record::SinkItem,
+    use crate::{
+        journal::feed::{filter::EventFilter, stream::FromJournal},
+        serve::sinks::record::SinkItem,
     };
 
     #[test]

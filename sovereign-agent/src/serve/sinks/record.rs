@@ -6,7 +6,7 @@
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;
 
-use crate::serve::api::{
+use crate::journal::feed::{
     filter::{kind_of, EventFilter},
     peek::peek,
     stream::FromJournal,

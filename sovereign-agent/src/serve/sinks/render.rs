@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sovereign_agent_proto::agent::v1 as pb;
 
-use crate::{event::Event, journal::convert, serve::api::filter::kind_of};
+use crate::{event::Event, journal::convert, journal::feed::filter::kind_of};
 
 /// Who wrote the events a sink delivers: with the sequence number, the idempotency key.
 #[derive(Clone, Debug)]

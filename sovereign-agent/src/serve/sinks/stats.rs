@@ -7,7 +7,7 @@ use std::sync::{
 
 use sovereign_agent_proto::agent::v1 as pb;
 
-use crate::journal::sink::JournalShared;
+use crate::journal::recorder::JournalShared;
 
 #[derive(Debug)]
 pub struct SinkStats {

@@ -21,9 +21,9 @@ use tokio_rustls::{
 
 use super::{
     config::{SyslogFormat, SyslogSink},
-    driver::Failed,
     record::Record,
     render::{cef, render, Origin, Rendered},
+    transport::Failed,
 };
 
 pub struct SyslogTransport {

@@ -6,7 +6,7 @@ use sovereign_agent_proto::collector::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{config::CollectorSink, driver::Failed, record::Record};
+use super::{config::CollectorSink, record::Record, transport::Failed};
 
 pub struct CollectorTransport {
     config: CollectorSink,

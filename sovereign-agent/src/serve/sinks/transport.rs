@@ -1,63 +1,24 @@
-//! The sink types behind one interface: connect, send a batch (returning its
-//! acknowledgement: how far the receiver took it), disconnect.
+//! What every sink type answers to the driver: a batch's acknowledgement (how far the
+//! receiver took it), and how a failed delivery is told.
 use std::{future::Future, pin::Pin};
-
-use super::{
-    driver::Failed, nats::NatsTransport, record::Record, syslog::SyslogTransport,
-    to_collector::CollectorTransport, webhook::WebhookTransport,
-};
 
 /// A batch's acknowledgement: Ok once the receiver took all of it, or how far it got. Owns
 /// what it waits on, so that several batches can be in flight.
 pub type Acknowledgement = Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
 
-pub enum Transport {
-    Collector(CollectorTransport),
-    // Boxed, as the syslog one (its subjects and header template): a transport lives for
-    // the agent's life, so the indirection costs nothing that matters.
-    Nats(Box<NatsTransport>),
-    // Boxed: its TLS state is large.
-    Syslog(Box<SyslogTransport>),
-    Webhook(WebhookTransport),
+/// How far a failed delivery got: the first `delivered` events of the batch were
+/// acknowledged (the cursor moves past them), the rest were not.
+#[derive(Debug)]
+pub struct Failed {
+    pub delivered: usize,
+    pub error: String,
 }
 
-impl Transport {
-    pub async fn connect(&mut self) -> Result<(), String> {
-        match self {
-            Transport::Collector(t) => t.connect().await,
-            Transport::Nats(t) => t.connect().await,
-            Transport::Syslog(t) => t.connect().await,
-            Transport::Webhook(t) => t.connect(),
-        }
-    }
-
-    /// Sends `events` (in journal order; `journal_head` is the journal's next sequence
-    /// number now). A transport that pipelines returns once they are on their way; the others
-    /// once the receiver answered (their acknowledgement is then ready).
-    pub async fn send(&mut self, events: &[Record], journal_head: u64) -> Acknowledgement {
-        let answered = match self {
-            Transport::Nats(t) => return t.send(events).await,
-            Transport::Collector(t) => t.deliver(events, journal_head).await,
-            Transport::Syslog(t) => t.deliver(events).await,
-            Transport::Webhook(t) => t.deliver(events).await,
-        };
-        Box::pin(std::future::ready(answered))
-    }
-
-    /// Batches that may be sent and not yet acknowledged.
-    pub fn window(&self) -> usize {
-        match self {
-            Transport::Nats(t) => t.window(),
-            _ => 1,
-        }
-    }
-
-    pub fn disconnect(&mut self) {
-        match self {
-            Transport::Collector(t) => t.disconnect(),
-            Transport::Nats(t) => t.disconnect(),
-            Transport::Syslog(t) => t.disconnect(),
-            Transport::Webhook(_) => {}
+impl Failed {
+    pub fn none(error: impl Into<String>) -> Self {
+        Failed {
+            delivered: 0,
+            error: error.into(),
         }
     }
 }

@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use super::{
     config::{WebhookFormat, WebhookSink},
-    driver::Failed,
     record::Record,
     render::{render, summary, Origin},
+    transport::Failed,
 };
 
 /// A receiver's answer is read up to this many bytes (it is not used beyond its status).

@@ -145,8 +145,8 @@ mod tests {
     use super::*;
     use crate::{
         event::Event,
+        journal::feed::filter::kind_of,
         journal::{convert::to_proto, tests::sample_flow},
-        serve::api::filter::kind_of,
     };
 
     fn lifecycle(kind: pb::lifecycle::Kind) -> pb::event::Body {

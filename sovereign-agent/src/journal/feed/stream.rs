@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
 use super::{filter::EventFilter, peek::peek};
-use crate::journal::{format, reader, sink::JournalShared, LiveFrames};
+use crate::journal::{format, reader, recorder::JournalShared, LiveFrames};
 
 pub type Item = Result<pb::StreamEventsResponse, Status>;
 
