@@ -186,6 +186,7 @@ fn run(cli: Cli) -> Result<()> {
                 .concat(),
             )?;
             clippy_ebpf(&root)?;
+            doc_links()?;
             cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
             let mut test = [&["test"], ALL_HOST_CRATES].concat();
             if !args.is_empty() {
@@ -397,6 +398,33 @@ fn cargo_test_with_summary(args: &[&str]) -> Result<String> {
         bail!("no test ran");
     }
     Ok(summary)
+}
+
+/// The agent's rustdoc, private items included, with every intra-doc link resolved: keeps
+/// `lib.rs`'s layout map and each module's map true when files move.
+fn doc_links() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!(
+        "xtask: cargo doc -p sovereign-agent --document-private-items (broken links are errors)"
+    );
+    let status = Command::new(&cargo)
+        .args([
+            "doc",
+            "-p",
+            "sovereign-agent",
+            "--no-deps",
+            "--document-private-items",
+        ])
+        .env(
+            "RUSTDOCFLAGS",
+            "-D rustdoc::broken_intra_doc_links -A rustdoc::private_intra_doc_links",
+        )
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("the agent's documentation has broken links ({status})");
+    }
+    Ok(())
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<()> {

@@ -84,7 +84,7 @@ pub struct ExplainArgs {
     file: PathBuf,
     #[arg(long, env = "SOVEREIGN_DATASETS")]
     datasets: Option<PathBuf>,
-    /// Destination: IP or IP:PORT ([IPv6]:PORT).
+    /// Destination: IP or IP:PORT (\[IPv6\]:PORT).
     #[arg(long)]
     dst: String,
     /// A DNS name of the destination, verified (an answer to the workload's own query from a

@@ -17,7 +17,7 @@ pub fn namespaces(proc_root: &Path) -> HashMap<u64, Vec<u32>> {
     spaces
 }
 
-/// The inode of `pid`'s network namespace ("net:[4026531840]").
+/// The inode of `pid`'s network namespace ("net:\[4026531840\]").
 pub fn netns_of(proc_root: &Path, pid: u32) -> Option<u64> {
     let link = fs::read_link(proc_root.join(pid.to_string()).join("ns/net")).ok()?;
     bracketed(&link)
@@ -80,7 +80,7 @@ fn pids(proc_root: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The number in "kind:[number]".
+/// The number in "kind:\[number\]".
 fn bracketed(link: &Path) -> Option<u64> {
     let text = link.to_str()?;
     let start = text.find('[')? + 1;
