@@ -4,7 +4,7 @@
 //! "seen" from "new" by (agent, journal id, seq), never by seq alone.
 use std::{fs, io::Write, path::Path};
 
-use super::JournalError;
+use super::error::JournalError;
 
 pub const ID_FILE: &str = "journal.id";
 const ID_TMP: &str = "journal.id.tmp";

@@ -4,6 +4,7 @@
 //! of them get.
 pub mod ceiling;
 pub mod convert;
+pub mod error;
 pub mod feed;
 pub mod filter;
 pub mod format;
@@ -15,9 +16,9 @@ pub mod recorder;
 pub mod verify;
 pub mod writer;
 
+pub use error::JournalError;
 pub use writer::{
-    EncodedBatch, FsyncPolicy, JournalError, JournalOptions, JournalStats, JournalWriter,
-    LiveFrames, Recovery,
+    EncodedBatch, FsyncPolicy, JournalOptions, JournalStats, JournalWriter, LiveFrames, Recovery,
 };
 
 #[cfg(test)]

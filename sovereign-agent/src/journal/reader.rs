@@ -7,8 +7,9 @@ use std::{
 
 use super::{
     convert,
+    error::JournalError,
     format::{self, SegmentHeader, HEADER_LEN},
-    writer::{list_segments, JournalError},
+    writer::list_segments,
 };
 use crate::event::Event;
 

@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::{
     convert,
+    error::JournalError,
     format::{self, Hash, SegmentHeader, HEADER_LEN},
     reader,
-    writer::{read_checkpoint, JournalError},
+    writer::read_checkpoint,
 };
 use crate::event::{Event, Lifecycle};
 

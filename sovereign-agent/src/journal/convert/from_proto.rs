@@ -1,6 +1,22 @@
 //! Protobuf messages back to events, exactly as they were written; closed sets of strings are
 //! mapped back to their static values, anything unknown to "unknown" rather than an error.
-use super::*;
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
+use sovereign_agent_proto::agent::v1 as pb;
+
+use super::error::ConvertError;
+use crate::{
+    clock::rfc3339_from_unix_ns,
+    event::{
+        DatasetVersion, DnsRefusedEvent, Event, EventKind, Family, FloodEvent, FlowEvent,
+        Lifecycle, LifecycleEvent, LossEvent, Proto, Suppressed,
+    },
+    names::DnsChain,
+    policy::{Decision, Evidence, Explanation, PolicyRef, Severity},
+};
 
 fn ip_from_bytes(b: &[u8]) -> Result<IpAddr, ConvertError> {
     match b.len() {

@@ -5,46 +5,28 @@
 //! [`to_proto`](mod@to_proto) and [`from_proto`](mod@from_proto) convert whole messages; [`wire`] encodes flows, the hot
 //! path, straight from the event; [`view`] reads flows back as borrowed views for replay and
 //! export. All of them produce and read the same bytes.
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
-};
 
 use prost::Message;
 use sovereign_agent_proto::agent::v1 as pb;
 
+mod error;
 mod from_proto;
 #[cfg(test)]
 mod tests;
 mod to_proto;
+mod varint;
 mod view;
 mod wire;
 
+pub use error::ConvertError;
 pub use from_proto::from_proto;
 pub use to_proto::to_proto;
 pub use view::{flow_view, record_agent, FlowView, VerdictView};
 
+use varint::varint;
 use wire::encode_flow_event;
 
-use crate::{
-    clock::rfc3339_from_unix_ns,
-    event::{
-        DatasetVersion, DnsRefusedEvent, Event, EventKind, Family, FloodEvent, FlowEvent,
-        Lifecycle, LifecycleEvent, LossEvent, Proto, Suppressed,
-    },
-    names::DnsChain,
-    policy::{Decision, Evidence, Explanation, PolicyRef, Severity},
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConvertError {
-    #[error("not a valid record: {0}")]
-    Decode(#[from] prost::DecodeError),
-    #[error("record has no body")]
-    Empty,
-    #[error("invalid {0}")]
-    Invalid(&'static str),
-}
+use crate::event::Event;
 
 /// Encodes `event` (its `seq` is the frame's, not stored here) into `out`.
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
@@ -87,15 +69,4 @@ pub fn is_lifecycle(payload: &[u8]) -> bool {
         };
     }
     false
-}
-
-fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, &b[i + 1..]));
-        }
-    }
-    None
 }

@@ -1,5 +1,9 @@
 use super::*;
 use crate::journal::tests::sample_event;
+use crate::{
+    event::{Event, FlowEvent},
+    policy::Decision,
+};
 
 #[test]
 fn hand_encoding_is_byte_identical_to_prost() {

@@ -1,6 +1,13 @@
 //! Events to their protobuf messages: every kind but a flow's hot path (see [`super::wire`]),
 //! and the API's stream, which sends messages.
-use super::*;
+use std::net::IpAddr;
+
+use sovereign_agent_proto::agent::v1 as pb;
+
+use crate::{
+    event::{Event, EventKind, Family, FlowEvent, Lifecycle, Proto},
+    policy::{Decision, Explanation, Severity},
+};
 
 pub fn to_proto(event: &Event, seq: u64) -> pb::Event {
     let (ts, body) = match event {

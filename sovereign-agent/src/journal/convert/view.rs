@@ -1,6 +1,14 @@
 //! Flows decoded for replay and export as borrowed views of the record's bytes: no event is
 //! built and no string copied; the views read exactly what the encoders write.
-use super::*;
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
+use sovereign_agent_proto::agent::v1 as pb;
+
+use super::{error::ConvertError, varint::varint};
+use crate::names::DnsChain;
 
 /// A protobuf reader over borrowed bytes: (field, wire type, value) at a time.
 struct Fields<'a>(&'a [u8]);

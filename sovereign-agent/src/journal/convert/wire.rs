@@ -1,7 +1,14 @@
 //! The hot path: flows are encoded straight from the event (no intermediate message, no
 //! string copies), producing exactly the bytes prost does for `sovereign.agent.v1.Event`
 //! (tested against prost itself).
-use super::*;
+use std::net::IpAddr;
+
+use sovereign_agent_proto::agent::v1 as pb;
+
+use crate::{
+    event::{EventKind, Family, FlowEvent, Proto},
+    policy::Decision,
+};
 
 /// Protobuf field writers.
 mod field {
@@ -116,7 +123,11 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
                 Decision::Violation => pb::Decision::Violation,
             };
             uint(1, decision as u64, out);
-            uint(2, to_proto::severity_to_proto(v.severity) as u64, out);
+            uint(
+                2,
+                super::to_proto::severity_to_proto(v.severity) as u64,
+                out,
+            );
             str(3, &v.rule, out);
             for z in &v.zones {
                 bytes(4, z.as_bytes(), out);

@@ -2,11 +2,12 @@
 //! policy, rotation by size and age, retention, the `HEAD` checkpoint, and recovery of a
 //! torn tail when a journal is reopened after a crash ([`open`]; rotation and retention in
 //! [`rotation`]).
+mod files;
 mod open;
 mod rotation;
 
-use open::{create_segment, fsync_dir};
-pub use open::{list_segments, read_checkpoint};
+use files::{create_segment, fsync_dir, DAMAGED_DIR};
+pub use files::{list_segments, read_checkpoint};
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
@@ -23,7 +24,8 @@ use ed25519_dalek::{Signer, SigningKey};
 
 use super::{
     convert,
-    format::{self, Checkpoint, Hash, SegmentHeader, FORMAT_VERSION, HEADER_LEN, MAX_PAYLOAD},
+    error::{io_err, JournalError},
+    format::{self, Checkpoint, SegmentHeader, FORMAT_VERSION, HEADER_LEN, MAX_PAYLOAD},
 };
 use crate::event::{Event, Lifecycle, LifecycleEvent};
 
@@ -65,31 +67,6 @@ impl JournalOptions {
             checkpoint_interval: Duration::from_secs(1),
             signing_key: None,
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error("journal {}: {message}", dir.display())]
-    Dir { dir: PathBuf, message: String },
-    #[error("journal {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("journal segment {} at offset {offset}: {message}", path.display())]
-    Segment {
-        path: PathBuf,
-        offset: u64,
-        message: String,
-    },
-    #[error("journal record {seq}: {message}")]
-    Record { seq: u64, message: String },
-    #[error("journal {} is in use by another process (lock {} is held)", dir.display(), dir.join(format::LOCK_FILE).display())]
-    Locked { dir: PathBuf },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
-    move |source| JournalError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

@@ -26,7 +26,6 @@ impl JournalWriter {
         });
         let (path, chain) = create_segment(
             &self.opts.dir,
-            &self.opts,
             self.segment + 1,
             self.next_seq,
             head,

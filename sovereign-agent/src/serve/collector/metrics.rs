@@ -16,15 +16,6 @@ use axum::{extract::State, http::header, response::IntoResponse, routing::get, R
 use super::Collector;
 use crate::serve::metrics::exposition::Exposition;
 
-/// Counted by every store, whether the events came by push or from JetStream.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub stored: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub batches_refused: AtomicU64,
-    pub store_errors: AtomicU64,
-}
-
 /// The exposition text of `collector` now.
 pub fn render(collector: &Collector) -> String {
     let c = &collector.counters;

@@ -12,6 +12,7 @@
 //!
 //! Events arrive by push (this file) or, in a fleet that outgrew one collector, from a NATS
 //! JetStream stream ([`jetstream`]); both store through the same deduplication.
+pub mod counters;
 pub mod jetstream;
 pub mod metrics;
 mod seen;
@@ -107,7 +108,7 @@ pub struct Collector {
     progress: Arc<Mutex<HashMap<Source, Progress>>>,
     shared: Arc<JournalShared>,
     roles: Arc<Roles>,
-    counters: Arc<metrics::Counters>,
+    counters: Arc<counters::Counters>,
     /// The TCP listener's connection counts, for the metrics (none in unit tests).
     listener: Option<crate::serve::limits::Admission>,
 }
@@ -232,7 +233,7 @@ fn store(
     writer: &Mutex<JournalWriter>,
     progress: &Mutex<HashMap<Source, Progress>>,
     shared: &JournalShared,
-    counters: &metrics::Counters,
+    counters: &counters::Counters,
     source: &Source,
     batch: PushRequest,
 ) -> Result<PushAck, Status> {
