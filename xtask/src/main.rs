@@ -187,6 +187,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             clippy_ebpf(&root)?;
             doc_links()?;
+            import_graph(&root)?;
             cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
             let mut test = [&["test"], ALL_HOST_CRATES].concat();
             if !args.is_empty() {
@@ -423,6 +424,21 @@ fn doc_links() -> Result<()> {
         .with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("the agent's documentation has broken links ({status})");
+    }
+    Ok(())
+}
+
+/// No new import cycle between the agent's files and no import against the stages' order
+/// (`xtask/import_cycles.py` names the few still there and why).
+fn import_graph(root: &std::path::Path) -> Result<()> {
+    eprintln!("xtask: xtask/import_cycles.py sovereign-agent/src");
+    let status = Command::new("python3")
+        .arg(root.join("xtask/import_cycles.py"))
+        .arg(root.join("sovereign-agent/src"))
+        .status()
+        .context("running python3 xtask/import_cycles.py")?;
+    if !status.success() {
+        bail!("the agent's import graph has a new cycle or a wrong-way import ({status})");
     }
     Ok(())
 }
