@@ -83,6 +83,19 @@ impl Drop for MemoryLimit {
     }
 }
 
+/// The floods of this suite run one at a time. Each asserts what its own flood does to the
+/// agent watching it (nothing lost, budgets exact); on two cores a second flood (another
+/// agent, another storm) beside it is a different experiment, and made the UDP flood's
+/// agent lose ring records when the test threads happened to pair two floods.
+static ONE_FLOOD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A flood test that failed poisons the lock; the next one still runs alone.
+    ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `GET /healthz` with the deadline the issue sets: an answer within a second, or an error.
 fn healthz(addr: &str) -> Result<Duration, String> {
     let start = Instant::now();
@@ -132,6 +145,7 @@ fn pid_of(stdout: &[u8]) -> u64 {
 /// up to exactly what they sent.
 #[test]
 fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
+    let _alone = one_flood_at_a_time();
     let cgroup = TestCgroup::new("flood");
     let dir = std::env::temp_dir().join(format!("sa-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -347,6 +361,7 @@ fn health_answers_and_memory_stays_bounded_through_a_udp_flood() {
 /// and the counts add up to exactly the 20,000 it sent to.
 #[test]
 fn over_the_flow_ceiling_flows_are_folded_and_add_up() {
+    let _alone = one_flood_at_a_time();
     let cgroup = TestCgroup::new("ceiling");
     let dir = std::env::temp_dir().join(format!("sa-ceiling-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -419,6 +434,7 @@ fn over_the_flow_ceiling_flows_are_folded_and_add_up() {
 /// share: every quiet flow is written one by one, with its verdict and its exact bytes.
 #[test]
 fn a_quiet_workloads_flows_are_journaled_one_by_one_while_a_neighbour_sprays() {
+    let _alone = one_flood_at_a_time();
     let parent = TestCgroup::new("ceiling-share");
     let spray = parent.child("spray");
     let quiet = parent.child("quiet");
@@ -525,6 +541,7 @@ fn a_quiet_workloads_flows_are_journaled_one_by_one_while_a_neighbour_sprays() {
 /// written or counted under its own destination.
 #[test]
 fn a_foreign_connect_hidden_in_a_burst_of_connects_is_written_with_its_verdict_and_alert() {
+    let _alone = one_flood_at_a_time();
     let cgroup = TestCgroup::new("burst-hide");
     let dir = std::env::temp_dir().join(format!("sa-burst-hide-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -637,6 +654,7 @@ fn a_foreign_connect_hidden_in_a_burst_of_connects_is_written_with_its_verdict_a
 /// records, nothing is lost, and a `flood` event names the storm's cgroup with the count.
 #[test]
 fn a_storm_of_failing_execs_and_forks_is_budgeted_and_named_and_loses_no_neighbours_exec() {
+    let _alone = one_flood_at_a_time();
     let parent = TestCgroup::new("exec-storm");
     let storm = parent.child("storm");
     let quiet = parent.child("quiet");
