@@ -96,6 +96,25 @@ fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Runs the Python `script` in `cgroup` (passed as `$0`, so it needs no quoting) and waits
+/// for it to succeed.
+fn python_in(cgroup: &TestCgroup, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cgroup.path().display()
+        ))
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `GET /healthz` with the deadline the issue sets: an answer within a second, or an error.
 fn healthz(addr: &str) -> Result<Duration, String> {
     let start = Instant::now();
@@ -908,20 +927,7 @@ fn the_cgroups_of_one_workload_share_one_share_of_the_dns_query_table() {
                   for i in range(2500):\n\
                   \x20   s.sendto(struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0) + q, ('127.0.0.2', 53))\n";
     for part in &parts {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
-                part.path().display()
-            ))
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        python_in(part, script);
     }
     // Every query was seen; one share of them is outstanding (the timeout is 10 s).
     let text = sovereign_agent_tests::wait_for_metric(
@@ -998,20 +1004,7 @@ fn the_cgroups_of_one_workload_share_one_share_of_the_name_map() {
          \x20   s.sendto(struct.pack('>HHHHHH', i + 1, 0x0100, 1, 0, 0, 0) + q, ('127.0.0.77', 53))\n\
          \x20   s.recv(512)\n";
     for part in &parts {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
-                part.path().display()
-            ))
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        python_in(part, script);
     }
     // Every answer was read; one share of their addresses is named.
     let text = sovereign_agent_tests::wait_for_metric(
