@@ -198,6 +198,76 @@ fn cgroups_are_the_hosts_paths_from_the_kernels_id() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 32: a UDP socket whose sends were not kept (more sockets than `udp_socket_entries`,
+/// or its send records lost in a flood) closes through a fallback that read the kernel's send
+/// map and built the `close` from /proc alone, without the kernel's cgroup id: with the agent
+/// in a cgroup namespace of its own (the DaemonSet), that close read `/../sa-test-...` where
+/// every other event of the socket's workload has the host's path. Here the first of two
+/// sockets loses its place (one socket is kept) and closes through the fallback: its close
+/// has the host's path and the cgroup's id, like the second's, and the kernel's count.
+#[test]
+fn a_udp_close_found_in_the_kernels_map_has_the_workload_from_the_kernel() {
+    let cgroup = TestCgroup::new("udp-fallback");
+    let agent_home = TestCgroup::new("udp-fallback-agent");
+    let dir = tempfile_dir("udp-fallback");
+    let output = dir.join("events.jsonl");
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, "udp_socket_entries = 1\n").unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec unshare --cgroup \"$0\" \"$@\"",
+        agent_home.path().display()
+    );
+    let (agent, _logs) = start_agent_wrapped(
+        &cgroup,
+        &output,
+        &["--config", config.to_str().unwrap()],
+        &["sh", "-c", &script],
+    );
+    let agent = Reaped(agent);
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (p1, p2) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
+    // The first socket sends twice, the second once; the first closes after the second's
+    // send has taken the only place.
+    run_in_cgroup(
+        &cgroup,
+        &format!(
+            "python3 -c \"import socket, time\n\
+             a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             a.sendto(b'x', ('127.0.0.1', {p1})); a.sendto(b'y', ('127.0.0.1', {p1}))\n\
+             time.sleep(0.3)\n\
+             b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             b.sendto(b'z', ('127.0.0.1', {p2}))\n\
+             time.sleep(0.3)\n\
+             a.close(); time.sleep(0.3); b.close()\""
+        ),
+    );
+    let host_path = format!(
+        "/{}",
+        cgroup
+            .path()
+            .strip_prefix(sovereign_agent::capture::cgroup::cgroup2_root().unwrap())
+            .unwrap()
+            .display()
+    );
+    let close_of =
+        |port: u16| wait_for_event(&output, |e| e["kind"] == "close" && e["dst_port"] == port);
+    let kept = close_of(p2);
+    assert_eq!(kept["cgroup"], host_path.as_str(), "{kept:#}");
+    assert_eq!(kept["count"], 1, "{kept:#}");
+    let found = close_of(p1);
+    assert_eq!(found["cgroup"], host_path.as_str(), "{found:#}");
+    assert_eq!(found["cgroup_id"], cgroup.id(), "{found:#}");
+    assert_eq!(found["count"], 2, "{found:#}");
+    assert_eq!(found["pid"], kept["pid"], "{found:#}");
+    sigterm(&agent.0);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sa-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -148,6 +148,8 @@ pub fn pipeline_options(config: &Config) -> PipelineOptions {
     PipelineOptions {
         process_cache_entries: NonZeroUsize::new(config.process_cache_entries)
             .unwrap_or(NonZeroUsize::MIN),
+        udp_socket_entries: NonZeroUsize::new(config.udp_socket_entries)
+            .unwrap_or(NonZeroUsize::MIN),
         loss_poll_interval: Duration::from_millis(config.loss_poll_interval_ms),
         process_keep_exited: Duration::from_secs(config.process_keep_exited_secs),
         ancestors_depth: config.ancestors_depth,

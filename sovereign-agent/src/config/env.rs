@@ -31,6 +31,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("priority_ring_buffer_bytes", Literal),
     ("tcp_socket_entries", Literal),
     ("process_cache_entries", Literal),
+    ("udp_socket_entries", Literal),
     ("process_keep_exited_secs", Literal),
     ("ancestors_depth", Literal),
     ("existing_connections", Literal),

@@ -38,6 +38,10 @@ pub struct Config {
     pub tcp_socket_entries: u32,
     /// Processes kept in the process table (fed by the fork, exec and exit tracepoints).
     pub process_cache_entries: usize,
+    /// UDP sockets whose destinations are remembered until the socket closes (for their
+    /// `close` events with datagram counts); beyond, the least recently used socket's are
+    /// found again in the kernel's send map when it closes (at most one scan a second).
+    pub udp_socket_entries: usize,
     /// How long an exited process stays in the table, for its flows still in the ring
     /// buffer, in seconds.
     pub process_keep_exited_secs: u64,
@@ -93,6 +97,7 @@ impl Default for Config {
             priority_ring_buffer_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
             tcp_socket_entries: sovereign_agent_common::DEFAULT_TCP_SOCKET_ENTRIES,
             process_cache_entries: 32_768,
+            udp_socket_entries: 65_536,
             process_keep_exited_secs: 30,
             ancestors_depth: 4,
             existing_connections: true,
@@ -391,6 +396,9 @@ impl Config {
                 "process_cache_entries",
                 "must be at least 1".into(),
             ));
+        }
+        if self.udp_socket_entries == 0 {
+            return Err(invalid("udp_socket_entries", "must be at least 1".into()));
         }
         if self.ancestors_depth > 64 {
             return Err(invalid(

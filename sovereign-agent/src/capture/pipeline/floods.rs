@@ -54,28 +54,9 @@ impl Pipeline {
         } else {
             EventKind::Send
         };
-        let mut process = if rec.tgid != 0 {
-            self.processes
-                .identify(rec.tgid, &rec.comm, self.options.ancestors_depth)
-        } else {
-            crate::enrich::table::Identity::default()
-        };
-        if let Some(index) = self.cgroups.as_mut() {
-            process.workload = index.workload(rec.cgroup_id, Instant::now());
-        }
-        let mut flow = FlowEvent::from_record(kind, &rec, &process, &self.clock);
-        // Process records have no destination to name or judge: the flow carries only the
-        // workload (0.0.0.0:0 would read as a violation under most allow-lists).
-        if !r.is_process_records() {
-            flow.name(self.names.lookup(
-                rec.cgroup_id,
-                flow.dst_ip,
-                flow.dst_port,
-                0,
-                Instant::now(),
-            ));
-            self.judge(&mut flow);
-        }
+        // A flood of process records has no destination to name or judge.
+        let socket = (!r.is_process_records()).then_some(0);
+        let flow = self.describe(kind, &rec, socket);
         let first_ns = self.clock.unix_ns(r.first_ns) as i64;
         FloodEvent {
             ts: flow.ts.clone(),

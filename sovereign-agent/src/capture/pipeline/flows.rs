@@ -54,45 +54,29 @@ impl Pipeline {
         {
             self.restore_evicted_owner(&mut rec);
         }
-        let mut process =
-            self.processes
-                .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
-        if let Some(index) = self.cgroups.as_mut() {
-            process.workload = index.workload(rec.cgroup_id, Instant::now());
-        }
-        let mut event = FlowEvent::from_record(kind, &rec, &process, &self.clock);
         let tcp = rec.protocol == IPPROTO_TCP;
         if tcp {
             match kind {
                 EventKind::Connect => {
                     self.connect_owners.put(rec.cookie, rec);
+                    // A socket connected (again): no earlier connection's ClientHello names it.
+                    self.names.connection_started(rec.cookie);
                 }
                 EventKind::Close => {
                     self.connect_owners.pop(&rec.cookie);
+                    self.names.connection_closing(
+                        rec.cookie,
+                        crate::event::dst_ip(&rec),
+                        rec.dst_port,
+                    );
                 }
                 _ => {}
             }
         }
-        match kind {
-            // A socket connected (again): no earlier connection's ClientHello names it.
-            EventKind::Connect if tcp => self.names.connection_started(rec.cookie),
-            EventKind::Close if tcp => {
-                self.names
-                    .connection_closing(rec.cookie, event.dst_ip, event.dst_port);
-            }
-            _ => {}
-        }
-        if event.dst_port == 53 && matches!(kind, EventKind::Connect | EventKind::Send) {
+        if rec.dst_port == 53 && matches!(kind, EventKind::Connect | EventKind::Send) {
             self.dns_sockets.put(rec.cookie, (rec.tgid, rec.comm));
         }
-        event.name(self.names.lookup(
-            rec.cgroup_id,
-            event.dst_ip,
-            event.dst_port,
-            rec.cookie,
-            Instant::now(),
-        ));
-        self.judge(&mut event);
+        let event = self.describe(kind, &rec, Some(rec.cookie));
         let alert = self.alerts.as_mut().and_then(|a| a.observe(&event));
         if tcp && self.alerts.is_some() && self.policy.is_some() {
             match kind {
@@ -174,16 +158,8 @@ impl Pipeline {
                     .filter_map(Result::ok)
                     .filter(|k| k.cookie == rec.cookie)
                     .collect();
-                let process =
-                    self.processes
-                        .identify(rec.tgid, &rec.comm, self.options.ancestors_depth);
                 UdpSends {
-                    template: Box::new(FlowEvent::from_record(
-                        EventKind::Send,
-                        rec,
-                        &process,
-                        &self.clock,
-                    )),
+                    template: Box::new(self.describe(EventKind::Send, rec, None)),
                     keys,
                 }
             }
@@ -209,15 +185,7 @@ impl Pipeline {
             };
             close.dst_ip = sovereign_agent_common::ip_of(key.family, &key.dst_addr);
             close.dst_port = key.dst_port;
-            close.verdict = None;
-            close.name(self.names.lookup(
-                rec.cgroup_id,
-                close.dst_ip,
-                close.dst_port,
-                rec.cookie,
-                Instant::now(),
-            ));
-            self.judge(&mut close);
+            self.name_and_judge(&mut close, rec.cookie);
             self.emit(Event::Flow(Box::new(close)))?;
         }
         Ok(())

@@ -7,8 +7,10 @@
 //! as `loss` events; budget suppressions as `flood` events. Unknown or truncated records are
 //! counted and skipped.
 //!
-//! Each record's steps: [`flows`] (process, names, verdict), [`naming`] (what DNS and TLS
-//! packets teach), [`floods`] (what the kernel could not report).
+//! Each record's steps: [`flows`] (the flow records), [`describe`] (who, names and verdict:
+//! the one place a flow event is built), [`naming`] (what DNS and TLS packets teach),
+//! [`floods`] (what the kernel could not report).
+mod describe;
 mod floods;
 mod flows;
 mod naming;
@@ -611,13 +613,6 @@ impl Pipeline {
         if let Some(c) = &self.counters {
             c.decode_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Adds the verdict of the policy in force, if the agent runs with one.
-    fn judge(&self, event: &mut FlowEvent) {
-        if let Some(policy) = self.policy.as_ref().and_then(|rx| rx.borrow().clone()) {
-            event.judge(&policy);
         }
     }
 

@@ -122,14 +122,7 @@ impl Pipeline {
             return Ok(());
         }
         let mut event = (**connect).clone();
-        event.name(self.names.lookup(
-            event.cgroup_id,
-            event.dst_ip,
-            event.dst_port,
-            cookie,
-            Instant::now(),
-        ));
-        self.judge(&mut event);
+        self.name_and_judge(&mut event, cookie);
         self.raise_late(cookie, &event)
     }
 
