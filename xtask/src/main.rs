@@ -18,6 +18,7 @@
 mod bench;
 mod package;
 mod setup;
+mod steps;
 mod vm;
 
 use std::process::{Command, ExitCode};
@@ -172,74 +173,89 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure()?;
             vm::run(&root, &vm_options(kernel, suites, timeout_minutes, args))
         }
-        Cmd::Test { args } => {
-            setup::ensure()?;
-            cargo(&["fmt", "--all", "--check"])?;
-            // Every crate but the eBPF one, which builds only for bpfel-unknown-none (through
-            // build.rs): the default members and the root-only `tests` crate.
-            cargo(
-                &[
-                    &["clippy"],
-                    ALL_HOST_CRATES,
-                    &["--all-targets", "--", "-D", "warnings"],
-                ]
-                .concat(),
-            )?;
-            clippy_ebpf(&root)?;
-            doc_links()?;
-            import_graph(&root)?;
-            cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())?;
-            let mut test = [&["test"], ALL_HOST_CRATES].concat();
-            if !args.is_empty() {
-                test.push("--");
-                test.extend(args.iter().map(String::as_str));
-            }
-            let summary = cargo_test_with_summary(&test)?;
-            // Every criterion benchmark once, as a test: a benchmark whose assertions no longer
-            // hold fails here, not months later when someone measures.
-            if args.is_empty() {
-                cargo(&[
-                    "bench",
-                    "--package",
-                    "sovereign-agent",
-                    "--benches",
-                    "--",
-                    "--test",
-                ])?;
-            }
-            // The kernel-facing suites again on Debian's 6.1 LTS kernel, in a qemu guest: the
-            // kernel most node pools run, which differs from this machine's in what its
-            // verifier accepts (docs/kernel.md). SOVEREIGN_VM_TEST=0 skips it.
-            if args.is_empty() {
-                if std::env::var("SOVEREIGN_VM_TEST").is_ok_and(|v| v == "0") {
-                    eprintln!("xtask: WARNING: the 6.1 VM tests skipped (SOVEREIGN_VM_TEST=0)");
-                } else {
-                    vm::run(&root, &vm_options("6.1".into(), Vec::new(), 30, Vec::new()))?;
-                }
-            }
-            // The parsers of untrusted packets, fuzzed for a bounded time on every run.
-            let seconds = std::env::var("SOVEREIGN_FUZZ_SECONDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60);
-            if seconds > 0 {
-                if setup::has_nightly() {
-                    setup::ensure_fuzz()?;
-                    fuzz(&root, seconds)?;
-                } else {
-                    // Building and testing need no nightly; only the fuzzers do.
-                    eprintln!(
-                        "xtask: WARNING: fuzzing skipped: rustup has no nightly toolchain \
-                         (`rustup toolchain install nightly`, then `cargo xtask fuzz`)"
-                    );
-                    println!("fuzz: skipped (no nightly toolchain)");
-                }
-            }
-            // The totals once more, as the last line.
-            println!("{summary}");
-            Ok(())
+        Cmd::Test { args } => test(&root, &args),
+    }
+}
+
+/// `cargo xtask test`: everything CI checks, each step timed ([`steps`]).
+fn test(root: &std::path::Path, args: &[String]) -> Result<()> {
+    let mut steps = steps::Steps::new();
+    steps.run("setup", setup::ensure)?;
+    steps.run("fmt", || cargo(&["fmt", "--all", "--check"]))?;
+    // Every crate but the eBPF one, which builds only for bpfel-unknown-none (through
+    // build.rs): the default members and the root-only `tests` crate.
+    steps.run("clippy", || {
+        cargo(
+            &[
+                &["clippy"],
+                ALL_HOST_CRATES,
+                &["--all-targets", "--", "-D", "warnings"],
+            ]
+            .concat(),
+        )
+    })?;
+    steps.run("clippy-ebpf", || clippy_ebpf(root))?;
+    steps.run("doc-links", doc_links)?;
+    steps.run("import-graph", || import_graph(root))?;
+    steps.run("build", || {
+        cargo(&[&["build"], ALL_HOST_CRATES, &["--bins"]].concat())
+    })?;
+    let mut test = [&["test"], ALL_HOST_CRATES].concat();
+    if !args.is_empty() {
+        test.push("--");
+        test.extend(args.iter().map(String::as_str));
+    }
+    let summary = steps.run("test", || cargo_test_with_summary(&test))?;
+    // Every criterion benchmark once, as a test: a benchmark whose assertions no longer
+    // hold fails here, not months later when someone measures.
+    if args.is_empty() {
+        steps.run("bench-as-test", || {
+            cargo(&[
+                "bench",
+                "--package",
+                "sovereign-agent",
+                "--benches",
+                "--",
+                "--test",
+            ])
+        })?;
+    }
+    // The kernel-facing suites again on Debian's 6.1 LTS kernel, in a qemu guest: the
+    // kernel most node pools run, which differs from this machine's in what its verifier
+    // accepts (docs/kernel.md). SOVEREIGN_VM_TEST=0 skips it.
+    if args.is_empty() {
+        if std::env::var("SOVEREIGN_VM_TEST").is_ok_and(|v| v == "0") {
+            eprintln!("xtask: WARNING: the 6.1 VM tests skipped (SOVEREIGN_VM_TEST=0)");
+        } else {
+            steps.run("vm-6.1", || {
+                vm::run(root, &vm_options("6.1".into(), Vec::new(), 30, Vec::new()))
+            })?;
         }
     }
+    // The parsers of untrusted packets, fuzzed for a bounded time on every run.
+    let seconds = std::env::var("SOVEREIGN_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    if seconds > 0 {
+        if setup::has_nightly() {
+            steps.run("fuzz", || {
+                setup::ensure_fuzz()?;
+                fuzz(root, seconds)
+            })?;
+        } else {
+            // Building and testing need no nightly; only the fuzzers do.
+            eprintln!(
+                "xtask: WARNING: fuzzing skipped: rustup has no nightly toolchain \
+                 (`rustup toolchain install nightly`, then `cargo xtask fuzz`)"
+            );
+            println!("fuzz: skipped (no nightly toolchain)");
+        }
+    }
+    steps.print();
+    // The totals once more, as the last line.
+    println!("{summary}");
+    Ok(())
 }
 
 fn vm_options(kernel: String, suites: Vec<String>, minutes: u64, args: Vec<String>) -> vm::Options {
