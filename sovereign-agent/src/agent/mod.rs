@@ -182,7 +182,7 @@ pub async fn run(config: &Config) -> Result<Stats, AgentError> {
         }
     }
     if let Some(tls) = options::api_tcp(config) {
-        api_tasks.push(api::serve_tcp(&tls, api.clone(), None, stopped()).await?);
+        api_tasks.push(api::serve_tcp(&tls, api.clone(), stopped()).await?);
     }
     let hooks = capture.attach(&cgroup)?.to_vec();
     let _ = program_fds.set(metrics::programs::Programs(capture.program_fds()));

@@ -131,7 +131,7 @@ pub fn sink_plans(config: &Config, journal_dir: &std::path::Path) -> Vec<sinks::
             filter: sinks::SinkFilter::default(),
             batch: p.batch,
         },
-        cursor: sinks::cursor::Cursor::of_push(journal_dir),
+        cursor: crate::serve::cursor::Cursor::of_push(journal_dir),
     });
     push.into_iter()
         .chain(

@@ -10,9 +10,10 @@ use sovereign_agent::{
     serve::{
         api,
         collector::{jetstream, metrics, Collector},
+        cursor::Cursor,
         limits::{Admission, ConnectionLimits},
+        nats::NatsServers,
         roles::Roles,
-        sinks::{cursor::Cursor, nats::NatsServers},
         tls::ClientCa,
     },
     shutdown, telemetry,
@@ -213,7 +214,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         client_ca: ClientCa::Roles(roles),
         admission,
     };
-    let tcp = api::serve_tcp(
+    let tcp = api::serve_tcp_beside(
         &tls,
         api.clone(),
         Some(CollectorServiceServer::from_arc(collector.clone())),

@@ -12,6 +12,8 @@ pub mod env;
 mod sections;
 pub use sections::*;
 
+pub use crate::telemetry::logs::{LogConfig, LogFormat};
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {

@@ -256,28 +256,3 @@ impl NamesConfig {
         Ok(out)
     }
 }
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A tracing filter: `info`, `debug`, `sovereign_agent=debug,warn`, ...
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
-    }
-}

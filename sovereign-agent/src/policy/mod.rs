@@ -435,29 +435,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Reads and compiles the policy at `path`, with the datasets it names and those in
-    /// `datasets_dir`.
-    pub fn load(path: &Path, datasets_dir: Option<&Path>) -> Result<Policy, PolicyErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            PolicyErrors(vec![PolicyError {
-                file: path.to_path_buf(),
-                place: None,
-                message: format!("cannot read the policy: {e}"),
-            }])
-        })?;
-        Self::compile(&text, path, datasets_dir)
-    }
-
-    /// Compiles policy `text` (read from `path`, which places errors and anchors relative
-    /// dataset paths).
-    pub fn compile(
-        text: &str,
-        path: &Path,
-        datasets_dir: Option<&Path>,
-    ) -> Result<Policy, PolicyErrors> {
-        compile::compile(text, path, datasets_dir)
-    }
-
     pub fn zone_count(&self) -> usize {
         self.zones.len()
     }

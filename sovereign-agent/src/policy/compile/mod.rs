@@ -2,19 +2,41 @@
 //! into address and name facts with their zone bitmasks, rules and selectors compiled, and
 //! every error placed at its file, line and column.
 mod rules;
+mod warnings;
 mod zones;
 
-use rules::fall_through_warnings;
+use warnings::fall_through_warnings;
 
-use super::*;
+use crate::policy::*;
+
+impl Policy {
+    /// Reads and compiles the policy at `path`, with the datasets it names and those in
+    /// `datasets_dir`.
+    pub fn load(path: &Path, datasets_dir: Option<&Path>) -> Result<Policy, PolicyErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                file: path.to_path_buf(),
+                place: None,
+                message: format!("cannot read the policy: {e}"),
+            }])
+        })?;
+        Self::compile(&text, path, datasets_dir)
+    }
+
+    /// Compiles policy `text` (read from `path`, which places errors and anchors relative
+    /// dataset paths).
+    pub fn compile(
+        text: &str,
+        path: &Path,
+        datasets_dir: Option<&Path>,
+    ) -> Result<Policy, PolicyErrors> {
+        compile(text, path, datasets_dir)
+    }
+}
 
 /// Compiles policy `text` (read from `path`, which places errors and anchors relative dataset
 /// paths) with the datasets it names and those in `datasets_dir`.
-pub(super) fn compile(
-    text: &str,
-    path: &Path,
-    datasets_dir: Option<&Path>,
-) -> Result<Policy, PolicyErrors> {
+fn compile(text: &str, path: &Path, datasets_dir: Option<&Path>) -> Result<Policy, PolicyErrors> {
     let mut c = Compiler::new(text, path);
     let parsed: PolicyFile = match toml::from_str(text) {
         Ok(p) => p,

@@ -288,13 +288,31 @@ async fn router(
 pub async fn serve_tcp(
     tls: &TcpTls,
     api: Arc<Api>,
-    collector: Option<
-        sovereign_agent_proto::collector::v1::collector_service_server::CollectorServiceServer<
-            crate::serve::collector::Collector,
-        >,
-    >,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    serve_tcp_beside(tls, api, None::<AgentServiceServer<Api>>, shutdown).await
+}
+
+/// [`serve_tcp`], with another gRPC service on the same listener and TLS (a collector's
+/// `CollectorService`, which the API knows nothing of).
+pub async fn serve_tcp_beside<S>(
+    tls: &TcpTls,
+    api: Arc<Api>,
+    beside: Option<S>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ApiError>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
     let read = |path: &Path, what: &str| {
         std::fs::read(path).map_err(|e| ApiError {
             path: path.to_path_buf(),
@@ -326,7 +344,7 @@ pub async fn serve_tcp(
     let router = router(server, api)
         .await
         .map_err(err)?
-        .add_optional_service(collector);
+        .add_optional_service(beside);
     let listener = tokio::net::TcpListener::bind(tls.listen)
         .await
         .map_err(|e| err(e.to_string()))?;

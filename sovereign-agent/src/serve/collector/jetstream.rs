@@ -30,7 +30,7 @@ use sovereign_agent_proto::{agent::v1 as pb, collector::v1::PushRequest};
 use tokio_stream::StreamExt;
 
 use super::{store, Collector, Source};
-use crate::serve::sinks::{
+use crate::serve::{
     cursor::Cursor,
     nats::{agent_of_token, connect, AfterLoss, NatsServers},
 };

@@ -13,8 +13,9 @@ use std::{
 use sovereign_agent_proto::agent::v1 as pb;
 use tokio::sync::{mpsc, watch};
 
+use crate::serve::cursor::Cursor;
+
 use super::{
-    cursor::Cursor,
     kinds::Transport,
     record::{Record, SinkItem},
     stats::SinkStats,

@@ -5,12 +5,11 @@
 //!
 //! - [`config`]: the `[[sink]]` entries.
 //! - [`driver`]: the delivery loop every sink shares (journal → [`record`]s in batches →
-//!   acknowledged → cursor), with [`cursor`] and [`stats`].
+//!   acknowledged → [`crate::serve::cursor`]), with [`stats`].
 //! - [`transport`]: one type per receiver: [`to_collector`], [`nats`], [`syslog`],
 //!   [`webhook`] ([`jetstream_acks`]: the nats sink's acknowledgements); [`render`] is what
 //!   they send for an event.
 pub mod config;
-pub mod cursor;
 pub mod driver;
 pub mod jetstream_acks;
 pub mod kinds;
@@ -31,7 +30,7 @@ pub use config::{SinkConfig, SinkFilter, SinkKind};
 pub use stats::SinkStats;
 
 use crate::journal::recorder::JournalShared;
-use cursor::Cursor;
+use crate::serve::cursor::Cursor;
 use driver::Driver;
 use kinds::Transport;
 use render::Origin;
