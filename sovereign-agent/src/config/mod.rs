@@ -270,32 +270,7 @@ impl Config {
             pem("push.key", &p.key, "PRIVATE KEY")?;
         }
         for sink in &self.sink {
-            use crate::serve::sinks::SinkKind;
-            let files: Vec<(&Path, &str)> = match &sink.kind {
-                SinkKind::Collector(c) => vec![
-                    (&c.ca, "CERTIFICATE"),
-                    (&c.cert, "CERTIFICATE"),
-                    (&c.key, "PRIVATE KEY"),
-                ],
-                SinkKind::Nats(c) => [
-                    (&c.ca, "CERTIFICATE"),
-                    (&c.cert, "CERTIFICATE"),
-                    (&c.key, "PRIVATE KEY"),
-                ]
-                .into_iter()
-                .filter_map(|(p, what)| p.as_deref().map(|p| (p, what)))
-                .collect(),
-                SinkKind::Syslog(c) => [
-                    (Some(&c.ca), "CERTIFICATE"),
-                    (c.cert.as_ref(), "CERTIFICATE"),
-                    (c.key.as_ref(), "PRIVATE KEY"),
-                ]
-                .into_iter()
-                .filter_map(|(p, what)| p.map(|p| (p.as_path(), what)))
-                .collect(),
-                SinkKind::Webhook(c) => c.ca.iter().map(|p| (p.as_path(), "CERTIFICATE")).collect(),
-            };
-            for (path, what) in files {
+            for (path, what) in sink.kind.pem_files() {
                 pem("sink", path, what).map_err(|e| match e {
                     ConfigError::Invalid {
                         origin,
@@ -542,7 +517,6 @@ impl Config {
         &self,
         invalid: &dyn Fn(&'static str, String) -> ConfigError,
     ) -> Result<(), ConfigError> {
-        use crate::serve::sinks::SinkKind;
         if let Some(id) = &self.agent_id {
             if id.is_empty() || id.len() > 255 || !id.chars().all(|c| c.is_ascii_graphic()) {
                 return Err(invalid(
@@ -580,76 +554,7 @@ impl Config {
                     "needs the journal (it is the spool of undelivered events)".into(),
                 ));
             }
-            if sink.batch == 0 {
-                return Err(fail("batch: must be at least 1".into()));
-            }
-            sink.filter
-                .to_proto()
-                .and_then(|f| crate::journal::feed::filter::EventFilter::compile(&f).map(|_| ()))
-                .map_err(&fail)?;
-            match &sink.kind {
-                SinkKind::Collector(c) => {
-                    if !c.url.starts_with("https://") {
-                        return Err(fail(format!("url {:?}: expected https://HOST:PORT", c.url)));
-                    }
-                }
-                SinkKind::Nats(c) => {
-                    if c.servers.is_empty() {
-                        return Err(fail("servers: at least one nats:// or tls:// URL".into()));
-                    }
-                    for s in &c.servers {
-                        if s.parse::<async_nats::ServerAddr>().is_err() {
-                            return Err(fail(format!("servers: {s:?} is not a NATS URL")));
-                        }
-                    }
-                    if c.subject_prefix.is_empty()
-                        || c.subject_prefix.split('.').any(|t| {
-                            t.is_empty()
-                                || t.contains(['*', '>'])
-                                || t.contains(char::is_whitespace)
-                        })
-                    {
-                        return Err(fail(format!(
-                            "subject_prefix {:?}: dot-separated tokens without *, > or spaces",
-                            c.subject_prefix
-                        )));
-                    }
-                    if c.ack_timeout_ms == 0 {
-                        return Err(fail("ack_timeout_ms: must be at least 1".into()));
-                    }
-                    if !(1..=64).contains(&c.in_flight_batches) {
-                        return Err(fail(format!(
-                            "in_flight_batches {}: 1 to 64",
-                            c.in_flight_batches
-                        )));
-                    }
-                }
-                SinkKind::Syslog(c) => {
-                    if c.address
-                        .rsplit_once(':')
-                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-                    {
-                        return Err(fail(format!("address {:?}: expected HOST:PORT", c.address)));
-                    }
-                    if c.facility > 23 {
-                        return Err(fail(format!("facility {}: 0 to 23", c.facility)));
-                    }
-                    if c.cert.is_some() != c.key.is_some() {
-                        return Err(fail("cert and key go together".into()));
-                    }
-                }
-                SinkKind::Webhook(c) => {
-                    if !c.url.starts_with("https://") && !is_loopback_http(&c.url) {
-                        return Err(fail(format!(
-                            "url {:?}: expected https:// (http:// only to loopback)",
-                            c.url
-                        )));
-                    }
-                    if c.timeout_ms == 0 {
-                        return Err(fail("timeout_ms: must be at least 1".into()));
-                    }
-                }
-            }
+            sink.validate().map_err(fail)?;
         }
         Ok(())
     }
@@ -675,24 +580,3 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
-
-/// Whether `url` is plain `http://` to this host's loopback by its parsed host, not by its
-/// prefix (`http://localhost.evil.example/` and `http://127.0.0.1.evil.example/` are
-/// elsewhere).
-fn is_loopback_http(url: &str) -> bool {
-    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
-        return false;
-    };
-    if uri.scheme_str() != Some("http") {
-        return false;
-    }
-    match uri.host() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}

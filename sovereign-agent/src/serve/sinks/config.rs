@@ -1,6 +1,6 @@
 //! `[[sink]]` entries: where events go besides the journal, each with its own filter and
 //! durable cursor (docs/sinks.md).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sovereign_agent_proto::agent::v1 as pb;
@@ -23,6 +23,20 @@ pub struct SinkConfig {
 
 fn default_batch() -> usize {
     500
+}
+
+impl SinkConfig {
+    /// Whether this entry can run: its batch, its filter and its type's own settings. (Its
+    /// name, unique among the others, and the journal it needs are the configuration's.)
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 {
+            return Err("batch: must be at least 1".into());
+        }
+        self.filter
+            .to_proto()
+            .and_then(|f| crate::journal::feed::filter::EventFilter::compile(&f).map(|_| ()))?;
+        self.kind.validate()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -101,6 +115,35 @@ impl SinkKind {
             SinkKind::Webhook(_) => "webhook",
         }
     }
+
+    /// The type's own settings usable (each type checks its own).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            SinkKind::Collector(c) => c.validate(),
+            SinkKind::Nats(c) => c.validate(),
+            SinkKind::Syslog(c) => c.validate(),
+            SinkKind::Webhook(c) => c.validate(),
+        }
+    }
+
+    /// The PEM files the type reads, each with what it must hold (`CERTIFICATE`, `PRIVATE
+    /// KEY`): checked by `config check` and at start, not by a background task later.
+    pub fn pem_files(&self) -> Vec<(&Path, &'static str)> {
+        match self {
+            SinkKind::Collector(c) => c.pem_files(),
+            SinkKind::Nats(c) => c.pem_files(),
+            SinkKind::Syslog(c) => c.pem_files(),
+            SinkKind::Webhook(c) => c.pem_files(),
+        }
+    }
+}
+
+/// The files of `(path, what)` pairs that are set.
+fn set<'a>(files: &[(Option<&'a PathBuf>, &'static str)]) -> Vec<(&'a Path, &'static str)> {
+    files
+        .iter()
+        .filter_map(|&(p, what)| p.map(|p| (p.as_path(), what)))
+        .collect()
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -140,6 +183,65 @@ pub struct NatsSink {
     /// while JetStream stores and replicates the earlier ones (throughput); 1 is stop-and-wait.
     #[serde(default = "default_in_flight_batches")]
     pub in_flight_batches: usize,
+}
+
+impl CollectorSink {
+    fn validate(&self) -> Result<(), String> {
+        if !self.url.starts_with("https://") {
+            return Err(format!("url {:?}: expected https://HOST:PORT", self.url));
+        }
+        Ok(())
+    }
+
+    fn pem_files(&self) -> Vec<(&Path, &'static str)> {
+        vec![
+            (&self.ca, "CERTIFICATE"),
+            (&self.cert, "CERTIFICATE"),
+            (&self.key, "PRIVATE KEY"),
+        ]
+    }
+}
+
+impl NatsSink {
+    fn validate(&self) -> Result<(), String> {
+        if self.servers.is_empty() {
+            return Err("servers: at least one nats:// or tls:// URL".into());
+        }
+        for s in &self.servers {
+            if s.parse::<async_nats::ServerAddr>().is_err() {
+                return Err(format!("servers: {s:?} is not a NATS URL"));
+            }
+        }
+        if self.subject_prefix.is_empty()
+            || self
+                .subject_prefix
+                .split('.')
+                .any(|t| t.is_empty() || t.contains(['*', '>']) || t.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "subject_prefix {:?}: dot-separated tokens without *, > or spaces",
+                self.subject_prefix
+            ));
+        }
+        if self.ack_timeout_ms == 0 {
+            return Err("ack_timeout_ms: must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.in_flight_batches) {
+            return Err(format!(
+                "in_flight_batches {}: 1 to 64",
+                self.in_flight_batches
+            ));
+        }
+        Ok(())
+    }
+
+    fn pem_files(&self) -> Vec<(&Path, &'static str)> {
+        set(&[
+            (self.ca.as_ref(), "CERTIFICATE"),
+            (self.cert.as_ref(), "CERTIFICATE"),
+            (self.key.as_ref(), "PRIVATE KEY"),
+        ])
+    }
 }
 
 fn default_subject_prefix() -> String {
@@ -185,6 +287,33 @@ pub struct SyslogSink {
     pub app_name: String,
 }
 
+impl SyslogSink {
+    fn validate(&self) -> Result<(), String> {
+        if self
+            .address
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(format!("address {:?}: expected HOST:PORT", self.address));
+        }
+        if self.facility > 23 {
+            return Err(format!("facility {}: 0 to 23", self.facility));
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("cert and key go together".into());
+        }
+        Ok(())
+    }
+
+    fn pem_files(&self) -> Vec<(&Path, &'static str)> {
+        set(&[
+            (Some(&self.ca), "CERTIFICATE"),
+            (self.cert.as_ref(), "CERTIFICATE"),
+            (self.key.as_ref(), "PRIVATE KEY"),
+        ])
+    }
+}
+
 fn default_facility() -> u8 {
     13
 }
@@ -220,6 +349,25 @@ pub struct WebhookSink {
     pub timeout_ms: u64,
 }
 
+impl WebhookSink {
+    fn validate(&self) -> Result<(), String> {
+        if !self.url.starts_with("https://") && !is_loopback_http(&self.url) {
+            return Err(format!(
+                "url {:?}: expected https:// (http:// only to loopback)",
+                self.url
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err("timeout_ms: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn pem_files(&self) -> Vec<(&Path, &'static str)> {
+        set(&[(self.ca.as_ref(), "CERTIFICATE")])
+    }
+}
+
 fn default_webhook_timeout_ms() -> u64 {
     10_000
 }
@@ -230,4 +378,25 @@ pub enum WebhookFormat {
     #[default]
     Json,
     Slack,
+}
+
+/// Whether `url` is plain `http://` to this host's loopback by its parsed host, not by its
+/// prefix (`http://localhost.evil.example/` and `http://127.0.0.1.evil.example/` are
+/// elsewhere).
+fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
