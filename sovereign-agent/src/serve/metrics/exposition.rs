@@ -1,6 +1,9 @@
 //! The Prometheus text format (version 0.0.4): `# HELP`, `# TYPE`, then one line per sample.
 use std::fmt::Write;
 
+/// Nanoseconds to seconds, the unit Prometheus wants.
+pub const NS: f64 = 1e-9;
+
 #[derive(Default)]
 pub struct Exposition {
     text: String,
