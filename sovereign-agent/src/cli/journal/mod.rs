@@ -1,5 +1,5 @@
 //! `sovereign-agent journal verify|export`, and the record filters `replay` and `report` share:
-//! [`filter`] (the flags and what they compile to), [`verify`], [`export`] (JSON lines, CSV).
+//! [`filter`] (the flags and what they compile to), [`verify`](mod@verify), [`export`](mod@export) (JSON lines, CSV).
 mod export;
 mod filter;
 mod verify;
