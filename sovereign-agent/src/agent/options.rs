@@ -122,7 +122,7 @@ pub fn sink_plans(config: &Config, journal_dir: &std::path::Path) -> Vec<sinks::
     let push = config.push.as_ref().map(|p| sinks::Planned {
         config: sinks::SinkConfig {
             name: "collector".into(),
-            kind: sinks::SinkKind::Collector(sinks::config::CollectorSink {
+            kind: sinks::SinkKind::Collector(sinks::to_collector::CollectorSink {
                 url: p.collector.clone(),
                 ca: p.ca.clone(),
                 cert: p.cert.clone(),

@@ -16,10 +16,9 @@ use tokio::sync::{mpsc, watch};
 use crate::serve::cursor::Cursor;
 
 use super::{
-    kinds::Transport,
     record::{Record, SinkItem},
     stats::SinkStats,
-    transport::Acknowledgement,
+    transport::{Acknowledgement, Transport},
 };
 use crate::journal::{
     feed::{filter::EventFilter, stream},
@@ -45,7 +44,7 @@ const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
 const CURSOR_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Driver {
-    pub transport: Transport,
+    pub transport: Box<dyn Transport>,
     pub cursor: Cursor,
     pub journal: Arc<JournalShared>,
     pub filter: pb::EventFilter,

@@ -3,18 +3,19 @@
 //! journal directory: the journal is the spool, so a receiver's outage delays its events but
 //! loses none, and each sink resumes on its own.
 //!
-//! - [`config`]: the `[[sink]]` entries.
+//! - [`config`]: the `[[sink]]` entries (name, filter, batch, and the type's own table).
 //! - [`driver`]: the delivery loop every sink shares (journal → [`record`]s in batches →
 //!   acknowledged → [`crate::serve::cursor`]), with [`stats`].
-//! - [`transport`]: one type per receiver: [`to_collector`], [`nats`], [`syslog`],
-//!   [`webhook`] ([`jetstream_acks`]: the nats sink's acknowledgements); [`render`] is what
-//!   they send for an event.
+//! - [`transport`]: what a sink type is ([`transport::SinkType`]: checks, PEM files, build)
+//!   and what the driver sends through ([`transport::Transport`]); [`render`] is what a type
+//!   sends for an event.
+//! - One folder per type, each registered by one line in [`registry`]: [`to_collector`],
+//!   [`nats`], [`syslog`], [`webhook`].
 pub mod config;
 pub mod driver;
-pub mod jetstream_acks;
-pub mod kinds;
 pub mod nats;
 pub mod record;
+pub mod registry;
 pub mod render;
 pub mod stats;
 pub mod syslog;
@@ -26,14 +27,15 @@ use std::sync::Arc;
 
 use tokio::{sync::watch, task::JoinHandle};
 
-pub use config::{SinkConfig, SinkFilter, SinkKind};
+pub use config::{SinkConfig, SinkFilter};
+pub use registry::SinkKind;
 pub use stats::SinkStats;
 
 use crate::journal::recorder::JournalShared;
 use crate::serve::cursor::Cursor;
 use driver::Driver;
-use kinds::Transport;
 use render::Origin;
+use transport::Context;
 
 /// A sink ready to run: its settings and where its cursor is.
 pub struct Planned {
@@ -81,22 +83,10 @@ pub fn start(
                 continue;
             }
         };
-        let transport = match config.kind {
-            SinkKind::Collector(c) => {
-                Transport::Collector(to_collector::CollectorTransport::new(c, journal.id.clone()))
-            }
-            SinkKind::Nats(c) => Transport::Nats(Box::new(nats::NatsTransport::new(
-                c,
-                origin.clone(),
-                config.batch,
-            ))),
-            SinkKind::Syslog(c) => {
-                Transport::Syslog(Box::new(syslog::SyslogTransport::new(c, origin.clone())))
-            }
-            SinkKind::Webhook(c) => {
-                Transport::Webhook(webhook::WebhookTransport::new(c, origin.clone()))
-            }
-        };
+        let transport = config.kind.build(&Context {
+            origin: &origin,
+            batch: config.batch,
+        });
         let driver = Driver {
             transport,
             cursor,

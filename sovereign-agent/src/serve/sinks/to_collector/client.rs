@@ -6,7 +6,13 @@ use sovereign_agent_proto::collector::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{config::CollectorSink, record::Record, transport::Failed};
+use super::config::CollectorSink;
+use futures_util::FutureExt;
+
+use crate::serve::sinks::{
+    record::Record,
+    transport::{answered, Acknowledgement, Failed, Pending, Transport},
+};
 
 pub struct CollectorTransport {
     config: CollectorSink,
@@ -83,6 +89,24 @@ fn check_ack(acked: u64, last: u64, journal_head: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl Transport for CollectorTransport {
+    fn connect(&mut self) -> Pending<'_, Result<(), String>> {
+        Box::pin(CollectorTransport::connect(self))
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        events: &'a [Record],
+        journal_head: u64,
+    ) -> Pending<'a, Acknowledgement> {
+        Box::pin(self.deliver(events, journal_head).map(answered))
+    }
+
+    fn disconnect(&mut self) {
+        CollectorTransport::disconnect(self);
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::transport::Failed;
+use crate::serve::sinks::transport::Failed;
 
 /// What JetStream answered for one message.
 #[derive(Clone, Debug, PartialEq, Eq)]

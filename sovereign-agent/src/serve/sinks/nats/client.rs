@@ -8,7 +8,7 @@
 //! stores and replicates the earlier ones. After a failure the first batch of the next
 //! session is published one event at a time, each after the previous one's acknowledgement,
 //! so the re-sent events land in the stream in journal order. Acknowledgements come back on
-//! one subscription per session ([`super::jetstream_acks`]); a batch fails when
+//! one subscription per session ([`super::acks`]); a batch fails when
 //! `ack_timeout_ms` passes without the next one it waits for.
 //!
 //! The sink's client never reconnects by itself. A NATS client keeps what it had not written
@@ -37,11 +37,13 @@ use sovereign_agent_proto::agent::v1 as pb;
 use crate::serve::nats::{connect, subject_token, AfterLoss, NatsServers};
 
 use super::{
+    acks::Acks,
     config::{NatsSink, PayloadFormat},
-    jetstream_acks::Acks,
+};
+use crate::serve::sinks::{
     record::Record,
     render::{render, Origin},
-    transport::{Acknowledgement, Failed},
+    transport::{Acknowledgement, Failed, Pending, Transport},
 };
 
 /// A message to publish: subject, headers, payload.
@@ -272,6 +274,24 @@ impl NatsTransport {
             .publish_with_reply_and_headers(m.0, session.acks.reply_to(seq), m.1, m.2)
             .await
             .map_err(|e| format!("NATS publish: {e}"))
+    }
+}
+
+impl Transport for NatsTransport {
+    fn connect(&mut self) -> Pending<'_, Result<(), String>> {
+        Box::pin(NatsTransport::connect(self))
+    }
+
+    fn send<'a>(&'a mut self, events: &'a [Record], _: u64) -> Pending<'a, Acknowledgement> {
+        Box::pin(NatsTransport::send(self, events))
+    }
+
+    fn window(&self) -> usize {
+        NatsTransport::window(self)
+    }
+
+    fn disconnect(&mut self) {
+        NatsTransport::disconnect(self);
     }
 }
 

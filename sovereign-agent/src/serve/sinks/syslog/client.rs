@@ -19,11 +19,13 @@ use tokio_rustls::{
     TlsConnector,
 };
 
-use super::{
-    config::{SyslogFormat, SyslogSink},
+use super::config::{SyslogFormat, SyslogSink};
+use futures_util::FutureExt;
+
+use crate::serve::sinks::{
     record::Record,
     render::{cef, render, Origin, Rendered},
-    transport::Failed,
+    transport::{answered, Acknowledgement, Failed, Pending, Transport},
 };
 
 pub struct SyslogTransport {
@@ -232,6 +234,20 @@ pub fn message(config: &SyslogSink, r: &Rendered) -> String {
         flow["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
         field(r.kind, 32),
     )
+}
+
+impl Transport for SyslogTransport {
+    fn connect(&mut self) -> Pending<'_, Result<(), String>> {
+        Box::pin(SyslogTransport::connect(self))
+    }
+
+    fn send<'a>(&'a mut self, events: &'a [Record], _: u64) -> Pending<'a, Acknowledgement> {
+        Box::pin(self.deliver(events).map(answered))
+    }
+
+    fn disconnect(&mut self) {
+        SyslogTransport::disconnect(self);
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 //! receiver answers 2xx; anything else is retried with back-off from that event on.
 use std::{sync::Arc, time::Duration};
 
-use super::{
-    config::{WebhookFormat, WebhookSink},
+use super::config::{WebhookFormat, WebhookSink};
+use futures_util::FutureExt;
+
+use crate::serve::sinks::{
     record::Record,
     render::{render, summary, Origin},
-    transport::Failed,
+    transport::{answered, Acknowledgement, Failed, Pending, Transport},
 };
 
 /// A receiver's answer is read up to this many bytes (it is not used beyond its status).
@@ -114,5 +116,15 @@ impl WebhookTransport {
         })
         .await
         .unwrap_or_else(|e| Err(Failed::none(e.to_string())))
+    }
+}
+
+impl Transport for WebhookTransport {
+    fn connect(&mut self) -> Pending<'_, Result<(), String>> {
+        Box::pin(std::future::ready(WebhookTransport::connect(self)))
+    }
+
+    fn send<'a>(&'a mut self, events: &'a [Record], _: u64) -> Pending<'a, Acknowledgement> {
+        Box::pin(self.deliver(events).map(answered))
     }
 }
