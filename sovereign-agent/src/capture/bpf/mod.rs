@@ -3,7 +3,12 @@
 //! Each hook is attached on its own: a kernel that lacks one (e.g. sock_release before 5.9)
 //! loses only what that hook reports, with a warning naming it; the rest keeps working.
 //! Dropping [`Capture`] detaches every program (the links are owned, never pinned).
-use std::{fmt, fs::File, io, path::Path};
+mod errors;
+mod hooks;
+mod options;
+mod tracepoints;
+
+use std::{fs::File, path::Path};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -26,193 +31,16 @@ use sovereign_agent_common::{
     UDP_SENDS_MAP, WAKEUP_BYTES_GLOBAL, WAKEUP_INTERVAL_NS_GLOBAL,
 };
 
+pub use errors::{error_chain, BpfError};
+pub use hooks::Hook;
+pub use options::{CaptureOptions, Rate};
+
+use errors::is_permission;
+use tracepoints::TracepointOffsets;
+
 /// The kernel object built by build.rs from sovereign-agent-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sovereign-agent"));
 
-/// The hooks, in attach order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    Connect4,
-    Connect6,
-    Sendmsg4,
-    Sendmsg6,
-    TcpState,
-    SockRelease,
-    DnsIngress,
-    NamesEgress,
-    ProcessFork,
-    ExecveArgs,
-    ExecveatArgs,
-    ProcessExec,
-    ProcessExit,
-}
-
-impl Hook {
-    pub const ALL: [Hook; 13] = [
-        Hook::Connect4,
-        Hook::Connect6,
-        Hook::Sendmsg4,
-        Hook::Sendmsg6,
-        Hook::TcpState,
-        Hook::SockRelease,
-        Hook::DnsIngress,
-        Hook::NamesEgress,
-        Hook::ProcessFork,
-        Hook::ExecveArgs,
-        Hook::ExecveatArgs,
-        Hook::ProcessExec,
-        Hook::ProcessExit,
-    ];
-
-    /// Program name in the object (the function name in sovereign-agent-ebpf).
-    pub fn program(self) -> &'static str {
-        match self {
-            Hook::Connect4 => "connect4",
-            Hook::Connect6 => "connect6",
-            Hook::Sendmsg4 => "sendmsg4",
-            Hook::Sendmsg6 => "sendmsg6",
-            Hook::TcpState => "tcp_state",
-            Hook::SockRelease => "sock_release",
-            Hook::DnsIngress => "dns_ingress",
-            Hook::NamesEgress => "names_egress",
-            Hook::ProcessFork => "process_fork",
-            Hook::ExecveArgs => "execve_args",
-            Hook::ExecveatArgs => "execveat_args",
-            Hook::ProcessExec => "process_exec",
-            Hook::ProcessExit => "process_exit",
-        }
-    }
-
-    /// The kernel attach point, as `bpftool cgroup show` names it.
-    pub fn attach_point(self) -> &'static str {
-        match self {
-            Hook::Connect4 => "cgroup/connect4",
-            Hook::Connect6 => "cgroup/connect6",
-            Hook::Sendmsg4 => "cgroup/sendmsg4",
-            Hook::Sendmsg6 => "cgroup/sendmsg6",
-            Hook::TcpState => "sockops",
-            Hook::SockRelease => "cgroup/sock_release",
-            Hook::DnsIngress => "cgroup_skb/ingress",
-            Hook::NamesEgress => "cgroup_skb/egress",
-            Hook::ProcessFork => "tracepoint/task/task_newtask",
-            Hook::ExecveArgs => "tracepoint/syscalls/sys_enter_execve",
-            Hook::ExecveatArgs => "tracepoint/syscalls/sys_enter_execveat",
-            Hook::ProcessExec => "tracepoint/sched/sched_process_exec",
-            Hook::ProcessExit => "tracepoint/sched/sched_process_exit",
-        }
-    }
-
-    /// What is not reported when this hook is missing.
-    pub fn loses(self) -> &'static str {
-        match self {
-            Hook::Connect4 => "IPv4 connect() calls",
-            Hook::Connect6 => "IPv6 connect() calls",
-            Hook::Sendmsg4 => "unconnected IPv4 UDP sends",
-            Hook::Sendmsg6 => "unconnected IPv6 UDP sends",
-            Hook::TcpState => "TCP established/close events and byte counts",
-            Hook::SockRelease => "UDP send totals at socket close",
-            Hook::DnsIngress => "destination names from DNS answers",
-            Hook::NamesEgress => "destination names from TLS SNI, and DNS answers (without their queries no answer is trusted)",
-            Hook::ProcessFork => "parents of processes started while the agent runs (lineage)",
-            Hook::ExecveArgs | Hook::ExecveatArgs => {
-                "command lines of processes that exit before /proc can be read"
-            }
-            Hook::ProcessExec => "executables of processes that exit before their flows are read",
-            Hook::ProcessExit => "the end of processes (their table entries age out by size instead)",
-        }
-    }
-}
-
-/// Where the process programs' fields are in their tracepoint records, from the format files
-/// (tracefs); the defaults are those of every kernel since 5.x.
-struct TracepointOffsets {
-    exec_filename: u32,
-    exec_old_pid: u32,
-    newtask_pid: u32,
-    newtask_flags: u32,
-    execve_argv: u32,
-    execveat_argv: u32,
-}
-
-impl TracepointOffsets {
-    fn read() -> Self {
-        let field = |event: &str, name: &str, default: u32| -> u32 {
-            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-                .iter()
-                .find_map(|root| {
-                    std::fs::read_to_string(format!("{root}/events/{event}/format")).ok()
-                })
-                .and_then(|format| field_offset(&format, name))
-                .unwrap_or(default)
-        };
-        Self {
-            exec_filename: field("sched/sched_process_exec", "filename", 8),
-            exec_old_pid: field("sched/sched_process_exec", "old_pid", 16),
-            newtask_pid: field("task/task_newtask", "pid", 8),
-            newtask_flags: field("task/task_newtask", "clone_flags", 32),
-            execve_argv: field("syscalls/sys_enter_execve", "argv", 24),
-            execveat_argv: field("syscalls/sys_enter_execveat", "argv", 32),
-        }
-    }
-}
-
-/// The offset of field `name` in a tracepoint format file
-/// (`field:pid_t pid;\toffset:8;\tsize:4;...`).
-fn field_offset(format: &str, name: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let decl = line.trim().strip_prefix("field:")?;
-        let (decl, rest) = decl.split_once(';')?;
-        let field = decl.rsplit([' ', '*']).next()?.split('[').next()?;
-        if field != name {
-            return None;
-        }
-        rest.split(';')
-            .find_map(|p| p.trim().strip_prefix("offset:"))
-            .and_then(|o| o.trim().parse().ok())
-    })
-}
-
-impl fmt::Display for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.attach_point())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BpfError {
-    #[error(
-        "permission denied loading eBPF programs: run as root, or with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE"
-    )]
-    PermissionDenied,
-    #[error("this kernel cannot load the sovereign-agent programs ({0}); Linux 5.8 or later with BPF ring buffers is required")]
-    Unsupported(String),
-    #[error("cannot open cgroup {path}: {source}")]
-    Cgroup { path: String, source: io::Error },
-    #[error("no hook could be attached to {cgroup}: {details}")]
-    NothingAttached { cgroup: String, details: String },
-    #[error("kernel object is missing {0}")]
-    MissingInObject(&'static str),
-    #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-}
-
-fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
-    false
-}
-
-/// Hooks (attach points, comma-separated) that [`Capture::attach`] treats as refused by the
 /// kernel without trying them: how the tests prove, on any kernel, that the agent degrades
 /// as it says when one hook is missing (tests/tests/degraded.rs, docs/kernel.md).
 pub const REFUSE_HOOKS_ENV: &str = "SOVEREIGN_TEST_REFUSE_HOOKS";
@@ -261,76 +89,6 @@ pub struct CaptureMaps {
     pub tcp_sockets: Option<HashMap<MapData, u64, [u8; TCP_SOCKET_VALUE_SIZE]>>,
     /// Whether the reader is polling (see `capture::pipeline::polling`).
     pub reader_polling: Array<MapData, u32>,
-}
-
-/// A workload's budget of new records (per process, and per cgroup): `per_sec` sustained,
-/// `burst` at once. `per_sec` 0: no budget.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rate {
-    pub per_sec: u64,
-    pub burst: u64,
-}
-
-impl Rate {
-    /// The kernel's form: nanoseconds per record, and the burst as nanoseconds of credit.
-    fn kernel(self) -> (u64, u64) {
-        if self.per_sec == 0 {
-            return (0, 0);
-        }
-        let interval = (1_000_000_000 / self.per_sec).max(1);
-        (interval, interval.saturating_mul(self.burst.max(1)))
-    }
-}
-
-/// How the kernel side is sized and when it wakes the reader.
-#[derive(Clone, Copy, Debug)]
-pub struct CaptureOptions {
-    /// Ring buffer size: a power of two, at least one page.
-    pub ring_buffer_bytes: u32,
-    /// The priority ring's size (TCP connections, flood notices); same constraints.
-    pub priority_ring_bytes: u32,
-    /// Budgets of new records per process and per cgroup (both off by default).
-    pub process_budget: Rate,
-    pub cgroup_budget: Rate,
-    /// Per cgroup: TCP connects to new destinations written beyond those budgets (off: every
-    /// new destination is written).
-    pub new_destination_budget: Rate,
-    /// Per cgroup: fork, exec and exit records (off: no bound).
-    pub process_records_budget: Rate,
-    /// Entries of the open TCP sockets' owners (an evicted one still closes, flagged).
-    pub tcp_socket_entries: u32,
-    /// Wake the reader when this many bytes are waiting...
-    pub wakeup_bytes: u64,
-    /// ...or when this CPU has not woken it for this long. Both 0: wake on every record.
-    /// Otherwise the reader must also drain on a timer (the pipeline's `max_event_delay`).
-    pub wakeup_interval_ns: u64,
-}
-
-impl CaptureOptions {
-    /// At most one wake-up per millisecond per CPU (or when an eighth of the ring is full):
-    /// a sparse event is read at once, a burst in batches.
-    pub fn paced(ring_buffer_bytes: u32) -> Self {
-        Self {
-            ring_buffer_bytes,
-            priority_ring_bytes: sovereign_agent_common::DEFAULT_PRIORITY_RING_BYTES,
-            process_budget: Rate::default(),
-            cgroup_budget: Rate::default(),
-            new_destination_budget: Rate::default(),
-            process_records_budget: Rate::default(),
-            tcp_socket_entries: sovereign_agent_common::DEFAULT_TCP_SOCKET_ENTRIES,
-            wakeup_bytes: u64::from(ring_buffer_bytes / 8),
-            wakeup_interval_ns: 1_000_000,
-        }
-    }
-
-    /// A wake-up for every record (lowest latency, highest CPU cost per event).
-    pub fn per_record(ring_buffer_bytes: u32) -> Self {
-        Self {
-            wakeup_bytes: 0,
-            wakeup_interval_ns: 0,
-            ..Self::paced(ring_buffer_bytes)
-        }
-    }
 }
 
 impl Capture {
@@ -596,20 +354,6 @@ impl Capture {
     }
 }
 
-/// "outer: inner: innermost", the way operators read errors.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
-
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones ignore it.
 fn raise_memlock_limit() {
     let rlim = libc::rlimit {
@@ -619,33 +363,5 @@ fn raise_memlock_limit() {
     // SAFETY: valid pointer to an rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracepoint_field_offsets_come_from_the_format_file() {
-        let exec = "name: sched_process_exec\nID: 313\nformat:\n\
-            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
-            \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
-            \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
-            \tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n";
-        assert_eq!(field_offset(exec, "filename"), Some(8));
-        assert_eq!(field_offset(exec, "pid"), Some(12));
-        assert_eq!(field_offset(exec, "common_pid"), Some(4));
-        assert_eq!(field_offset(exec, "old_pid"), None);
-        let newtask = "\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;\n\
-            \tfield:u64 clone_flags;\toffset:32;\tsize:8;\tsigned:0;\n";
-        assert_eq!(field_offset(newtask, "comm"), Some(12));
-        assert_eq!(field_offset(newtask, "clone_flags"), Some(32));
-        // This machine's own tracefs, when mounted, agrees with the defaults.
-        let o = TracepointOffsets::read();
-        assert_eq!(
-            (o.exec_filename, o.newtask_pid, o.newtask_flags),
-            (8, 8, 32)
-        );
     }
 }
