@@ -20,7 +20,9 @@
 //! [`map`] keeps the result per cgroup, within bounds no single cgroup can exhaust.
 pub mod dns;
 pub mod hello;
+mod learned;
 pub mod map;
+mod options;
 pub mod queries;
 pub mod resolvers;
 pub mod sni;
@@ -34,151 +36,14 @@ use std::{
 use lru::LruCache;
 use sovereign_agent_common::{PacketView, RecordKind, IPPROTO_TCP};
 
+pub use self::learned::{Learned, NameStats, NamesSnapshot, RefusedAnswer, REFUSED_FOLD_WINDOW};
 pub use self::map::{naming, DnsChain, NameMap, Naming};
+pub use self::options::{NamesOptions, Provenance, SYSTEMD_RESOLVED_CGROUP};
 use self::{
     hello::{Hello, HelloAssembler},
     queries::{QueryKey, QueryTable},
     resolvers::Resolver,
 };
-
-/// systemd-resolved's cgroup: the host's stub resolver, a resolver every host names.
-pub const SYSTEMD_RESOLVED_CGROUP: &str = "/system.slice/systemd-resolved.service";
-
-/// What the kernel says about a packet's socket beyond the packet itself (the pipeline finds
-/// it; the packet cannot forge it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Provenance {
-    /// A query: its socket is in the network namespace where loopback resolvers are the
-    /// host's (false when that is not known).
-    pub trusted_netns: bool,
-    /// A served answer: its socket belongs to a resolver the operator named
-    /// (`names.resolver_cgroups`).
-    pub named_resolver: bool,
-    /// A query or an answer: the key of its workload's share of the query table and the name
-    /// map (the pod, unit or container, not the leaf cgroup: four containers of one pod get
-    /// one share); 0: the socket's cgroup.
-    pub share: u64,
-}
-
-impl Provenance {
-    /// A packet of the host's own network namespace, of no named resolver.
-    pub const HOST: Provenance = Provenance {
-        trusted_netns: true,
-        named_resolver: false,
-        share: 0,
-    };
-}
-
-/// Tunables of naming (the `[names]` configuration section, and two older top-level keys).
-#[derive(Clone, Debug)]
-pub struct NamesOptions {
-    /// Servers whose answers verify names.
-    pub trusted_resolvers: Vec<Resolver>,
-    /// (cgroup, address) entries with names, in all.
-    pub map_entries: NonZeroUsize,
-    /// ... and per cgroup.
-    pub map_per_cgroup: NonZeroUsize,
-    pub ttl_floor: Duration,
-    pub ttl_cap: Duration,
-    /// Outstanding DNS queries remembered, in all and per cgroup.
-    pub query_table_entries: usize,
-    pub query_table_per_cgroup: usize,
-    /// An answer later than this after its query is refused (`expired`).
-    pub query_timeout: Duration,
-    /// cgroup paths (globs) of the resolvers whose answers count as theirs although a watched
-    /// socket sent them (`names.resolver_cgroups`).
-    pub resolver_cgroups: Vec<String>,
-}
-
-impl Default for NamesOptions {
-    fn default() -> Self {
-        Self {
-            trusted_resolvers: resolvers::host_defaults(std::path::Path::new("/etc/resolv.conf")),
-            map_entries: NonZeroUsize::new(65_536).unwrap(),
-            map_per_cgroup: NonZeroUsize::new(16_384).unwrap(),
-            ttl_floor: Duration::from_secs(60),
-            ttl_cap: Duration::from_secs(86_400),
-            query_table_entries: 10_000,
-            query_table_per_cgroup: 2_500,
-            query_timeout: Duration::from_secs(10),
-            resolver_cgroups: vec![SYSTEMD_RESOLVED_CGROUP.into()],
-        }
-    }
-}
-
-/// A DNS answer that was refused for naming: someone answered what this socket did not ask,
-/// or posed as a trusted resolver. Repeats within [`REFUSED_FOLD_WINDOW`] are folded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefusedAnswer {
-    pub cgroup_id: u64,
-    /// The receiving socket.
-    pub cookie: u64,
-    /// Who the answer says it is from (`ip:port`).
-    pub resolver: String,
-    pub client_port: u16,
-    /// `no_query`, `wrong_question`, `duplicate`, `expired`, `query_table_full` or
-    /// `answered_by_own_cgroup`.
-    pub reason: &'static str,
-    /// The question and the names and addresses the answer claimed.
-    pub question: Option<String>,
-    pub names: Vec<String>,
-    pub addresses: Vec<IpAddr>,
-    /// Answers this report stands for (folded repeats).
-    pub count: u64,
-}
-
-/// Refused answers of one (cgroup, server, reason) are reported once per this window.
-pub const REFUSED_FOLD_WINDOW: Duration = Duration::from_secs(10);
-
-/// What a packet taught.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Learned {
-    Nothing,
-    /// An answer refused for naming, to report now.
-    Refused(Box<RefusedAnswer>),
-    /// The ClientHello of connection `cookie` was read (or found unreadable).
-    Hello {
-        cookie: u64,
-    },
-}
-
-/// Counters, for metrics and the stop record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NameStats {
-    pub dns_queries: u64,
-    pub dns_responses: u64,
-    /// Answers that verify names (trusted resolver, own query).
-    pub dns_verified: u64,
-    /// Answers to own queries from other resolvers: names kept as claims.
-    pub dns_untrusted: u64,
-    /// Of those, answers from a trusted loopback address to a query asked in another network
-    /// namespace than the trusted one (that namespace's own resolver, not the host's).
-    pub dns_foreign_netns: u64,
-    /// Answers refused for naming (every reason).
-    pub dns_refused: u64,
-    /// DNS messages (queries or answers) that could not be parsed.
-    pub dns_malformed: u64,
-    /// Answers sent by processes of the watched cgroup.
-    pub dns_served: u64,
-    pub tls_segments: u64,
-    pub sni_names: u64,
-    /// ClientHellos that could not be read (malformed, cut, split too finely).
-    pub tls_unreadable: u64,
-    /// Refused answers by reason.
-    pub refused_by_reason: std::collections::BTreeMap<&'static str, u64>,
-}
-
-/// What /metrics shows of naming, copied out of the pipeline once a second.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamesSnapshot {
-    pub stats: NameStats,
-    pub queries_outstanding: usize,
-    /// Queries that found the table (or their cgroup's share) full.
-    pub queries_not_recorded: u64,
-    pub named_addresses: usize,
-    /// Named addresses evicted, by the cgroup id that lost them.
-    pub evictions: Vec<(u64, u64)>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct ServedKey {
