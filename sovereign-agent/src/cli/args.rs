@@ -1,7 +1,7 @@
 //! The top-level parser: one variant per subcommand, whose arguments live with its code.
 use clap::{Parser, Subcommand};
 
-use super::{config, datasets, journal, policy, replay, report, run, tail};
+use super::{config, datasets, journal, policy, replay, report, run, status, tail};
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +42,7 @@ pub enum Command {
     /// terminal, JSON lines otherwise.
     Tail(tail::TailArgs),
     /// Print the running agent's status (from its gRPC API).
-    Status(tail::StatusArgs),
+    Status(status::StatusArgs),
     /// Judge every flow of a journal again under a new policy and report what changes
     /// (exit 0: no new violations, 2: new violations).
     Replay(replay::ReplayArgs),
@@ -68,7 +68,7 @@ impl Command {
             Command::Policy { command } => command.execute(),
             Command::Journal { command } => command.execute(),
             Command::Tail(args) => tail::execute_tail(args),
-            Command::Status(args) => tail::execute_status(&args),
+            Command::Status(args) => status::execute_status(&args),
             Command::Replay(args) => replay::run(&args),
             Command::Report(args) => report::run(&args),
         }

@@ -2,6 +2,7 @@
 //! subcommand to its own module, which owns that subcommand's arguments and prints its results.
 //! Every subcommand returns an exit code from [`crate::exit`].
 pub mod args;
+pub mod client;
 pub mod config;
 pub mod datasets;
 pub mod journal;
@@ -9,6 +10,7 @@ pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod status;
 pub mod tail;
 
 /// Prints one message for the user, the way every subcommand reports an error.

@@ -1,58 +1,15 @@
-//! `sovereign-agent tail` and `sovereign-agent status`: clients of the agent's gRPC API on its
-//! Unix socket. `tail` prints the event stream as readable, coloured lines on a terminal and
+//! `sovereign-agent tail`: the API's event stream ([`super::client`] finds the API). It prints the event stream as readable, coloured lines on a terminal and
 //! as JSON lines (the live output's fields plus `seq`) otherwise.
-use std::{
-    io::{IsTerminal, Write},
-    path::{Path, PathBuf},
-};
+use std::io::{IsTerminal, Write};
 
 use clap::Args;
-use hyper_util::rt::TokioIo;
-use sovereign_agent_proto::agent::v1::{
-    self as pb, agent_service_client::AgentServiceClient, stream_events_response::Item,
+use sovereign_agent_proto::agent::v1::{self as pb, stream_events_response::Item};
+
+use super::{
+    client::{client_runtime, connect_to, TargetFlags},
+    complain,
 };
-use tonic::transport::{Channel, Endpoint, Uri};
-
-use super::complain;
 use crate::{event::Event, exit, journal::convert, journal::feed::filter};
-
-/// Where `tail` and `status` find the API.
-#[derive(Args)]
-pub struct TargetFlags {
-    /// The API's Unix socket (an agent's, or a collector's --api-socket).
-    #[arg(
-        long,
-        env = "SOVEREIGN_API_SOCKET",
-        default_value = "/run/sovereign-agent/agent.sock"
-    )]
-    socket: PathBuf,
-    /// A collector (or an agent's TCP API) instead: https://HOST:PORT, with mutual TLS.
-    #[arg(long, requires_all = ["ca", "cert", "key"])]
-    collector: Option<String>,
-    /// CA the server's certificate chains to (PEM), with --collector.
-    #[arg(long, env = "SOVEREIGN_TLS_CA")]
-    ca: Option<PathBuf>,
-    /// This client's certificate (PEM), with --collector.
-    #[arg(long, env = "SOVEREIGN_TLS_CERT")]
-    cert: Option<PathBuf>,
-    /// This client's key (PEM), with --collector.
-    #[arg(long, env = "SOVEREIGN_TLS_KEY")]
-    key: Option<PathBuf>,
-}
-
-impl TargetFlags {
-    fn target(&self) -> Target {
-        match (&self.collector, &self.ca, &self.cert, &self.key) {
-            (Some(url), Some(ca), Some(cert), Some(key)) => Target::Tls {
-                url: url.clone(),
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            _ => Target::Socket(self.socket.clone()),
-        }
-    }
-}
 
 #[derive(Args)]
 pub struct TailArgs {
@@ -103,74 +60,8 @@ impl TailArgs {
     }
 }
 
-#[derive(Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    target: TargetFlags,
-    #[arg(long)]
-    json: bool,
-}
-
 pub fn execute_tail(args: TailArgs) -> u8 {
     client_runtime().block_on(tail(args))
-}
-
-pub fn execute_status(args: &StatusArgs) -> u8 {
-    client_runtime().block_on(status(&args.target.target(), args.json))
-}
-
-/// A small runtime for the API clients.
-fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime")
-}
-
-/// Where the API is: a local Unix socket, or a collector (or agent) on TCP with mutual TLS.
-#[derive(Clone, Debug)]
-pub enum Target {
-    Socket(PathBuf),
-    Tls {
-        /// `https://host:port`
-        url: String,
-        ca: PathBuf,
-        cert: PathBuf,
-        key: PathBuf,
-    },
-}
-
-/// Connects to the API at `target`.
-pub async fn connect_to(target: &Target) -> Result<AgentServiceClient<Channel>, String> {
-    match target {
-        Target::Socket(path) => connect(path).await,
-        Target::Tls { url, ca, cert, key } => Ok(AgentServiceClient::new(
-            crate::serve::tls::tls_channel(url, ca, cert, key).await?,
-        )),
-    }
-}
-
-/// Connects to the agent's API on `socket`.
-pub async fn connect(socket: &Path) -> Result<AgentServiceClient<Channel>, String> {
-    let path: PathBuf = socket.to_path_buf();
-    // The URI is required by the API but unused: the connector dials the socket.
-    let channel = Endpoint::from_static("http://agent.local")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to the agent's API at {}: {} (is the agent running, and are you root?)",
-                socket.display(),
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
-            )
-        })?;
-    Ok(AgentServiceClient::new(channel))
 }
 
 /// Exit 0 when `count` events were printed or the agent ended the stream; 1 when the stream
@@ -364,105 +255,6 @@ fn pretty_line(e: &pb::Event) -> String {
         }
         _ => format!("\x1b[2m{ts} #{}\x1b[0m \x1b[36m{kind}\x1b[0m", e.seq),
     }
-}
-
-/// `sovereign-agent status`: the agent's `GetStatus`, as text or JSON.
-pub async fn status(target: &Target, json: bool) -> u8 {
-    let mut client = match connect_to(target).await {
-        Ok(c) => c,
-        Err(e) => {
-            complain(e);
-            return exit::UNAVAILABLE;
-        }
-    };
-    let s = match client.get_status(pb::GetStatusRequest {}).await {
-        Ok(r) => r.into_inner(),
-        Err(e) => {
-            eprintln!("sovereign-agent: GetStatus failed: {}", e.message());
-            return exit::FAILURE;
-        }
-    };
-    if json {
-        let policy = s
-            .policy
-            .as_ref()
-            .map(|p| serde_json::json!({"name": p.name, "version": p.version, "hash": p.hash}));
-        let v = serde_json::json!({
-            "version": s.version, "hostname": s.hostname, "cgroup": s.cgroup,
-            "hooks": s.hooks, "hooks_failed": s.hooks_failed, "policy": policy,
-            "started": crate::clock::rfc3339_from_unix_ns(i128::from(s.started_unix_ns)),
-            "events": s.events, "kernel_losses": s.kernel_losses,
-            "decode_errors": s.decode_errors, "subscribers": s.subscribers,
-            "journal_dir": s.journal_dir, "journal_next_seq": s.journal_next_seq,
-            "not_journaled": s.not_journaled,
-            "sinks": s.sinks.iter().map(|k| serde_json::json!({
-                "name": k.name, "type": k.r#type, "delivered": k.delivered,
-                "backlog": k.backlog, "lag_seconds": k.lag_seconds, "errors": k.errors,
-                "connected": k.connected, "last_error": k.last_error,
-            })).collect::<Vec<_>>(),
-            "agents": s.agents.iter().map(|a| serde_json::json!({
-                "agent_id": a.agent_id, "journal_id": a.journal_id, "last_seq": a.last_seq,
-                "last_seen": (a.last_seen_unix_ns != 0)
-                    .then(|| crate::clock::rfc3339_from_unix_ns(i128::from(a.last_seen_unix_ns))),
-                "journal_next_seq": a.journal_next_seq, "backlog": a.backlog,
-                "connected": a.connected,
-            })).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-    } else {
-        println!("sovereign-agent {} on {}", s.version, s.hostname);
-        println!("  watching      {}", s.cgroup);
-        println!("  hooks         {}", s.hooks.join(", "));
-        if !s.hooks_failed.is_empty() {
-            println!("  NOT attached  {}", s.hooks_failed.join(", "));
-        }
-        match &s.policy {
-            Some(p) => println!(
-                "  policy        {} version {} ({})",
-                p.name, p.version, p.hash
-            ),
-            None => println!("  policy        none"),
-        }
-        println!(
-            "  events        {} (kernel losses {}, decode errors {})",
-            s.events, s.kernel_losses, s.decode_errors
-        );
-        println!(
-            "  journal       {} next seq {} (not journaled {})",
-            s.journal_dir, s.journal_next_seq, s.not_journaled
-        );
-        println!("  subscribers   {}", s.subscribers);
-        for k in &s.sinks {
-            let state = if k.connected {
-                "connected".to_string()
-            } else if k.last_error.is_empty() {
-                "not connected".to_string()
-            } else {
-                format!("NOT connected: {}", k.last_error)
-            };
-            println!(
-                "  sink          {} ({}) delivered {} backlog {} lag {:.3}s errors {}, {state}",
-                k.name, k.r#type, k.delivered, k.backlog, k.lag_seconds, k.errors
-            );
-        }
-        for a in &s.agents {
-            let seen = if a.last_seen_unix_ns == 0 {
-                "not since start".to_string()
-            } else {
-                crate::clock::rfc3339_from_unix_ns(i128::from(a.last_seen_unix_ns))
-            };
-            println!(
-                "  agent         {} journal {} last seq {} head {} backlog {} seen {seen}{}",
-                a.agent_id,
-                a.journal_id,
-                a.last_seq,
-                a.journal_next_seq,
-                a.backlog,
-                if a.connected { ", connected" } else { "" }
-            );
-        }
-    }
-    exit::OK
 }
 
 #[cfg(test)]

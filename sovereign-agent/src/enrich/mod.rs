@@ -9,8 +9,8 @@
 pub mod cgroups;
 pub mod container;
 pub mod proc;
-pub mod table;
+pub mod processes;
 
 pub use container::Workload;
 pub use proc::{cmdline_string, exe_link, ppid_of_stat, read_proc, ProcessInfo, MAX_CMDLINE_BYTES};
-pub use table::ProcessTable;
+pub use processes::ProcessTable;

@@ -9,7 +9,7 @@ use sovereign_agent_common::{
 };
 
 use super::kind::*;
-use crate::{clock::WallClock, enrich::table::Identity};
+use crate::{clock::WallClock, enrich::processes::Identity};
 
 /// One observed flow step: connect, send, established or close.
 #[derive(Clone, Debug, PartialEq, Serialize)]

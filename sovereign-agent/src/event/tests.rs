@@ -6,7 +6,7 @@ use sovereign_agent_common::{
 };
 
 use super::*;
-use crate::{clock::WallClock, enrich::table::Identity};
+use crate::{clock::WallClock, enrich::processes::Identity};
 
 fn clock() -> WallClock {
     WallClock::from_offset(1_795_824_000_000_000_000)

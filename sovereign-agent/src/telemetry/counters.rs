@@ -41,7 +41,7 @@ pub struct Counters {
     /// TCP closes whose kernel owner entry had been evicted (`tcp_socket_entries`).
     pub owner_evictions: AtomicU64,
     /// The process table's counters and size, as the pipeline last published them.
-    pub processes: Mutex<(crate::enrich::table::TableStats, usize)>,
+    pub processes: Mutex<(crate::enrich::processes::TableStats, usize)>,
 }
 
 /// Verdicts by (decision, severity) then rule: the rule names are the policy's, so the map

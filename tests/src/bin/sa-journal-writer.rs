@@ -12,7 +12,7 @@ use std::io::Write;
 
 use sovereign_agent::{
     clock::WallClock,
-    enrich::{table::Identity, ProcessInfo},
+    enrich::{processes::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::{JournalOptions, JournalWriter},
     policy::{Decision, Evidence, Explanation, PolicyRef, Severity},

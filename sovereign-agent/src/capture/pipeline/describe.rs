@@ -20,7 +20,7 @@ impl Pipeline {
             self.processes
                 .identify(rec.tgid, &rec.comm, self.options.ancestors_depth)
         } else {
-            crate::enrich::table::Identity::default()
+            crate::enrich::processes::Identity::default()
         };
         if let Some(index) = self.cgroups.as_mut() {
             process.workload = index.workload(rec.cgroup_id, Instant::now());

@@ -9,12 +9,12 @@
 //!
 //! [`rings`] reads the two rings; each record's steps: [`flows`] (the flow records),
 //! [`describe`] (who, names and verdict: the one place a flow event is built), [`naming`]
-//! (what DNS and TLS packets teach), [`floods`] (what the kernel could not report); [`emit`]
+//! (what DNS and TLS packets teach), [`gaps`] (what the kernel could not report); [`emit`]
 //! is where events leave (the flow ceiling, the sink).
 mod describe;
 mod emit;
-mod floods;
 mod flows;
+mod gaps;
 mod naming;
 mod polling;
 mod rings;
@@ -37,7 +37,7 @@ use tokio::io::{unix::AsyncFd, Interest};
 use crate::{
     alerts::AlertFolder,
     capture::bpf::CaptureMaps,
-    capture::flood::{FloodReport, FloodTracker},
+    capture::budgets::{FloodReport, FloodTracker},
     clock::WallClock,
     enrich::ProcessTable,
     event::{

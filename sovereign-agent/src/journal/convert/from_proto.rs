@@ -81,7 +81,7 @@ const REFUSALS: &[&str] = &[
     "answered_by_own_cgroup",
     "answered_by_watched_socket",
 ];
-/// Why a process's facts are missing (enrich::table).
+/// Why a process's facts are missing (enrich::processes).
 const IDENTITY: &[&str] = &["exited_before_read", "exec_raced"];
 /// Why a ClientHello could not be read (names::hello).
 const SNI_UNREADABLE: &[&str] = &[
