@@ -113,8 +113,7 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
         );
     }
     let ring_full = s
-        .ring
-        .get()
+        .ring()
         .is_some_and(|r| r.size() > 0 && r.used() * 10 >= r.size() * 9);
     if ring_full {
         return (
@@ -131,8 +130,7 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
     // Degraded is still ready (the agent reports what its hooks see), but it says what is
     // missing, so that a probe's output or a `curl` tells an operator at once.
     let missing: Vec<String> = s
-        .hooks
-        .get()
+        .hooks()
         .into_iter()
         .flatten()
         .filter(|h| h.error.is_some())

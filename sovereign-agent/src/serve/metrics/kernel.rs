@@ -32,7 +32,7 @@ pub(super) fn render(out: &mut Exposition, s: &Sources) {
         "Ring-buffer records that could not be decoded (skipped).",
         &[(vec![], c.decode_errors.load(Relaxed) as f64)],
     );
-    if let Some(ring) = s.ring.get() {
+    if let Some(ring) = s.ring() {
         out.gauge(
             "sovereign_agent_ring_buffer_used_bytes",
             "Bytes written by the kernel and not yet read by the agent.",
@@ -44,7 +44,7 @@ pub(super) fn render(out: &mut Exposition, s: &Sources) {
             &[(vec![], ring.size() as f64)],
         );
     }
-    if let Some(hooks) = s.hooks.get() {
+    if let Some(hooks) = s.hooks() {
         out.gauge(
             "sovereign_agent_hook_attached",
             "1 for each hook attached at start, 0 for one the kernel refused (see /readyz for what is not reported).",
@@ -57,7 +57,7 @@ pub(super) fn render(out: &mut Exposition, s: &Sources) {
                 .collect::<Vec<_>>(),
         );
     }
-    if let Some(programs) = s.programs.get() {
+    if let Some(programs) = s.programs() {
         let stats = programs.read();
         out.counter(
             "sovereign_agent_bpf_program_run_seconds_total",

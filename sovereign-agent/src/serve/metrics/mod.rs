@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 pub use crate::telemetry::counters::Counters;
 use exposition::{Exposition, NS};
-pub use sources::Sources;
+pub use sources::{Attached, Sources};
 
 /// The Prometheus text exposition (version 0.0.4) of every metric.
 pub fn render(s: &Sources) -> String {

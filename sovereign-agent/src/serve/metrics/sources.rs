@@ -1,5 +1,5 @@
 //! What `/metrics` reads: the counters the stages keep, and what is read at scrape time.
-use std::sync::{atomic::AtomicU64, Arc};
+use std::sync::{atomic::AtomicU64, Arc, OnceLock};
 
 use super::{programs, ring};
 use crate::{
@@ -11,11 +11,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Sources {
     pub counters: Arc<Counters>,
-    pub ring: Arc<std::sync::OnceLock<ring::RingFill>>,
-    /// The attached programs, for their run-time statistics.
-    pub programs: Arc<std::sync::OnceLock<programs::Programs>>,
-    /// Every hook, attached or not (known once the programs are attached).
-    pub hooks: Arc<std::sync::OnceLock<Vec<HookStatus>>>,
+    /// What the kernel side is, once the programs are attached (the endpoint answers before,
+    /// while the agent starts).
+    pub attached: Arc<OnceLock<Attached>>,
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
@@ -24,4 +22,28 @@ pub struct Sources {
     pub started_unix_ns: i64,
     /// The start-up scan for connections already open.
     pub existing: Arc<crate::capture::existing::Report>,
+}
+
+/// Known once the programs are attached; set once.
+pub struct Attached {
+    /// Every hook, attached or not.
+    pub hooks: Vec<HookStatus>,
+    /// The attached programs, for their run-time statistics.
+    pub programs: programs::Programs,
+    /// The event ring's fill (`None`: it could not be mapped; a warning said so).
+    pub ring: Option<ring::RingFill>,
+}
+
+impl Sources {
+    pub fn hooks(&self) -> Option<&[HookStatus]> {
+        self.attached.get().map(|a| a.hooks.as_slice())
+    }
+
+    pub fn programs(&self) -> Option<&programs::Programs> {
+        self.attached.get().map(|a| &a.programs)
+    }
+
+    pub fn ring(&self) -> Option<&ring::RingFill> {
+        self.attached.get().and_then(|a| a.ring.as_ref())
+    }
 }
