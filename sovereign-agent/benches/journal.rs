@@ -20,7 +20,7 @@ use prost::Message;
 use sovereign_agent::{
     cli::{journal::FilterArgs, replay},
     clock::WallClock,
-    enrich::{table::Identity, ProcessInfo},
+    enrich::{processes::Identity, ProcessInfo},
     event::{Event, EventKind, FlowEvent},
     journal::feed::peek::peek,
     journal::{ceiling::FlowCeiling, reader, verify, FsyncPolicy, JournalOptions, JournalWriter},
