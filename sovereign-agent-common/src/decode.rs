@@ -35,6 +35,14 @@ unsafe impl aya::Pod for SendTally {}
 unsafe impl aya::Pod for BudgetKey {}
 // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
 unsafe impl aya::Pod for Budget {}
+// SAFETY: plain integers and byte arrays with no padding.
+unsafe impl aya::Pod for EnforceClass {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EnforceAction {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EnforceKeyV4 {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EnforceKeyV6 {}
 // SAFETY: #[repr(C)] plain old data: only integers and byte arrays, padding explicit.
 unsafe impl aya::Pod for FloodTally {}
 // SAFETY: as above (32 bytes, no implicit padding: asserted).

@@ -68,6 +68,11 @@ pub enum RecordKind {
     /// last folded connect (who, cgroup, destination). User space reads the counts from
     /// [`DESTINATION_REPEATS_MAP`](crate::DESTINATION_REPEATS_MAP). Written to [`PRIORITY_MAP`](crate::PRIORITY_MAP).
     Repeats = 15,
+    /// A connect or datagram refused by an enforce rule (the program answered `EPERM`): a
+    /// [`FlowRecord`] of who and where, `count` the policy's rule index. Written to
+    /// [`PRIORITY_MAP`](crate::PRIORITY_MAP) (TCP) or the events ring (UDP), within the
+    /// workload's budgets like a connect.
+    Refused = 16,
 }
 
 impl RecordKind {
@@ -104,6 +109,7 @@ impl TryFrom<u32> for RecordKind {
             13 => Self::Argv,
             14 => Self::Flood,
             15 => Self::Repeats,
+            16 => Self::Refused,
             other => return Err(other),
         })
     }

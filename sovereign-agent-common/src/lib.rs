@@ -12,6 +12,7 @@ extern crate alloc;
 mod budget;
 #[cfg(feature = "user")]
 mod decode;
+mod enforce;
 mod flow;
 mod maps;
 mod packet;
@@ -20,6 +21,7 @@ mod process;
 pub use budget::*;
 #[cfg(feature = "user")]
 pub use decode::{comm_string, ip_of, DecodeError, Decoded, PacketView, ProcessView, Record};
+pub use enforce::*;
 pub use flow::*;
 pub use maps::*;
 pub use packet::*;

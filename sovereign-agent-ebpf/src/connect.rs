@@ -12,6 +12,7 @@ use sovereign_agent_common::{
 use crate::{
     budget::{admit_connect, admit_task, Suppressed},
     emit::{current_owner, ipv4_bytes, ipv6_bytes, record, submit, submit_priority},
+    enforce::refused,
     maps::{TcpSocket, DNS_NETNS, TCP_SOCKETS, TLS_HELLO},
 };
 
@@ -20,14 +21,22 @@ const SOCK_DGRAM: u32 = 2;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    on_connect(&ctx, AF_INET);
-    1 // allow
+    verdict(on_connect(&ctx, AF_INET))
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    on_connect(&ctx, AF_INET6);
-    1 // allow
+    verdict(on_connect(&ctx, AF_INET6))
+}
+
+/// What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails it with `EPERM`.
+#[inline(always)]
+pub fn verdict(refused: bool) -> i32 {
+    if refused {
+        0
+    } else {
+        1
+    }
 }
 
 /// TCP or UDP from the socket type; other protocols (e.g. ICMP datagram sockets) are skipped.
@@ -68,16 +77,20 @@ pub fn note_dns_netns(ctx: &SockAddrContext, cookie: u64, dst_port: u16) {
     }
 }
 
+/// Records the connect; true when an enforce rule refuses it.
 #[inline(always)]
-fn on_connect(ctx: &SockAddrContext, family: u16) {
+fn on_connect(ctx: &SockAddrContext, family: u16) -> bool {
     let Some(protocol) = transport(ctx) else {
-        return;
+        return false;
     };
     let owner = current_owner();
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
-    note_dns_netns(ctx, cookie, dst_port);
+    let refused = refused(family, &dst_addr);
+    if refused.is_none() {
+        note_dns_netns(ctx, cookie, dst_port);
+    }
     let tcp = protocol == IPPROTO_TCP;
     let (class, what) = if tcp {
         (BUDGET_CLASS_TCP, SUPPRESSED_TCP_CONNECT)
@@ -99,19 +112,31 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
         // Over budget: counted there (a repeat under its destination). Not tracked either,
         // so its established and close (which would be the only records of this
         // connection) are not written.
-        return;
+        return refused.is_some();
     }
 
-    let mut rec = record(RecordKind::Connect as u32, &owner);
+    let kind = if refused.is_some() {
+        RecordKind::Refused
+    } else {
+        RecordKind::Connect
+    };
+    let mut rec = record(kind as u32, &owner);
     rec.family = family;
     rec.protocol = protocol;
     rec.cookie = cookie;
     rec.dst_addr = dst_addr;
     rec.dst_port = dst_port;
+    if let Some(rule) = refused {
+        rec.count = rule;
+    }
     if tcp {
         submit_priority(&rec);
     } else {
         submit(&rec);
+    }
+    if refused.is_some() {
+        // No connection follows: nothing to track.
+        return true;
     }
 
     if tcp {
@@ -126,4 +151,5 @@ fn on_connect(ctx: &SockAddrContext, family: u16) {
         // its first payload is examined afresh, never named by the previous connection's.
         let _ = TLS_HELLO.remove(cookie);
     }
+    false
 }

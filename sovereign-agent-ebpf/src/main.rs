@@ -1,7 +1,8 @@
 //! sovereign-agent kernel programs: one eBPF object, one module per hook.
 //!
 //! Every program copies facts into a record in the `EVENTS` ring buffer and returns; nothing
-//! is parsed or matched here. Every program allows the operation it observes.
+//! is parsed or matched here. Every program allows the operation it observes, except that
+//! connect and sendmsg refuse what an enforce rule of the policy refuses (`enforce.rs`).
 #![no_std]
 #![no_main]
 
@@ -10,6 +11,7 @@ mod connect;
 mod dns;
 mod egress;
 mod emit;
+mod enforce;
 mod maps;
 mod packet;
 mod process;

@@ -1,13 +1,14 @@
 //! The maps shared by the programs. Names are the user-space contract (see the common crate).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use sovereign_agent_common::{
-    Budget, BudgetKey, DestinationKey, FloodTally, ProcessRecord, RepeatTally, SendKey, SendTally,
-    BUDGET_ENTRIES, DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DEFAULT_TCP_SOCKET_ENTRIES,
-    DESTINATION_ENTRIES, DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, PENDING_ARGV_ENTRIES,
-    SUPPRESSED_KINDS,
+    Budget, BudgetKey, DestinationKey, EnforceAction, EnforceClass, EnforceKeyV4, EnforceKeyV6,
+    FloodTally, ProcessRecord, RepeatTally, SendKey, SendTally, BUDGET_ENTRIES,
+    DEFAULT_PRIORITY_RING_BYTES, DEFAULT_RING_BYTES, DEFAULT_TCP_SOCKET_ENTRIES,
+    DESTINATION_ENTRIES, DESTINATION_REPEAT_ENTRIES, DNS_NETNS_ENTRIES, ENFORCE_CGROUP_ENTRIES,
+    ENFORCE_FAILSAFE_ENTRIES, ENFORCE_PREFIX_ENTRIES, PENDING_ARGV_ENTRIES, SUPPRESSED_KINDS,
 };
 
 /// Every record for user space. User space may resize it at load time.
@@ -134,3 +135,31 @@ pub static PENDING_ARGV: LruHashMap<u32, ProcessRecord> =
 /// Where an Argv record is assembled (too large for the stack) before it is stored.
 #[map]
 pub static ARGV_SCRATCH: PerCpuArray<ProcessRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Enforcement on (1) or off (0): see the common crate's `enforce` module.
+#[map]
+pub static ENFORCE_ON: Array<u32> = Array::with_max_entries(1, 0);
+
+/// cgroup id → the enforce class of its tasks (and its descendants').
+#[map]
+pub static ENFORCE_CGROUPS: HashMap<u64, EnforceClass> =
+    HashMap::with_max_entries(ENFORCE_CGROUP_ENTRIES, 0);
+
+/// (class, IPv4 prefix) → allow or refuse.
+#[map]
+pub static ENFORCE_V4: LpmTrie<EnforceKeyV4, EnforceAction> =
+    LpmTrie::with_max_entries(ENFORCE_PREFIX_ENTRIES, 0);
+
+/// (class, IPv6 prefix) → allow or refuse.
+#[map]
+pub static ENFORCE_V6: LpmTrie<EnforceKeyV6, EnforceAction> =
+    LpmTrie::with_max_entries(ENFORCE_PREFIX_ENTRIES, 0);
+
+/// Destinations never refused (trusted resolvers, host and cluster essentials).
+#[map]
+pub static ENFORCE_FAILSAFE_V4: LpmTrie<[u8; 4], u32> =
+    LpmTrie::with_max_entries(ENFORCE_FAILSAFE_ENTRIES, 0);
+
+#[map]
+pub static ENFORCE_FAILSAFE_V6: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(ENFORCE_FAILSAFE_ENTRIES, 0);

@@ -73,7 +73,7 @@ impl AlertFolder {
     pub fn observe(&mut self, f: &FlowEvent) -> Option<AlertEvent> {
         if !matches!(
             f.kind,
-            EventKind::Connect | EventKind::Existing | EventKind::Send
+            EventKind::Connect | EventKind::Existing | EventKind::Send | EventKind::Refused
         ) {
             return None;
         }

@@ -11,6 +11,8 @@ pub enum EventKind {
     Send,
     Established,
     Close,
+    /// Refused in the kernel by an enforce rule: the application saw `EPERM`, nothing left.
+    Refused,
     Loss,
 }
 
@@ -35,6 +37,7 @@ pub fn flow_kind(kind: RecordKind) -> Option<EventKind> {
         RecordKind::Send => Some(EventKind::Send),
         RecordKind::Established => Some(EventKind::Established),
         RecordKind::Close => Some(EventKind::Close),
+        RecordKind::Refused => Some(EventKind::Refused),
         RecordKind::UdpRelease
         | RecordKind::DnsResponse
         | RecordKind::TlsClientHello

@@ -17,8 +17,8 @@ use crate::{
 /// Counters shared by the pipeline, the API's `GetStatus`, the sinks and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Flow events by kind: connect, existing, send, established, close.
-    pub events_by_kind: [AtomicU64; 5],
+    /// Flow events by kind, in the order of [`KINDS`].
+    pub events_by_kind: [AtomicU64; KINDS.len()],
     pub kernel_losses: AtomicU64,
     /// Records the kernel's budgets suppressed since load, by what they would have reported.
     pub suppressed: Mutex<crate::event::Suppressed>,
@@ -48,12 +48,13 @@ pub struct Counters {
 /// stays as small as the policy, and counting a verdict allocates only the first time.
 pub type Verdicts = HashMap<(Decision, Option<Severity>), HashMap<String, u64>>;
 
-pub const KINDS: [EventKind; 5] = [
+pub const KINDS: [EventKind; 6] = [
     EventKind::Connect,
     EventKind::Existing,
     EventKind::Send,
     EventKind::Established,
     EventKind::Close,
+    EventKind::Refused,
 ];
 
 impl Counters {

@@ -122,6 +122,8 @@ pub struct Stats {
     pub connect: u64,
     /// Connections found open at start.
     pub existing: u64,
+    /// Connects and datagrams refused by an enforce rule.
+    pub refused: u64,
     pub send: u64,
     pub established: u64,
     pub close: u64,
@@ -156,6 +158,7 @@ impl Stats {
         match kind {
             EventKind::Connect => self.connect += 1,
             EventKind::Existing => self.existing += 1,
+            EventKind::Refused => self.refused += 1,
             EventKind::Send => self.send += 1,
             EventKind::Established => self.established += 1,
             EventKind::Close => self.close += 1,

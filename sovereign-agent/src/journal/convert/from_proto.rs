@@ -192,6 +192,7 @@ fn flow_from_proto(f: pb::Flow, ts: String, ts_unix_ns: i64) -> Result<FlowEvent
         kind: match pb::FlowKind::try_from(f.kind) {
             Ok(pb::FlowKind::Connect) => EventKind::Connect,
             Ok(pb::FlowKind::Existing) => EventKind::Existing,
+            Ok(pb::FlowKind::Refused) => EventKind::Refused,
             Ok(pb::FlowKind::Send) => EventKind::Send,
             Ok(pb::FlowKind::Established) => EventKind::Established,
             Ok(pb::FlowKind::Close) => EventKind::Close,

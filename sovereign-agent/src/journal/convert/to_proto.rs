@@ -91,6 +91,7 @@ fn flow_to_proto(f: &FlowEvent) -> pb::Flow {
         kind: match f.kind {
             EventKind::Connect => pb::FlowKind::Connect,
             EventKind::Existing => pb::FlowKind::Existing,
+            EventKind::Refused => pb::FlowKind::Refused,
             EventKind::Send => pb::FlowKind::Send,
             EventKind::Established => pb::FlowKind::Established,
             EventKind::Close | EventKind::Loss => pb::FlowKind::Close,

@@ -72,6 +72,7 @@ fn encode_flow(f: &FlowEvent, out: &mut Vec<u8>) {
     let kind = match f.kind {
         EventKind::Connect => pb::FlowKind::Connect,
         EventKind::Existing => pb::FlowKind::Existing,
+        EventKind::Refused => pb::FlowKind::Refused,
         EventKind::Send => pb::FlowKind::Send,
         EventKind::Established => pb::FlowKind::Established,
         EventKind::Close | EventKind::Loss => pb::FlowKind::Close,

@@ -42,6 +42,7 @@ pub fn flow_kind_name(kind: i32) -> &'static str {
     match pb::FlowKind::try_from(kind) {
         Ok(pb::FlowKind::Connect) => "connect",
         Ok(pb::FlowKind::Existing) => "existing",
+        Ok(pb::FlowKind::Refused) => "refused",
         Ok(pb::FlowKind::Send) => "send",
         Ok(pb::FlowKind::Established) => "established",
         _ => "close",
@@ -86,6 +87,7 @@ impl EventFilter {
             "send",
             "established",
             "close",
+            "refused",
             "alert",
             "dns_refused",
             "flood",

@@ -84,6 +84,7 @@ fn kind_name(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Connect => "connect",
         EventKind::Existing => "existing",
+        EventKind::Refused => "refused",
         EventKind::Send => "send",
         EventKind::Established => "established",
         EventKind::Close => "close",
