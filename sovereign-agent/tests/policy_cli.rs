@@ -170,3 +170,40 @@ fn explain_prints_the_reasoning_and_exits_2_for_a_violation() {
     assert_eq!(code, 1);
     assert!(stderr.contains("--dst \"not-an-ip\""), "{stderr}");
 }
+
+#[test]
+fn check_refuses_an_enforce_rule_that_rests_on_names_or_process_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel knows the cgroup and the address, nothing else: an enforce rule that rests
+    // on more is an error, never a silent downgrade to monitoring.
+    for (policy, expected) in [
+        (
+            "[policy]\nname = \"p\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.z]\ndomains = [\"crm.example.eu\"]\n\
+             [[rule]]\nname = \"r\"\nmode = \"enforce\"\nallow = [\"z\"]\n",
+            "zone \"z\" has domains or ai entries",
+        ),
+        (
+            "[policy]\nname = \"p\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.z]\ncidrs = [\"10.0.0.0/8\"]\n\
+             [[rule]]\nname = \"r\"\nmode = \"enforce\"\nworkload = { exe = [\"/opt/llm/**\"] }\nallow = [\"z\"]\n",
+            "selects by exe",
+        ),
+        (
+            "[policy]\nname = \"p\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.z]\ncidrs = [\"10.0.0.0/8\"]\n\
+             [[rule]]\nname = \"llm\"\nworkload = { comm = [\"python*\"] }\nallow = [\"z\"]\n\
+             [[rule]]\nname = \"r\"\nmode = \"enforce\"\nallow = [\"z\"]\n",
+            "comes after rule \"llm\", which selects by comm",
+        ),
+        (
+            "[policy]\nname = \"p\"\nversion = \"1\"\ndefault = \"allow\"\n[zones.z]\ncidrs = [\"10.0.0.0/8\"]\n\
+             [[rule]]\nname = \"r\"\nmode = \"audit\"\nallow = [\"z\"]\n",
+            "mode = \"audit\" is not built yet",
+        ),
+    ] {
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, policy).unwrap();
+        let (code, _, stderr) = run_agent(["policy", "check", path.to_str().unwrap()]);
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains("policy.toml:"), "names the file: {stderr}");
+    }
+}

@@ -117,6 +117,33 @@ pub struct RuleDef {
     #[serde(default = "Decision::violation")]
     pub otherwise: Decision,
     pub severity: Option<Severity>,
+    /// What the agent does with the rule's violations: `monitor` records them, `audit`
+    /// records what enforcement would refuse, `enforce` has the kernel refuse them.
+    #[serde(default)]
+    pub mode: Option<Spanned<RuleMode>>,
+}
+
+/// See [`RuleDef::mode`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// Judge and record (the agent's behaviour without the key).
+    #[default]
+    Monitor,
+    /// Judge exactly as enforcement would, and record `would_refuse`.
+    Audit,
+    /// The kernel refuses the connection; the flow is recorded as `refused`.
+    Enforce,
+}
+
+impl RuleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::Monitor => "monitor",
+            RuleMode::Audit => "audit",
+            RuleMode::Enforce => "enforce",
+        }
+    }
 }
 
 /// `workload = { ... }` or `workload = [{ ... }, { ... }]`: any of the selectors may match.

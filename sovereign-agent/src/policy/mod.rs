@@ -13,6 +13,7 @@ mod classify;
 mod compile;
 pub mod countries;
 pub mod datasets;
+pub mod enforce;
 mod explain;
 pub mod file;
 pub mod prefix;
@@ -42,7 +43,7 @@ pub type PolicyReceiver = tokio::sync::watch::Receiver<Option<Arc<Policy>>>;
 use self::{
     catalogue::Catalogue,
     datasets::{DatasetInfo, DatasetKind, Entry, Loaded},
-    file::{PolicyFile, Selector, UnknownWorkload},
+    file::{PolicyFile, RuleMode, Selector, UnknownWorkload},
     prefix::{PrefixSets, PrefixSetsBuilder},
     verdict::Verdict,
 };
@@ -231,9 +232,17 @@ struct Rule {
     otherwise: Decision,
     severity: Severity,
     by_name: bool,
+    /// `monitor`, `audit` or `enforce` (see [`enforce`]).
+    mode: RuleMode,
 }
 
 impl Rule {
+    fn kernel_unknown_field(&self) -> Option<&'static str> {
+        self.selectors
+            .iter()
+            .find_map(CompiledSelector::kernel_unknown_field)
+    }
+
     fn selects(&self, flow: &Flow<'_>) -> Selected {
         let mut unknown = false;
         for s in &self.selectors {
@@ -327,6 +336,27 @@ struct CompiledSelector {
 }
 
 impl CompiledSelector {
+    /// The first field this selector uses that the kernel does not know at connect time
+    /// (everything but the cgroup).
+    fn kernel_unknown_field(&self) -> Option<&'static str> {
+        [
+            ("exe", self.exe.is_some()),
+            ("ancestor_exe", self.ancestor_exe.is_some()),
+            ("comm", self.comm.is_some()),
+            ("container_id", self.container_id.is_some()),
+            ("uid", !self.uid.is_empty()),
+        ]
+        .into_iter()
+        .find_map(|(field, used)| used.then_some(field))
+    }
+
+    /// Whether it selects every process of the cgroup at `path` (a cgroup-only selector).
+    fn selects_cgroup(&self, path: &str) -> bool {
+        self.cgroup
+            .as_ref()
+            .is_none_or(|set| set.iter().any(|m| m.is_match(path)))
+    }
+
     #[inline]
     fn selects(&self, flow: &Flow<'_>) -> Selected {
         /// `None`: the fact is not known.

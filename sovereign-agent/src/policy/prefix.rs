@@ -175,6 +175,23 @@ impl PrefixSets {
         self.set(self.set_id(ip))
     }
 
+    /// Every IPv4 range with its set: `(first, last, set id)`, ascending, together covering
+    /// the whole family (set 0 where nothing matches).
+    pub fn v4_ranges(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        (0..self.v4_starts.len()).map(move |i| {
+            let last = self.v4_starts.get(i + 1).map_or(u32::MAX, |s| s - 1);
+            (self.v4_starts[i], last, self.v4_sets[i])
+        })
+    }
+
+    /// Every IPv6 range with its set, as [`Self::v4_ranges`].
+    pub fn v6_ranges(&self) -> impl Iterator<Item = (u128, u128, u32)> + '_ {
+        (0..self.v6_starts.len()).map(move |i| {
+            let last = self.v6_starts.get(i + 1).map_or(u128::MAX, |s| s - 1);
+            (self.v6_starts[i], last, self.v6_sets[i])
+        })
+    }
+
     pub fn set_count(&self) -> usize {
         self.sets.len()
     }

@@ -920,3 +920,151 @@ allow = ["eu"]
         ("(policy default)".to_string(), Decision::Allow)
     );
 }
+
+/// An enforce rule as the kernel holds it decides every address exactly as the monitor
+/// judges it: longest prefix of the compiled list, else the rule's `otherwise`. Checked at
+/// both ends of every compiled prefix and just outside them, over countries (the MaxMind
+/// test database), AWS regions, CIDRs and a denied prefix inside an allowed one.
+#[test]
+fn an_enforce_rule_in_the_kernels_form_decides_as_the_monitor_judges() {
+    let text = with_geo(
+        r#"
+[policy]
+name = "enforce"
+version = "1"
+default = "allow"
+
+[zones.resident]
+countries = ["GB", "SE"]
+aws = ["eu-central-1"]
+cidrs = ["10.0.0.0/8", "fd00::/8"]
+
+[zones.carve-out]
+cidrs = ["10.9.0.0/16", "fd00:9::/32"]
+
+[[rule]]
+name = "resident"
+mode = "enforce"
+workload = { cgroup = ["/system.slice/llm.service"] }
+allow = ["resident"]
+deny = ["carve-out"]
+otherwise = "violation"
+"#,
+    );
+    let p = policy(&text).unwrap();
+    let rules = p.enforced_rules();
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0];
+    assert_eq!((rule.index, rule.refuse_otherwise), (0, true));
+    assert!(
+        rule.v4.len() > 100 && !rule.v6.is_empty(),
+        "{} {}",
+        rule.v4.len(),
+        rule.v6.len()
+    );
+    let kernel = |ip: IpAddr| -> bool {
+        let hit = match ip {
+            IpAddr::V4(a) => rule
+                .v4
+                .iter()
+                .filter(|(n, _)| n.contains(&a))
+                .max_by_key(|(n, _)| n.prefix_len())
+                .map(|(_, r)| *r),
+            IpAddr::V6(a) => rule
+                .v6
+                .iter()
+                .filter(|(n, _)| n.contains(&a))
+                .max_by_key(|(n, _)| n.prefix_len())
+                .map(|(_, r)| *r),
+        };
+        hit.unwrap_or(rule.refuse_otherwise)
+    };
+    let mut probes: Vec<IpAddr> = Vec::new();
+    for (n, _) in &rule.v4 {
+        let (first, last) = (u32::from(n.network()), u32::from(n.broadcast()));
+        probes.extend(
+            [first.wrapping_sub(1), first, last, last.wrapping_add(1)]
+                .map(|a| IpAddr::V4(a.into())),
+        );
+    }
+    for (n, _) in &rule.v6 {
+        let (first, last) = (u128::from(n.network()), u128::from(n.broadcast()));
+        probes.extend(
+            [first.wrapping_sub(1), first, last, last.wrapping_add(1)]
+                .map(|a| IpAddr::V6(a.into())),
+        );
+    }
+    probes.extend(
+        [
+            "10.9.1.1",
+            "10.1.1.1",
+            "192.0.2.1",
+            "fd00:9::1",
+            "fd00:1::1",
+        ]
+        .map(|a| a.parse::<IpAddr>().unwrap()),
+    );
+    let mut refused = 0;
+    for ip in &probes {
+        let ip_text = ip.to_string();
+        let mut f = flow(&ip_text, &[], "/opt/llm/bin/server", "server");
+        f.cgroup = Some("/system.slice/llm.service");
+        let v = p.classify(&f);
+        let monitor_refuses = v.decision == Decision::Violation;
+        assert_eq!(
+            kernel(*ip),
+            monitor_refuses,
+            "{ip}: {:#?}",
+            p.explain(&f, &v)
+        );
+        refused += usize::from(monitor_refuses);
+    }
+    assert!(
+        refused > 0 && refused < probes.len(),
+        "{refused} of {}",
+        probes.len()
+    );
+    // The carve-out is refused inside the allowed 10/8, the rest of it allowed.
+    assert!(kernel("10.9.1.1".parse().unwrap()) && !kernel("10.1.1.1".parse().unwrap()));
+    // Which rule decides for a cgroup: the first that selects it, when it enforces.
+    assert_eq!(
+        p.enforcing_rule_of_cgroup("/system.slice/llm.service"),
+        Some(0)
+    );
+    assert_eq!(
+        p.enforcing_rule_of_cgroup("/system.slice/other.service"),
+        None
+    );
+}
+
+#[test]
+fn a_monitor_rule_that_selects_a_cgroup_first_keeps_it_out_of_enforcement() {
+    let p = policy(
+        r#"
+[policy]
+name = "p"
+version = "1"
+default = "allow"
+
+[zones.z]
+cidrs = ["10.0.0.0/8"]
+
+[[rule]]
+name = "watch-only"
+workload = { cgroup = ["/system.slice/a.service"] }
+allow = ["z"]
+
+[[rule]]
+name = "enforced"
+mode = "enforce"
+allow = ["z"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.enforcing_rule_of_cgroup("/system.slice/a.service"), None);
+    assert_eq!(
+        p.enforcing_rule_of_cgroup("/system.slice/b.service"),
+        Some(1)
+    );
+    assert_eq!(p.enforced_rules().len(), 1);
+}

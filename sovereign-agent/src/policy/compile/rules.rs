@@ -1,5 +1,6 @@
 //! Rules and their workload selectors, compiled in order.
 use super::*;
+use crate::policy::file::RuleMode;
 
 impl Compiler<'_> {
     pub(super) fn rules(&mut self, parsed: &PolicyFile) -> Vec<Rule> {
@@ -56,7 +57,8 @@ impl Compiler<'_> {
                 .iter()
                 .map(|s| self.selector(s, r.name.get_ref()))
                 .collect();
-            rules.push(Rule {
+            let mode = r.mode.as_ref().map_or(RuleMode::Monitor, |m| *m.get_ref());
+            let rule = Rule {
                 name: r.name.get_ref().clone(),
                 selectors,
                 allow,
@@ -64,9 +66,60 @@ impl Compiler<'_> {
                 otherwise: r.otherwise,
                 severity: r.severity.unwrap_or(parsed.policy.default_severity),
                 by_name,
-            });
+                mode,
+            };
+            if let Some(at) = &r.mode {
+                if mode == RuleMode::Audit {
+                    self.error_at(
+                        at,
+                        format!(
+                            "rule {:?}: mode = \"audit\" is not built yet: keep the rule in monitor mode, whose violations are what enforce would refuse once the rule decides on cgroups and address facts only (docs/enforce.md)",
+                            r.name.get_ref()
+                        ),
+                    );
+                }
+                if mode != RuleMode::Monitor {
+                    for problem in self.undeliverable(&rule, &rules) {
+                        self.error_at(at, problem);
+                    }
+                }
+            }
+            rules.push(rule);
         }
         rules
+    }
+
+    /// Why the kernel cannot decide `rule` (an `audit` or `enforce` one) exactly as it is
+    /// written, `earlier` being the rules before it. The kernel knows the task's cgroup and
+    /// the destination address, nothing else, so an enforce rule must be decided by those
+    /// alone; a mode that cannot be delivered is an error, never a silent downgrade.
+    fn undeliverable(&self, rule: &Rule, earlier: &[Rule]) -> Vec<String> {
+        let mode = rule.mode.as_str();
+        let mut problems = Vec::new();
+        for (z, zone) in self.zones.iter().enumerate() {
+            if (rule.allow | rule.deny) & (1u128 << z) != 0 && zone.by_name {
+                problems.push(format!(
+                    "rule {:?}: mode = \"{mode}\" needs zones of address facts only, and zone {:?} has domains or ai entries (names are not decided in the kernel yet; split the zone, or keep this rule in monitor mode)",
+                    rule.name, zone.name
+                ));
+            }
+        }
+        if let Some(field) = rule.kernel_unknown_field() {
+            problems.push(format!(
+                "rule {:?}: mode = \"{mode}\" selects by {field}, which the kernel does not decide on yet: select the workload by cgroup only",
+                rule.name
+            ));
+        }
+        if let Some((before, field)) = earlier
+            .iter()
+            .find_map(|e| e.kernel_unknown_field().map(|f| (e, f)))
+        {
+            problems.push(format!(
+                "rule {:?}: mode = \"{mode}\" comes after rule {:?}, which selects by {field}: the kernel cannot tell which of the two takes a flow (select the earlier rule by cgroup only, or move it after this one)",
+                rule.name, before.name
+            ));
+        }
+        problems
     }
 
     fn selector(&mut self, s: &Selector, rule: &str) -> CompiledSelector {
