@@ -13,6 +13,8 @@
 //! - [`names`]: what the destination is called, from the DNS answers and TLS ClientHellos the
 //!   same workload sent and received.
 //! - [`policy`]: the verdict for each flow (zones, rules, evidence) and the policy's reloads.
+//! - [`enforce`]: the policy's enforce rules written into the kernel's maps, so that the
+//!   connect and sendmsg programs refuse a non-resident destination.
 //! - [`event`]: the event the stages above fill in and everything below reads (with [`clock`]
 //!   for its timestamps).
 //! - [`alerts`]: violations and floods become alerts, folded per workload, destination and
@@ -38,6 +40,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod enforce;
 pub mod enrich;
 pub mod escape;
 pub mod event;

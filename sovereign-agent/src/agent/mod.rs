@@ -51,6 +51,11 @@ pub enum AgentError {
     Api(#[from] api::ApiError),
     #[error(transparent)]
     Metrics(#[from] metrics::http::MetricsError),
+    #[error(transparent)]
+    Enforce(#[from] crate::enforce::EnforceError),
+    /// The policy enforces, and the kernel cannot: never a silent downgrade to monitoring.
+    #[error("the policy has enforce rules ({rules}), but {what}")]
+    EnforceUnavailable { rules: String, what: String },
 }
 
 impl AgentError {
@@ -68,7 +73,10 @@ impl AgentError {
             }
             AgentError::Journal(JournalError::Locked { .. }) => exit::TEMPFAIL,
             AgentError::Journal(_) => exit::CANTCREAT,
-            AgentError::Cgroup(_) | AgentError::Bpf(_) => exit::UNAVAILABLE,
+            AgentError::Cgroup(_)
+            | AgentError::Bpf(_)
+            | AgentError::Enforce(_)
+            | AgentError::EnforceUnavailable { .. } => exit::UNAVAILABLE,
             AgentError::Output(_) | AgentError::Api(_) | AgentError::Metrics(_) => exit::CANTCREAT,
             AgentError::Pipeline(_) | AgentError::Signals(_) => exit::IOERR,
         }

@@ -10,6 +10,7 @@ use crate::{
     capture::cgroup,
     capture::pipeline::{Pipeline, PipelineError},
     config::{Config, ConfigError},
+    enforce::{self, Enforcer},
     event::Event,
     journal::output::{self, EventSink},
     journal::recorder as journal_sink,
@@ -61,6 +62,26 @@ impl Agent {
         // it.
         let identity = Identity::collect(config);
         let mut capture = Capture::load(options::capture_options(config))?;
+        // Enforcement is written before anything is attached: the first connect is decided.
+        let failsafe = enforce::failsafe(
+            &config
+                .names
+                .resolvers()
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.ip)
+                .collect::<Vec<_>>(),
+            &config.enforce.failsafe_nets().map_err(|message| {
+                AgentError::Config(ConfigError::Invalid {
+                    origin: config.origin(),
+                    key: "enforce.failsafe",
+                    message,
+                })
+            })?,
+        );
+        let mut enforcer = Enforcer::new(capture.take_enforce_maps()?, &cgroup, &failsafe)?;
+        enforcer.apply(policy.as_ref().and_then(|rx| rx.borrow().clone()))?;
+        let enforced = Arc::new(std::sync::Mutex::new(enforcer.enforced.clone()));
         // The journal opens (and recovers) before anything is attached: a journal that cannot
         // be written stops the start rather than running unrecorded. (After loading the
         // programs, so that an unprivileged start is reported as such.)
@@ -114,6 +135,7 @@ impl Agent {
             let sources = metrics::Sources {
                 counters: counters.clone(),
                 attached: attached_slot.clone(),
+                enforced: enforced.clone(),
                 journal: journal.as_ref().map(|j| j.2.clone()),
                 policy: policy.clone(),
                 subscribers: api.subscribers(),
@@ -131,6 +153,23 @@ impl Agent {
         }
 
         let hooks = capture.attach(&cgroup)?.to_vec();
+        if !enforcer.enforced.rules.is_empty() {
+            let missing: Vec<String> = hooks
+                .iter()
+                .filter(|h| h.error.is_some() && h.hook.decides())
+                .map(|h| format!("{}: {}", h.hook, h.error.as_deref().unwrap_or("")))
+                .collect();
+            if !missing.is_empty() {
+                return Err(AgentError::EnforceUnavailable {
+                    rules: enforcer.enforced.rules.join(", "),
+                    what: format!(
+                        "the kernel refused the hooks that decide: {}",
+                        missing.join("; ")
+                    ),
+                });
+            }
+        }
+        tasks.push(enforcer.spawn(policy.clone(), enforced, serving.subscribe()));
         let mut maps = capture.take_maps()?;
         let ring = metrics::ring::RingFill::new(maps.events.as_fd(), config.ring_buffer_bytes)
             .map_err(|e| tracing::warn!("ring-buffer fill will not be reported: {e}"))

@@ -86,6 +86,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("names.query_table_per_cgroup", Literal),
     ("names.map_per_cgroup", Literal),
     ("names.open_flow_entries", Literal),
+    ("enforce.failsafe", List),
 ];
 
 pub const PREFIX: &str = "SOVEREIGN_";

@@ -80,6 +80,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Naming destinations: which DNS answers verify names, and the bounds (docs/policy.md).
     pub names: NamesConfig,
+    /// Enforcement: what the kernel never refuses (docs/enforce.md).
+    pub enforce: EnforceConfig,
     /// The file this configuration was read from (for the journal's start record).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -115,6 +117,7 @@ impl Default for Config {
             sink: Vec::new(),
             metrics: MetricsConfig::default(),
             names: NamesConfig::default(),
+            enforce: EnforceConfig::default(),
             source: None,
         }
     }

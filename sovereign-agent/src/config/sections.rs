@@ -166,6 +166,30 @@ impl Default for MetricsConfig {
     }
 }
 
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnforceConfig {
+    /// Destinations (addresses or CIDRs) an enforce rule never refuses, beside loopback and
+    /// the trusted resolvers, which are never refused either: the host's and the cluster's
+    /// essentials (the API server, node SSH, the metadata service), so that one mistake in a
+    /// policy cannot cut a node off.
+    pub failsafe: Vec<String>,
+}
+
+impl EnforceConfig {
+    /// The failsafe destinations; `Err` names the one that is neither an address nor a CIDR.
+    pub fn failsafe_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.failsafe
+            .iter()
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{s:?} is neither an address nor a CIDR"))
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncMode {

@@ -205,6 +205,9 @@ impl Config {
         if j.enabled && j.dir.as_os_str().is_empty() {
             return Err(invalid("journal.dir", "is empty".into()));
         }
+        if let Err(e) = self.enforce.failsafe_nets() {
+            return Err(invalid("enforce.failsafe", e));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("{:?}: {e}", self.log.level)));
         }

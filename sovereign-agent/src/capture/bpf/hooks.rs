@@ -75,6 +75,15 @@ impl Hook {
     }
 
     /// What is not reported when this hook is missing.
+    /// Whether enforcement decides in this hook (connect and sendmsg): without it, an
+    /// enforcing policy cannot be delivered.
+    pub fn decides(self) -> bool {
+        matches!(
+            self,
+            Hook::Connect4 | Hook::Connect6 | Hook::Sendmsg4 | Hook::Sendmsg6
+        )
+    }
+
     pub fn loses(self) -> &'static str {
         match self {
             Hook::Connect4 => "IPv4 connect() calls",

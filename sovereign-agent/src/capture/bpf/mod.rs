@@ -11,7 +11,7 @@ mod tracepoints;
 use std::{fs::File, path::Path};
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
         SockOps, TracePoint,
@@ -306,6 +306,32 @@ impl Capture {
 
     pub fn hooks(&self) -> &[HookStatus] {
         &self.hooks
+    }
+
+    /// Takes the enforce maps (once), for [`crate::enforce::Enforcer`]: written before the
+    /// programs are attached, so that the first connect is already decided.
+    pub fn take_enforce_maps(&mut self) -> Result<crate::enforce::KernelMaps, BpfError> {
+        use sovereign_agent_common::{
+            ENFORCE_CGROUPS_MAP, ENFORCE_FAILSAFE_V4_MAP, ENFORCE_FAILSAFE_V6_MAP, ENFORCE_ON_MAP,
+            ENFORCE_V4_MAP, ENFORCE_V6_MAP,
+        };
+        let mut take = |name: &'static str| {
+            self.ebpf
+                .take_map(name)
+                .ok_or(BpfError::MissingInObject(name))
+        };
+        let map_err = |name| move |source| BpfError::Map { name, source };
+        Ok(crate::enforce::KernelMaps {
+            on: Array::try_from(take(ENFORCE_ON_MAP)?).map_err(map_err(ENFORCE_ON_MAP))?,
+            cgroups: HashMap::try_from(take(ENFORCE_CGROUPS_MAP)?)
+                .map_err(map_err(ENFORCE_CGROUPS_MAP))?,
+            v4: LpmTrie::try_from(take(ENFORCE_V4_MAP)?).map_err(map_err(ENFORCE_V4_MAP))?,
+            v6: LpmTrie::try_from(take(ENFORCE_V6_MAP)?).map_err(map_err(ENFORCE_V6_MAP))?,
+            failsafe_v4: LpmTrie::try_from(take(ENFORCE_FAILSAFE_V4_MAP)?)
+                .map_err(map_err(ENFORCE_FAILSAFE_V4_MAP))?,
+            failsafe_v6: LpmTrie::try_from(take(ENFORCE_FAILSAFE_V6_MAP)?)
+                .map_err(map_err(ENFORCE_FAILSAFE_V6_MAP))?,
+        })
     }
 
     /// Takes the maps user space reads (once).

@@ -5,8 +5,9 @@
 //! read at scrape time instead of being kept current on the hot path.
 //!
 //! [`render`] writes the families of each part in turn, a file each: [`pipeline`], [`kernel`],
-//! [`names`], [`processes`], [`sinks`], [`journal`], [`policy`], and [`host`] (the agent's
+//! [`enforce`], [`names`], [`processes`], [`sinks`], [`journal`], [`policy`], and [`host`] (the agent's
 //! own process).
+mod enforce;
 pub mod exposition;
 mod host;
 pub mod http;
@@ -48,6 +49,12 @@ pub fn render(s: &Sources) -> String {
     );
     pipeline::render(&mut out, c);
     kernel::render(&mut out, s);
+    enforce::render(
+        &mut out,
+        &s.enforced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     names::render(
         &mut out,
         &c.names

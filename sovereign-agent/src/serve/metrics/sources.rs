@@ -14,6 +14,8 @@ pub struct Sources {
     /// What the kernel side is, once the programs are attached (the endpoint answers before,
     /// while the agent starts).
     pub attached: Arc<OnceLock<Attached>>,
+    /// What the kernel enforces (the enforcer keeps it current).
+    pub enforced: Arc<std::sync::Mutex<crate::enforce::Enforced>>,
     pub journal: Option<Arc<JournalShared>>,
     pub policy: Option<PolicyReceiver>,
     pub subscribers: Arc<AtomicU64>,
