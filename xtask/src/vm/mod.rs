@@ -35,7 +35,8 @@ use anyhow::{bail, Context, Result};
 /// sendmsg, sockops and release programs and the ring buffers; degraded: each hook refused in
 /// turn; naming: the cgroup_skb programs with a real DNS server and TLS clients; existing:
 /// sock_diag at start; identity: the process tracepoints; journal: crash safety;
-/// name_attacks: forged names, in user and network namespaces). `flood` is a load test calibrated to native speed (a million
+/// name_attacks: forged names, in user and network namespaces; enforce: connect and sendmsg
+/// refusing, the ancestor-cgroup helper and LPM tries). `flood` is a load test calibrated to native speed (a million
 /// destinations in seconds), which emulation cannot reach; the rest (API, collector,
 /// container, packaging, operations) exercise user space and outside tools, not the kernel.
 pub const DEFAULT_SUITES: &[&str] = &[
@@ -46,6 +47,7 @@ pub const DEFAULT_SUITES: &[&str] = &[
     "identity",
     "journal",
     "name_attacks",
+    "enforce",
 ];
 
 /// Marker lines on the guest's console.
