@@ -71,7 +71,7 @@ fn packet_records_decode_with_their_payload() {
 
 #[test]
 fn unknown_kinds_are_rejected_not_transmuted() {
-    for raw in [0, 16, 0xdead_beef] {
+    for raw in [0, 17, 0xdead_beef] {
         assert_eq!(
             Decoded::try_from(record(raw).as_bytes()),
             Err(DecodeError::UnknownKind(raw))
