@@ -30,8 +30,9 @@ pub const ENFORCE_FAILSAFE_ENTRIES: u32 = 4_096;
 /// Name of the one-slot `u32` array that turns the decision on (1) or off (0): off, the
 /// programs never look at the other maps (monitor mode costs nothing).
 pub const ENFORCE_ON_MAP: &str = "ENFORCE_ON";
-/// Deepest cgroup level the programs look at for a classified ancestor.
-pub const ENFORCE_MAX_DEPTH: u32 = 16;
+/// Deepest cgroup level the programs look at for a classified ancestor (a task deeper down
+/// takes its level-8 ancestor's class; Kubernetes pods sit at level 4 or 5).
+pub const ENFORCE_MAX_DEPTH: u32 = 8;
 
 /// Value of [`ENFORCE_CGROUPS_MAP`].
 #[repr(C)]

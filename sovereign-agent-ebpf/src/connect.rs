@@ -21,21 +21,79 @@ const SOCK_DGRAM: u32 = 2;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    verdict(on_connect(&ctx, AF_INET))
+    if let Some(rule) = decide(&ctx, AF_INET) {
+        on_refused(&ctx, AF_INET, rule);
+        return REFUSE;
+    }
+    on_connect(&ctx, AF_INET);
+    ALLOW
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    verdict(on_connect(&ctx, AF_INET6))
+    if let Some(rule) = decide(&ctx, AF_INET6) {
+        on_refused(&ctx, AF_INET6, rule);
+        return REFUSE;
+    }
+    on_connect(&ctx, AF_INET6);
+    ALLOW
 }
 
-/// What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails it with `EPERM`.
+/// What a cgroup sock_addr program returns: the call goes on, or fails with `EPERM`.
+pub const ALLOW: i32 = 1;
+pub const REFUSE: i32 = 0;
+
+/// The enforce decision for a TCP or UDP socket's destination. The refused path and the
+/// recording path are separate branches, so that their locals never share the frame:
+/// connect6 is near the verifier's 512-byte limit (Linux 6.1 refused it when they did).
 #[inline(always)]
-pub fn verdict(refused: bool) -> i32 {
-    if refused {
-        0
+pub fn decide(ctx: &SockAddrContext, family: u16) -> Option<u32> {
+    transport(ctx)?;
+    let (dst_addr, _) = destination(ctx, family);
+    refused(family, &dst_addr)
+}
+
+/// Records a connect refused under the policy's rule `rule`, within the workload's budgets
+/// like a connect; nothing is tracked (no connection follows).
+#[inline(always)]
+fn on_refused(ctx: &SockAddrContext, family: u16, rule: u32) {
+    let Some(protocol) = transport(ctx) else {
+        return;
+    };
+    let owner = current_owner();
+    // SAFETY: the helper accepts a cgroup_sock_addr context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let (dst_addr, dst_port) = destination(ctx, family);
+    let tcp = protocol == IPPROTO_TCP;
+    let suppressed = Suppressed {
+        what: if tcp {
+            SUPPRESSED_TCP_CONNECT
+        } else {
+            SUPPRESSED_UDP
+        },
+        family,
+        addr: &dst_addr,
+        port: dst_port,
+    };
+    let admitted = if tcp {
+        admit_connect(&owner, protocol, &suppressed)
     } else {
-        1
+        admit_task(BUDGET_CLASS_OTHER, &owner, &suppressed)
+    };
+    if !admitted {
+        return;
+    }
+    let mut rec = record(RecordKind::Refused as u32, &owner);
+    rec.family = family;
+    rec.protocol = protocol;
+    rec.cookie = cookie;
+    rec.dst_addr = dst_addr;
+    rec.dst_port = dst_port;
+    rec.count = rule;
+    if tcp {
+        submit_priority(&rec);
+    } else {
+        submit(&rec);
     }
 }
 
@@ -77,20 +135,16 @@ pub fn note_dns_netns(ctx: &SockAddrContext, cookie: u64, dst_port: u16) {
     }
 }
 
-/// Records the connect; true when an enforce rule refuses it.
 #[inline(always)]
-fn on_connect(ctx: &SockAddrContext, family: u16) -> bool {
+fn on_connect(ctx: &SockAddrContext, family: u16) {
     let Some(protocol) = transport(ctx) else {
-        return false;
+        return;
     };
     let owner = current_owner();
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
-    let refused = refused(family, &dst_addr);
-    if refused.is_none() {
-        note_dns_netns(ctx, cookie, dst_port);
-    }
+    note_dns_netns(ctx, cookie, dst_port);
     let tcp = protocol == IPPROTO_TCP;
     let (class, what) = if tcp {
         (BUDGET_CLASS_TCP, SUPPRESSED_TCP_CONNECT)
@@ -112,31 +166,19 @@ fn on_connect(ctx: &SockAddrContext, family: u16) -> bool {
         // Over budget: counted there (a repeat under its destination). Not tracked either,
         // so its established and close (which would be the only records of this
         // connection) are not written.
-        return refused.is_some();
+        return;
     }
 
-    let kind = if refused.is_some() {
-        RecordKind::Refused
-    } else {
-        RecordKind::Connect
-    };
-    let mut rec = record(kind as u32, &owner);
+    let mut rec = record(RecordKind::Connect as u32, &owner);
     rec.family = family;
     rec.protocol = protocol;
     rec.cookie = cookie;
     rec.dst_addr = dst_addr;
     rec.dst_port = dst_port;
-    if let Some(rule) = refused {
-        rec.count = rule;
-    }
     if tcp {
         submit_priority(&rec);
     } else {
         submit(&rec);
-    }
-    if refused.is_some() {
-        // No connection follows: nothing to track.
-        return true;
     }
 
     if tcp {
@@ -151,5 +193,4 @@ fn on_connect(ctx: &SockAddrContext, family: u16) -> bool {
         // its first payload is examined afresh, never named by the previous connection's.
         let _ = TLS_HELLO.remove(cookie);
     }
-    false
 }

@@ -1,7 +1,9 @@
 //! The maps shared by the programs. Names are the user-space contract (see the common crate).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf,
+    },
 };
 use sovereign_agent_common::{
     Budget, BudgetKey, DestinationKey, EnforceAction, EnforceClass, EnforceKeyV4, EnforceKeyV6,
@@ -163,3 +165,17 @@ pub static ENFORCE_FAILSAFE_V4: LpmTrie<[u8; 4], u32> =
 #[map]
 pub static ENFORCE_FAILSAFE_V6: LpmTrie<[u8; 16], u32> =
     LpmTrie::with_max_entries(ENFORCE_FAILSAFE_ENTRIES, 0);
+
+/// Per-CPU room for the enforce lookups' keys: connect6 is near the 512-byte stack limit
+/// (Linux 6.1's verifier refused it with the keys on the stack).
+#[map]
+pub static ENFORCE_SCRATCH: PerCpuArray<EnforceScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct EnforceScratch {
+    pub cgroup: u64,
+    pub v4: Key<EnforceKeyV4>,
+    pub failsafe_v4: Key<[u8; 4]>,
+    pub v6: Key<EnforceKeyV6>,
+    pub failsafe_v6: Key<[u8; 16]>,
+}

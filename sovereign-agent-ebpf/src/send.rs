@@ -11,53 +11,69 @@ use sovereign_agent_common::{
 
 use crate::{
     budget::{admit_task, Suppressed},
-    connect::{destination, note_dns_netns, transport, verdict},
+    connect::{decide, destination, note_dns_netns, transport, ALLOW, REFUSE},
     emit::{current_owner, record, submit},
-    enforce::refused,
     maps::{UDP_SENDS, UDP_SOCKETS},
 };
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    verdict(on_sendmsg(&ctx, AF_INET))
+    if let Some(rule) = decide(&ctx, AF_INET) {
+        on_refused_datagram(&ctx, AF_INET, rule);
+        return REFUSE;
+    }
+    on_sendmsg(&ctx, AF_INET);
+    ALLOW
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    verdict(on_sendmsg(&ctx, AF_INET6))
+    if let Some(rule) = decide(&ctx, AF_INET6) {
+        on_refused_datagram(&ctx, AF_INET6, rule);
+        return REFUSE;
+    }
+    on_sendmsg(&ctx, AF_INET6);
+    ALLOW
 }
 
-/// Records the datagram's destination; true when an enforce rule refuses it.
+/// Each refused datagram is a record, within the workload's budget (never folded into the
+/// socket's sends: nothing was sent).
 #[inline(always)]
-fn on_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
+fn on_refused_datagram(ctx: &SockAddrContext, family: u16, rule: u32) {
     if transport(ctx) != Some(IPPROTO_UDP) {
-        return false;
+        return;
     }
     // SAFETY: the helper accepts a cgroup_sock_addr context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let (dst_addr, dst_port) = destination(ctx, family);
-    if let Some(rule) = refused(family, &dst_addr) {
-        // Each refused datagram is a record, within the workload's budget (never folded into
-        // the socket's sends: nothing was sent).
-        let owner = current_owner();
-        let suppressed = Suppressed {
-            what: SUPPRESSED_UDP,
-            family,
-            addr: &dst_addr,
-            port: dst_port,
-        };
-        if admit_task(BUDGET_CLASS_OTHER, &owner, &suppressed) {
-            let mut rec = record(RecordKind::Refused as u32, &owner);
-            rec.family = family;
-            rec.protocol = IPPROTO_UDP;
-            rec.cookie = cookie;
-            rec.dst_addr = dst_addr;
-            rec.dst_port = dst_port;
-            rec.count = rule;
-            submit(&rec);
-        }
-        return true;
+    let owner = current_owner();
+    let suppressed = Suppressed {
+        what: SUPPRESSED_UDP,
+        family,
+        addr: &dst_addr,
+        port: dst_port,
+    };
+    if !admit_task(BUDGET_CLASS_OTHER, &owner, &suppressed) {
+        return;
     }
+    let mut rec = record(RecordKind::Refused as u32, &owner);
+    rec.family = family;
+    rec.protocol = IPPROTO_UDP;
+    rec.cookie = cookie;
+    rec.dst_addr = dst_addr;
+    rec.dst_port = dst_port;
+    rec.count = rule;
+    submit(&rec);
+}
+
+#[inline(always)]
+fn on_sendmsg(ctx: &SockAddrContext, family: u16) {
+    if transport(ctx) != Some(IPPROTO_UDP) {
+        return;
+    }
+    // SAFETY: the helper accepts a cgroup_sock_addr context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let (dst_addr, dst_port) = destination(ctx, family);
     note_dns_netns(ctx, cookie, dst_port);
     let key = SendKey {
         cookie,
@@ -70,7 +86,7 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
         // SAFETY: pointer into the map value; a racing increment from another CPU may be
         // lost, which only undercounts a flood (the atomic add would need a newer verifier).
         unsafe { (*tally).count += 1 };
-        return false;
+        return;
     }
     let owner = current_owner();
     let suppressed = Suppressed {
@@ -82,7 +98,7 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
     if !admit_task(BUDGET_CLASS_OTHER, &owner, &suppressed) {
         // Over budget: counted there, and not folded either (every later datagram to this
         // destination is judged against the budget again).
-        return false;
+        return;
     }
     let _ = UDP_SENDS.insert(key, SendTally { count: 1 }, 0);
     let _ = UDP_SOCKETS.insert(cookie, 1u8, 0);
@@ -95,5 +111,4 @@ fn on_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
     rec.dst_port = dst_port;
     rec.count = 1;
     submit(&rec);
-    false
 }

@@ -235,3 +235,39 @@ fn an_enforce_rule_refuses_foreign_destinations_in_the_kernel_and_records_each_r
     let r = results(&out);
     assert_eq!(result(&r, "tcp4-foreign"), "ok", "{r:?}");
 }
+
+/// A policy that enforces on a kernel that refuses a hook that decides is an error at start
+/// that names the hook, never a silent downgrade to monitoring; the same policy in monitor
+/// mode runs with the hook missing.
+#[test]
+fn an_enforcing_policy_without_a_deciding_hook_stops_the_start() {
+    let watched = TestCgroup::new("enforce-refused");
+    let dir = std::env::temp_dir().join(format!("sa-enforce-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let out = std::process::Command::new("env")
+        .arg("SOVEREIGN_TEST_REFUSE_HOOKS=cgroup/connect4")
+        .arg(sovereign_agent_tests::target_bin("sovereign-agent"))
+        .args(["run", "--cgroup"])
+        .arg(watched.path())
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--output")
+        .arg(dir.join("events.jsonl"))
+        .arg("--journal")
+        .arg(dir.join("journal"))
+        .arg("--api-socket")
+        .arg(dir.join("api.sock"))
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("the policy has enforce rules (resident-only, one-host-denied, lockdown)")
+            && stderr.contains("cgroup/connect4"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
