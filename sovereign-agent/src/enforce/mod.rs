@@ -222,6 +222,14 @@ impl Enforcer {
     /// Walks the cgroup tree and writes each cgroup's class where it changed (and removes
     /// the entries of cgroups that are gone).
     pub fn rescan(&mut self) -> Result<(), EnforceError> {
+        if self.rule_classes.is_empty() {
+            // Nothing enforced: no walk (and the entries of an earlier policy go).
+            for id in std::mem::take(&mut self.classes).keys() {
+                let _ = self.maps.cgroups.remove(id);
+            }
+            self.enforced.cgroups = 0;
+            return Ok(());
+        }
         let none = EnforceClass::default();
         let found = cgroups::walk(&self.mount, ENFORCE_CGROUP_ENTRIES as usize);
         let mut now = HashMap::with_capacity(found.len());
